@@ -1,0 +1,136 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+
+/** Everything scoped can be told, by flag or by the same key in a YAML `--config` file. */
+export const DaemonConfig = z
+  .object({
+    root: z.string().min(1).default('/'),
+    socket: z.string().optional(),
+    listen: z.string().default('127.0.0.1:8740'),
+    store: z.string().optional(),
+    tokenFile: z.string().optional(),
+    kernelHostname: z.boolean().optional(),
+    logLevel: z.enum(['info', 'warn', 'error', 'silent']).default('info'),
+    maxBodyBytes: z.number().int().positive().default(1024 * 1024),
+    maxBatch: z.number().int().positive().default(100),
+    maxWsPayloadBytes: z.number().int().positive().default(1024 * 1024),
+    wsPingIntervalMs: z.number().int().positive().default(30_000),
+  })
+  .strict();
+
+/** The config with every default resolved against the root. */
+export interface ResolvedConfig {
+  root: string;
+  socket: string;
+  listen: { host: string; port: number } | null;
+  store: string;
+  tokenFile: string;
+  kernelHostname: boolean;
+  logLevel: 'info' | 'warn' | 'error' | 'silent';
+  maxBodyBytes: number;
+  maxBatch: number;
+  maxWsPayloadBytes: number;
+  wsPingIntervalMs: number;
+}
+
+export const USAGE = `Usage: scoped [options]
+
+Runs the scoped daemon in the foreground, logging JSON lines to stderr.
+
+Options:
+  --root DIR             the system root to manage (default /); Postfix's config is DIR/etc/postfix
+  --socket PATH          unix socket (default ROOT/run/scoped/scoped.sock), mode 0660, no token needed
+  --listen HOST:PORT     HTTP and WebSocket on loopback (default 127.0.0.1:8740; "none" turns TCP off)
+  --store URI            sqlite://PATH (default sqlite://ROOT/var/lib/scoped/scoped.sqlite)
+  --token-file PATH      admin bearer token for TCP (default ROOT/etc/scoped/admin.token; created 0600 when missing)
+  --kernel-hostname      also set the kernel hostname (default: on only when --root is /)
+  --no-kernel-hostname   never set the kernel hostname
+  --config FILE          a YAML file with the same keys (root, socket, listen, store, tokenFile, kernelHostname,
+                         logLevel, maxBodyBytes, maxBatch, maxWsPayloadBytes, wsPingIntervalMs); flags win
+  --log-level LEVEL      info, warn, error or silent (default info)
+  -h, --help             show this help
+`;
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+function parseListen(value: string): ResolvedConfig['listen'] {
+  if (value === 'none') return null;
+  const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(value);
+  if (!m) throw new ConfigError(`--listen takes HOST:PORT, such as 127.0.0.1:8740, or none; got ${value}`);
+  const host = m[1]!.replace(/^\[|\]$/g, '');
+  const port = Number(m[2]);
+  if (port > 65535) throw new ConfigError(`--listen port ${port} is out of range`);
+  if (!['127.0.0.1', '::1', 'localhost'].includes(host) && !host.startsWith('127.')) {
+    throw new ConfigError(`--listen ${value} is not a loopback address; scoped serves TCP without TLS and so only on loopback (put a TLS proxy in front for remote access)`);
+  }
+  return { host, port };
+}
+
+/** Parse argv (and the config file it names) into a resolved config. */
+export function loadConfig(argv: readonly string[]): ResolvedConfig | 'help' {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: [...argv],
+      options: {
+        root: { type: 'string' },
+        socket: { type: 'string' },
+        listen: { type: 'string' },
+        store: { type: 'string' },
+        'token-file': { type: 'string' },
+        'kernel-hostname': { type: 'boolean' },
+        'no-kernel-hostname': { type: 'boolean' },
+        config: { type: 'string' },
+        'log-level': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      strict: true,
+      allowPositionals: false,
+    });
+  } catch (err) {
+    throw new ConfigError(`${(err as Error).message}; scoped --help lists the options`);
+  }
+  const v = parsed.values;
+  if (v.help) return 'help';
+  let file: Record<string, unknown> = {};
+  if (v.config) {
+    try {
+      file = (parseYaml(readFileSync(v.config, 'utf8')) as Record<string, unknown> | null) ?? {};
+    } catch (err) {
+      throw new ConfigError(`cannot read the config file ${v.config}: ${(err as Error).message}`);
+    }
+  }
+  const flags: Record<string, unknown> = {
+    root: v.root,
+    socket: v.socket,
+    listen: v.listen,
+    store: v.store,
+    tokenFile: v['token-file'],
+    kernelHostname: v['no-kernel-hostname'] ? false : v['kernel-hostname'],
+    logLevel: v['log-level'],
+  };
+  const merged = { ...file, ...Object.fromEntries(Object.entries(flags).filter(([, x]) => x !== undefined)) };
+  const r = DaemonConfig.safeParse(merged);
+  if (!r.success) throw new ConfigError(`invalid configuration: ${r.error.issues.map((i) => `${i.path.join('.') || 'config'}: ${i.message}`).join('; ')}`);
+  const c = r.data;
+  const root = path.resolve(c.root);
+  const under = (p: string) => path.join(root, p);
+  return {
+    root,
+    socket: path.resolve(c.socket ?? under('run/scoped/scoped.sock')),
+    listen: parseListen(c.listen),
+    store: c.store ?? `sqlite://${under('var/lib/scoped/scoped.sqlite')}`,
+    tokenFile: path.resolve(c.tokenFile ?? under('etc/scoped/admin.token')),
+    kernelHostname: c.kernelHostname ?? root === '/',
+    logLevel: c.logLevel,
+    maxBodyBytes: c.maxBodyBytes,
+    maxBatch: c.maxBatch,
+    maxWsPayloadBytes: c.maxWsPayloadBytes,
+    wsPingIntervalMs: c.wsPingIntervalMs,
+  };
+}

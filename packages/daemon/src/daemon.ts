@@ -1,0 +1,146 @@
+import { existsSync, mkdirSync } from 'node:fs';
+import { chmod, unlink } from 'node:fs/promises';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { connect } from 'node:net';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import type { PluginDef } from '@scoped/sdk';
+import { HostSystem } from '@scoped/system';
+import cpPlugin from '@scoped/plugin-cp';
+import netPlugin from '@scoped/plugin-net';
+import { bearer, loadOrCreateToken, tokenMatches } from './auth.js';
+import type { ResolvedConfig } from './config.js';
+import { Engine } from './engine.js';
+import { registerHandlers } from './handlers.js';
+import { type Logger, jsonLogger } from './log.js';
+import { Registry } from './registry.js';
+import { RpcDispatcher } from './rpc.js';
+import { Store } from './store.js';
+import { httpHandler } from './transports/http.js';
+import { attachWebSocket } from './transports/ws.js';
+
+export const VERSION = '0.1.0';
+
+/** The plugins that ship with scoped. */
+export const firstPartyPlugins: readonly PluginDef[] = [netPlugin, cpPlugin];
+
+/** A running daemon; close() stops every listener and removes the socket. */
+export interface RunningDaemon {
+  readonly engine: Engine;
+  /** Listening addresses: the socket path and, when TCP is on, http://HOST:PORT. */
+  readonly listeners: string[];
+  readonly tcpPort: number | null;
+  close(): Promise<void>;
+}
+
+/** Refuse to start over a live socket; remove a stale one left by a crash. */
+async function claimSocket(file: string): Promise<void> {
+  if (!existsSync(file)) return;
+  const live = await new Promise<boolean>((resolve) => {
+    const s = connect(file);
+    s.once('connect', () => (s.destroy(), resolve(true)));
+    s.once('error', () => resolve(false));
+  });
+  if (live) throw new Error(`another scoped is already listening on ${file}; stop it or pass --socket`);
+  await unlink(file);
+}
+
+function listen(server: Server, target: string | { host: string; port: number }): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    const done = () => (server.off('error', reject), resolve());
+    if (typeof target === 'string') {
+      // Bind with a umask that leaves the socket 0660 from the start; chmod again after.
+      const old = process.umask(0o117);
+      try {
+        server.listen(target, done);
+      } finally {
+        process.umask(old);
+      }
+    } else server.listen(target.port, target.host, done);
+  });
+}
+
+const closeServer = (server: Server) =>
+  new Promise<void>((resolve) => {
+    server.close(() => resolve());
+    server.closeAllConnections();
+  });
+
+/** Start scoped with a resolved config. */
+export async function startDaemon(config: ResolvedConfig, opts: { log?: Logger; plugins?: readonly PluginDef[] } = {}): Promise<RunningDaemon> {
+  const started = Date.now();
+  let scrub = (t: string) => t;
+  const log = opts.log ?? jsonLogger({ level: config.logLevel, scrub: (l) => scrub(l) });
+  const registry = new Registry();
+  for (const plugin of opts.plugins ?? firstPartyPlugins) {
+    const status = registry.add(plugin);
+    if (status.status === 'failed') log.error('plugin failed to load', { plugin: status.name, error: status.error });
+  }
+  const store = await Store.open(config.store);
+  const system = new HostSystem({ root: config.root, kernelHostname: config.kernelHostname });
+  const engine = new Engine(registry, store, system, { kernelHostname: config.kernelHostname }, log);
+  await engine.init();
+  scrub = (t) => engine.scrub(t);
+
+  const rpc = new RpcDispatcher(log, { maxBatch: config.maxBatch }, scrub);
+  const listeners: string[] = [];
+  registerHandlers(rpc, engine, () => ({
+    version: VERSION,
+    pid: process.pid,
+    uptimeSeconds: Math.round((Date.now() - started) / 1000),
+    root: config.root,
+    store: config.store.replace(/^(\w+:\/\/)[^@/]*@/, '$1'),
+    listeners,
+    plugins: registry.plugins.map((p) => ({ ...p })),
+    revision: engine.revision,
+  }));
+
+  const servers: Server[] = [];
+  const closers: (() => void)[] = [];
+  let tcpPort: number | null = null;
+  try {
+    mkdirSync(path.dirname(config.socket), { recursive: true, mode: 0o755 });
+    await claimSocket(config.socket);
+    const unix = createServer(httpHandler(rpc, { maxBodyBytes: config.maxBodyBytes, authenticate: null, transport: 'unix' }));
+    await listen(unix, config.socket);
+    await chmod(config.socket, 0o660);
+    servers.push(unix);
+    listeners.push(`unix:${config.socket}`);
+
+    if (config.listen) {
+      const token = await loadOrCreateToken(config.tokenFile);
+      const authenticate = (req: IncomingMessage) => tokenMatches(bearer(req.headers.authorization), token);
+      const tcp = createServer(httpHandler(rpc, { maxBodyBytes: config.maxBodyBytes, authenticate, transport: 'http' }));
+      const ws = attachWebSocket(tcp, rpc, { maxPayloadBytes: config.maxWsPayloadBytes, authenticate, pingIntervalMs: config.wsPingIntervalMs });
+      closers.push(() => ws.close());
+      await listen(tcp, config.listen);
+      servers.push(tcp);
+      tcpPort = (tcp.address() as AddressInfo).port;
+      const host = config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host;
+      listeners.push(`http://${host}:${tcpPort}/rpc`, `ws://${host}:${tcpPort}/rpc`);
+    }
+  } catch (err) {
+    for (const s of servers) await closeServer(s);
+    await store.close();
+    throw err;
+  }
+  log.info('listening', { listeners, root: config.root, pid: process.pid, version: VERSION });
+
+  let closing: Promise<void> | undefined;
+  return {
+    engine,
+    listeners,
+    tcpPort,
+    close() {
+      closing ??= (async () => {
+        for (const c of closers) c();
+        for (const s of servers) await closeServer(s);
+        await unlink(config.socket).catch(() => {});
+        await store.close();
+        log.info('stopped');
+      })();
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,426 @@
+import { ErrorCodes, REDACTED, RpcError, type ApplyResult, type Drift, type PlanChange } from '@scoped/protocol';
+import {
+  ScopeInputError,
+  changeDrift,
+  changeTarget,
+  describeChange,
+  redactValue,
+  type Change,
+  type PlanContext,
+  type ScopeContext,
+  type ScopeDef,
+  type UnitDef,
+  type VarDef,
+} from '@scoped/sdk';
+import type { HostSystem } from '@scoped/system';
+import { z } from 'zod';
+import type { Logger } from './log.js';
+import { Mutex } from './mutex.js';
+import type { Registry } from './registry.js';
+import type { State, Store } from './store.js';
+
+/** Who asked, for the audit trail. */
+export interface Actor {
+  name: string;
+  transport: string;
+}
+
+interface Planned {
+  unit: UnitDef;
+  changes: Change[];
+}
+
+interface Mutation {
+  action: string;
+  target: string;
+  varChanges: Record<string, unknown>;
+  /** Units to converge, whether or not a var changed (converge), or undefined for "the units reading changed vars". */
+  units?: UnitDef[];
+  converge: boolean;
+  dryRun: boolean;
+  ifRevision?: number | undefined;
+  /** The vars whose revision ifRevision is compared with. */
+  revisionVars?: readonly string[];
+  old?: unknown;
+  new?: unknown;
+  actor: Actor;
+}
+
+const same = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b);
+
+/** Turns a glob such as `mail.*` into a test. */
+export function globTest(glob: string): (name: string) => boolean {
+  const re = new RegExp(`^${glob.replace(/[.+^${}()|\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`);
+  return (name) => re.test(name);
+}
+
+/**
+ * The scope engine: validates, plans, applies with a snapshot, verifies, rolls back on
+ * failure, persists and audits. Every mutation runs under one lock, so sets on the same
+ * unit are serialized and each plans against what the previous one left.
+ */
+export class Engine {
+  private state!: State;
+  private readonly lock = new Mutex();
+  readonly planContext: PlanContext;
+
+  constructor(
+    readonly registry: Registry,
+    private readonly store: Store,
+    readonly system: HostSystem,
+    readonly options: { kernelHostname: boolean },
+    private readonly log: Logger,
+  ) {
+    this.planContext = { system, options };
+  }
+
+  async init(): Promise<void> {
+    this.state = await this.store.loadState();
+  }
+
+  get revision(): number {
+    return this.state.revision;
+  }
+
+  /** Every var's current value, defaults filled in. */
+  vars(): Record<string, unknown> {
+    const out: Record<string, unknown> = {};
+    for (const [name, def] of this.registry.vars) out[name] = name in this.state.vars ? this.state.vars[name] : def.default;
+    return out;
+  }
+
+  redactVar(name: string, value: unknown): unknown {
+    return redactValue(value, this.registry.vars.get(name)?.secret);
+  }
+
+  /** Every secret string the vars hold now, so messages and logs can be scrubbed of them. */
+  secrets(extra: Record<string, unknown> = {}): string[] {
+    const out = new Set<string>();
+    const collect = (value: unknown, secret: true | readonly string[] | undefined) => {
+      if (secret === undefined || value === null || value === undefined) return;
+      if (secret === true) {
+        if (typeof value === 'string' && value !== '') out.add(value);
+        else if (typeof value === 'object') for (const v of Object.values(value)) collect(v, true);
+        return;
+      }
+      if (typeof value === 'object') for (const [k, v] of Object.entries(value)) collect(v, secret.includes(k) ? true : secret);
+    };
+    const vars = { ...this.vars(), ...extra };
+    for (const [name, def] of this.registry.vars) collect(vars[name], def.secret);
+    return [...out].sort((a, b) => b.length - a.length);
+  }
+
+  /** Replace every secret in a text with the redaction marker. */
+  scrub(text: string, extra: Record<string, unknown> = {}): string {
+    let out = text;
+    for (const s of this.secrets(extra)) {
+      out = out.split(s).join(REDACTED);
+      const json = JSON.stringify(s).slice(1, -1);
+      if (json !== s) out = out.split(json).join(REDACTED);
+    }
+    return out;
+  }
+
+  scopeContext(vars: Record<string, unknown> = this.vars()): ScopeContext {
+    return { system: this.system, vars, varDefs: this.registry.vars, redactVar: (n, v) => this.redactVar(n, v) };
+  }
+
+  scope(name: string): ScopeDef {
+    const scope = this.registry.scopes.get(name);
+    if (scope) return scope;
+    const hint = [...this.registry.scopes.keys()].find((s) => s.split('.')[1] === name.split('.')[1] || s.startsWith(name));
+    throw new RpcError(ErrorCodes.ScopeNotFound, `no scope named ${name}${hint ? `; did you mean ${hint}?` : ''} (cpcmd scope:list shows them all)`);
+  }
+
+  unit(name: string): UnitDef {
+    const unit = this.registry.units.get(name);
+    if (unit) return unit;
+    throw new RpcError(ErrorCodes.ScopeNotFound, `no unit named ${name} (cpcmd converge takes one of: ${[...this.registry.units.keys()].join(', ')})`);
+  }
+
+  varDef(name: string): VarDef {
+    const def = this.registry.vars.get(name);
+    if (def) return def;
+    throw new RpcError(ErrorCodes.ScopeNotFound, `no var named ${name} (cpcmd scope:get cp.bootstrapper lists the vars that are set)`);
+  }
+
+  /** A scope's value shown safely. */
+  redactScopeValue(scope: ScopeDef, value: unknown, ctx: ScopeContext): unknown {
+    return scope.redact ? scope.redact(value, ctx) : redactValue(value, scope.secretFields);
+  }
+
+  scopeRevision(scope: ScopeDef, varNames: readonly string[] = scope.vars): number {
+    return Math.max(0, ...varNames.map((v) => this.state.varRevisions[v] ?? 0));
+  }
+
+  async get(name: string, args: readonly unknown[] = []): Promise<{ name: string; value: unknown; revision: number; drift: Drift[] }> {
+    const scope = this.scope(name);
+    const ctx = this.scopeContext();
+    const value = await inputErrors(() => scope.get(ctx, args));
+    const drift = await this.drift(this.registry.unitsReading(scope.vars), this.vars(), name);
+    return { name, value: redactValue(value, scope.secretFields), revision: this.scopeRevision(scope), drift };
+  }
+
+  /** Differences between what the vars ask of these units and what the system has. */
+  async drift(units: readonly UnitDef[], vars: Record<string, unknown> = this.vars(), scope?: string): Promise<Drift[]> {
+    const planned = await this.plan(units, vars);
+    return planned.flatMap(({ unit, changes }) =>
+      changes
+        .filter((c) => c.kind !== 'service')
+        .map((c) => {
+          const d: Drift = { unit: unit.name, target: changeTarget(c), ...changeDrift(c, REDACTED) };
+          if (scope) d.scope = scope;
+          const v = c.var ?? (unit.reads.length === 1 ? unit.reads[0] : undefined);
+          if (v) d.var = v;
+          return d;
+        }),
+    );
+  }
+
+  async check(name?: string): Promise<{ ok: boolean; drift: Drift[] }> {
+    const drift: Drift[] = [];
+    if (name) {
+      const scope = this.scope(name);
+      drift.push(...(await this.drift(this.registry.unitsReading(scope.vars), this.vars(), name)));
+    } else {
+      for (const unit of this.registry.units.values()) {
+        const scope = [...this.registry.scopes.values()].find((s) => s.vars.some((v) => unit.reads.includes(v)));
+        drift.push(...(await this.drift([unit], this.vars(), scope?.name)));
+      }
+    }
+    return { ok: drift.length === 0, drift };
+  }
+
+  private async plan(units: readonly UnitDef[], vars: Record<string, unknown>): Promise<Planned[]> {
+    const out: Planned[] = [];
+    for (const unit of units) {
+      const observed = await unit.observe(this.planContext);
+      const changes = await unit.plan(vars, observed, this.planContext);
+      if (changes.length) out.push({ unit, changes });
+    }
+    return out;
+  }
+
+  private show(planned: readonly Planned[], extraSecrets: Record<string, unknown>): PlanChange[] {
+    return planned.flatMap(({ unit, changes }) =>
+      changes.map((c) => ({ unit: unit.name, kind: c.kind, target: changeTarget(c), summary: this.scrub(describeChange(c), extraSecrets) })),
+    );
+  }
+
+  /** Turn a scope's value (or CLI words) into validated var changes. */
+  async scopeVars(scope: ScopeDef, input: { value?: unknown; args?: readonly unknown[] }): Promise<{ value: unknown; vars: Record<string, unknown> }> {
+    const ctx = this.scopeContext();
+    if (input.value !== undefined && input.args !== undefined) throw new RpcError(ErrorCodes.InvalidParams, 'give either value or args, not both');
+    if (input.value === undefined && input.args === undefined) throw new RpcError(ErrorCodes.InvalidParams, `give a value for ${scope.name}; usage: ${scope.name} ${scope.usage}`);
+    const raw = input.args !== undefined ? await inputErrors(() => scope.parseArgs(input.args!, ctx)) : input.value;
+    const parsed = scope.schema.safeParse(raw);
+    if (!parsed.success) throw invalid(`invalid value for ${scope.name}`, parsed.error, scope.usage);
+    const vars = await inputErrors(() => scope.toVars(parsed.data, ctx));
+    return { value: parsed.data, vars: this.validateVars(vars) };
+  }
+
+  validateVars(vars: Record<string, unknown>): Record<string, unknown> {
+    const out: Record<string, unknown> = {};
+    for (const [name, value] of Object.entries(vars)) {
+      const r = this.varDef(name).schema.safeParse(value);
+      if (!r.success) throw invalid(`invalid value for ${name}`, r.error);
+      out[name] = r.data;
+    }
+    return out;
+  }
+
+  async set(
+    params: { name: string; value?: unknown; args?: readonly unknown[]; dryRun?: boolean; ifRevision?: number; converge?: boolean },
+    actor: Actor,
+  ): Promise<ApplyResult & { name: string; value: unknown }> {
+    const scope = this.scope(params.name);
+    if (params.converge === false && !scope.allowNoConverge) {
+      throw new RpcError(ErrorCodes.InvalidParams, `${scope.name} always converges; --no-converge applies to cp.bootstrapper only`);
+    }
+    const input: { value?: unknown; args?: readonly unknown[] } = {};
+    if (params.value !== undefined) input.value = params.value;
+    if (params.args !== undefined) input.args = params.args;
+    const { value, vars } = await this.scopeVars(scope, input);
+    const ctx = this.scopeContext();
+    const shown = this.redactScopeValue(scope, value, ctx);
+    const result = await this.mutate({
+      action: 'scope.set',
+      target: scope.name,
+      varChanges: vars,
+      converge: params.converge ?? true,
+      dryRun: params.dryRun ?? false,
+      ifRevision: params.ifRevision,
+      revisionVars: scope.vars.length ? scope.vars : Object.keys(vars),
+      old: await this.oldValue(scope, ctx, vars),
+      new: shown,
+      actor,
+    });
+    return { ...result, name: scope.name, value: shown };
+  }
+
+  private async oldValue(scope: ScopeDef, ctx: ScopeContext, vars: Record<string, unknown>): Promise<unknown> {
+    if (scope.vars.length === 0) return Object.fromEntries(Object.keys(vars).map((v) => [v, this.redactVar(v, ctx.vars[v])]));
+    try {
+      return redactValue(await scope.get(ctx, []), scope.secretFields);
+    } catch {
+      return undefined;
+    }
+  }
+
+  async reset(params: { name: string; dryRun?: boolean }, actor: Actor): Promise<ApplyResult & { name: string; value: unknown }> {
+    const scope = this.scope(params.name);
+    if (scope.vars.length === 0 && !scope.resetVars) throw new RpcError(ErrorCodes.InvalidParams, `${scope.name} has nothing to reset; reset a var with cpcmd scope:set cp.bootstrapper VAR VALUE`);
+    const ctx = this.scopeContext();
+    const vars = scope.resetVars ? scope.resetVars(ctx) : Object.fromEntries(scope.vars.map((v) => [v, this.varDef(v).default]));
+    const result = await this.mutate({
+      action: 'scope.reset',
+      target: scope.name,
+      varChanges: vars,
+      converge: true,
+      dryRun: params.dryRun ?? false,
+      revisionVars: scope.vars,
+      old: await this.oldValue(scope, ctx, vars),
+      new: 'default',
+      actor,
+    });
+    return { ...result, name: scope.name, value: Object.fromEntries(Object.entries(vars).map(([k, v]) => [k, this.redactVar(k, v)])) };
+  }
+
+  async setVar(params: { name: string; value: unknown; dryRun?: boolean; converge?: boolean; ifRevision?: number }, actor: Actor) {
+    const def = this.varDef(params.name);
+    const vars = this.validateVars({ [def.name]: params.value });
+    const result = await this.mutate({
+      action: 'var.set',
+      target: def.name,
+      varChanges: vars,
+      converge: params.converge ?? true,
+      dryRun: params.dryRun ?? false,
+      ifRevision: params.ifRevision,
+      revisionVars: [def.name],
+      old: this.redactVar(def.name, this.vars()[def.name]),
+      new: this.redactVar(def.name, vars[def.name]),
+      actor,
+    });
+    return { ...result, name: def.name, value: this.redactVar(def.name, vars[def.name]) };
+  }
+
+  async converge(params: { units?: string[]; dryRun?: boolean }, actor: Actor): Promise<ApplyResult> {
+    const units = params.units?.length ? params.units.map((u) => this.unit(u)) : [...this.registry.units.values()];
+    return this.mutate({
+      action: 'unit.converge',
+      target: units.map((u) => u.name).join(','),
+      varChanges: {},
+      units,
+      converge: true,
+      dryRun: params.dryRun ?? false,
+      actor,
+    });
+  }
+
+  /** The eight steps: validate (done by the caller), diff vars, plan, apply, verify, persist, audit, notify. */
+  private mutate(m: Mutation): Promise<ApplyResult> {
+    return this.lock.run(async () => {
+      if (m.ifRevision !== undefined) {
+        const current = Math.max(0, ...(m.revisionVars ?? []).map((v) => this.state.varRevisions[v] ?? 0));
+        if (current !== m.ifRevision) {
+          throw new RpcError(ErrorCodes.Conflict, `${m.target} is at revision ${current}, not ${m.ifRevision}; read it again and retry`, { revision: current });
+        }
+      }
+      const before = this.vars();
+      const next = { ...before, ...m.varChanges };
+      const changedVars = Object.keys(m.varChanges).filter((k) => !same(before[k], next[k]));
+      const units = m.units ?? (m.converge ? this.registry.unitsReading(changedVars) : []);
+      const planned = await this.plan(units, next);
+      const plan = this.show(planned, m.varChanges);
+      if (m.dryRun) return { status: 'planned', plan, revision: this.state.revision };
+      if (changedVars.length === 0 && planned.length === 0) return { status: 'unchanged', plan, revision: this.state.revision };
+
+      const audit = (outcome: 'applied' | 'rolled-back', reason?: string) =>
+        this.store.appendAudit({
+          time: new Date().toISOString(),
+          actor: m.actor.name,
+          transport: m.actor.transport,
+          action: m.action,
+          target: m.target,
+          old: m.old,
+          new: m.new,
+          plan: plan.map((p) => p.summary),
+          outcome,
+          ...(reason ? { reason } : {}),
+          revision: this.state.revision,
+        });
+
+      if (planned.length) {
+        try {
+          await this.applyPlanned(planned, next);
+        } catch (err) {
+          const reason = this.scrub(err instanceof Error ? err.message : String(err), m.varChanges);
+          this.log.error('converge failed; rolled back', { target: m.target, reason });
+          await audit('rolled-back', reason);
+          throw new RpcError(ErrorCodes.ConvergeFailed, `converge failed and was rolled back: ${reason}`, { plan });
+        }
+      }
+      if (changedVars.length) {
+        const revision = this.state.revision + 1;
+        const varRevisions = { ...this.state.varRevisions };
+        for (const v of changedVars) varRevisions[v] = revision;
+        const vars = { ...this.state.vars };
+        for (const v of changedVars) vars[v] = next[v];
+        const state: State = { revision, vars, varRevisions };
+        await this.store.saveState(state);
+        this.state = state;
+      }
+      await audit('applied');
+      this.log.info('applied', { action: m.action, target: m.target, actor: m.actor.name, changes: plan.length, revision: this.state.revision });
+      return { status: 'applied', plan, revision: this.state.revision };
+    });
+  }
+
+  /** Snapshot, apply, verify; on any failure restore the snapshot and rethrow. */
+  private async applyPlanned(planned: readonly Planned[], vars: Record<string, unknown>): Promise<void> {
+    const all = planned.flatMap((p) => p.changes);
+    const snapshot = await this.system.snapshot(all);
+    try {
+      for (const { unit, changes } of planned) {
+        await withTimeout(this.system.apply(changes), unit.timeoutMs ?? 30_000, `unit ${unit.name} did not finish applying in ${unit.timeoutMs ?? 30_000} ms`);
+      }
+      const left = (await this.plan(planned.map((p) => p.unit), vars)).flatMap((p) => p.changes.filter((c) => c.kind !== 'service').map((c) => `${p.unit.name}: ${describeChange(c)}`));
+      if (left.length) throw new Error(`verification found the system still differs: ${left.join('; ')}`);
+    } catch (err) {
+      try {
+        await this.system.restore(snapshot);
+        const services = all.filter((c) => c.kind === 'service');
+        if (services.length) await this.system.apply(services);
+      } catch (restoreErr) {
+        this.log.error('rollback failed', { reason: this.scrub(String(restoreErr), vars) });
+      }
+      throw err;
+    }
+  }
+}
+
+async function withTimeout<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new RpcError(ErrorCodes.Timeout, message)), ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** A zod failure as invalid params, with its issues in data and a readable message. */
+export function invalid(prefix: string, error: z.ZodError, usage?: string): RpcError {
+  const issues = error.issues.map((i) => ({ path: i.path.map((p) => (typeof p === 'symbol' ? String(p) : p)), message: i.message }));
+  const why = issues.map((i) => (i.path.length ? `${i.path.join('.')}: ${i.message}` : i.message)).join('; ');
+  return new RpcError(ErrorCodes.InvalidParams, `${prefix}: ${why}${usage ? ` (usage: ${usage})` : ''}`, { issues });
+}
+
+/** Runs scope code, turning its ScopeInputError into invalid params. */
+async function inputErrors<T>(fn: () => T | Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof ScopeInputError) throw new RpcError(ErrorCodes.InvalidParams, err.message, { issues: [{ path: err.path, message: err.message }] });
+    throw err;
+  }
+}

@@ -1,0 +1,15 @@
+export { ConfigError, DaemonConfig, USAGE, loadConfig } from './config.js';
+export type { ResolvedConfig } from './config.js';
+export { VERSION, firstPartyPlugins, startDaemon } from './daemon.js';
+export type { RunningDaemon } from './daemon.js';
+export { Engine, globTest } from './engine.js';
+export type { Actor } from './engine.js';
+export { jsonLogger } from './log.js';
+export type { Logger, LogLevel } from './log.js';
+export { main } from './main.js';
+export { Registry } from './registry.js';
+export type { PluginStatus } from './registry.js';
+export { RpcDispatcher } from './rpc.js';
+export type { CallContext } from './rpc.js';
+export { Store } from './store.js';
+export type { AuditEntry, State } from './store.js';

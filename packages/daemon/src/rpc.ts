@@ -1,0 +1,97 @@
+import { ErrorCodes, RpcError, type MethodDescriptor } from '@scoped/protocol';
+import { ScopeInputError } from '@scoped/sdk';
+import { JSONRPCServer, type JSONRPCResponse } from 'json-rpc-2.0';
+import type { z } from 'zod';
+import { invalid } from './engine.js';
+import type { Logger } from './log.js';
+
+/** Who is calling and how; handed to every handler. */
+export interface CallContext {
+  actor: string;
+  transport: 'unix' | 'http' | 'ws';
+  peer?: string;
+}
+
+export interface RpcLimits {
+  /** Most requests in one batch. */
+  maxBatch: number;
+}
+
+type Handler<P extends z.ZodType, R extends z.ZodType> = (params: z.output<P>, ctx: CallContext) => Promise<z.input<R>> | z.input<R>;
+
+const errorResponse = (id: unknown, code: number, message: string, data?: unknown): JSONRPCResponse =>
+  ({ jsonrpc: '2.0', id: validId(id) ? id : null, error: data === undefined ? { code, message } : { code, message, data } }) as JSONRPCResponse;
+
+const validId = (id: unknown): id is string | number | null => typeof id === 'string' || typeof id === 'number' || id === null;
+
+/**
+ * JSON-RPC 2.0 dispatch over any transport: parses text, enforces the batch limit, answers
+ * batches as arrays and notifications with nothing, validates params with each method's zod
+ * schema, and maps every error to a code that is never 0.
+ */
+export class RpcDispatcher {
+  private readonly server: JSONRPCServer<CallContext>;
+
+  constructor(
+    private readonly log: Logger,
+    private readonly limits: RpcLimits,
+    private readonly scrub: (text: string) => string = (t) => t,
+  ) {
+    this.server = new JSONRPCServer<CallContext>({ errorListener: () => {} });
+    this.server.mapErrorToJSONRPCErrorResponse = (id, error) => this.mapError(id, error) as never;
+  }
+
+  register<N extends string, P extends z.ZodType, R extends z.ZodType>(method: MethodDescriptor<N, P, R>, handler: Handler<P, R>): void {
+    this.server.addMethod(method.name, async (params, ctx) => {
+      if (Array.isArray(params)) throw new RpcError(ErrorCodes.InvalidParams, `${method.name} takes params by name (an object), not by position`);
+      const parsed = method.params.safeParse(params ?? {});
+      if (!parsed.success) throw invalid(`invalid params for ${method.name}`, parsed.error);
+      return handler(parsed.data, ctx);
+    });
+  }
+
+  private mapError(id: unknown, error: unknown): JSONRPCResponse {
+    if (error instanceof RpcError) return errorResponse(id, error.code, this.scrub(error.message), error.data);
+    if (error instanceof ScopeInputError) return errorResponse(id, ErrorCodes.InvalidParams, this.scrub(error.message));
+    const detail = error instanceof Error ? (error.stack ?? error.message) : String(error);
+    this.log.error('internal error', { detail: this.scrub(detail) });
+    return errorResponse(id, ErrorCodes.InternalError, 'Internal error (the daemon log has the detail)');
+  }
+
+  /** Answer one JSON text; null when nothing is to be sent back (only notifications). */
+  async handleText(text: string, ctx: CallContext): Promise<string | null> {
+    let request: unknown;
+    try {
+      request = JSON.parse(text);
+    } catch {
+      return JSON.stringify(errorResponse(null, ErrorCodes.ParseError, 'Parse error: the request is not valid JSON'));
+    }
+    const response = await this.handle(request, ctx);
+    return response === null ? null : JSON.stringify(response);
+  }
+
+  async handle(request: unknown, ctx: CallContext): Promise<JSONRPCResponse | JSONRPCResponse[] | null> {
+    if (!Array.isArray(request)) return this.single(request, ctx);
+    if (request.length === 0) return errorResponse(null, ErrorCodes.InvalidRequest, 'Invalid Request: an empty batch');
+    if (request.length > this.limits.maxBatch) {
+      return errorResponse(null, ErrorCodes.InvalidRequest, `Invalid Request: a batch of ${request.length} requests exceeds the limit of ${this.limits.maxBatch}`);
+    }
+    const responses = (await Promise.all(request.map((r) => this.single(r, ctx)))).filter((r): r is JSONRPCResponse => r !== null);
+    return responses.length ? responses : null;
+  }
+
+  private async single(request: unknown, ctx: CallContext): Promise<JSONRPCResponse | null> {
+    if (request === null || typeof request !== 'object' || Array.isArray(request)) {
+      return errorResponse(null, ErrorCodes.InvalidRequest, 'Invalid Request: not a request object');
+    }
+    const r = request as Record<string, unknown>;
+    const hasId = 'id' in r;
+    if (r.jsonrpc !== '2.0' || typeof r.method !== 'string' || (hasId && !validId(r.id)) || (r.params !== undefined && (r.params === null || typeof r.params !== 'object'))) {
+      return errorResponse(hasId ? r.id : null, ErrorCodes.InvalidRequest, 'Invalid Request: needs jsonrpc "2.0", a method name, an optional params object and an optional id');
+    }
+    if (!this.server.hasMethod(r.method)) {
+      return hasId ? errorResponse(r.id, ErrorCodes.MethodNotFound, `Method not found: ${r.method.slice(0, 100)}`) : null;
+    }
+    return this.server.receive(r as never, ctx) as Promise<JSONRPCResponse | null>;
+  }
+}

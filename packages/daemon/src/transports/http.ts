@@ -1,0 +1,65 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { ErrorCodes } from '@scoped/protocol';
+import type { CallContext, RpcDispatcher } from '../rpc.js';
+
+export interface HttpOptions {
+  maxBodyBytes: number;
+  /** Null on the unix socket, whose file permissions are its authentication. */
+  authenticate: ((req: IncomingMessage) => boolean) | null;
+  transport: 'unix' | 'http';
+}
+
+const rpcError = (code: number, message: string) => JSON.stringify({ jsonrpc: '2.0', id: null, error: { code, message } });
+
+function send(res: ServerResponse, status: number, body?: string): void {
+  if (body === undefined) {
+    res.writeHead(status).end();
+    return;
+  }
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }).end(body);
+}
+
+/** `POST /rpc` over HTTP, for TCP (with a bearer token) and for the unix socket. */
+export function httpHandler(dispatcher: RpcDispatcher, opts: HttpOptions) {
+  return (req: IncomingMessage, res: ServerResponse): void => {
+    if (opts.authenticate && !opts.authenticate(req)) {
+      res.setHeader('www-authenticate', 'Bearer');
+      send(res, 401, rpcError(ErrorCodes.Unauthorized, 'Unauthorized: send Authorization: Bearer TOKEN (the token is in the daemon\'s token file)'));
+      req.resume();
+      return;
+    }
+    const url = (req.url ?? '/').split('?')[0];
+    if (url !== '/rpc') return void (send(res, 404, rpcError(ErrorCodes.InvalidRequest, 'Not found: JSON-RPC is served at POST /rpc')), req.resume());
+    if (req.method !== 'POST') {
+      res.setHeader('allow', 'POST');
+      send(res, 405, rpcError(ErrorCodes.InvalidRequest, 'Method not allowed: use POST /rpc, or a WebSocket on /rpc'));
+      req.resume();
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let refused = false;
+    req.on('data', (chunk: Buffer) => {
+      if (refused) return;
+      size += chunk.length;
+      if (size > opts.maxBodyBytes) {
+        refused = true;
+        res.setHeader('connection', 'close');
+        send(res, 413, rpcError(ErrorCodes.TooLarge, `Request too large: the body exceeds the limit of ${opts.maxBodyBytes} bytes`));
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('end', () => {
+      if (refused) return;
+      const ctx: CallContext = { actor: opts.transport === 'unix' ? 'unix-socket' : 'admin-token', transport: opts.transport };
+      const peer = req.socket.remoteAddress;
+      if (peer) ctx.peer = peer;
+      dispatcher.handleText(Buffer.concat(chunks).toString('utf8'), ctx).then(
+        (body) => (body === null ? send(res, 204) : send(res, 200, body)),
+        () => send(res, 500, rpcError(ErrorCodes.InternalError, 'Internal error')),
+      );
+    });
+    req.on('error', () => res.destroy());
+  };
+}

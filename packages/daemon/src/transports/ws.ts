@@ -1,0 +1,61 @@
+import type { IncomingMessage, Server } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer, type WebSocket } from 'ws';
+import type { CallContext, RpcDispatcher } from '../rpc.js';
+
+export interface WsOptions {
+  maxPayloadBytes: number;
+  authenticate: (req: IncomingMessage) => boolean;
+  /** How often to ping; a peer that has not answered the previous ping is dropped. */
+  pingIntervalMs: number;
+}
+
+/** WebSocket `/rpc` on an HTTP server: one JSON-RPC message (or batch) per WebSocket message. */
+export function attachWebSocket(server: Server, dispatcher: RpcDispatcher, opts: WsOptions): { close(): void } {
+  const wss = new WebSocketServer({ noServer: true, maxPayload: opts.maxPayloadBytes });
+  const alive = new WeakMap<WebSocket, boolean>();
+
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    const url = (req.url ?? '/').split('?')[0];
+    if (url !== '/rpc') return void socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+    if (!opts.authenticate(req)) {
+      return void socket.end('HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+    }
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      const ctx: CallContext = { actor: 'admin-token', transport: 'ws' };
+      if (req.socket.remoteAddress) ctx.peer = req.socket.remoteAddress;
+      alive.set(ws, true);
+      ws.on('pong', () => alive.set(ws, true));
+      ws.on('error', () => ws.terminate());
+      ws.on('message', (data, isBinary) => {
+        const text = isBinary ? Buffer.from(data as Buffer).toString('utf8') : data.toString();
+        dispatcher.handleText(text, ctx).then(
+          (reply) => {
+            if (reply !== null && ws.readyState === ws.OPEN) ws.send(reply);
+          },
+          () => ws.close(1011, 'internal error'),
+        );
+      });
+    });
+  });
+
+  const timer = setInterval(() => {
+    for (const ws of wss.clients) {
+      if (!alive.get(ws)) {
+        ws.terminate();
+        continue;
+      }
+      alive.set(ws, false);
+      ws.ping();
+    }
+  }, opts.pingIntervalMs);
+  timer.unref();
+
+  return {
+    close() {
+      clearInterval(timer);
+      for (const ws of wss.clients) ws.close(1001, 'daemon shutting down');
+      wss.close();
+    },
+  };
+}

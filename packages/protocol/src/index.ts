@@ -1,0 +1,25 @@
+export { ErrorCodes, ErrorDescriptions, RpcError, errorCodeName } from './errors.js';
+export type { ErrorCode, ErrorCodeName, Issue } from './errors.js';
+export { defineMethod } from './method.js';
+export type { MethodDescriptor, ParamsOf, ResultOf } from './method.js';
+export {
+  ApplyResult,
+  Drift,
+  PlanChange,
+  daemonStatus,
+  methods,
+  scopeCheck,
+  scopeGet,
+  scopeInfo,
+  scopeList,
+  scopeReset,
+  scopeSet,
+  unitConverge,
+  unitList,
+  varGet,
+  varList,
+  varSet,
+} from './methods.js';
+export type { AnyMethod } from './methods.js';
+/** Redaction marker shown wherever a secret would be. */
+export const REDACTED = '[redacted]';

@@ -1,0 +1,167 @@
+import { z } from 'zod';
+import { defineMethod } from './method.js';
+
+const Name = z.string().min(1).max(200);
+const Json = z.json();
+
+/** One change of a plan, as shown to users: secrets are already redacted. */
+export const PlanChange = z.object({
+  unit: z.string(),
+  kind: z.string(),
+  target: z.string(),
+  summary: z.string(),
+});
+export type PlanChange = z.infer<typeof PlanChange>;
+
+/** A difference between what the vars ask for and what the system has. */
+export const Drift = z.object({
+  scope: z.string().optional(),
+  var: z.string().optional(),
+  unit: z.string(),
+  target: z.string(),
+  expected: z.string().nullable(),
+  actual: z.string().nullable(),
+});
+export type Drift = z.infer<typeof Drift>;
+
+/** What a set, a reset or a converge answers. */
+export const ApplyResult = z.object({
+  status: z.enum(['applied', 'unchanged', 'planned']),
+  plan: z.array(PlanChange),
+  revision: z.number().int(),
+});
+export type ApplyResult = z.infer<typeof ApplyResult>;
+
+const SetCommon = {
+  dryRun: z.boolean().optional(),
+  ifRevision: z.number().int().nonnegative().optional(),
+  converge: z.boolean().optional(),
+};
+
+export const scopeList = defineMethod('scope.list', {
+  summary: 'List the scopes, optionally filtered by a glob such as mail.*',
+  params: z.object({ glob: z.string().max(200).optional() }).strict(),
+  result: z.object({ scopes: z.array(z.object({ name: z.string(), summary: z.string() })) }),
+});
+
+export const scopeInfo = defineMethod('scope.info', {
+  summary: 'Describe a scope: help, arguments, examples, vars, units and value schema',
+  params: z.object({ name: Name }).strict(),
+  result: z.object({
+    name: z.string(),
+    summary: z.string(),
+    help: z.string(),
+    usage: z.string(),
+    examples: z.array(z.string()),
+    vars: z.array(z.string()),
+    units: z.array(z.string()),
+    secretFields: z.array(z.string()),
+    valueSchema: Json,
+  }),
+});
+
+export const scopeGet = defineMethod('scope.get', {
+  summary: 'Read a scope as the system has it now; secrets come back redacted',
+  params: z.object({ name: Name, args: z.array(Json).max(64).optional() }).strict(),
+  result: z.object({ name: z.string(), value: Json, revision: z.number().int(), drift: z.array(Drift) }),
+});
+
+export const scopeSet = defineMethod('scope.set', {
+  summary: 'Set a scope from a typed value or from CLI words, then converge the units it drives',
+  params: z
+    .object({ name: Name, value: Json.optional(), args: z.array(Json).max(64).optional(), ...SetCommon })
+    .strict(),
+  result: ApplyResult.extend({ name: z.string(), value: Json }),
+  mutates: true,
+});
+
+export const scopeReset = defineMethod('scope.reset', {
+  summary: 'Put a scope back to its default value and converge',
+  params: z.object({ name: Name, dryRun: z.boolean().optional() }).strict(),
+  result: ApplyResult.extend({ name: z.string(), value: Json }),
+  mutates: true,
+});
+
+export const scopeCheck = defineMethod('scope.check', {
+  summary: 'Report drift between the stored vars and the system, for one scope or all',
+  params: z.object({ name: Name.optional() }).strict(),
+  result: z.object({ ok: z.boolean(), drift: z.array(Drift) }),
+});
+
+const VarInfo = z.object({
+  name: z.string(),
+  description: z.string(),
+  type: z.string(),
+  secret: z.boolean(),
+  default: Json,
+  value: Json,
+  isDefault: z.boolean(),
+  units: z.array(z.string()),
+});
+
+export const varList = defineMethod('var.list', {
+  summary: 'List every declared var with its value (secrets redacted)',
+  params: z.object({}).strict(),
+  result: z.object({ vars: z.array(VarInfo) }),
+});
+
+export const varGet = defineMethod('var.get', {
+  summary: 'Read one var',
+  params: z.object({ name: Name }).strict(),
+  result: VarInfo,
+});
+
+export const varSet = defineMethod('var.set', {
+  summary: 'Validate and store one var, then converge the units that read it unless converge is false',
+  params: z.object({ name: Name, value: Json, ...SetCommon }).strict(),
+  result: ApplyResult.extend({ name: z.string(), value: Json }),
+  mutates: true,
+});
+
+export const unitList = defineMethod('unit.list', {
+  summary: 'List the units and the vars each reads',
+  params: z.object({}).strict(),
+  result: z.object({ units: z.array(z.object({ name: z.string(), description: z.string(), reads: z.array(z.string()) })) }),
+});
+
+export const unitConverge = defineMethod('unit.converge', {
+  summary: 'Bring units (all when none is named) back to what the vars say',
+  params: z.object({ units: z.array(Name).max(64).optional(), dryRun: z.boolean().optional() }).strict(),
+  result: ApplyResult,
+  mutates: true,
+});
+
+export const daemonStatus = defineMethod('daemon.status', {
+  summary: 'The daemon: version, uptime, root, listeners, store and plugins',
+  params: z.object({}).strict(),
+  result: z.object({
+    version: z.string(),
+    pid: z.number().int(),
+    uptimeSeconds: z.number(),
+    root: z.string(),
+    store: z.string(),
+    listeners: z.array(z.string()),
+    plugins: z.array(
+      z.object({ name: z.string(), version: z.string(), scopes: z.array(z.string()), status: z.enum(['loaded', 'failed']), error: z.string().optional() }),
+    ),
+    revision: z.number().int(),
+  }),
+});
+
+/** Every method, for registration and discovery. */
+export const methods = [
+  scopeList,
+  scopeInfo,
+  scopeGet,
+  scopeSet,
+  scopeReset,
+  scopeCheck,
+  varList,
+  varGet,
+  varSet,
+  unitList,
+  unitConverge,
+  daemonStatus,
+] as const;
+
+export type AnyMethod = (typeof methods)[number];

@@ -1,0 +1,119 @@
+/**
+ * The typed changes a unit's plan returns. Units never touch the machine while planning;
+ * the engine carries out the changes through the system adapters, with a snapshot for
+ * rollback. Paths are absolute as seen inside the root (`/etc/hostname`), never host paths.
+ */
+export type Change = (FileChange | FileRemoval | PostconfChange | PostmapChange | ServiceChange | KernelHostnameChange) & {
+  /** The var this change serves, for drift reports that name it. */
+  var?: string;
+};
+
+/** Write a whole file atomically with this mode. */
+export interface FileChange {
+  kind: 'file';
+  path: string;
+  content: string;
+  mode: number;
+  /** What the file holds now (null when absent), for the plan and for drift. */
+  current: string | null;
+  /** The content holds a secret: plans, drift and logs never show it. */
+  secret?: boolean;
+}
+
+/** Remove a file (and nothing when it is already gone). */
+export interface FileRemoval {
+  kind: 'file.remove';
+  path: string;
+  current: string | null;
+  secret?: boolean;
+}
+
+/** Set (value) or remove (null) one main.cf parameter. All of one converge go into one write. */
+export interface PostconfChange {
+  kind: 'postconf';
+  param: string;
+  value: string | null;
+  current: string | null;
+}
+
+/** Rebuild the indexed map of a source file with postmap, using Postfix's default map type. */
+export interface PostmapChange {
+  kind: 'postmap';
+  path: string;
+  /** Why: the source file this map indexes changed, or the database is missing. */
+  reason: string;
+}
+
+/** Tell a service to pick up its configuration. The engine skips it when the service is not running. */
+export interface ServiceChange {
+  kind: 'service';
+  service: string;
+  action: 'reload' | 'restart' | 'start' | 'stop';
+}
+
+/** Set the kernel's hostname (only when the daemon is configured to). */
+export interface KernelHostnameChange {
+  kind: 'kernel-hostname';
+  name: string;
+  current: string;
+}
+
+const show = (v: string | null): string => (v === null ? '(unset)' : JSON.stringify(v));
+
+/** The file a change writes, if any, as seen inside the root. */
+export function changeTarget(change: Change): string {
+  switch (change.kind) {
+    case 'file':
+    case 'file.remove':
+    case 'postmap':
+      return change.path;
+    case 'postconf':
+      return `main.cf:${change.param}`;
+    case 'service':
+      return `service:${change.service}`;
+    case 'kernel-hostname':
+      return 'kernel:hostname';
+  }
+}
+
+/** A one-line human description of a change, safe to show: secret content is never included. */
+export function describeChange(change: Change): string {
+  switch (change.kind) {
+    case 'file': {
+      const what = change.current === null ? 'create' : 'rewrite';
+      const mode = `mode ${change.mode.toString(8).padStart(4, '0')}`;
+      if (change.secret) return `${what} ${change.path} (${mode}, content redacted)`;
+      return `${what} ${change.path} (${mode}): ${show(change.current)} -> ${show(change.content)}`;
+    }
+    case 'file.remove':
+      return `remove ${change.path}`;
+    case 'postconf':
+      return `main.cf ${change.param}: ${show(change.current)} -> ${show(change.value)}`;
+    case 'postmap':
+      return `postmap ${change.path} (${change.reason})`;
+    case 'service':
+      return `${change.action} ${change.service} if running`;
+    case 'kernel-hostname':
+      return `kernel hostname: ${show(change.current)} -> ${show(change.name)}`;
+  }
+}
+
+/** Expected and actual values of a change, for drift reports; secrets are redacted. */
+export function changeDrift(change: Change, redacted: string): { expected: string | null; actual: string | null } {
+  switch (change.kind) {
+    case 'file':
+      return change.secret
+        ? { expected: redacted, actual: change.current === null ? null : redacted }
+        : { expected: change.content, actual: change.current };
+    case 'file.remove':
+      return { expected: null, actual: change.secret ? redacted : change.current };
+    case 'postconf':
+      return { expected: change.value, actual: change.current };
+    case 'postmap':
+      return { expected: 'database up to date', actual: change.reason };
+    case 'service':
+      return { expected: `${change.action}ed`, actual: null };
+    case 'kernel-hostname':
+      return { expected: change.name, actual: change.current };
+  }
+}

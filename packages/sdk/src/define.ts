@@ -1,0 +1,126 @@
+import type { z } from 'zod';
+import type { Change } from './changes.js';
+import type { System } from './system.js';
+
+/** The values of every var, by name, as the engine hands them to units and scopes. */
+export type VarValues = Readonly<Record<string, unknown>>;
+
+/** A var: one named, typed piece of desired state, stored by the daemon. */
+export interface VarDef<T = unknown> {
+  readonly name: string;
+  readonly description: string;
+  readonly schema: z.ZodType<T>;
+  readonly default: T;
+  /**
+   * Secret handling: `true` when the whole value is secret, or the object keys that are.
+   * Secret parts never appear in output, plans, logs or the audit trail.
+   */
+  readonly secret?: true | readonly string[];
+}
+
+export function defineVar<T>(def: VarDef<T>): VarDef<T> {
+  if (!/^[a-z][a-z0-9_]*$/.test(def.name)) throw new Error(`var name ${def.name} must be snake_case`);
+  return def;
+}
+
+/** Context a unit gets while planning. */
+export interface PlanContext {
+  readonly system: System;
+  /** Options of the daemon that change what units do, such as managing the kernel hostname. */
+  readonly options: Readonly<{ kernelHostname: boolean }>;
+}
+
+/** A converger: observes part of the machine and plans the changes that make it match the vars. */
+export interface UnitDef<O = unknown> {
+  readonly name: string;
+  readonly description: string;
+  /** The vars this unit reads; a change to any of them converges the unit. */
+  readonly reads: readonly string[];
+  observe(ctx: PlanContext): Promise<O>;
+  /** Pure: the changes that turn `observed` into what `vars` say. Empty when they already match. */
+  plan(vars: VarValues, observed: O, ctx: PlanContext): Change[] | Promise<Change[]>;
+  /** Longest time an apply of this unit may take, in ms (default 30 s). */
+  readonly timeoutMs?: number;
+}
+
+export function defineUnit<O>(def: UnitDef<O>): UnitDef<O> {
+  if (!/^[a-z][a-z0-9-]*\/[a-z][a-z0-9-]*$/.test(def.name)) throw new Error(`unit name ${def.name} must be area/name`);
+  return def;
+}
+
+/** Context a scope gets when it parses arguments or reads the system. */
+export interface ScopeContext {
+  readonly system: System;
+  readonly vars: VarValues;
+  /** The declared vars, for scopes that expose them (cp.bootstrapper). */
+  readonly varDefs: ReadonlyMap<string, VarDef>;
+  /** A var's value with its secret parts replaced by the redaction marker. */
+  redactVar(name: string, value: unknown): unknown;
+}
+
+/** The typed public face over vars. */
+export interface ScopeDef<V = unknown> {
+  readonly name: string;
+  readonly summary: string;
+  readonly help: string;
+  /** The argument synopsis shown by `scope:info`, such as `HOST [USER PASS] | false`. */
+  readonly usage: string;
+  readonly examples: readonly string[];
+  readonly schema: z.ZodType<V>;
+  /** The vars this scope writes; their units converge on set. */
+  readonly vars: readonly string[];
+  /** Object keys of the value that are secret. */
+  readonly secretFields?: readonly string[];
+  /** Turn CLI words (already parsed by the grammar) into a value; throw ScopeInputError when they do not fit. */
+  parseArgs(args: readonly unknown[], ctx: ScopeContext): V | Promise<V>;
+  /** The var changes that a value means. Validation beyond the schema goes here (throw ScopeInputError). */
+  toVars(value: V, ctx: ScopeContext): Record<string, unknown> | Promise<Record<string, unknown>>;
+  /** The value as the system has it now (what `scope:get` shows). `args` narrow it, such as one var name. */
+  get(ctx: ScopeContext, args: readonly unknown[]): unknown | Promise<unknown>;
+  /** The default value (what `scope:reset` restores); by default the vars' defaults apply. */
+  readonly resetVars?: (ctx: ScopeContext) => Record<string, unknown>;
+  /**
+   * A set value as it may be shown (results, audit); by default secretFields are redacted.
+   * What get() returns is redacted by secretFields only, so a scope whose secrets depend on
+   * the value (cp.bootstrapper) redacts in get() itself.
+   */
+  redact?(value: V, ctx: ScopeContext): unknown;
+  /** Whether setting this scope converges by default (cp.bootstrapper allows --no-converge). */
+  readonly allowNoConverge?: boolean;
+}
+
+export function defineScope<V>(def: ScopeDef<V>): ScopeDef<V> {
+  if (!/^[a-z][a-z0-9]*\.[a-z][a-z0-9-]*$/.test(def.name)) throw new Error(`scope name ${def.name} must be group.kebab-name`);
+  return def;
+}
+
+/** A bundle of vars, units and scopes: what a plugin's default export is. */
+export interface PluginDef {
+  readonly name: string;
+  readonly version: string;
+  /** The plugin API version this plugin was written against. */
+  readonly apiVersion: number;
+  readonly vars?: readonly VarDef<any>[];
+  readonly units?: readonly UnitDef<any>[];
+  readonly scopes?: readonly ScopeDef<any>[];
+}
+
+export const API_VERSION = 1;
+
+export function definePlugin(def: PluginDef): PluginDef {
+  return def;
+}
+
+/**
+ * Bad input to a scope: crosses the wire as invalid params (-32602) with this message, which
+ * should say what to type instead.
+ */
+export class ScopeInputError extends Error {
+  override readonly name = 'ScopeInputError';
+  constructor(
+    message: string,
+    readonly path: (string | number)[] = [],
+  ) {
+    super(message);
+  }
+}

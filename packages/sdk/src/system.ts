@@ -1,0 +1,37 @@
+/**
+ * What a unit may see of the machine. Units observe through this interface only, so the
+ * same unit works on `/` in production and on a sandbox root in tests, and the engine can
+ * snapshot, roll back and audit everything it changes.
+ */
+export interface System {
+  /** The root prefix every path lives under (`/` in production). */
+  readonly root: string;
+  /** Read a text file inside the root; null when it does not exist. */
+  readFile(path: string): Promise<string | null>;
+  /** The file's permission bits, or null when it does not exist. */
+  fileMode(path: string): Promise<number | null>;
+  /** The kernel's hostname, or null when the daemon does not manage it. */
+  kernelHostname(): Promise<string | null>;
+  readonly postfix: PostfixView;
+  readonly services: ServiceView;
+}
+
+/** Read-only access to the Postfix configuration under the root. */
+export interface PostfixView {
+  /** `<root>/etc/postfix`, as a path inside the root. */
+  readonly configDir: string;
+  /** The parameters main.cf sets explicitly, as `postconf -n` would show them (unexpanded). */
+  mainCf(): Promise<Map<string, string>>;
+  /** Whether Postfix knows a parameter name (from `postconf -d`), for validating user input. */
+  isKnownParameter(name: string): Promise<boolean>;
+  /** The map type Postfix uses when none is given (`default_database_type`), such as hash or lmdb. */
+  defaultMapType(): Promise<string>;
+  /** Whether Postfix is installed on this machine at all. */
+  installed(): Promise<boolean>;
+}
+
+/** Service state, through systemd in production or direct control where systemd does not run. */
+export interface ServiceView {
+  running(service: string): Promise<boolean>;
+  installed(service: string): Promise<boolean>;
+}

@@ -1,0 +1,84 @@
+import { randomBytes } from 'node:crypto';
+import { constants, promises as fs } from 'node:fs';
+import path from 'node:path';
+
+/**
+ * The host path of `p` (absolute, as seen inside the root). Refuses paths that would leave
+ * the root, so a value can never point a write outside the sandbox.
+ */
+export function hostPath(root: string, p: string): string {
+  if (!p.startsWith('/')) throw new Error(`path must be absolute inside the root: ${p}`);
+  const normalized = path.posix.normalize(p);
+  if (normalized.split('/').includes('..')) throw new Error(`path leaves the root: ${p}`);
+  return path.join(root, normalized);
+}
+
+/**
+ * Write a file atomically: a temp file in the same directory, created with its final mode
+ * (so a secret is never readable by others, not even briefly), fsynced, then renamed over
+ * the target, and the directory fsynced so the rename survives a crash.
+ */
+export async function writeFileAtomic(file: string, content: string | Buffer, mode: number, mtime?: Date): Promise<void> {
+  const dir = path.dirname(file);
+  await fs.mkdir(dir, { recursive: true, mode: 0o755 });
+  const tmp = path.join(dir, `.${path.basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
+  const handle = await fs.open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, mode);
+  try {
+    await handle.chmod(mode); // the umask may have narrowed or the mode widened nothing; make it exact
+    await handle.writeFile(content);
+    if (mtime) await handle.utimes(mtime, mtime);
+    await handle.sync();
+  } catch (err) {
+    await handle.close();
+    await fs.rm(tmp, { force: true });
+    throw err;
+  }
+  await handle.close();
+  try {
+    await fs.rename(tmp, file);
+  } catch (err) {
+    await fs.rm(tmp, { force: true });
+    throw err;
+  }
+  await syncDir(dir);
+}
+
+async function syncDir(dir: string): Promise<void> {
+  const h = await fs.open(dir, constants.O_RDONLY);
+  try {
+    await h.sync();
+  } finally {
+    await h.close();
+  }
+}
+
+/** Read a file, or null when it does not exist. */
+export async function readIfExists(file: string): Promise<Buffer | null> {
+  try {
+    return await fs.readFile(file);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw err;
+  }
+}
+
+/** The permission bits of a file, or null when it does not exist. */
+export async function modeIfExists(file: string): Promise<number | null> {
+  try {
+    return (await fs.stat(file)).mode & 0o7777;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw err;
+  }
+}
+
+/** Remove a file durably; nothing when it is already gone. */
+export async function removeFile(file: string): Promise<void> {
+  try {
+    await fs.unlink(file);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw err;
+  }
+  await syncDir(path.dirname(file));
+}

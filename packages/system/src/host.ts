@@ -1,0 +1,129 @@
+
+import { hostname as osHostname } from 'node:os';
+import type { Change, System } from '@scoped/sdk';
+import { exec } from './exec.js';
+import { hostPath, modeIfExists, readIfExists, removeFile, writeFileAtomic } from './files.js';
+import { PostfixAdapter } from './postfix.js';
+import { type ServiceDriver, chooseServiceDriver } from './services.js';
+
+export interface HostSystemOptions {
+  root: string;
+  /** Also set the kernel's hostname (only sensible when root is `/` or inside a UTS namespace). */
+  kernelHostname: boolean;
+  services?: ServiceDriver;
+}
+
+/** The bytes and mode of the files a plan touches, taken before applying it. */
+export interface Snapshot {
+  files: Map<string, { content: Buffer | null; mode: number | null }>;
+  kernelHostname: string | null;
+}
+
+/**
+ * The real machine under a root. Units observe through the System part; the engine applies
+ * changes, snapshots and restores through the rest.
+ */
+export class HostSystem implements System {
+  readonly root: string;
+  readonly postfix: PostfixAdapter;
+  readonly services: ServiceDriver;
+  private readonly manageKernelHostname: boolean;
+
+  constructor(opts: HostSystemOptions) {
+    this.root = opts.root;
+    this.postfix = new PostfixAdapter(opts.root);
+    this.services = opts.services ?? chooseServiceDriver(opts.root, this.postfix.hostConfigDir);
+    this.manageKernelHostname = opts.kernelHostname;
+  }
+
+  async readFile(path: string): Promise<string | null> {
+    return (await readIfExists(hostPath(this.root, path)))?.toString('utf8') ?? null;
+  }
+
+  fileMode(path: string): Promise<number | null> {
+    return modeIfExists(hostPath(this.root, path));
+  }
+
+  async kernelHostname(): Promise<string | null> {
+    return this.manageKernelHostname ? osHostname() : null;
+  }
+
+  /** The files (inside the root) a change writes, for the snapshot. */
+  async touches(change: Change): Promise<string[]> {
+    switch (change.kind) {
+      case 'file':
+      case 'file.remove':
+        return [change.path];
+      case 'postconf':
+        return [`${this.postfix.configDir}/main.cf`];
+      case 'postmap':
+        return [await this.postfix.mapDatabase(change.path)];
+      default:
+        return [];
+    }
+  }
+
+  async snapshot(changes: readonly Change[]): Promise<Snapshot> {
+    const files: Snapshot['files'] = new Map();
+    for (const change of changes) {
+      for (const p of await this.touches(change)) {
+        if (files.has(p)) continue;
+        const host = hostPath(this.root, p);
+        files.set(p, { content: await readIfExists(host), mode: await modeIfExists(host) });
+      }
+    }
+    const kernel = changes.some((c) => c.kind === 'kernel-hostname') ? osHostname() : null;
+    return { files, kernelHostname: kernel };
+  }
+
+  /** Put every snapshotted file back as it was, byte for byte and mode for mode. */
+  async restore(snap: Snapshot): Promise<void> {
+    for (const [p, { content, mode }] of snap.files) {
+      const host = hostPath(this.root, p);
+      if (content === null) await removeFile(host);
+      else await writeFileAtomic(host, content, mode ?? 0o644, p.endsWith('/main.cf') ? new Date(Date.now() - 3_000) : undefined);
+    }
+    if (snap.kernelHostname !== null) await this.setKernelHostname(snap.kernelHostname);
+  }
+
+  /**
+   * Carry out a plan's changes in order: every main.cf edit in one write, at the point the
+   * first of them stands; service actions only for services that run.
+   */
+  async apply(changes: readonly Change[]): Promise<void> {
+    const edits = new Map<string, string | null>();
+    for (const c of changes) if (c.kind === 'postconf') edits.set(c.param, c.value);
+    let mainCfWritten = false;
+    for (const c of changes) {
+      switch (c.kind) {
+        case 'file':
+          await writeFileAtomic(hostPath(this.root, c.path), c.content, c.mode);
+          break;
+        case 'file.remove':
+          await removeFile(hostPath(this.root, c.path));
+          break;
+        case 'postconf':
+          if (!mainCfWritten) await this.postfix.editMainCf(edits);
+          mainCfWritten = true;
+          break;
+        case 'postmap': {
+          const mode = (await modeIfExists(hostPath(this.root, c.path))) ?? 0o600;
+          await this.postfix.postmap(c.path, mode);
+          break;
+        }
+        case 'service':
+          if (await this.services.running(c.service)) await this.services.control(c.service, c.action);
+          break;
+        case 'kernel-hostname':
+          await this.setKernelHostname(c.name);
+          break;
+      }
+    }
+  }
+
+  private async setKernelHostname(name: string): Promise<void> {
+    if (!this.manageKernelHostname) return;
+    await exec('hostname', [name], { timeoutMs: 5_000 });
+  }
+}
+

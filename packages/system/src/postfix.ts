@@ -1,0 +1,113 @@
+import { existsSync } from 'node:fs';
+import { chmod } from 'node:fs/promises';
+import type { PostfixView } from '@scoped/sdk';
+import { exec } from './exec.js';
+import { hostPath, readIfExists, writeFileAtomic } from './files.js';
+import { editMainCf, parseMainCf } from './maincf.js';
+
+/** Where the Postfix programs live; overridable for unusual installs. */
+const POSTCONF = process.env.SCOPED_POSTCONF ?? 'postconf';
+const POSTMAP = process.env.SCOPED_POSTMAP ?? 'postmap';
+
+/**
+ * Postfix waits ("cools down") before reading a main.cf modified within the last ~2 s,
+ * because an editor might still be writing it. Our writes are atomic renames, so the file
+ * is whole the moment it appears; dating its mtime this far back keeps every Postfix
+ * program that reads it next (reload, postmap, postconf) from pausing.
+ */
+const COOL_DOWN_MS = 3_000;
+
+/** Postfix's configuration under a root: read like `postconf -n`, written in one atomic write. */
+export class PostfixAdapter implements PostfixView {
+  readonly configDir = '/etc/postfix';
+  private known: Promise<Set<string>> | undefined;
+  private mapType: Promise<string> | undefined;
+
+  constructor(private readonly root: string) {}
+
+  /** The host path of the config dir, for `-c`. */
+  get hostConfigDir(): string {
+    return hostPath(this.root, this.configDir);
+  }
+
+  private get mainCfPath(): string {
+    return hostPath(this.root, `${this.configDir}/main.cf`);
+  }
+
+  async installed(): Promise<boolean> {
+    try {
+      await this.defaults();
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  async mainCf(): Promise<Map<string, string>> {
+    const text = await readIfExists(this.mainCfPath);
+    return parseMainCf(text?.toString('utf8') ?? '');
+  }
+
+  /** The names `postconf -d` knows, read once per process. */
+  private defaults(): Promise<Set<string>> {
+    this.known ??= exec(POSTCONF, ['-d', '-c', this.hostConfigDir, '-H'], { timeoutMs: 10_000 }).then(
+      ({ stdout }) => new Set(stdout.split('\n').filter(Boolean)),
+      (err) => {
+        this.known = undefined;
+        throw err;
+      },
+    );
+    return this.known;
+  }
+
+  async isKnownParameter(name: string): Promise<boolean> {
+    return (await this.defaults()).has(name);
+  }
+
+  defaultMapType(): Promise<string> {
+    this.mapType ??= exec(POSTCONF, ['-d', '-h', '-c', this.hostConfigDir, 'default_database_type'], { timeoutMs: 10_000 }).then(
+      ({ stdout }) => stdout.trim() || 'hash',
+      (err) => {
+        this.mapType = undefined;
+        throw err;
+      },
+    );
+    return this.mapType;
+  }
+
+  /** All main.cf edits of one converge, in one atomic write. */
+  async editMainCf(edits: ReadonlyMap<string, string | null>): Promise<void> {
+    const before = (await readIfExists(this.mainCfPath))?.toString('utf8') ?? '';
+    const after = editMainCf(before, edits);
+    if (after === before) return;
+    await writeFileAtomic(this.mainCfPath, after, 0o644, new Date(Date.now() - COOL_DOWN_MS));
+  }
+
+  /**
+   * The database file postmap builds for a source file with the default map type
+   * (`.db` for hash and btree, `.lmdb` for lmdb).
+   */
+  async mapDatabase(path: string): Promise<string> {
+    const type = await this.defaultMapType();
+    return `${path}.${type === 'lmdb' ? 'lmdb' : 'db'}`;
+  }
+
+  /**
+   * Rebuild a map. The umask is narrowed while postmap starts so the database is never
+   * wider than its source file, not even for the instant before a chmod.
+   */
+  async postmap(path: string, mode: number): Promise<void> {
+    const type = await this.defaultMapType();
+    const source = hostPath(this.root, path);
+    const old = process.umask(0o077);
+    let run;
+    try {
+      run = exec(POSTMAP, ['-c', this.hostConfigDir, `${type}:${source}`], { timeoutMs: 30_000 });
+    } finally {
+      process.umask(old);
+    }
+    await run;
+    const db = hostPath(this.root, await this.mapDatabase(path));
+    if (existsSync(db)) await chmod(db, mode);
+  }
+}

@@ -1,0 +1,83 @@
+import { z } from 'zod';
+import { ScopeInputError, definePlugin, defineScope, type ScopeContext, type VarDef } from '@scoped/sdk';
+import { closest } from './closest.js';
+
+export { closest, distance } from './closest.js';
+
+/** One var and the value to give it. */
+export interface VarAssignment {
+  var: string;
+  value: unknown;
+}
+
+function lookup(name: unknown, ctx: ScopeContext): VarDef {
+  if (typeof name !== 'string' || name === '') throw new ScopeInputError('name a var, such as postfix_relay_mynetworks; cpcmd scope:get cp.bootstrapper lists the ones set');
+  const def = ctx.varDefs.get(name);
+  if (def) return def;
+  const hint = closest(name, ctx.varDefs.keys());
+  throw new ScopeInputError(`unknown var ${name}${hint ? `; did you mean ${hint}?` : ''} (cpcmd var:list shows them all)`, ['var']);
+}
+
+/** Validate a value against a var's schema; a number given for a text var is taken as its text. */
+function validate(def: VarDef, value: unknown): unknown {
+  let r = def.schema.safeParse(value);
+  if (!r.success && (typeof value === 'number' || typeof value === 'boolean')) {
+    const asText = def.schema.safeParse(String(value));
+    if (asText.success) r = asText;
+  }
+  if (r.success) return r.data;
+  const why = r.error.issues.map((i) => (i.path.length ? `${i.path.join('.')}: ${i.message}` : i.message)).join('; ');
+  throw new ScopeInputError(`invalid value for ${def.name}: ${why}`, ['value']);
+}
+
+const isDefault = (def: VarDef, value: unknown): boolean => JSON.stringify(value) === JSON.stringify(def.default);
+
+export const bootstrapperScope = defineScope<VarAssignment>({
+  name: 'cp.bootstrapper',
+  summary: 'Every var, raw: read one or all that differ from their defaults, or set one and converge',
+  help:
+    'The raw desired state behind every scope. Without arguments, scope:get lists the vars whose values differ from their ' +
+    'defaults; with a VAR it shows that one. scope:set checks the value against the var\'s type, stores it and converges ' +
+    'the units that read it; --no-converge only stores it (converge later with cpcmd converge UNIT). Secret vars are shown redacted.',
+  usage: 'VAR VALUE',
+  examples: [
+    'cpcmd scope:get cp.bootstrapper',
+    'cpcmd scope:get cp.bootstrapper postfix_smtp_tls_security_level',
+    'cpcmd scope:set cp.bootstrapper postfix_smtp_tls_security_level encrypt',
+    'cpcmd scope:set cp.bootstrapper postfix_relay_mynetworks true --no-converge',
+  ],
+  schema: z.object({ var: z.string().min(1), value: z.json() }).strict() as z.ZodType<VarAssignment>,
+  vars: [],
+  allowNoConverge: true,
+  parseArgs(args) {
+    if (args.length !== 2) throw new ScopeInputError(`cp.bootstrapper takes VAR VALUE, such as postfix_relay_mynetworks true; got ${args.length} argument${args.length === 1 ? '' : 's'}`);
+    return { var: args[0] as string, value: args[1] };
+  },
+  toVars(value, ctx) {
+    const def = lookup(value.var, ctx);
+    return { [def.name]: validate(def, value.value) };
+  },
+  redact(value, ctx) {
+    return { var: value.var, value: ctx.redactVar(value.var, value.value) };
+  },
+  get(ctx, args) {
+    if (args.length > 1) throw new ScopeInputError('scope:get cp.bootstrapper takes at most one VAR');
+    if (args.length === 1) {
+      const def = lookup(args[0], ctx);
+      return ctx.redactVar(def.name, ctx.vars[def.name] ?? def.default);
+    }
+    const differing: Record<string, unknown> = {};
+    for (const def of [...ctx.varDefs.values()].sort((a, b) => a.name.localeCompare(b.name))) {
+      const v = ctx.vars[def.name] ?? def.default;
+      if (!isDefault(def, v)) differing[def.name] = ctx.redactVar(def.name, v);
+    }
+    return differing;
+  },
+});
+
+export default definePlugin({
+  name: '@scoped/plugin-cp',
+  version: '0.1.0',
+  apiVersion: 1,
+  scopes: [bootstrapperScope],
+});
