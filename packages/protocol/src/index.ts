@@ -20,6 +20,6 @@ export {
   varList,
   varSet,
 } from './methods.js';
-export type { AnyMethod } from './methods.js';
+export type { AnyMethod, MethodByName, MethodName } from './methods.js';
 /** Redaction marker shown wherever a secret would be. */
 export const REDACTED = '[redacted]';

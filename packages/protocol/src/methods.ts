@@ -165,3 +165,7 @@ export const methods = [
 ] as const;
 
 export type AnyMethod = (typeof methods)[number];
+
+/** The method whose name is N, for typing calls made by name without loading the schemas. */
+export type MethodByName = { [M in AnyMethod as M['name']]: M };
+export type MethodName = keyof MethodByName;

@@ -1,0 +1,63 @@
+import { ErrorCodes } from '@scoped/protocol/errors';
+
+/** Exit codes, one per class of error; documented in the README. */
+export const ExitCodes = {
+  ok: 0,
+  internal: 1,
+  usage: 2,
+  drift: 3,
+  unreachable: 4,
+  unauthorized: 5,
+  invalid: 6,
+  notFound: 7,
+  conflict: 8,
+  convergeFailed: 9,
+  busy: 10,
+  plugin: 11,
+} as const;
+
+/** An error cpcmd prints as one line, with a hint and the exit code of its class. */
+export class CliError extends Error {
+  override readonly name = 'CliError';
+  constructor(
+    message: string,
+    readonly exitCode: number,
+    readonly suggestion?: string,
+  ) {
+    super(message);
+  }
+}
+
+const byRpcCode: Record<number, number> = {
+  [ErrorCodes.InvalidParams]: ExitCodes.invalid,
+  [ErrorCodes.TooLarge]: ExitCodes.invalid,
+  [ErrorCodes.MethodNotFound]: ExitCodes.notFound,
+  [ErrorCodes.ScopeNotFound]: ExitCodes.notFound,
+  [ErrorCodes.NotFound]: ExitCodes.notFound,
+  [ErrorCodes.Unauthorized]: ExitCodes.unauthorized,
+  [ErrorCodes.Forbidden]: ExitCodes.unauthorized,
+  [ErrorCodes.Conflict]: ExitCodes.conflict,
+  [ErrorCodes.ConvergeFailed]: ExitCodes.convergeFailed,
+  [ErrorCodes.Timeout]: ExitCodes.busy,
+  [ErrorCodes.Busy]: ExitCodes.busy,
+  [ErrorCodes.PluginError]: ExitCodes.plugin,
+};
+
+/** The exit code for any error that reached the top. */
+export function exitCodeOf(err: unknown): number {
+  if (err instanceof CliError) return err.exitCode;
+  const e = err as { name?: string; code?: unknown };
+  if (e?.name === 'RpcError' && typeof e.code === 'number') return byRpcCode[e.code] ?? ExitCodes.internal;
+  if (e?.name === 'TransportError') return (err as { status?: number }).status === 401 ? ExitCodes.unauthorized : ExitCodes.unreachable;
+  if (e?.name === 'ArgumentSyntaxError') return ExitCodes.usage;
+  return ExitCodes.internal;
+}
+
+/** The one line (two with a hint) cpcmd prints for an error; the stack only with DEBUG=1. */
+export function formatError(err: unknown): string {
+  const e = err as { message?: string; suggestion?: string; stack?: string };
+  const lines = [`cpcmd: ${e?.message ?? String(err)}`];
+  if (e?.suggestion) lines.push(`hint: ${e.suggestion}`);
+  if (process.env.DEBUG === '1' && e?.stack) lines.push(e.stack);
+  return `${lines.join('\n')}\n`;
+}

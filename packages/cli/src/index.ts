@@ -1,0 +1,7 @@
+export { ArgumentSyntaxError, formatWord, parseArgs, parseWord } from './grammar.js';
+export type { ArgValue } from './grammar.js';
+export { CliError, ExitCodes, exitCodeOf, formatError } from './errors.js';
+export { endpointFrom, execute, formatFrom } from './runner.js';
+export { fastSpec, parseCommandLine, runFast } from './fast.js';
+export { commands, commandsById, globalFlags } from './specs.js';
+export type { ArgSpec, CommandSpec, FlagSpec, Outcome } from './specs.js';

@@ -1,0 +1,57 @@
+import { Client } from '@scoped/client/light';
+import type { Endpoint } from '@scoped/client/light';
+import { CliError, ExitCodes, exitCodeOf, formatError } from './errors.js';
+import type { CommandSpec, Outcome } from './specs.js';
+
+export const DEFAULT_SOCKET = '/run/scoped/scoped.sock';
+
+/** The endpoint the flags and the environment name: --url/SCOPED_URL with SCOPED_TOKEN, else the socket. */
+export function endpointFrom(flags: Record<string, unknown>, env: NodeJS.ProcessEnv = process.env): Endpoint {
+  const url = (flags.url as string | undefined) ?? env.SCOPED_URL;
+  const socket = (flags.socket as string | undefined) ?? env.SCOPED_SOCKET;
+  if (url && !(flags.socket as string | undefined)) {
+    const token = env.SCOPED_TOKEN;
+    return token ? { url, token } : { url };
+  }
+  return { socket: socket ?? DEFAULT_SOCKET };
+}
+
+/** The output format the flags ask for. */
+export function formatFrom(flags: Record<string, unknown>): 'cli' | 'json' | 'yaml' {
+  if (flags.json) return 'json';
+  const o = (flags.output as string | undefined) ?? 'cli';
+  if (o !== 'cli' && o !== 'json' && o !== 'yaml') throw new CliError(`-o takes cli, json or yaml, not ${o}`, ExitCodes.usage);
+  return o;
+}
+
+async function print(outcome: Outcome, format: 'cli' | 'json' | 'yaml'): Promise<void> {
+  if (format === 'json') process.stdout.write(`${JSON.stringify(outcome.data, null, 2)}\n`);
+  else if (format === 'yaml') {
+    const { stringify } = await import('yaml');
+    process.stdout.write(stringify(outcome.data));
+  } else {
+    if (outcome.text !== undefined && outcome.text !== '') process.stdout.write(`${outcome.text}\n`);
+    if (outcome.notice) process.stderr.write(`${outcome.notice}\n`);
+  }
+}
+
+/** Run a command with parsed args and flags; prints, and returns the exit code. */
+export async function execute(spec: CommandSpec, args: string[], flags: Record<string, unknown>): Promise<number> {
+  let client: Client | undefined;
+  try {
+    const format = formatFrom(flags);
+    const missing = spec.args.find((a, i) => a.required && args[i] === undefined);
+    if (missing) throw new CliError(`${spec.id} needs ${missing.name.toUpperCase()}`, ExitCodes.usage, `cpcmd ${spec.id} --help shows its usage`);
+    const maxArgs = spec.args.some((a) => a.variadic) ? Infinity : spec.args.length;
+    if (args.length > maxArgs) throw new CliError(`${spec.id} takes at most ${maxArgs} argument${maxArgs === 1 ? '' : 's'}; got ${args.length}`, ExitCodes.usage, `cpcmd ${spec.id} --help shows its usage`);
+    client = await Client.connect(endpointFrom(flags));
+    const outcome = await spec.run({ args, flags }, client);
+    await print(outcome, format);
+    return outcome.exitCode ?? ExitCodes.ok;
+  } catch (err) {
+    process.stderr.write(formatError(err));
+    return exitCodeOf(err);
+  } finally {
+    await client?.close();
+  }
+}

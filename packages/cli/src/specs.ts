@@ -1,0 +1,220 @@
+import type { Client } from '@scoped/client/light';
+import type { ApplyResult, Drift } from '@scoped/protocol';
+import { CliError, ExitCodes } from './errors.js';
+import { formatWord, parseArgs as parseWords } from './grammar.js';
+import { columns, renderPlain } from './render.js';
+
+/** A flag, described once for both the oclif commands and the fast path. */
+export interface FlagSpec {
+  type: 'boolean' | 'string' | 'integer';
+  char?: string;
+  description: string;
+  options?: readonly string[];
+  env?: string;
+  /** Booleans: also accept --no-NAME. */
+  allowNo?: boolean;
+}
+
+export interface ArgSpec {
+  name: string;
+  description: string;
+  required?: boolean;
+  /** Takes every remaining word. */
+  variadic?: boolean;
+}
+
+/** What a command produced: data for -o json|yaml, text for -o cli, and its exit code. */
+export interface Outcome {
+  data: unknown;
+  text?: string;
+  /** Printed on stderr in cli form (warnings such as drift). */
+  notice?: string;
+  exitCode?: number;
+}
+
+export interface CommandSpec {
+  id: string;
+  summary: string;
+  description?: string;
+  examples: string[];
+  args: ArgSpec[];
+  flags: Record<string, FlagSpec>;
+  run(input: { args: string[]; flags: Record<string, unknown> }, client: Client): Promise<Outcome>;
+}
+
+/** Flags every command takes. */
+export const globalFlags: Record<string, FlagSpec> = {
+  socket: { type: 'string', description: 'the daemon\'s unix socket (default /run/scoped/scoped.sock)', env: 'SCOPED_SOCKET' },
+  url: { type: 'string', description: 'reach the daemon over http://HOST:PORT/rpc or ws://HOST:PORT/rpc instead; the token comes from SCOPED_TOKEN', env: 'SCOPED_URL' },
+  output: { type: 'string', char: 'o', description: 'output format', options: ['cli', 'json', 'yaml'] },
+  json: { type: 'boolean', description: 'the same as -o json' },
+};
+
+const dryRun: FlagSpec = { type: 'boolean', description: 'show the plan and write nothing' };
+
+const driftLines = (drift: readonly Drift[]): string =>
+  drift.map((d) => `drift: ${[d.scope, d.var].filter(Boolean).join(' ')} ${d.unit} ${d.target}: expected ${show(d.expected)}, found ${show(d.actual)}`).join('\n');
+
+const show = (v: string | null): string => (v === null ? '(unset)' : JSON.stringify(v));
+
+function applyText(r: ApplyResult, what: string): string {
+  const plan = r.plan.map((c) => `  ${c.unit}: ${c.summary}`);
+  if (r.status === 'planned') return [`dry run: ${what} would make ${r.plan.length} change${r.plan.length === 1 ? '' : 's'}, nothing written`, ...plan].join('\n');
+  if (r.status === 'unchanged') return `${what}: unchanged`;
+  return [`${what}: applied (revision ${r.revision})`, ...plan].join('\n');
+}
+
+/** Words after the scope name, parsed with ApisCP's grammar. */
+function words(args: readonly string[]) {
+  return parseWords(args);
+}
+
+export const commands: CommandSpec[] = [
+  {
+    id: 'scope:list',
+    summary: 'List the scopes',
+    description: 'Lists every scope with its summary. A GLOB such as mail.* narrows the list.',
+    examples: ['cpcmd scope:list', "cpcmd scope:list 'mail.*'"],
+    args: [{ name: 'glob', description: 'only scopes matching this glob' }],
+    flags: {},
+    async run({ args }, client) {
+      const r = await client.call('scope.list', args[0] ? { glob: args[0] } : {});
+      return { data: r.scopes, text: columns(r.scopes.map((s) => [s.name, s.summary] as const)) };
+    },
+  },
+  {
+    id: 'scope:info',
+    summary: 'Describe a scope: what it does, its arguments and examples',
+    examples: ['cpcmd scope:info mail.smart-host'],
+    args: [{ name: 'name', description: 'the scope', required: true }],
+    flags: {},
+    async run({ args }, client) {
+      const r = await client.call('scope.info', { name: args[0]! });
+      const text = [
+        `${r.name}: ${r.summary}`,
+        '',
+        `usage: cpcmd scope:set ${r.name} ${r.usage}`,
+        '',
+        r.help,
+        '',
+        'examples:',
+        ...r.examples.map((e) => `  ${e}`),
+        ...(r.vars.length ? ['', `vars: ${r.vars.join(', ')}`] : []),
+        ...(r.units.length ? [`units: ${r.units.join(', ')}`] : []),
+      ].join('\n');
+      return { data: r, text };
+    },
+  },
+  {
+    id: 'scope:get',
+    summary: 'Read a scope as the system has it now',
+    description: 'Prints the value; a scalar prints alone on its line. Secrets come back redacted. Drift between the stored vars and the system is reported on stderr.',
+    examples: ['cpcmd scope:get net.hostname', 'cpcmd scope:get cp.bootstrapper', 'cpcmd scope:get cp.bootstrapper system_hostname'],
+    args: [
+      { name: 'name', description: 'the scope', required: true },
+      { name: 'args', description: 'arguments that narrow the value', variadic: true },
+    ],
+    flags: {},
+    async run({ args }, client) {
+      const [name, ...rest] = args;
+      const r = await client.call('scope.get', rest.length ? { name: name!, args: words(rest) as never } : { name: name! });
+      const outcome: Outcome = { data: r.value, text: renderPlain(r.value) };
+      if (r.drift.length) outcome.notice = `${driftLines(r.drift)}\n(cpcmd converge puts it back; cpcmd scope:check shows all drift)`;
+      return outcome;
+    },
+  },
+  {
+    id: 'scope:set',
+    summary: 'Set a scope and converge the system to it',
+    description:
+      'Each word after NAME is one argument, read with ApisCP\'s grammar: null, numbers and true/false are typed; \'…\' or "…" ' +
+      'inside the word keeps it a string; [a,b] is a list and [k:v] a map. Quote a bracketed host twice: "\'[relay]:587\'".',
+    examples: [
+      'cpcmd scope:set net.hostname mail.example.com',
+      'cpcmd scope:set net.hostname mail.example.com --dry-run',
+      'cpcmd scope:set cp.bootstrapper system_hostname mail.example.com --no-converge',
+    ],
+    args: [
+      { name: 'name', description: 'the scope', required: true },
+      { name: 'args', description: 'the value, as the scope\'s usage says (cpcmd scope:info NAME)', variadic: true },
+    ],
+    flags: {
+      'dry-run': dryRun,
+      converge: { type: 'boolean', description: 'converge the units after storing (cp.bootstrapper: --no-converge only stores)', allowNo: true },
+      'if-revision': { type: 'integer', description: 'refuse unless the scope is still at this revision (from scope:get -o json)' },
+    },
+    async run({ args, flags }, client) {
+      const [name, ...rest] = args;
+      if (rest.length === 0) throw new CliError(`scope:set ${name} needs a value`, ExitCodes.usage, `cpcmd scope:info ${name} shows its usage`);
+      const params: Record<string, unknown> = { name: name!, args: words(rest) };
+      if (flags['dry-run']) params.dryRun = true;
+      if (flags.converge === false) params.converge = false;
+      if (flags['if-revision'] !== undefined) params.ifRevision = flags['if-revision'];
+      const r = await client.call('scope.set', params as never);
+      return { data: r, text: applyText(r, name!) };
+    },
+  },
+  {
+    id: 'scope:reset',
+    summary: 'Put a scope back to its default and converge',
+    examples: ['cpcmd scope:reset net.hostname --dry-run'],
+    args: [{ name: 'name', description: 'the scope', required: true }],
+    flags: { 'dry-run': dryRun },
+    async run({ args, flags }, client) {
+      const r = await client.call('scope.reset', flags['dry-run'] ? { name: args[0]!, dryRun: true } : { name: args[0]! });
+      return { data: r, text: applyText(r, args[0]!) };
+    },
+  },
+  {
+    id: 'scope:check',
+    summary: 'Report drift between the stored vars and the system',
+    description: `Exits ${ExitCodes.drift} when anything drifted, so scripts can test for it. cpcmd converge puts drift back.`,
+    examples: ['cpcmd scope:check', 'cpcmd scope:check net.hostname'],
+    args: [{ name: 'name', description: 'only this scope' }],
+    flags: {},
+    async run({ args }, client) {
+      const r = await client.call('scope.check', args[0] ? { name: args[0] } : {});
+      return { data: r, text: r.ok ? 'ok: no drift' : driftLines(r.drift), exitCode: r.ok ? 0 : ExitCodes.drift };
+    },
+  },
+  {
+    id: 'converge',
+    summary: 'Bring units back to what the vars say (all units when none is named)',
+    description: 'The counterpart of ApisCP\'s upcp -sb UNIT: reverts hand edits of managed files.',
+    examples: ['cpcmd converge', 'cpcmd converge net/hostname --dry-run'],
+    args: [{ name: 'units', description: 'units such as net/hostname', variadic: true }],
+    flags: { 'dry-run': dryRun },
+    async run({ args, flags }, client) {
+      const params: { units?: string[]; dryRun?: boolean } = {};
+      if (args.length) params.units = args;
+      if (flags['dry-run']) params.dryRun = true;
+      const r = await client.call('unit.converge', params);
+      return { data: r, text: applyText(r, args.length ? args.join(', ') : 'all units') };
+    },
+  },
+  {
+    id: 'var:list',
+    summary: 'List every var: type, value and the units that read it',
+    examples: ['cpcmd var:list', 'cpcmd var:list -o json'],
+    args: [],
+    flags: {},
+    async run(_input, client) {
+      const r = await client.call('var.list', {});
+      const text = columns(r.vars.map((v) => [v.name, `${formatWord(v.value as never)}${v.isDefault ? ' (default)' : ''}  [${v.type}] ${v.description}`] as const));
+      return { data: r.vars, text };
+    },
+  },
+  {
+    id: 'daemon:status',
+    summary: 'Show the daemon: version, uptime, root, listeners, store and plugins',
+    examples: ['cpcmd daemon:status'],
+    args: [],
+    flags: {},
+    async run(_input, client) {
+      const r = await client.call('daemon.status', {});
+      return { data: r, text: renderPlain(r) };
+    },
+  },
+];
+
+export const commandsById = new Map(commands.map((c) => [c.id, c]));

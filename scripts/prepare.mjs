@@ -1,0 +1,50 @@
+#!/usr/bin/env node
+// Makes a fresh clone ready: installs what is missing (npm packages; Debian's postfix when
+// run as root, or says what to install), then builds. Idempotent and quick when all is there.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const say = (msg) => process.stderr.write(`prepare: ${msg}\n`);
+const run = (cmd, args, env = {}) => {
+  const r = spawnSync(cmd, args, { cwd: repo, stdio: 'inherit', env: { ...process.env, ...env } });
+  if (r.status !== 0) {
+    say(`${cmd} ${args.join(' ')} failed (exit ${r.status ?? r.signal})`);
+    process.exit(r.status ?? 1);
+  }
+};
+const has = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
+
+const [major] = process.versions.node.split('.').map(Number);
+if (major < 20) {
+  say(`node ${process.versions.node} is too old: install node 20 or newer`);
+  process.exit(1);
+}
+
+if (!has('postconf') || !has('postmap')) {
+  if (process.getuid?.() === 0 && has('apt-get')) {
+    say('installing Debian\'s postfix (no service is started)');
+    run('apt-get', ['update', '-qq']);
+    run('apt-get', ['install', '-y', '-qq', '--no-install-recommends', 'postfix'], { DEBIAN_FRONTEND: 'noninteractive' });
+  } else {
+    say('Postfix is missing. Install it first, as root: DEBIAN_FRONTEND=noninteractive apt-get install -y postfix');
+    process.exit(1);
+  }
+}
+
+const marker = path.join(repo, 'node_modules', '.package-lock.json');
+if (!existsSync(marker) || !existsSync(path.join(repo, 'node_modules', 'sqlite3', 'build', 'Release', 'node_sqlite3.node'))) {
+  say('installing npm packages (sqlite3 builds from source; that takes a minute or two)');
+  run('npm', ['ci', '--no-audit', '--no-fund']);
+}
+
+say('building');
+run(path.join(repo, 'node_modules', '.bin', 'tsc'), ['-b']);
+try {
+  execFileSync(path.join(repo, 'node_modules', '.bin', 'cpcmd'), ['--version'], { stdio: 'ignore' });
+} catch {
+  say('the cpcmd binary does not run after the build');
+  process.exit(1);
+}
