@@ -57,7 +57,7 @@ export async function readIfExists(file: string): Promise<Buffer | null> {
   try {
     return await fs.readFile(file);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    if (absent(err)) return null;
     throw err;
   }
 }
@@ -67,7 +67,7 @@ export async function modeIfExists(file: string): Promise<number | null> {
   try {
     return (await fs.stat(file)).mode & 0o7777;
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    if (absent(err)) return null;
     throw err;
   }
 }
@@ -81,4 +81,10 @@ export async function removeFile(file: string): Promise<void> {
     throw err;
   }
   await syncDir(path.dirname(file));
+}
+
+/** Not there: the file is missing, or a directory above it is not a directory. */
+function absent(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException).code;
+  return code === 'ENOENT' || code === 'ENOTDIR';
 }
