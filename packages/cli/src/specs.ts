@@ -142,6 +142,7 @@ export const commands: CommandSpec[] = [
       'dry-run': dryRun,
       converge: { type: 'boolean', description: 'converge the units after storing (cp.bootstrapper: --no-converge only stores)', allowNo: true },
       'if-revision': { type: 'integer', description: 'refuse unless the scope is still at this revision (from scope:get -o json)' },
+      verify: { type: 'boolean', description: 'check the value against the outside world first (mail.smart-host: log in to the relay); change nothing if that fails' },
     },
     async run({ args, flags }, client) {
       const [name, ...rest] = args;
@@ -150,6 +151,7 @@ export const commands: CommandSpec[] = [
       if (flags['dry-run']) params.dryRun = true;
       if (flags.converge === false) params.converge = false;
       if (flags['if-revision'] !== undefined) params.ifRevision = flags['if-revision'];
+      if (flags.verify) params.verify = true;
       const r = await client.call('scope.set', params as never);
       return { data: r, text: applyText(r, name!) };
     },
@@ -168,11 +170,18 @@ export const commands: CommandSpec[] = [
   {
     id: 'scope:check',
     summary: 'Report drift between the stored vars and the system',
-    description: `Exits ${ExitCodes.drift} when anything drifted, so scripts can test for it. cpcmd converge puts drift back.`,
-    examples: ['cpcmd scope:check', 'cpcmd scope:check net.hostname'],
+    description:
+      `Exits ${ExitCodes.drift} when anything drifted, so scripts can test for it. Drift is answered either way: ` +
+      'cpcmd converge puts the system back to the vars, or --adopt NAME takes what the system has into the vars.',
+    examples: ['cpcmd scope:check', 'cpcmd scope:check mail.smart-host', 'cpcmd scope:check --adopt mail.smart-host'],
     args: [{ name: 'name', description: 'only this scope' }],
-    flags: {},
-    async run({ args }, client) {
+    flags: { adopt: { type: 'boolean', description: 'keep the hand edit: store what the system has as the scope\'s value' }, 'dry-run': dryRun },
+    async run({ args, flags }, client) {
+      if (flags.adopt) {
+        if (!args[0]) throw new CliError('--adopt needs the scope whose drift to keep', ExitCodes.usage, 'cpcmd scope:check --adopt mail.smart-host');
+        const r = await client.call('scope.adopt', flags['dry-run'] ? { name: args[0], dryRun: true } : { name: args[0] });
+        return { data: r, text: applyText(r, `${args[0]} adopted`) };
+      }
       const r = await client.call('scope.check', args[0] ? { name: args[0] } : {});
       return { data: r, text: r.ok ? 'ok: no drift' : driftLines(r.drift), exitCode: r.ok ? 0 : ExitCodes.drift };
     },

@@ -7,6 +7,7 @@ import path from 'node:path';
 import type { PluginDef } from '@scoped/sdk';
 import { HostSystem } from '@scoped/system';
 import cpPlugin from '@scoped/plugin-cp';
+import mailPlugin from '@scoped/plugin-mail';
 import netPlugin from '@scoped/plugin-net';
 import { bearer, loadOrCreateToken, tokenMatches } from './auth.js';
 import type { ResolvedConfig } from './config.js';
@@ -22,7 +23,7 @@ import { attachWebSocket } from './transports/ws.js';
 export const VERSION = '0.1.0';
 
 /** The plugins that ship with scoped. */
-export const firstPartyPlugins: readonly PluginDef[] = [netPlugin, cpPlugin];
+export const firstPartyPlugins: readonly PluginDef[] = [netPlugin, mailPlugin, cpPlugin];
 
 /** A running daemon; close() stops every listener and removes the socket. */
 export interface RunningDaemon {

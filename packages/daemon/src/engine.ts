@@ -230,7 +230,7 @@ export class Engine {
   }
 
   async set(
-    params: { name: string; value?: unknown; args?: readonly unknown[]; dryRun?: boolean; ifRevision?: number; converge?: boolean },
+    params: { name: string; value?: unknown; args?: readonly unknown[]; dryRun?: boolean; ifRevision?: number; converge?: boolean; verify?: boolean },
     actor: Actor,
   ): Promise<ApplyResult & { name: string; value: unknown }> {
     const scope = this.scope(params.name);
@@ -242,6 +242,10 @@ export class Engine {
     if (params.args !== undefined) input.args = params.args;
     const { value, vars } = await this.scopeVars(scope, input);
     const ctx = this.scopeContext();
+    if (params.verify) {
+      if (!scope.verify) throw new RpcError(ErrorCodes.InvalidParams, `${scope.name} has nothing to verify; --verify applies to scopes that reach outside, such as mail.smart-host`);
+      await inputErrors(() => scope.verify!(value, ctx));
+    }
     const shown = this.redactScopeValue(scope, value, ctx);
     const result = await this.mutate({
       action: 'scope.set',
@@ -284,6 +288,27 @@ export class Engine {
       actor,
     });
     return { ...result, name: scope.name, value: Object.fromEntries(Object.entries(vars).map(([k, v]) => [k, this.redactVar(k, v)])) };
+  }
+
+  /** Take what the system has now into the scope's vars, then converge whatever else differs. */
+  async adopt(params: { name: string; dryRun?: boolean }, actor: Actor): Promise<ApplyResult & { name: string; value: unknown }> {
+    const scope = this.scope(params.name);
+    if (!scope.adopt) throw new RpcError(ErrorCodes.InvalidParams, `${scope.name} cannot adopt what the system has; converge it instead (cpcmd converge)`);
+    const ctx = this.scopeContext();
+    const vars = this.validateVars(await inputErrors(() => scope.adopt!(ctx)));
+    const shown = Object.fromEntries(Object.entries(vars).map(([k, v]) => [k, this.redactVar(k, v)]));
+    const result = await this.mutate({
+      action: 'scope.adopt',
+      target: scope.name,
+      varChanges: vars,
+      converge: true,
+      dryRun: params.dryRun ?? false,
+      revisionVars: scope.vars,
+      old: Object.fromEntries(Object.keys(vars).map((k) => [k, this.redactVar(k, ctx.vars[k])])),
+      new: shown,
+      actor,
+    });
+    return { ...result, name: scope.name, value: shown };
   }
 
   async setVar(params: { name: string; value: unknown; dryRun?: boolean; converge?: boolean; ifRevision?: number }, actor: Actor) {
@@ -329,6 +354,10 @@ export class Engine {
       const before = this.vars();
       const next = { ...before, ...m.varChanges };
       const changedVars = Object.keys(m.varChanges).filter((k) => !same(before[k], next[k]));
+      for (const unit of this.registry.unitsReading(changedVars)) {
+        const problem = await unit.validate?.(next, this.planContext);
+        if (problem) throw new RpcError(ErrorCodes.InvalidParams, problem);
+      }
       const units = m.units ?? (m.converge ? this.registry.unitsReading(changedVars) : []);
       const planned = await this.plan(units, next);
       const plan = this.show(planned, m.varChanges);

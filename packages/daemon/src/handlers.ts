@@ -40,6 +40,7 @@ export function registerHandlers(rpc: RpcDispatcher, engine: Engine, status: () 
   rpc.register(m.scopeSet, (p, ctx) => engine.set(defined(p), actor(ctx)) as never);
   rpc.register(m.scopeReset, (p, ctx) => engine.reset(defined(p), actor(ctx)) as never);
   rpc.register(m.scopeCheck, ({ name }) => engine.check(name));
+  rpc.register(m.scopeAdopt, (p, ctx) => engine.adopt(defined(p), actor(ctx)) as never);
 
   const varInfo = (name: string) => {
     const def = engine.varDef(name);

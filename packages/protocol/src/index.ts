@@ -8,6 +8,7 @@ export {
   PlanChange,
   daemonStatus,
   methods,
+  scopeAdopt,
   scopeCheck,
   scopeGet,
   scopeInfo,

@@ -34,6 +34,7 @@ export type ApplyResult = z.infer<typeof ApplyResult>;
 
 const SetCommon = {
   dryRun: z.boolean().optional(),
+  verify: z.boolean().optional(),
   ifRevision: z.number().int().nonnegative().optional(),
   converge: z.boolean().optional(),
 };
@@ -86,6 +87,13 @@ export const scopeCheck = defineMethod('scope.check', {
   summary: 'Report drift between the stored vars and the system, for one scope or all',
   params: z.object({ name: Name.optional() }).strict(),
   result: z.object({ ok: z.boolean(), drift: z.array(Drift) }),
+});
+
+export const scopeAdopt = defineMethod('scope.adopt', {
+  summary: 'Take what the system has now into the vars of a scope (the answer to drift that should stay)',
+  params: z.object({ name: Name, dryRun: z.boolean().optional() }).strict(),
+  result: ApplyResult.extend({ name: z.string(), value: Json }),
+  mutates: true,
 });
 
 const VarInfo = z.object({
@@ -156,6 +164,7 @@ export const methods = [
   scopeSet,
   scopeReset,
   scopeCheck,
+  scopeAdopt,
   varList,
   varGet,
   varSet,

@@ -39,6 +39,11 @@ export interface UnitDef<O = unknown> {
   observe(ctx: PlanContext): Promise<O>;
   /** Pure: the changes that turn `observed` into what `vars` say. Empty when they already match. */
   plan(vars: VarValues, observed: O, ctx: PlanContext): Change[] | Promise<Change[]>;
+  /**
+   * Constraints across vars, checked on every change of a var this unit reads (converging
+   * or not): return why the combination is refused, phrased as what to do instead.
+   */
+  validate?(vars: VarValues, ctx: PlanContext): string | undefined | Promise<string | undefined>;
   /** Longest time an apply of this unit may take, in ms (default 30 s). */
   readonly timeoutMs?: number;
 }
@@ -85,6 +90,13 @@ export interface ScopeDef<V = unknown> {
    * the value (cp.bootstrapper) redacts in get() itself.
    */
   redact?(value: V, ctx: ScopeContext): unknown;
+  /** The vars that would make the system's current state the desired one (`scope:check --adopt`). */
+  adopt?(ctx: ScopeContext): Record<string, unknown> | Promise<Record<string, unknown>>;
+  /**
+   * Check a value against the outside world before anything is written (`--verify`), such
+   * as logging in to a relay; throw ScopeInputError with what went wrong.
+   */
+  verify?(value: V, ctx: ScopeContext): Promise<void>;
   /** Whether setting this scope converges by default (cp.bootstrapper allows --no-converge). */
   readonly allowNoConverge?: boolean;
 }

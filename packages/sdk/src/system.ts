@@ -8,8 +8,8 @@ export interface System {
   readonly root: string;
   /** Read a text file inside the root; null when it does not exist. */
   readFile(path: string): Promise<string | null>;
-  /** The file's permission bits, or null when it does not exist. */
-  fileMode(path: string): Promise<number | null>;
+  /** The file's permission bits and modification time, or null when it does not exist. */
+  stat(path: string): Promise<{ mode: number; mtimeMs: number } | null>;
   /** The kernel's hostname, or null when the daemon does not manage it. */
   kernelHostname(): Promise<string | null>;
   readonly postfix: PostfixView;
@@ -26,6 +26,8 @@ export interface PostfixView {
   isKnownParameter(name: string): Promise<boolean>;
   /** The map type Postfix uses when none is given (`default_database_type`), such as hash or lmdb. */
   defaultMapType(): Promise<string>;
+  /** The database file postmap builds for a source map file (`.db` for hash, `.lmdb` for lmdb). */
+  mapDatabase(path: string): Promise<string>;
   /** Whether Postfix is installed on this machine at all. */
   installed(): Promise<boolean>;
 }

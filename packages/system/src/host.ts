@@ -1,4 +1,5 @@
 
+import { stat as fsStat } from 'node:fs/promises';
 import { hostname as osHostname } from 'node:os';
 import type { Change, System } from '@scoped/sdk';
 import { exec } from './exec.js';
@@ -32,7 +33,7 @@ export class HostSystem implements System {
   constructor(opts: HostSystemOptions) {
     this.root = opts.root;
     this.postfix = new PostfixAdapter(opts.root);
-    this.services = opts.services ?? chooseServiceDriver(opts.root, this.postfix.hostConfigDir);
+    this.services = opts.services ?? chooseServiceDriver(opts.root, this.postfix);
     this.manageKernelHostname = opts.kernelHostname;
   }
 
@@ -40,8 +41,15 @@ export class HostSystem implements System {
     return (await readIfExists(hostPath(this.root, path)))?.toString('utf8') ?? null;
   }
 
-  fileMode(path: string): Promise<number | null> {
-    return modeIfExists(hostPath(this.root, path));
+  async stat(path: string): Promise<{ mode: number; mtimeMs: number } | null> {
+    try {
+      const st = await fsStat(hostPath(this.root, path));
+      return { mode: st.mode & 0o7777, mtimeMs: st.mtimeMs };
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR') return null;
+      throw err;
+    }
   }
 
   async kernelHostname(): Promise<string | null> {
@@ -111,9 +119,12 @@ export class HostSystem implements System {
           await this.postfix.postmap(c.path, mode);
           break;
         }
-        case 'service':
-          if (await this.services.running(c.service)) await this.services.control(c.service, c.action);
+        case 'service': {
+          // Reload and restart only what runs (a stopped service reads its config when it starts); start only what is stopped.
+          const running = await this.services.running(c.service);
+          if (c.action === 'start' ? !running : running) await this.services.control(c.service, c.action);
           break;
+        }
         case 'kernel-hostname':
           await this.setKernelHostname(c.name);
           break;

@@ -20,8 +20,7 @@ const COOL_DOWN_MS = 3_000;
 /** Postfix's configuration under a root: read like `postconf -n`, written in one atomic write. */
 export class PostfixAdapter implements PostfixView {
   readonly configDir = '/etc/postfix';
-  private known: Promise<Set<string>> | undefined;
-  private mapType: Promise<string> | undefined;
+  private known: Promise<Map<string, string>> | undefined;
 
   constructor(private readonly root: string) {}
 
@@ -48,10 +47,10 @@ export class PostfixAdapter implements PostfixView {
     return parseMainCf(text?.toString('utf8') ?? '');
   }
 
-  /** The names `postconf -d` knows, read once per process. */
-  private defaults(): Promise<Set<string>> {
-    this.known ??= exec(POSTCONF, ['-d', '-c', this.hostConfigDir, '-H'], { timeoutMs: 10_000 }).then(
-      ({ stdout }) => new Set(stdout.split('\n').filter(Boolean)),
+  /** Every parameter Postfix knows with its built-in default (`postconf -d`), read once per process. */
+  private defaults(): Promise<Map<string, string>> {
+    this.known ??= exec(POSTCONF, ['-d', '-c', this.hostConfigDir], { timeoutMs: 10_000 }).then(
+      ({ stdout }) => parseMainCf(stdout),
       (err) => {
         this.known = undefined;
         throw err;
@@ -64,15 +63,19 @@ export class PostfixAdapter implements PostfixView {
     return (await this.defaults()).has(name);
   }
 
-  defaultMapType(): Promise<string> {
-    this.mapType ??= exec(POSTCONF, ['-d', '-h', '-c', this.hostConfigDir, 'default_database_type'], { timeoutMs: 10_000 }).then(
-      ({ stdout }) => stdout.trim() || 'hash',
-      (err) => {
-        this.mapType = undefined;
-        throw err;
-      },
-    );
-    return this.mapType;
+  /** A parameter's built-in default value. */
+  async defaultOf(name: string): Promise<string> {
+    return (await this.defaults()).get(name) ?? '';
+  }
+
+  async defaultMapType(): Promise<string> {
+    return (await this.defaultOf('default_database_type')) || 'hash';
+  }
+
+  /** The master's pid file: `pid/master.pid` under queue_directory (main.cf's, else the built-in default). */
+  async masterPidFile(): Promise<string> {
+    const queue = (await this.mainCf()).get('queue_directory') ?? (await this.defaultOf('queue_directory'));
+    return `${queue}/pid/master.pid`;
   }
 
   /** All main.cf edits of one converge, in one atomic write. */

@@ -1,0 +1,153 @@
+import { type Change, type PlanContext, type VarValues, defineUnit } from '@scoped/sdk';
+import type { SmartHost } from './vars.js';
+
+/** The SASL credentials map, under Postfix's config dir. */
+export const AUTH_MAP = '/etc/postfix/smarthost-auth';
+/** The names postfix_custom_config set last time, so a name taken out of it is unset again. */
+export const CUSTOM_KEYS = '/etc/postfix/scoped-custom-keys';
+
+const RELAY_WITH_MYNETWORKS = 'permit_mynetworks, permit_sasl_authenticated, defer_unauth_destination';
+const RELAY_AUTHENTICATED = 'permit_sasl_authenticated, defer_unauth_destination';
+
+/** Which var each owned parameter serves, for drift reports. */
+const VAR_OF: Record<string, string> = {
+  relayhost: 'postfix_smarthost',
+  smtp_sasl_auth_enable: 'postfix_smarthost',
+  smtp_sasl_password_maps: 'postfix_smarthost',
+  smtp_sasl_security_options: 'postfix_smarthost',
+  smtp_tls_security_level: 'postfix_smtp_tls_security_level',
+  smtpd_sasl_authenticated_header: 'postfix_add_sasl_auth_header',
+  smtpd_relay_restrictions: 'postfix_relay_mynetworks',
+  myhostname: 'system_hostname',
+};
+
+export interface PostfixObserved {
+  params: Map<string, string>;
+  auth: string | null;
+  authMode: number | null;
+  authMtime: number | null;
+  dbMtime: number | null;
+  customKeys: string | null;
+  mapType: string;
+  dbPath: string;
+}
+
+const smartHost = (vars: VarValues) => vars.postfix_smarthost as false | SmartHost;
+const hasCredentials = (sh: false | SmartHost): sh is SmartHost => sh !== false && sh.username !== '';
+
+/** The credentials map's text: one entry keyed by the relayhost exactly as main.cf names it. */
+export function authMapText(sh: SmartHost): string {
+  return `${sh.host} ${sh.username}:${sh.password}\n`;
+}
+
+/** The main.cf parameters this unit owns and the value each should have (null: not set). */
+export function desiredParams(vars: VarValues, mapType: string): Map<string, string | null> {
+  const sh = smartHost(vars);
+  const creds = hasCredentials(sh);
+  const level = vars.postfix_smtp_tls_security_level as string;
+  const p = new Map<string, string | null>([
+    ['relayhost', sh === false ? null : sh.host],
+    ['smtp_sasl_auth_enable', creds ? 'yes' : null],
+    ['smtp_sasl_password_maps', creds ? `${mapType}:$config_directory/smarthost-auth` : null],
+    ['smtp_sasl_security_options', creds ? 'noanonymous' : null],
+    ['smtp_tls_security_level', level || (sh === false ? 'may' : 'encrypt')],
+    ['smtpd_sasl_authenticated_header', vars.postfix_add_sasl_auth_header ? 'yes' : null],
+    ['smtpd_relay_restrictions', vars.postfix_relay_mynetworks ? RELAY_WITH_MYNETWORKS : RELAY_AUTHENTICATED],
+  ]);
+  const hostname = vars.system_hostname as string;
+  if (hostname) p.set('myhostname', hostname);
+  return p;
+}
+
+export const configurePostfix = defineUnit<PostfixObserved>({
+  name: 'mail/configure-postfix',
+  description: 'main.cf: smart host, SASL client and credentials map, TLS level, relay restrictions, myhostname, custom parameters',
+  reads: [
+    'postfix_smarthost',
+    'postfix_smtp_tls_security_level',
+    'postfix_add_sasl_auth_header',
+    'postfix_relay_mynetworks',
+    'postfix_custom_config',
+    'system_hostname',
+  ],
+
+  async validate(vars, { system }) {
+    const sh = smartHost(vars);
+    if (hasCredentials(sh) && vars.postfix_smtp_tls_security_level === 'none') {
+      return 'credentials are refused with TLS level none: the password would cross the network in the clear. ' +
+        'Set postfix_smtp_tls_security_level to encrypt (or may), or give the smart host without USER PASS';
+    }
+    const custom = vars.postfix_custom_config as Record<string, string>;
+    const unknown: string[] = [];
+    for (const name of Object.keys(custom)) if (!(await system.postfix.isKnownParameter(name))) unknown.push(name);
+    if (unknown.length) return `postfix_custom_config names parameters Postfix does not know: ${unknown.join(', ')} (postconf -d lists the known ones)`;
+    return undefined;
+  },
+
+  async observe({ system }: PlanContext) {
+    const mapType = await system.postfix.defaultMapType();
+    const dbPath = await system.postfix.mapDatabase(AUTH_MAP);
+    const [params, auth, authStat, dbStat, customKeys] = await Promise.all([
+      system.postfix.mainCf(),
+      system.readFile(AUTH_MAP),
+      system.stat(AUTH_MAP),
+      system.stat(dbPath),
+      system.readFile(CUSTOM_KEYS),
+    ]);
+    return {
+      params,
+      auth,
+      authMode: authStat?.mode ?? null,
+      authMtime: authStat?.mtimeMs ?? null,
+      dbMtime: dbStat?.mtimeMs ?? null,
+      customKeys,
+      mapType,
+      dbPath,
+    };
+  },
+
+  plan(vars, o) {
+    const changes: Change[] = [];
+    const sh = smartHost(vars);
+    const desired = desiredParams(vars, o.mapType);
+    const custom = vars.postfix_custom_config as Record<string, string>;
+    const previousCustom = (o.customKeys ?? '').split('\n').filter((l) => /^[a-z][a-z0-9_]*$/.test(l));
+    for (const name of previousCustom) if (!desired.has(name) && !(name in custom)) desired.set(name, null);
+    for (const [name, value] of Object.entries(custom)) desired.set(name, value);
+
+    let postfixChanged = false;
+    for (const [param, value] of desired) {
+      const current = o.params.get(param) ?? null;
+      if (current === value) continue;
+      changes.push({ kind: 'postconf', param, value, current, var: param in custom ? 'postfix_custom_config' : (VAR_OF[param] ?? 'postfix_custom_config') });
+      postfixChanged = true;
+    }
+
+    const keysText = Object.keys(custom).length ? `${Object.keys(custom).sort().join('\n')}\n` : null;
+    if (keysText !== o.customKeys) {
+      changes.push(
+        keysText === null
+          ? { kind: 'file.remove', path: CUSTOM_KEYS, current: o.customKeys, var: 'postfix_custom_config' }
+          : { kind: 'file', path: CUSTOM_KEYS, content: keysText, mode: 0o644, current: o.customKeys, var: 'postfix_custom_config' },
+      );
+    }
+
+    if (hasCredentials(sh)) {
+      const text = authMapText(sh);
+      const rewrite = o.auth !== text || o.authMode !== 0o600;
+      if (rewrite) changes.push({ kind: 'file', path: AUTH_MAP, content: text, mode: 0o600, current: o.auth, secret: true, var: 'postfix_smarthost' });
+      const stale = o.dbMtime === null || (o.authMtime !== null && o.dbMtime < o.authMtime);
+      if (o.auth !== text || stale) {
+        changes.push({ kind: 'postmap', path: AUTH_MAP, reason: o.dbMtime === null ? 'database missing' : o.auth !== text ? 'credentials changed' : 'database older than its source', var: 'postfix_smarthost' });
+        postfixChanged = true;
+      }
+    } else {
+      if (o.auth !== null) changes.push({ kind: 'file.remove', path: AUTH_MAP, current: o.auth, secret: true, var: 'postfix_smarthost' });
+      if (o.dbMtime !== null) changes.push({ kind: 'file.remove', path: o.dbPath, current: '(database)', secret: true, var: 'postfix_smarthost' });
+      if (o.auth !== null || o.dbMtime !== null) postfixChanged = true;
+    }
+
+    if (postfixChanged) changes.push({ kind: 'service', service: 'postfix', action: 'reload' });
+    return changes;
+  },
+});

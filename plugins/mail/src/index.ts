@@ -1,0 +1,21 @@
+import { definePlugin } from '@scoped/sdk';
+import { configurePostfix } from './configure-postfix.js';
+import { piggybackScope, smartHostScope, spamFilterScope } from './scopes.js';
+import { spamFilterUnit } from './spam-filter.js';
+import { postfixCustomConfig, postfixRelayMynetworks, postfixSaslHeader, postfixSmarthost, postfixTlsLevel, rspamdEnabled, spamfilter } from './vars.js';
+
+export { AUTH_MAP, authMapText, configurePostfix, desiredParams } from './configure-postfix.js';
+export { passwordProblem, relayProblem, userProblem } from './relay.js';
+export { piggybackScope, smartHostScope, spamFilterScope } from './scopes.js';
+export { relayAddress, verifyRelay } from './smtp-verify.js';
+export { MILTERS, spamFilterUnit, wantedFilters } from './spam-filter.js';
+export { SmartHost, TLS_LEVELS } from './vars.js';
+
+export default definePlugin({
+  name: '@scoped/plugin-mail',
+  version: '0.1.0',
+  apiVersion: 1,
+  vars: [postfixSmarthost, postfixTlsLevel, postfixSaslHeader, postfixRelayMynetworks, postfixCustomConfig, spamfilter, rspamdEnabled],
+  units: [configurePostfix, spamFilterUnit],
+  scopes: [smartHostScope, spamFilterScope, piggybackScope],
+});

@@ -1,0 +1,62 @@
+/**
+ * Smart host syntax, as Postfix's relayhost takes it: `name`, `name:port`, `[name]`,
+ * `[name]:port`, `[ipv4]`, `[ipv6:addr]`, each with an optional port. Brackets mean "no MX
+ * lookup". Nothing that could end a main.cf line, start a second parameter or a second map
+ * entry gets through.
+ */
+
+const LABEL = /^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$/;
+
+function isName(s: string): boolean {
+  return s.length <= 253 && s.split('.').every((l) => LABEL.test(l));
+}
+
+function isIpv4(s: string): boolean {
+  const parts = s.split('.');
+  return parts.length === 4 && parts.every((p) => /^\d{1,3}$/.test(p) && Number(p) <= 255 && (p === '0' || !p.startsWith('0')));
+}
+
+function isIpv6(s: string): boolean {
+  if (!/^[0-9A-Fa-f:.]+$/.test(s) || !s.includes(':')) return false;
+  const double = s.split('::').length - 1;
+  if (double > 1) return false;
+  const groups = s.split(':').filter((g) => g !== '');
+  const last = groups.at(-1) ?? '';
+  const v4 = last.includes('.') ? (isIpv4(last) ? 2 : NaN) : 0;
+  const hex = v4 ? groups.slice(0, -1) : groups;
+  if (!hex.every((g) => /^[0-9A-Fa-f]{1,4}$/.test(g))) return false;
+  const count = hex.length + v4;
+  return double ? count < 8 : count === 8;
+}
+
+/** Why a smart host is refused (phrased as what to type instead), or null when it is valid. */
+export function relayProblem(host: string): string | null {
+  if (host === '') return 'the smart host is empty; give a host such as "[relay.example.com]:587", or false to turn it off';
+  if (/[\s\0-\x1f\x7f=,]/.test(host)) return `the smart host ${JSON.stringify(host)} contains whitespace, a control character, "=" or ","; give one host such as [relay.example.com]:587`;
+  const m = /^(\[[^\]]*\]|[^[\]:]+)(?::(\d+))?$/.exec(host);
+  if (!m) return `${JSON.stringify(host)} is not a host: write name, name:port, [name], [name]:port, [192.0.2.1] or [ipv6:2001:db8::1], with an optional :port`;
+  const [, target, port] = m;
+  if (port !== undefined && (!/^[1-9]\d{0,4}$/.test(port) || Number(port) > 65535)) return `the port ${port} is out of range; use 1-65535, such as 587`;
+  if (target!.startsWith('[')) {
+    const inner = target!.slice(1, -1);
+    if (inner.toLowerCase().startsWith('ipv6:')) return isIpv6(inner.slice(5)) ? null : `${inner.slice(5)} is not an IPv6 address`;
+    if (isIpv4(inner) || isName(inner)) return null;
+    return `${JSON.stringify(inner)} inside the brackets is not a hostname or IPv4 address (IPv6 is written [ipv6:2001:db8::1])`;
+  }
+  return isName(target!) ? null : `${JSON.stringify(target)} is not a hostname`;
+}
+
+/** Why a SASL username is refused, or null. */
+export function userProblem(user: string): string | null {
+  if (user === '') return 'the username is empty; give USER and PASS, or neither';
+  if (/[\s\0-\x1f\x7f:]/.test(user)) return 'the username may not contain ":", whitespace or control characters';
+  return null;
+}
+
+/** Why a SASL password is refused, or null. The password itself never appears in the reason. */
+export function passwordProblem(pass: string): string | null {
+  if (pass === '') return 'the password is empty; give USER and PASS, or neither';
+  if (/[\r\n\0]/.test(pass)) return 'the password may not contain a line break or a NUL character';
+  if (/^\s|\s$/.test(pass)) return 'the password may not start or end with whitespace (the credentials map would drop it)';
+  return null;
+}

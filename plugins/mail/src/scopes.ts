@@ -1,0 +1,133 @@
+import { REDACTED } from '@scoped/protocol';
+import { ScopeInputError, type ScopeContext, defineScope } from '@scoped/sdk';
+import { z } from 'zod';
+import { AUTH_MAP } from './configure-postfix.js';
+import { verifyRelay } from './smtp-verify.js';
+import { filtersIn } from './spam-filter.js';
+import { SmartHost } from './vars.js';
+
+type SmartHostValue = false | SmartHost;
+
+/** A CLI word for a credential: numbers and booleans the grammar typed are taken back as text. */
+function credential(word: unknown, what: string): string {
+  if (typeof word === 'string') return word;
+  if (typeof word === 'number' || typeof word === 'boolean') return String(word);
+  throw new ScopeInputError(`the ${what} must be text; quote it as "'…'" if it looks like a list or null`);
+}
+
+/** The credentials map's entry for a relayhost, or its only entry when the host changed by hand. */
+function credentialsFor(authMap: string | null, host: string): { username: string; password: string } | undefined {
+  const entries = (authMap ?? '')
+    .split('\n')
+    .filter((l) => l.trim() && !l.startsWith('#'))
+    .map((l) => /^(\S+)\s+([^:]*):(.*)$/.exec(l))
+    .filter((m): m is RegExpExecArray => m !== null);
+  const m = entries.find((e) => e[1] === host) ?? (entries.length === 1 ? entries[0] : undefined);
+  return m ? { username: m[2]!, password: m[3]! } : undefined;
+}
+
+async function observedSmartHost(ctx: ScopeContext, withPassword: boolean): Promise<SmartHostValue> {
+  const relayhost = (await ctx.system.postfix.mainCf()).get('relayhost') ?? '';
+  if (relayhost === '') return false;
+  const creds = credentialsFor(await ctx.system.readFile(AUTH_MAP), relayhost);
+  if (!creds) return { host: relayhost, username: '', password: '' };
+  return { host: relayhost, username: creds.username, password: withPassword ? creds.password : REDACTED };
+}
+
+export const smartHostScope = defineScope<SmartHostValue>({
+  name: 'mail.smart-host',
+  summary: 'Relay all outbound mail through one host, optionally with SASL credentials over TLS',
+  help:
+    'HOST is name, name:port, [name], [name]:port, [192.0.2.1] or [ipv6:2001:db8::1] (brackets skip the MX lookup); ' +
+    'quote brackets twice on the shell: "\'[relay.example.com]:587\'". With USER PASS, Postfix logs in with SASL ' +
+    '(smtp_sasl_auth_enable, a 0600 credentials map) and TLS is required (smtp_tls_security_level=encrypt) unless ' +
+    'postfix_smtp_tls_security_level says otherwise; credentials with level none are refused. false turns relaying off ' +
+    'and the TLS level back to may. --verify logs in to the relay first and changes nothing if that fails. ' +
+    'scope:get shows what Postfix uses now; the password always comes back redacted.',
+  usage: 'HOST [USER PASS] | false',
+  examples: [
+    'cpcmd scope:set mail.smart-host "\'[relay.example.com]:587\'" alice s3cret',
+    'cpcmd scope:set mail.smart-host smtp.mailchannels.net ACCOUNT_ID PASSWORD --verify',
+    'cpcmd scope:set mail.smart-host false',
+    'cpcmd scope:get mail.smart-host',
+  ],
+  schema: z.union([z.literal(false), SmartHost]),
+  vars: ['postfix_smarthost'],
+  secretFields: ['password'],
+  parseArgs(args) {
+    const [host, user, pass] = args;
+    if (args.length === 1 && host === false) return false;
+    if (Array.isArray(host) || (host !== null && typeof host === 'object')) {
+      throw new ScopeInputError(`brackets were read as a list: quote the host twice, as "'[${Array.isArray(host) ? host.join(',') : 'relay.example.com'}]'" (add :PORT inside the quotes)`);
+    }
+    if (typeof host !== 'string') throw new ScopeInputError('give the relay host, such as "\'[relay.example.com]:587\'", or false to turn the smart host off');
+    if (args.length === 1) return { host, username: '', password: '' };
+    if (args.length === 3) return { host, username: credential(user, 'username'), password: credential(pass, 'password') };
+    throw new ScopeInputError(`mail.smart-host takes HOST, or HOST USER PASS, or false; got ${args.length} arguments (give both USER and PASS, or neither)`);
+  },
+  toVars: (value) => ({ postfix_smarthost: value }),
+  get: (ctx) => observedSmartHost(ctx, false),
+  adopt: async (ctx) => {
+    const observed = await observedSmartHost(ctx, true);
+    if (observed !== false && observed.username === '' && ctx.vars.postfix_smarthost !== false) {
+      // The map has no entry for the hand-set host: keep the stored credentials with it.
+      const stored = ctx.vars.postfix_smarthost as SmartHost;
+      return { postfix_smarthost: { host: observed.host, username: stored.username, password: stored.password } };
+    }
+    return { postfix_smarthost: observed };
+  },
+  async verify(value, ctx) {
+    if (value === false) return;
+    const level = (ctx.vars.postfix_smtp_tls_security_level as string) || 'encrypt';
+    try {
+      await verifyRelay(value, { tlsLevel: level });
+    } catch (err) {
+      throw new ScopeInputError(`--verify failed, nothing was changed: ${(err as Error).message}`);
+    }
+  },
+});
+
+const Filter = z.union([z.enum(['spamassassin', 'rspamd']), z.literal(false)]);
+
+export const spamFilterScope = defineScope<'spamassassin' | 'rspamd' | false>({
+  name: 'mail.spam-filter',
+  summary: 'Which spam filter inbound mail passes through: spamassassin, rspamd or false',
+  help:
+    'Sets Postfix\'s milters (smtpd_milters, non_smtpd_milters, milter_default_action=accept) and starts the chosen ' +
+    'filter\'s service. The filter\'s Debian package must be installed first; if it is not, the error names it and ' +
+    'nothing changes. rspamd is fast and also signs DKIM; SpamAssassin is accurate with little tuning.',
+  usage: 'spamassassin | rspamd | false',
+  examples: ['cpcmd scope:set mail.spam-filter rspamd', 'cpcmd scope:set mail.spam-filter false', 'cpcmd scope:get mail.spam-filter'],
+  schema: Filter,
+  vars: ['spamfilter'],
+  parseArgs(args) {
+    if (args.length !== 1) throw new ScopeInputError('mail.spam-filter takes one of spamassassin, rspamd or false');
+    return args[0] as never;
+  },
+  toVars: (value) => ({ spamfilter: value }),
+  async get({ system, vars }) {
+    const active = filtersIn((await system.postfix.mainCf()).get('smtpd_milters'));
+    if (active.includes('spamassassin')) return 'spamassassin';
+    if (active.includes('rspamd') && vars.spamfilter === 'rspamd') return 'rspamd';
+    return active.includes('rspamd') && !vars.rspamd_enabled ? 'rspamd' : false;
+  },
+});
+
+export const piggybackScope = defineScope<boolean>({
+  name: 'mail.rspamd-piggyback',
+  summary: 'rspamd beside SpamAssassin: SpamAssassin filters, rspamd learns passively and serves as policy milter',
+  help: 'true sets spamfilter=spamassassin and rspamd_enabled=true; false sets rspamd_enabled=false and leaves spamfilter as it is. Both filters must be installed.',
+  usage: 'true | false',
+  examples: ['cpcmd scope:set mail.rspamd-piggyback true', 'cpcmd scope:get mail.rspamd-piggyback'],
+  schema: z.boolean(),
+  vars: ['spamfilter', 'rspamd_enabled'],
+  parseArgs(args) {
+    if (args.length !== 1 || typeof args[0] !== 'boolean') throw new ScopeInputError('mail.rspamd-piggyback takes true or false');
+    return args[0];
+  },
+  toVars: (on) => (on ? { spamfilter: 'spamassassin', rspamd_enabled: true } : { rspamd_enabled: false }),
+  async get({ system }) {
+    const active = filtersIn((await system.postfix.mainCf()).get('smtpd_milters'));
+    return active.includes('spamassassin') && active.includes('rspamd');
+  },
+});
