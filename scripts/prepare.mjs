@@ -23,13 +23,17 @@ if (major < 20) {
   process.exit(1);
 }
 
-if (!has('postconf') || !has('postmap')) {
+// Postfix itself, and the SASL modules its smtp client needs to log in to a smart host.
+const debianPackages = ['postfix', 'libsasl2-modules'];
+const dpkgMissing = () => debianPackages.filter((p) => spawnSync('dpkg-query', ['-W', '-f=${Status}', p], { encoding: 'utf8' }).stdout?.includes('install ok installed') !== true);
+const missing = has('dpkg-query') ? dpkgMissing() : has('postconf') ? [] : debianPackages;
+if (missing.length) {
   if (process.getuid?.() === 0 && has('apt-get')) {
-    say('installing Debian\'s postfix (no service is started)');
+    say(`installing Debian's ${missing.join(' ')} (no service is started)`);
     run('apt-get', ['update', '-qq']);
-    run('apt-get', ['install', '-y', '-qq', '--no-install-recommends', 'postfix'], { DEBIAN_FRONTEND: 'noninteractive' });
+    run('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...missing], { DEBIAN_FRONTEND: 'noninteractive' });
   } else {
-    say('Postfix is missing. Install it first, as root: DEBIAN_FRONTEND=noninteractive apt-get install -y postfix');
+    say(`missing: ${missing.join(' ')}. Install them first, as root: DEBIAN_FRONTEND=noninteractive apt-get install -y ${missing.join(' ')}`);
     process.exit(1);
   }
 }

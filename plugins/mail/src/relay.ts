@@ -7,8 +7,10 @@
 
 const LABEL = /^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$/;
 
+/** A hostname; its last label is not all digits, so a mistyped IPv4 address is not taken for a name. */
 function isName(s: string): boolean {
-  return s.length <= 253 && s.split('.').every((l) => LABEL.test(l));
+  const labels = s.split('.');
+  return s.length <= 253 && labels.every((l) => LABEL.test(l)) && !/^\d+$/.test(labels.at(-1)!);
 }
 
 function isIpv4(s: string): boolean {
