@@ -138,6 +138,7 @@ export async function startDaemon(config: ResolvedConfig, opts: { log?: Logger; 
         for (const c of closers) c();
         for (const s of servers) await closeServer(s);
         await unlink(config.socket).catch(() => {});
+        system.close();
         await store.close();
         log.info('stopped');
       })();

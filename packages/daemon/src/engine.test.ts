@@ -114,6 +114,19 @@ describe('engine', () => {
     expect((await store.loadState()).revision).toBe(0);
   });
 
+  it('sees a hand edit through the read cache', async () => {
+    await engine.set({ name: 'net.hostname', value: 'a.example.com' }, actor);
+    expect((await engine.get('net.hostname')).value).toBe('a.example.com');
+    writeFileSync(path.join(root, 'etc/hostname'), 'edited.example.com\n');
+    let seen: unknown;
+    for (let i = 0; i < 100 && seen !== 'edited.example.com'; i++) {
+      await new Promise((r) => setTimeout(r, 10));
+      seen = (await engine.get('net.hostname')).value;
+    }
+    expect(seen).toBe('edited.example.com');
+    expect((await engine.check('net.hostname')).drift.map((d) => d.target)).toEqual(['/etc/hostname']);
+  });
+
   it('persists vars across a restart', async () => {
     await engine.set({ name: 'net.hostname', value: 'mail.example.test' }, actor);
     await store.close();

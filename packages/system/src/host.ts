@@ -5,6 +5,7 @@ import type { Change, System } from '@scoped/sdk';
 import { exec } from './exec.js';
 import { hostPath, modeIfExists, readIfExists, removeFile, writeFileAtomic } from './files.js';
 import { PostfixAdapter } from './postfix.js';
+import { WatchCache } from './watch-cache.js';
 import { type ServiceDriver, chooseServiceDriver } from './services.js';
 
 export interface HostSystemOptions {
@@ -30,26 +31,38 @@ export class HostSystem implements System {
   readonly services: ServiceDriver;
   private readonly manageKernelHostname: boolean;
 
+  /** Reads are cached until inotify (or our own write) says the file changed: a scope.get costs no I/O. */
+  private readonly cache = new WatchCache();
+
   constructor(opts: HostSystemOptions) {
     this.root = opts.root;
-    this.postfix = new PostfixAdapter(opts.root);
+    this.postfix = new PostfixAdapter(opts.root, this.cache);
     this.services = opts.services ?? chooseServiceDriver(opts.root, this.postfix);
     this.manageKernelHostname = opts.kernelHostname;
   }
 
-  async readFile(path: string): Promise<string | null> {
-    return (await readIfExists(hostPath(this.root, path)))?.toString('utf8') ?? null;
+  readFile(path: string): Promise<string | null> {
+    const file = hostPath(this.root, path);
+    return this.cache.get(file, 'text', async () => (await readIfExists(file))?.toString('utf8') ?? null);
   }
 
-  async stat(path: string): Promise<{ mode: number; mtimeMs: number } | null> {
-    try {
-      const st = await fsStat(hostPath(this.root, path));
-      return { mode: st.mode & 0o7777, mtimeMs: st.mtimeMs };
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT' || code === 'ENOTDIR') return null;
-      throw err;
-    }
+  stat(path: string): Promise<{ mode: number; mtimeMs: number } | null> {
+    const file = hostPath(this.root, path);
+    return this.cache.get(file, 'stat', async () => {
+      try {
+        const st = await fsStat(file);
+        return { mode: st.mode & 0o7777, mtimeMs: st.mtimeMs };
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'ENOENT' || code === 'ENOTDIR') return null;
+        throw err;
+      }
+    });
+  }
+
+  /** Stop watching files; reads after this go to the file system every time. */
+  close(): void {
+    this.cache.close();
   }
 
   async kernelHostname(): Promise<string | null> {
@@ -88,6 +101,7 @@ export class HostSystem implements System {
   async restore(snap: Snapshot): Promise<void> {
     for (const [p, { content, mode }] of snap.files) {
       const host = hostPath(this.root, p);
+      this.cache.invalidate(host);
       if (content === null) await removeFile(host);
       else await writeFileAtomic(host, content, mode ?? 0o644, p.endsWith('/main.cf') ? new Date(Date.now() - 3_000) : undefined);
     }
@@ -99,6 +113,14 @@ export class HostSystem implements System {
    * first of them stands; service actions only for services that run.
    */
   async apply(changes: readonly Change[]): Promise<void> {
+    try {
+      await this.applyInOrder(changes);
+    } finally {
+      for (const c of changes) for (const p of await this.touches(c)) this.cache.invalidate(hostPath(this.root, p));
+    }
+  }
+
+  private async applyInOrder(changes: readonly Change[]): Promise<void> {
     const edits = new Map<string, string | null>();
     for (const c of changes) if (c.kind === 'postconf') edits.set(c.param, c.value);
     let mainCfWritten = false;

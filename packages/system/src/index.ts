@@ -7,3 +7,4 @@ export { assertSafeParam, editMainCf, parseMainCf } from './maincf.js';
 export { PostfixAdapter } from './postfix.js';
 export { DirectServiceDriver, SystemdServiceDriver, chooseServiceDriver } from './services.js';
 export type { ServiceAction, ServiceDriver } from './services.js';
+export { WatchCache } from './watch-cache.js';

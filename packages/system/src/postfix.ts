@@ -4,6 +4,7 @@ import type { PostfixView } from '@scoped/sdk';
 import { exec } from './exec.js';
 import { hostPath, readIfExists, writeFileAtomic } from './files.js';
 import { editMainCf, parseMainCf } from './maincf.js';
+import type { WatchCache } from './watch-cache.js';
 
 /** Where the Postfix programs live; overridable for unusual installs. */
 const POSTCONF = process.env.SCOPED_POSTCONF ?? 'postconf';
@@ -22,7 +23,10 @@ export class PostfixAdapter implements PostfixView {
   readonly configDir = '/etc/postfix';
   private known: Promise<Map<string, string>> | undefined;
 
-  constructor(private readonly root: string) {}
+  constructor(
+    private readonly root: string,
+    private readonly cache?: WatchCache,
+  ) {}
 
   /** The host path of the config dir, for `-c`. */
   get hostConfigDir(): string {
@@ -42,9 +46,9 @@ export class PostfixAdapter implements PostfixView {
     }
   }
 
-  async mainCf(): Promise<Map<string, string>> {
-    const text = await readIfExists(this.mainCfPath);
-    return parseMainCf(text?.toString('utf8') ?? '');
+  mainCf(): Promise<Map<string, string>> {
+    const load = async () => parseMainCf((await readIfExists(this.mainCfPath))?.toString('utf8') ?? '');
+    return this.cache ? this.cache.get(this.mainCfPath, 'main.cf', load) : load();
   }
 
   /** Every parameter Postfix knows with its built-in default (`postconf -d`), read once per process. */

@@ -1,6 +1,7 @@
 import { type Change, type PlanContext, type VarValues, defineUnit } from '@scoped/sdk';
 import type { SmartHost } from './vars.js';
 
+export const MAIN_CF = '/etc/postfix/main.cf';
 /** The SASL credentials map, under Postfix's config dir. */
 export const AUTH_MAP = '/etc/postfix/smarthost-auth';
 /** The names postfix_custom_config set last time, so a name taken out of it is unset again. */
@@ -22,6 +23,8 @@ const VAR_OF: Record<string, string> = {
 };
 
 export interface PostfixObserved {
+  /** Whether Postfix is configured under this root at all (main.cf exists). */
+  present: boolean;
   params: Map<string, string>;
   auth: string | null;
   authMode: number | null;
@@ -87,7 +90,8 @@ export const configurePostfix = defineUnit<PostfixObserved>({
   async observe({ system }: PlanContext) {
     const mapType = await system.postfix.defaultMapType();
     const dbPath = await system.postfix.mapDatabase(AUTH_MAP);
-    const [params, auth, authStat, dbStat, customKeys] = await Promise.all([
+    const [present, params, auth, authStat, dbStat, customKeys] = await Promise.all([
+      system.stat(MAIN_CF).then((s) => s !== null),
       system.postfix.mainCf(),
       system.readFile(AUTH_MAP),
       system.stat(AUTH_MAP),
@@ -95,6 +99,7 @@ export const configurePostfix = defineUnit<PostfixObserved>({
       system.readFile(CUSTOM_KEYS),
     ]);
     return {
+      present,
       params,
       auth,
       authMode: authStat?.mode ?? null,
@@ -107,6 +112,8 @@ export const configurePostfix = defineUnit<PostfixObserved>({
   },
 
   plan(vars, o) {
+    // No main.cf: Postfix is not set up under this root, so there is nothing to converge (the mail scopes refuse to set).
+    if (!o.present) return [];
     const changes: Change[] = [];
     const sh = smartHost(vars);
     const desired = desiredParams(vars, o.mapType);

@@ -1,12 +1,19 @@
 import { REDACTED } from '@scoped/protocol';
 import { ScopeInputError, type ScopeContext, defineScope } from '@scoped/sdk';
 import { z } from 'zod';
-import { AUTH_MAP } from './configure-postfix.js';
+import { AUTH_MAP, MAIN_CF } from './configure-postfix.js';
 import { verifyRelay } from './smtp-verify.js';
 import { filtersIn } from './spam-filter.js';
 import { SmartHost } from './vars.js';
 
 type SmartHostValue = false | SmartHost;
+
+/** The mail scopes change Postfix: refuse them where Postfix is not configured, rather than store a value nothing uses. */
+async function requirePostfix(ctx: ScopeContext): Promise<void> {
+  if ((await ctx.system.stat(MAIN_CF)) === null) {
+    throw new ScopeInputError(`Postfix is not configured under ${ctx.system.root} (no etc/postfix/main.cf): install it first (apt-get install postfix)`);
+  }
+}
 
 /** A CLI word for a credential: numbers and booleans the grammar typed are taken back as text. */
 function credential(word: unknown, what: string): string {
@@ -65,7 +72,10 @@ export const smartHostScope = defineScope<SmartHostValue>({
     if (args.length === 3) return { host, username: credential(user, 'username'), password: credential(pass, 'password') };
     throw new ScopeInputError(`mail.smart-host takes HOST, or HOST USER PASS, or false; got ${args.length} arguments (give both USER and PASS, or neither)`);
   },
-  toVars: (value) => ({ postfix_smarthost: value }),
+  async toVars(value, ctx) {
+    await requirePostfix(ctx);
+    return { postfix_smarthost: value };
+  },
   get: (ctx) => observedSmartHost(ctx, false),
   adopt: async (ctx) => {
     const observed = await observedSmartHost(ctx, true);
@@ -104,7 +114,10 @@ export const spamFilterScope = defineScope<'spamassassin' | 'rspamd' | false>({
     if (args.length !== 1) throw new ScopeInputError('mail.spam-filter takes one of spamassassin, rspamd or false');
     return args[0] as never;
   },
-  toVars: (value) => ({ spamfilter: value }),
+  async toVars(value, ctx) {
+    await requirePostfix(ctx);
+    return { spamfilter: value };
+  },
   async get({ system, vars }) {
     const active = filtersIn((await system.postfix.mainCf()).get('smtpd_milters'));
     if (active.includes('spamassassin')) return 'spamassassin';
@@ -125,7 +138,10 @@ export const piggybackScope = defineScope<boolean>({
     if (args.length !== 1 || typeof args[0] !== 'boolean') throw new ScopeInputError('mail.rspamd-piggyback takes true or false');
     return args[0];
   },
-  toVars: (on) => (on ? { spamfilter: 'spamassassin', rspamd_enabled: true } : { rspamd_enabled: false }),
+  async toVars(on, ctx) {
+    await requirePostfix(ctx);
+    return on ? { spamfilter: 'spamassassin', rspamd_enabled: true } : { rspamd_enabled: false };
+  },
   async get({ system }) {
     const active = filtersIn((await system.postfix.mainCf()).get('smtpd_milters'));
     return active.includes('spamassassin') && active.includes('rspamd');

@@ -29,6 +29,7 @@ export function filtersIn(milters: string | undefined): Filter[] {
 }
 
 interface Observed {
+  present: boolean;
   params: Map<string, string>;
   installed: Record<Filter, boolean>;
 }
@@ -49,10 +50,11 @@ export const spamFilterUnit = defineUnit<Observed>({
 
   async observe({ system }) {
     const installed = { rspamd: await system.services.installed('rspamd'), spamassassin: await system.services.installed('spamassassin') };
-    return { params: await system.postfix.mainCf(), installed };
+    return { present: (await system.stat('/etc/postfix/main.cf')) !== null, params: await system.postfix.mainCf(), installed };
   },
 
   plan(vars, o) {
+    if (!o.present) return [];
     const wanted = wantedFilters(vars.spamfilter, vars.rspamd_enabled);
     const milters = wanted.map((f) => MILTERS[f]).join(', ');
     const desired = new Map<string, string | null>([
