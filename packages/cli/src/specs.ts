@@ -226,4 +226,78 @@ export const commands: CommandSpec[] = [
   },
 ];
 
+commands.push(
+  {
+    id: 'token:create',
+    summary: 'Create a bearer token for HTTP and WebSocket access; the token is printed once',
+    description:
+      'Roles: reader (list, info, get, check, the audit trail), operator (also set, reset and converge, limited to the ' +
+      'scopes its --scopes globs match and the units they drive), admin (everything, tokens included). Only a hash is stored.',
+    examples: ['cpcmd token:create --role reader --name monitoring', "cpcmd token:create --role operator --scopes 'mail.*' --expires 30d --name ci"],
+    args: [],
+    flags: {
+      role: { type: 'string', description: 'what the token may do', options: ['admin', 'operator', 'reader'] },
+      scopes: { type: 'string', description: 'comma-separated scope globs the token is limited to, such as mail.*,net.hostname' },
+      expires: { type: 'string', description: 'lifetime such as 30d, 12h or 90m (default: never)' },
+      name: { type: 'string', description: 'a name for the audit trail and token:revoke' },
+    },
+    async run({ flags }, client) {
+      if (!flags.role) throw new CliError('token:create needs --role admin, operator or reader', ExitCodes.usage);
+      const params: Record<string, unknown> = { role: flags.role };
+      if (flags.scopes) params.scopes = String(flags.scopes).split(',').map((s) => s.trim()).filter(Boolean);
+      if (flags.expires) params.expires = flags.expires;
+      if (flags.name) params.name = flags.name;
+      const r = await client.call('token.create', params as never);
+      const text = [r.token, `(${r.name}, ${r.role}${r.scopes.length ? ` on ${r.scopes.join(',')}` : ''}${r.expiresAt ? `, expires ${r.expiresAt}` : ''}; shown once: store it now)`].join('\n');
+      return { data: r, text };
+    },
+  },
+  {
+    id: 'token:list',
+    summary: 'List the tokens (never their secrets)',
+    examples: ['cpcmd token:list'],
+    args: [],
+    flags: {},
+    async run(_input, client) {
+      const r = await client.call('token.list', {});
+      const rows = r.tokens.map((t) => [`${t.id} ${t.name}`, `${t.role}${t.scopes.length ? ` [${t.scopes.join(',')}]` : ''}  ${t.revoked ? 'revoked' : t.expiresAt ? `expires ${t.expiresAt}` : 'no expiry'}  last used ${t.lastUsedAt ?? 'never'}`] as const);
+      return { data: r.tokens, text: rows.length ? columns(rows) : 'no tokens' };
+    },
+  },
+  {
+    id: 'token:revoke',
+    summary: 'Revoke a token by id or name; it stops working at once',
+    examples: ['cpcmd token:revoke ci'],
+    args: [{ name: 'id', description: 'the token\'s id or name', required: true }],
+    flags: {},
+    async run({ args }, client) {
+      const r = await client.call('token.revoke', { id: args[0]! });
+      return { data: r, text: `revoked ${r.name} (${r.id})` };
+    },
+  },
+  {
+    id: 'audit:list',
+    summary: 'Show the audit trail: who changed what, when, and how it ended',
+    description: 'Every mutation is recorded before it is answered, secrets redacted. Oldest first; --limit counts from the newest.',
+    examples: ['cpcmd audit:list', "cpcmd audit:list --scope 'mail.*' --since 2h", 'cpcmd audit:list --since 2026-01-31T00:00:00Z -o json'],
+    args: [],
+    flags: {
+      scope: { type: 'string', description: 'only entries whose target matches this glob' },
+      since: { type: 'string', description: 'only entries since an ISO time or a duration back from now (2h, 7d)' },
+      limit: { type: 'integer', description: 'at most this many entries (default 100)' },
+    },
+    async run({ flags }, client) {
+      const params: Record<string, unknown> = {};
+      if (flags.scope) params.scope = flags.scope;
+      if (flags.since) params.since = flags.since;
+      if (flags.limit !== undefined) params.limit = flags.limit;
+      const r = await client.call('audit.list', params as never);
+      const text = r.entries
+        .map((e) => `${e.time}  ${e.actor} via ${e.transport}  ${e.action} ${e.target}  ${e.outcome}${e.reason ? `: ${e.reason}` : ''}${e.new !== undefined ? `  -> ${JSON.stringify(e.new)}` : ''}`)
+        .join('\n');
+      return { data: r.entries, text: text || 'no entries' };
+    },
+  },
+);
+
 export const commandsById = new Map(commands.map((c) => [c.id, c]));

@@ -1,6 +1,9 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
+import { ErrorCodes } from '@scoped/protocol';
 import { writeFileAtomic } from '@scoped/system';
+import type { FailureLimiter } from './ratelimit.js';
+import { ADMIN_TOKEN, type Principal, type TokenRegistry } from './tokens.js';
 
 /** The admin bearer token for TCP: read from its file, or created there (mode 0600) when missing. */
 export async function loadOrCreateToken(file: string): Promise<string> {
@@ -15,6 +18,36 @@ export async function loadOrCreateToken(file: string): Promise<string> {
 }
 
 const digest = (s: string): Buffer => createHash('sha256').update(s).digest();
+
+/** What the gate decided about a TCP request. */
+export type GateResult = { ok: true; principal: Principal } | { ok: false; status: 401 | 429; code: number; message: string };
+
+/**
+ * The door of the TCP transports: a bearer token (the admin token file's, or one made with
+ * token:create) or nothing, with failed attempts limited per peer address.
+ */
+export class Gate {
+  constructor(
+    private readonly adminToken: string,
+    private readonly tokens: TokenRegistry,
+    private readonly limiter: FailureLimiter,
+  ) {}
+
+  check(authorization: string | undefined, peer: string): GateResult {
+    const wait = this.limiter.blockedFor(peer);
+    if (wait > 0) return { ok: false, status: 429, code: ErrorCodes.Busy, message: `Too many failed logins from ${peer}: try again in ${wait} s` };
+    const presented = bearer(authorization);
+    const principal = presented === undefined ? undefined : tokenMatches(presented, this.adminToken) ? ADMIN_TOKEN : this.tokens.verify(presented);
+    if (principal) return { ok: true, principal };
+    this.limiter.fail(peer);
+    return {
+      ok: false,
+      status: 401,
+      code: ErrorCodes.Unauthorized,
+      message: presented === undefined ? 'Unauthorized: send Authorization: Bearer TOKEN' : 'Unauthorized: the token is unknown, revoked or expired',
+    };
+  }
+}
 
 /** Compares a presented bearer token with the expected one in constant time. */
 export function tokenMatches(presented: string | undefined, expected: string): boolean {

@@ -18,6 +18,10 @@ export const DaemonConfig = z
     maxBatch: z.number().int().positive().default(100),
     maxWsPayloadBytes: z.number().int().positive().default(1024 * 1024),
     wsPingIntervalMs: z.number().int().positive().default(30_000),
+    maxConnections: z.number().int().positive().default(256),
+    authFailureLimit: z.number().int().positive().default(10),
+    authFailureWindowMs: z.number().int().positive().default(60_000),
+    auditKeep: z.number().int().positive().default(10_000),
   })
   .strict();
 
@@ -34,6 +38,10 @@ export interface ResolvedConfig {
   maxBatch: number;
   maxWsPayloadBytes: number;
   wsPingIntervalMs: number;
+  maxConnections: number;
+  authFailureLimit: number;
+  authFailureWindowMs: number;
+  auditKeep: number;
 }
 
 export const USAGE = `Usage: scoped [options]
@@ -49,7 +57,9 @@ Options:
   --kernel-hostname      also set the kernel hostname (default: on only when --root is /)
   --no-kernel-hostname   never set the kernel hostname
   --config FILE          a YAML file with the same keys (root, socket, listen, store, tokenFile, kernelHostname,
-                         logLevel, maxBodyBytes, maxBatch, maxWsPayloadBytes, wsPingIntervalMs); flags win
+                         logLevel) and the limits: maxBodyBytes (1 MiB), maxBatch (100), maxWsPayloadBytes (1 MiB),
+                         wsPingIntervalMs (30000), maxConnections (256 TCP connections), authFailureLimit (10
+                         failed logins per peer per authFailureWindowMs, 60000), auditKeep (10000 entries); flags win
   --log-level LEVEL      info, warn, error or silent (default info)
   -h, --help             show this help
 `;
@@ -132,5 +142,9 @@ export function loadConfig(argv: readonly string[]): ResolvedConfig | 'help' {
     maxBatch: c.maxBatch,
     maxWsPayloadBytes: c.maxWsPayloadBytes,
     wsPingIntervalMs: c.wsPingIntervalMs,
+    maxConnections: c.maxConnections,
+    authFailureLimit: c.authFailureLimit,
+    authFailureWindowMs: c.authFailureWindowMs,
+    auditKeep: c.auditKeep,
   };
 }

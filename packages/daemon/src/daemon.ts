@@ -1,6 +1,6 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { chmod, unlink } from 'node:fs/promises';
-import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import { connect } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -9,10 +9,13 @@ import { HostSystem } from '@scoped/system';
 import cpPlugin from '@scoped/plugin-cp';
 import mailPlugin from '@scoped/plugin-mail';
 import netPlugin from '@scoped/plugin-net';
-import { bearer, loadOrCreateToken, tokenMatches } from './auth.js';
+import { Gate, loadOrCreateToken } from './auth.js';
 import type { ResolvedConfig } from './config.js';
 import { Engine } from './engine.js';
-import { registerHandlers } from './handlers.js';
+import { actorOf, registerHandlers } from './handlers.js';
+import { authorize } from './permissions.js';
+import { FailureLimiter } from './ratelimit.js';
+import { TokenRegistry } from './tokens.js';
 import { type Logger, jsonLogger } from './log.js';
 import { Registry } from './registry.js';
 import { RpcDispatcher } from './rpc.js';
@@ -80,13 +83,22 @@ export async function startDaemon(config: ResolvedConfig, opts: { log?: Logger; 
   }
   const store = await Store.open(config.store);
   const system = new HostSystem({ root: config.root, kernelHostname: config.kernelHostname });
-  const engine = new Engine(registry, store, system, { kernelHostname: config.kernelHostname }, log);
+  const engine = new Engine(registry, store, system, { kernelHostname: config.kernelHostname, auditKeep: config.auditKeep }, log);
   await engine.init();
+  const tokens = new TokenRegistry(store);
+  await tokens.init();
   scrub = (t) => engine.scrub(t);
 
-  const rpc = new RpcDispatcher(log, { maxBatch: config.maxBatch }, scrub);
+  const rpc = new RpcDispatcher(
+    log,
+    { maxBatch: config.maxBatch },
+    scrub,
+    (method, params, ctx) => authorize(method, params, ctx.principal, engine),
+    (method, params, ctx, err) =>
+      engine.audit({ actor: actorOf(ctx), action: method, target: String(params.name ?? params.id ?? (params.units as string[] | undefined)?.join(',') ?? 'all'), outcome: 'refused', reason: err.message }),
+  );
   const listeners: string[] = [];
-  registerHandlers(rpc, engine, () => ({
+  registerHandlers(rpc, engine, tokens, () => ({
     version: VERSION,
     pid: process.pid,
     uptimeSeconds: Math.round((Date.now() - started) / 1000),
@@ -103,17 +115,17 @@ export async function startDaemon(config: ResolvedConfig, opts: { log?: Logger; 
   try {
     mkdirSync(path.dirname(config.socket), { recursive: true, mode: 0o755 });
     await claimSocket(config.socket);
-    const unix = createServer(httpHandler(rpc, { maxBodyBytes: config.maxBodyBytes, authenticate: null, transport: 'unix' }));
+    const unix = createServer(httpHandler(rpc, { maxBodyBytes: config.maxBodyBytes, gate: null, transport: 'unix' }));
     await listen(unix, config.socket);
     await chmod(config.socket, 0o660);
     servers.push(unix);
     listeners.push(`unix:${config.socket}`);
 
     if (config.listen) {
-      const token = await loadOrCreateToken(config.tokenFile);
-      const authenticate = (req: IncomingMessage) => tokenMatches(bearer(req.headers.authorization), token);
-      const tcp = createServer(httpHandler(rpc, { maxBodyBytes: config.maxBodyBytes, authenticate, transport: 'http' }));
-      const ws = attachWebSocket(tcp, rpc, { maxPayloadBytes: config.maxWsPayloadBytes, authenticate, pingIntervalMs: config.wsPingIntervalMs });
+      const gate = new Gate(await loadOrCreateToken(config.tokenFile), tokens, new FailureLimiter(config.authFailureLimit, config.authFailureWindowMs));
+      const tcp = createServer(httpHandler(rpc, { maxBodyBytes: config.maxBodyBytes, gate, transport: 'http' }));
+      tcp.maxConnections = config.maxConnections;
+      const ws = attachWebSocket(tcp, rpc, { maxPayloadBytes: config.maxWsPayloadBytes, gate, pingIntervalMs: config.wsPingIntervalMs, maxConnections: config.maxConnections });
       closers.push(() => ws.close());
       await listen(tcp, config.listen);
       servers.push(tcp);
@@ -123,6 +135,7 @@ export async function startDaemon(config: ResolvedConfig, opts: { log?: Logger; 
     }
   } catch (err) {
     for (const s of servers) await closeServer(s);
+    await tokens.close();
     await store.close();
     throw err;
   }
@@ -139,6 +152,7 @@ export async function startDaemon(config: ResolvedConfig, opts: { log?: Logger; 
         for (const s of servers) await closeServer(s);
         await unlink(config.socket).catch(() => {});
         system.close();
+        await tokens.close();
         await store.close();
         log.info('stopped');
       })();

@@ -17,7 +17,7 @@ import { z } from 'zod';
 import type { Logger } from './log.js';
 import { Mutex } from './mutex.js';
 import type { Registry } from './registry.js';
-import type { State, Store } from './store.js';
+import type { AuditEntry, State, Store } from './store.js';
 
 /** Who asked, for the audit trail. */
 export interface Actor {
@@ -68,7 +68,7 @@ export class Engine {
     readonly registry: Registry,
     private readonly store: Store,
     readonly system: HostSystem,
-    readonly options: { kernelHostname: boolean },
+    readonly options: { kernelHostname: boolean; auditKeep?: number },
     private readonly log: Logger,
   ) {
     this.planContext = { system, options };
@@ -342,6 +342,30 @@ export class Engine {
     });
   }
 
+  /** Record one audit entry durably; secrets in its reason are scrubbed. */
+  audit(e: { actor: Actor; action: string; target: string; old?: unknown; new?: unknown; plan?: string[]; outcome: AuditEntry['outcome']; reason?: string }): Promise<void> {
+    return this.store.appendAudit(
+      {
+        time: new Date().toISOString(),
+        actor: e.actor.name,
+        transport: e.actor.transport,
+        action: e.action,
+        target: e.target,
+        ...(e.old !== undefined ? { old: e.old } : {}),
+        ...(e.new !== undefined ? { new: e.new } : {}),
+        plan: e.plan ?? [],
+        outcome: e.outcome,
+        ...(e.reason ? { reason: this.scrub(e.reason) } : {}),
+        revision: this.state.revision,
+      },
+      this.options.auditKeep,
+    );
+  }
+
+  auditEntries(limit: number, filter: (e: AuditEntry) => boolean): Promise<AuditEntry[]> {
+    return this.store.auditEntries(limit, filter);
+  }
+
   /** The eight steps: validate (done by the caller), diff vars, plan, apply, verify, persist, audit, notify. */
   private mutate(m: Mutation): Promise<ApplyResult> {
     return this.lock.run(async () => {
@@ -362,22 +386,12 @@ export class Engine {
       const planned = await this.plan(units, next);
       const plan = this.show(planned, m.varChanges);
       if (m.dryRun) return { status: 'planned', plan, revision: this.state.revision };
-      if (changedVars.length === 0 && planned.length === 0) return { status: 'unchanged', plan, revision: this.state.revision };
-
-      const audit = (outcome: 'applied' | 'rolled-back', reason?: string) =>
-        this.store.appendAudit({
-          time: new Date().toISOString(),
-          actor: m.actor.name,
-          transport: m.actor.transport,
-          action: m.action,
-          target: m.target,
-          old: m.old,
-          new: m.new,
-          plan: plan.map((p) => p.summary),
-          outcome,
-          ...(reason ? { reason } : {}),
-          revision: this.state.revision,
-        });
+      const audit = (outcome: 'applied' | 'unchanged' | 'rolled-back', reason?: string) =>
+        this.audit({ actor: m.actor, action: m.action, target: m.target, old: m.old, new: m.new, plan: plan.map((p) => p.summary), outcome, ...(reason ? { reason } : {}) });
+      if (changedVars.length === 0 && planned.length === 0) {
+        await audit('unchanged');
+        return { status: 'unchanged', plan, revision: this.state.revision };
+      }
 
       if (planned.length) {
         try {

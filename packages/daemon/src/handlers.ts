@@ -1,11 +1,20 @@
 import * as m from '@scoped/protocol';
 import type { Engine } from './engine.js';
 import { globTest } from './engine.js';
+import { ErrorCodes, RpcError } from '@scoped/protocol';
 import type { CallContext, RpcDispatcher } from './rpc.js';
+import { type StoredToken, type TokenRegistry, scopeAllowed } from './tokens.js';
 import type { Actor } from './engine.js';
 import { z } from 'zod';
 
-const actor = (ctx: CallContext): Actor => ({ name: ctx.actor, transport: ctx.transport });
+/** The audit trail's name for a caller: the token's name and id, or the unix socket. */
+export const actorOf = (ctx: CallContext): Actor => ({
+  name: ctx.principal.tokenId ? `${ctx.principal.name} (${ctx.principal.tokenId})` : ctx.principal.name,
+  transport: ctx.peer && ctx.transport !== 'unix' ? `${ctx.transport} ${ctx.peer}` : ctx.transport,
+});
+const actor = actorOf;
+
+const tokenInfo = ({ hash: _hash, ...t }: StoredToken) => t;
 
 /** Optional keys present only when given, as exactOptionalPropertyTypes wants. */
 function defined<T extends object>(o: T): { [K in keyof T]: Exclude<T[K], undefined> } {
@@ -13,10 +22,12 @@ function defined<T extends object>(o: T): { [K in keyof T]: Exclude<T[K], undefi
 }
 
 /** Wire every protocol method to the engine. */
-export function registerHandlers(rpc: RpcDispatcher, engine: Engine, status: () => z.input<typeof m.daemonStatus.result>): void {
-  rpc.register(m.scopeList, ({ glob }) => {
+export function registerHandlers(rpc: RpcDispatcher, engine: Engine, tokens: TokenRegistry, status: () => z.input<typeof m.daemonStatus.result>): void {
+  rpc.register(m.scopeList, ({ glob }, ctx) => {
     const test = glob ? globTest(glob) : () => true;
-    const scopes = [...engine.registry.scopes.values()].filter((s) => test(s.name)).map((s) => ({ name: s.name, summary: s.summary }));
+    const scopes = [...engine.registry.scopes.values()]
+      .filter((s) => test(s.name) && scopeAllowed(ctx.principal, s.name))
+      .map((s) => ({ name: s.name, summary: s.summary }));
     return { scopes: scopes.sort((a, b) => a.name.localeCompare(b.name)) };
   });
 
@@ -65,6 +76,45 @@ export function registerHandlers(rpc: RpcDispatcher, engine: Engine, status: () 
   }));
   rpc.register(m.unitConverge, (p, ctx) => engine.converge(defined(p), actor(ctx)));
   rpc.register(m.daemonStatus, status);
+
+  rpc.register(m.tokenCreate, async (p, ctx) => {
+    const opts: Parameters<TokenRegistry['create']>[0] = { role: p.role };
+    if (p.name !== undefined) opts.name = p.name;
+    if (p.scopes !== undefined) opts.scopes = p.scopes;
+    if (p.expires !== undefined) opts.expires = p.expires;
+    let created;
+    try {
+      created = await tokens.create(opts);
+    } catch (err) {
+      throw new RpcError(ErrorCodes.Conflict, (err as Error).message);
+    }
+    const info = tokenInfo(created.info);
+    await engine.audit({ actor: actor(ctx), action: 'token.create', target: `${info.name} (${info.id})`, new: { role: info.role, scopes: info.scopes, expiresAt: info.expiresAt }, outcome: 'applied' });
+    return { ...info, token: created.token };
+  });
+  rpc.register(m.tokenList, () => ({ tokens: tokens.list().map(tokenInfo) }));
+  rpc.register(m.tokenRevoke, async ({ id }, ctx) => {
+    const revoked = await tokens.revoke(id);
+    if (!revoked) throw new RpcError(ErrorCodes.NotFound, `no active token with id or name ${id} (cpcmd token:list shows them)`);
+    await engine.audit({ actor: actor(ctx), action: 'token.revoke', target: `${revoked.name} (${revoked.id})`, outcome: 'applied' });
+    return tokenInfo(revoked);
+  });
+
+  rpc.register(m.auditList, async ({ scope, since, limit }, ctx) => {
+    const from = since ? parseSince(since) : 0;
+    const test = scope ? globTest(scope) : () => true;
+    const entries = await engine.auditEntries(limit ?? 100, (e) => Date.parse(e.time) >= from && test(e.target) && (ctx.principal.scopes.length === 0 || scopeAllowed(ctx.principal, e.target)));
+    return { entries: entries as never };
+  });
+}
+
+/** A time from `--since`: an ISO date, or a duration back from now such as 2h or 7d. */
+function parseSince(since: string): number {
+  const m = /^(\d+)([smhd])$/.exec(since);
+  if (m) return Date.now() - Number(m[1]) * { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as 's' | 'm' | 'h' | 'd'];
+  const t = Date.parse(since);
+  if (Number.isNaN(t)) throw new RpcError(ErrorCodes.InvalidParams, `--since takes an ISO time such as 2026-01-31T12:00:00Z or a duration such as 2h or 7d, not ${since}`);
+  return t;
 }
 
 /** A short type name from a JSON Schema, for var listings. */

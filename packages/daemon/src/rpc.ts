@@ -4,10 +4,11 @@ import { JSONRPCServer, type JSONRPCResponse } from 'json-rpc-2.0';
 import type { z } from 'zod';
 import { invalid } from './engine.js';
 import type { Logger } from './log.js';
+import type { Principal } from './tokens.js';
 
 /** Who is calling and how; handed to every handler. */
 export interface CallContext {
-  actor: string;
+  principal: Principal;
   transport: 'unix' | 'http' | 'ws';
   peer?: string;
 }
@@ -36,6 +37,9 @@ export class RpcDispatcher {
     private readonly log: Logger,
     private readonly limits: RpcLimits,
     private readonly scrub: (text: string) => string = (t) => t,
+    private readonly authorize: (method: string, params: Record<string, unknown>, ctx: CallContext) => void = () => {},
+    /** Told of every refused call of a mutating method, for the audit trail. */
+    private readonly onRefused: (method: string, params: Record<string, unknown>, ctx: CallContext, err: RpcError) => Promise<void> = async () => {},
   ) {
     this.server = new JSONRPCServer<CallContext>({ errorListener: () => {} });
     this.server.mapErrorToJSONRPCErrorResponse = (id, error) => this.mapError(id, error) as never;
@@ -44,9 +48,17 @@ export class RpcDispatcher {
   register<N extends string, P extends z.ZodType, R extends z.ZodType>(method: MethodDescriptor<N, P, R>, handler: Handler<P, R>): void {
     this.server.addMethod(method.name, async (params, ctx) => {
       if (Array.isArray(params)) throw new RpcError(ErrorCodes.InvalidParams, `${method.name} takes params by name (an object), not by position`);
-      const parsed = method.params.safeParse(params ?? {});
-      if (!parsed.success) throw invalid(`invalid params for ${method.name}`, parsed.error);
-      return handler(parsed.data, ctx);
+      const raw = (params ?? {}) as Record<string, unknown>;
+      try {
+        this.authorize(method.name, raw, ctx);
+        const parsed = method.params.safeParse(raw);
+        if (!parsed.success) throw invalid(`invalid params for ${method.name}`, parsed.error);
+        return await handler(parsed.data, ctx);
+      } catch (err) {
+        const refusal = err instanceof ScopeInputError ? new RpcError(ErrorCodes.InvalidParams, err.message) : err;
+        if (method.mutates && refusal instanceof RpcError && refusal.code !== ErrorCodes.ConvergeFailed) await this.onRefused(method.name, raw, ctx, refusal);
+        throw refusal;
+      }
     });
   }
 

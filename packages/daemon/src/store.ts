@@ -14,6 +14,7 @@ export interface State {
 
 /** One durable record of a mutation; values are already redacted. */
 export interface AuditEntry {
+  seq?: number;
   time: string;
   actor: string;
   transport: string;
@@ -26,6 +27,8 @@ export interface AuditEntry {
   reason?: string;
   revision: number;
 }
+
+const auditKey = (seq: number) => `audit:${String(seq).padStart(12, '0')}`;
 
 /** The daemon's durable store: keyv over SQLite (or any keyv URI). */
 export class Store {
@@ -59,17 +62,50 @@ export class Store {
     await this.kv.set('state', state);
   }
 
-  async appendAudit(entry: AuditEntry): Promise<void> {
-    const seq = (((await this.kv.get('auditSeq')) as number | undefined) ?? 0) + 1;
-    await this.kv.set(`audit:${String(seq).padStart(12, '0')}`, entry);
+  private auditSeq: number | undefined;
+
+  /**
+   * Append an audit entry durably (SQLite commits before this resolves). Beyond `keep`
+   * entries the oldest are deleted, so the trail is bounded.
+   */
+  async appendAudit(entry: AuditEntry, keep = 10_000): Promise<void> {
+    this.auditSeq ??= ((await this.kv.get('auditSeq')) as number | undefined) ?? 0;
+    const seq = ++this.auditSeq;
+    await this.kv.set(auditKey(seq), { ...entry, seq });
     await this.kv.set('auditSeq', seq);
+    if (seq > keep) await this.kv.delete(auditKey(seq - keep));
   }
 
-  async auditEntries(limit = 100): Promise<AuditEntry[]> {
+  /** The newest `limit` entries that pass `filter`, oldest first. */
+  async auditEntries(limit = 100, filter: (e: AuditEntry) => boolean = () => true): Promise<AuditEntry[]> {
     const seq = ((await this.kv.get('auditSeq')) as number | undefined) ?? 0;
-    const keys = [];
-    for (let i = Math.max(1, seq - limit + 1); i <= seq; i++) keys.push(`audit:${String(i).padStart(12, '0')}`);
-    return ((await this.kv.getMany(keys)) as (AuditEntry | undefined)[]).filter((e): e is AuditEntry => e !== undefined);
+    const out: AuditEntry[] = [];
+    for (let hi = seq; hi >= 1 && out.length < limit; hi -= 500) {
+      const keys = [];
+      for (let i = hi; i > Math.max(0, hi - 500); i--) keys.push(auditKey(i));
+      const batch = (await this.kv.getMany(keys)) as (AuditEntry | undefined)[];
+      if (batch.every((e) => e === undefined)) break;
+      for (const e of batch) if (e && filter(e) && out.length < limit) out.push(e);
+    }
+    return out.reverse();
+  }
+
+  async loadTokens<T>(): Promise<T[]> {
+    return ((await this.kv.get('tokens')) as T[] | undefined) ?? [];
+  }
+
+  async saveTokens<T>(tokens: T[]): Promise<void> {
+    await this.kv.set('tokens', tokens);
+  }
+
+  /** The converge journal: the intent of an apply, recorded before its first write. */
+  async loadJournal<T>(): Promise<T | undefined> {
+    return (await this.kv.get('journal')) as T | undefined;
+  }
+
+  async saveJournal<T>(journal: T | undefined): Promise<void> {
+    if (journal === undefined) await this.kv.delete('journal');
+    else await this.kv.set('journal', journal);
   }
 
   async close(): Promise<void> {

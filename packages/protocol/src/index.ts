@@ -4,7 +4,13 @@ export { defineMethod } from './method.js';
 export type { MethodDescriptor, ParamsOf, ResultOf } from './method.js';
 export {
   ApplyResult,
+  AuditEntry,
   Drift,
+  Role,
+  auditList,
+  tokenCreate,
+  tokenList,
+  tokenRevoke,
   PlanChange,
   daemonStatus,
   methods,

@@ -156,6 +156,75 @@ export const daemonStatus = defineMethod('daemon.status', {
   }),
 });
 
+export const Role = z.enum(['admin', 'operator', 'reader']);
+export type Role = z.infer<typeof Role>;
+
+const TokenInfo = z.object({
+  id: z.string(),
+  name: z.string(),
+  role: Role,
+  scopes: z.array(z.string()),
+  createdAt: z.string(),
+  expiresAt: z.string().nullable(),
+  lastUsedAt: z.string().nullable(),
+  revoked: z.boolean(),
+});
+
+export const tokenCreate = defineMethod('token.create', {
+  summary: 'Create a bearer token with a role, optional scope globs and expiry; the secret is shown once',
+  params: z
+    .object({
+      role: Role,
+      name: z.string().min(1).max(64).regex(/^[\w.@-]+$/, 'letters, digits, and . _ @ - only').optional(),
+      scopes: z.array(z.string().min(1).max(200).regex(/^[a-z0-9.*?-]+$/, 'a scope glob such as mail.* or net.hostname')).max(32).optional(),
+      expires: z.string().regex(/^\d+[smhd]$/, 'a duration such as 30d, 12h, 90m or 3600s').optional(),
+    })
+    .strict(),
+  result: TokenInfo.extend({ token: z.string() }),
+  mutates: true,
+});
+
+export const tokenList = defineMethod('token.list', {
+  summary: 'List the tokens: name, role, scopes, expiry, last use (never the secret)',
+  params: z.object({}).strict(),
+  result: z.object({ tokens: z.array(TokenInfo) }),
+});
+
+export const tokenRevoke = defineMethod('token.revoke', {
+  summary: 'Revoke a token by id or name; it stops working at once',
+  params: z.object({ id: z.string().min(1).max(64) }).strict(),
+  result: TokenInfo,
+  mutates: true,
+});
+
+export const AuditEntry = z.object({
+  seq: z.number().int(),
+  time: z.string(),
+  actor: z.string(),
+  transport: z.string(),
+  action: z.string(),
+  target: z.string(),
+  old: Json.optional(),
+  new: Json.optional(),
+  plan: z.array(z.string()),
+  outcome: z.enum(['applied', 'unchanged', 'refused', 'rolled-back']),
+  reason: z.string().optional(),
+  revision: z.number().int(),
+});
+export type AuditEntry = z.infer<typeof AuditEntry>;
+
+export const auditList = defineMethod('audit.list', {
+  summary: 'The audit trail, newest last: who changed what, when, and how it ended (secrets redacted)',
+  params: z
+    .object({
+      scope: z.string().max(200).optional(),
+      since: z.string().max(64).optional(),
+      limit: z.number().int().min(1).max(10_000).optional(),
+    })
+    .strict(),
+  result: z.object({ entries: z.array(AuditEntry) }),
+});
+
 /** Every method, for registration and discovery. */
 export const methods = [
   scopeList,
@@ -171,6 +240,10 @@ export const methods = [
   unitList,
   unitConverge,
   daemonStatus,
+  tokenCreate,
+  tokenList,
+  tokenRevoke,
+  auditList,
 ] as const;
 
 export type AnyMethod = (typeof methods)[number];

@@ -1,11 +1,13 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ErrorCodes } from '@scoped/protocol';
+import type { Gate } from '../auth.js';
 import type { CallContext, RpcDispatcher } from '../rpc.js';
+import { ADMIN_SOCKET } from '../tokens.js';
 
 export interface HttpOptions {
   maxBodyBytes: number;
-  /** Null on the unix socket, whose file permissions are its authentication. */
-  authenticate: ((req: IncomingMessage) => boolean) | null;
+  /** Null on the unix socket, whose file permissions are its authentication (admin). */
+  gate: Gate | null;
   transport: 'unix' | 'http';
 }
 
@@ -22,11 +24,17 @@ function send(res: ServerResponse, status: number, body?: string): void {
 /** `POST /rpc` over HTTP, for TCP (with a bearer token) and for the unix socket. */
 export function httpHandler(dispatcher: RpcDispatcher, opts: HttpOptions) {
   return (req: IncomingMessage, res: ServerResponse): void => {
-    if (opts.authenticate && !opts.authenticate(req)) {
-      res.setHeader('www-authenticate', 'Bearer');
-      send(res, 401, rpcError(ErrorCodes.Unauthorized, 'Unauthorized: send Authorization: Bearer TOKEN (the token is in the daemon\'s token file)'));
-      req.resume();
-      return;
+    let principal = ADMIN_SOCKET;
+    if (opts.gate) {
+      const verdict = opts.gate.check(req.headers.authorization, req.socket.remoteAddress ?? 'unknown');
+      if (!verdict.ok) {
+        if (verdict.status === 401) res.setHeader('www-authenticate', 'Bearer');
+        res.setHeader('connection', 'close');
+        send(res, verdict.status, rpcError(verdict.code, verdict.message));
+        req.resume();
+        return;
+      }
+      principal = verdict.principal;
     }
     const url = (req.url ?? '/').split('?')[0];
     if (url !== '/rpc') return void (send(res, 404, rpcError(ErrorCodes.InvalidRequest, 'Not found: JSON-RPC is served at POST /rpc')), req.resume());
@@ -52,7 +60,7 @@ export function httpHandler(dispatcher: RpcDispatcher, opts: HttpOptions) {
     });
     req.on('end', () => {
       if (refused) return;
-      const ctx: CallContext = { actor: opts.transport === 'unix' ? 'unix-socket' : 'admin-token', transport: opts.transport };
+      const ctx: CallContext = { principal, transport: opts.transport };
       const peer = req.socket.remoteAddress;
       if (peer) ctx.peer = peer;
       dispatcher.handleText(Buffer.concat(chunks).toString('utf8'), ctx).then(

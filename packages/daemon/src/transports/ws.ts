@@ -1,11 +1,14 @@
 import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
+import type { Gate } from '../auth.js';
 import type { CallContext, RpcDispatcher } from '../rpc.js';
 
 export interface WsOptions {
   maxPayloadBytes: number;
-  authenticate: (req: IncomingMessage) => boolean;
+  gate: Gate;
+  /** Most WebSocket clients at once; more are refused with 503. */
+  maxConnections: number;
   /** How often to ping; a peer that has not answered the previous ping is dropped. */
   pingIntervalMs: number;
 }
@@ -18,11 +21,17 @@ export function attachWebSocket(server: Server, dispatcher: RpcDispatcher, opts:
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     const url = (req.url ?? '/').split('?')[0];
     if (url !== '/rpc') return void socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
-    if (!opts.authenticate(req)) {
-      return void socket.end('HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+    const verdict = opts.gate.check(req.headers.authorization, req.socket.remoteAddress ?? 'unknown');
+    if (!verdict.ok) {
+      const body = JSON.stringify({ jsonrpc: '2.0', id: null, error: { code: verdict.code, message: verdict.message } });
+      const status = verdict.status === 401 ? '401 Unauthorized' : '429 Too Many Requests';
+      return void socket.end(`HTTP/1.1 ${status}\r\nWWW-Authenticate: Bearer\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+    }
+    if (wss.clients.size >= opts.maxConnections) {
+      return void socket.end('HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
     }
     wss.handleUpgrade(req, socket, head, (ws) => {
-      const ctx: CallContext = { actor: 'admin-token', transport: 'ws' };
+      const ctx: CallContext = { principal: verdict.principal, transport: 'ws' };
       if (req.socket.remoteAddress) ctx.peer = req.socket.remoteAddress;
       alive.set(ws, true);
       ws.on('pong', () => alive.set(ws, true));
