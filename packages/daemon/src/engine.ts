@@ -12,7 +12,7 @@ import {
   type UnitDef,
   type VarDef,
 } from '@scoped/sdk';
-import type { HostSystem } from '@scoped/system';
+import { type HostSystem, type SerializedSnapshot, crashpoint, parseSnapshot, serializeSnapshot } from '@scoped/system';
 import { z } from 'zod';
 import type { Logger } from './log.js';
 import { Mutex } from './mutex.js';
@@ -28,6 +28,19 @@ export interface Actor {
 interface Planned {
   unit: UnitDef;
   changes: Change[];
+}
+
+/** The intent of an apply, recorded durably before its first write, so a restart can finish or undo it. */
+export interface Journal {
+  action: string;
+  target: string;
+  actor: string;
+  fromRevision: number;
+  toRevision: number;
+  units: string[];
+  services: Change[];
+  snapshot: SerializedSnapshot;
+  startedAt: string;
 }
 
 interface Mutation {
@@ -76,6 +89,32 @@ export class Engine {
 
   async init(): Promise<void> {
     this.state = await this.store.loadState();
+    await this.recover();
+  }
+
+  /**
+   * Finish or undo a converge that a crash interrupted, before anything is served: when its
+   * vars were committed (or it changed no vars) the units converge to them; otherwise every
+   * file goes back to the snapshot taken before the first write.
+   */
+  private async recover(): Promise<void> {
+    const j = await this.store.loadJournal<Journal>();
+    if (!j) return;
+    const committed = j.toRevision === j.fromRevision || this.state.revision === j.toRevision;
+    const actor = { name: 'scoped (recovery)', transport: 'startup' };
+    if (committed) {
+      const units = j.units.flatMap((n) => this.registry.units.get(n) ?? []);
+      const planned = await this.plan(units, this.vars());
+      await this.system.apply(planned.flatMap((p) => p.changes));
+      await this.audit({ actor, action: j.action, target: j.target, outcome: 'applied', reason: `completed at restart after an interruption (started ${j.startedAt} by ${j.actor})` });
+      this.log.warn('completed an interrupted converge', { action: j.action, target: j.target, revision: this.state.revision });
+    } else {
+      await this.system.restore(parseSnapshot(j.snapshot));
+      await this.system.apply(j.services);
+      await this.audit({ actor, action: j.action, target: j.target, outcome: 'rolled-back', reason: `interrupted (started ${j.startedAt} by ${j.actor}); rolled back at restart` });
+      this.log.warn('rolled back an interrupted converge', { action: j.action, target: j.target, revision: this.state.revision });
+    }
+    await this.store.saveJournal(undefined);
   }
 
   get revision(): number {
@@ -393,9 +432,11 @@ export class Engine {
         return { status: 'unchanged', plan, revision: this.state.revision };
       }
 
+      const toRevision = changedVars.length ? this.state.revision + 1 : this.state.revision;
+      const journal = { action: m.action, target: m.target, actor: m.actor.name, fromRevision: this.state.revision, toRevision };
       if (planned.length) {
         try {
-          await this.applyPlanned(planned, next);
+          await this.applyPlanned(planned, next, journal);
         } catch (err) {
           const reason = this.scrub(err instanceof Error ? err.message : String(err), m.varChanges);
           this.log.error('converge failed; rolled back', { target: m.target, reason });
@@ -404,7 +445,7 @@ export class Engine {
         }
       }
       if (changedVars.length) {
-        const revision = this.state.revision + 1;
+        const revision = toRevision;
         const varRevisions = { ...this.state.varRevisions };
         for (const v of changedVars) varRevisions[v] = revision;
         const vars = { ...this.state.vars };
@@ -412,17 +453,35 @@ export class Engine {
         const state: State = { revision, vars, varRevisions };
         await this.store.saveState(state);
         this.state = state;
+        crashpoint();
       }
       await audit('applied');
+      crashpoint();
+      if (planned.length) {
+        await this.store.saveJournal(undefined);
+        crashpoint();
+      }
       this.log.info('applied', { action: m.action, target: m.target, actor: m.actor.name, changes: plan.length, revision: this.state.revision });
       return { status: 'applied', plan, revision: this.state.revision };
     });
   }
 
   /** Snapshot, apply, verify; on any failure restore the snapshot and rethrow. */
-  private async applyPlanned(planned: readonly Planned[], vars: Record<string, unknown>): Promise<void> {
+  private async applyPlanned(
+    planned: readonly Planned[],
+    vars: Record<string, unknown>,
+    intent: Pick<Journal, 'action' | 'target' | 'actor' | 'fromRevision' | 'toRevision'>,
+  ): Promise<void> {
     const all = planned.flatMap((p) => p.changes);
     const snapshot = await this.system.snapshot(all);
+    await this.store.saveJournal<Journal>({
+      ...intent,
+      units: planned.map((p) => p.unit.name),
+      services: all.filter((c) => c.kind === 'service'),
+      snapshot: serializeSnapshot(snapshot),
+      startedAt: new Date().toISOString(),
+    });
+    crashpoint();
     try {
       for (const { unit, changes } of planned) {
         await withTimeout(this.system.apply(changes), unit.timeoutMs ?? 30_000, `unit ${unit.name} did not finish applying in ${unit.timeoutMs ?? 30_000} ms`);
@@ -434,7 +493,9 @@ export class Engine {
         await this.system.restore(snapshot);
         const services = all.filter((c) => c.kind === 'service');
         if (services.length) await this.system.apply(services);
+        await this.store.saveJournal(undefined);
       } catch (restoreErr) {
+        // The journal stays: the next start tries the rollback again.
         this.log.error('rollback failed', { reason: this.scrub(String(restoreErr), vars) });
       }
       throw err;

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { constants, promises as fs } from 'node:fs';
 import path from 'node:path';
+import { crashpoint } from './crash.js';
 
 /**
  * The host path of `p` (absolute, as seen inside the root). Refuses paths that would leave
@@ -23,11 +24,14 @@ export async function writeFileAtomic(file: string, content: string | Buffer, mo
   await fs.mkdir(dir, { recursive: true, mode: 0o755 });
   const tmp = path.join(dir, `.${path.basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
   const handle = await fs.open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, mode);
+  crashpoint();
   try {
     await handle.chmod(mode); // the umask may have narrowed or the mode widened nothing; make it exact
     await handle.writeFile(content);
+    crashpoint();
     if (mtime) await handle.utimes(mtime, mtime);
     await handle.sync();
+    crashpoint();
   } catch (err) {
     await handle.close();
     await fs.rm(tmp, { force: true });
@@ -40,7 +44,20 @@ export async function writeFileAtomic(file: string, content: string | Buffer, mo
     await fs.rm(tmp, { force: true });
     throw err;
   }
+  crashpoint();
   await syncDir(dir);
+  crashpoint();
+}
+
+/** Temp files a write interrupted by a crash left beside `file`. */
+export async function strayTempFiles(file: string): Promise<string[]> {
+  const dir = path.dirname(file);
+  const base = path.basename(file);
+  try {
+    return (await fs.readdir(dir)).filter((n) => n.startsWith(`.${base}.`) && n.endsWith('.tmp')).map((n) => path.join(dir, n));
+  } catch {
+    return [];
+  }
 }
 
 async function syncDir(dir: string): Promise<void> {
@@ -74,6 +91,7 @@ export async function modeIfExists(file: string): Promise<number | null> {
 
 /** Remove a file durably; nothing when it is already gone. */
 export async function removeFile(file: string): Promise<void> {
+  crashpoint();
   try {
     await fs.unlink(file);
   } catch (err) {
@@ -81,6 +99,7 @@ export async function removeFile(file: string): Promise<void> {
     throw err;
   }
   await syncDir(path.dirname(file));
+  crashpoint();
 }
 
 /** Not there: the file is missing, or a directory above it is not a directory. */

@@ -2,8 +2,9 @@
 import { stat as fsStat } from 'node:fs/promises';
 import { hostname as osHostname } from 'node:os';
 import type { Change, System } from '@scoped/sdk';
+import { crashpoint } from './crash.js';
 import { exec } from './exec.js';
-import { hostPath, modeIfExists, readIfExists, removeFile, writeFileAtomic } from './files.js';
+import { hostPath, modeIfExists, readIfExists, removeFile, strayTempFiles, writeFileAtomic } from './files.js';
 import { PostfixAdapter } from './postfix.js';
 import { WatchCache } from './watch-cache.js';
 import { type ServiceDriver, chooseServiceDriver } from './services.js';
@@ -13,6 +14,20 @@ export interface HostSystemOptions {
   /** Also set the kernel's hostname (only sensible when root is `/` or inside a UTS namespace). */
   kernelHostname: boolean;
   services?: ServiceDriver;
+}
+
+/** A snapshot as JSON, for the converge journal. */
+export interface SerializedSnapshot {
+  files: [path: string, base64: string | null, mode: number | null][];
+  kernelHostname: string | null;
+}
+
+export function serializeSnapshot(s: Snapshot): SerializedSnapshot {
+  return { files: [...s.files].map(([p, f]) => [p, f.content?.toString('base64') ?? null, f.mode]), kernelHostname: s.kernelHostname };
+}
+
+export function parseSnapshot(s: SerializedSnapshot): Snapshot {
+  return { files: new Map(s.files.map(([p, b64, mode]) => [p, { content: b64 === null ? null : Buffer.from(b64, 'base64'), mode }])), kernelHostname: s.kernelHostname };
 }
 
 /** The bytes and mode of the files a plan touches, taken before applying it. */
@@ -97,11 +112,12 @@ export class HostSystem implements System {
     return { files, kernelHostname: kernel };
   }
 
-  /** Put every snapshotted file back as it was, byte for byte and mode for mode. */
+  /** Put every snapshotted file back as it was, byte for byte and mode for mode, and sweep temp files a crash left. */
   async restore(snap: Snapshot): Promise<void> {
     for (const [p, { content, mode }] of snap.files) {
       const host = hostPath(this.root, p);
       this.cache.invalidate(host);
+      for (const stray of await strayTempFiles(host)) await removeFile(stray);
       if (content === null) await removeFile(host);
       else await writeFileAtomic(host, content, mode ?? 0o644, p.endsWith('/main.cf') ? new Date(Date.now() - 3_000) : undefined);
     }
@@ -144,7 +160,11 @@ export class HostSystem implements System {
         case 'service': {
           // Reload and restart only what runs (a stopped service reads its config when it starts); start only what is stopped.
           const running = await this.services.running(c.service);
-          if (c.action === 'start' ? !running : running) await this.services.control(c.service, c.action);
+          if (c.action === 'start' ? !running : running) {
+            crashpoint();
+            await this.services.control(c.service, c.action);
+            crashpoint();
+          }
           break;
         }
         case 'kernel-hostname':

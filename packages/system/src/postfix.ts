@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { chmod } from 'node:fs/promises';
 import type { PostfixView } from '@scoped/sdk';
+import { crashpoint } from './crash.js';
 import { exec } from './exec.js';
 import { hostPath, readIfExists, writeFileAtomic } from './files.js';
 import { editMainCf, parseMainCf } from './maincf.js';
@@ -113,7 +114,9 @@ export class PostfixAdapter implements PostfixView {
     } finally {
       process.umask(old);
     }
+    crashpoint();
     await run;
+    crashpoint();
     const db = hostPath(this.root, await this.mapDatabase(path));
     if (existsSync(db)) await chmod(db, mode);
   }
