@@ -36,4 +36,6 @@ export interface PostfixView {
 export interface ServiceView {
   running(service: string): Promise<boolean>;
   installed(service: string): Promise<boolean>;
+  /** Check a service's configuration with its own tool (rspamadm configtest, spamassassin --lint); the problem, or null when it passes or there is no tool. */
+  checkConfig(service: string): Promise<string | null>;
 }

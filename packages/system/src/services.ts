@@ -42,6 +42,10 @@ export class DirectServiceDriver implements ServiceDriver {
     return program.some((p) => existsSync(p));
   }
 
+  checkConfig(service: string): Promise<string | null> {
+    return checkServiceConfig(service);
+  }
+
   async running(service: string): Promise<boolean> {
     if (service !== 'postfix') return false;
     try {
@@ -56,6 +60,26 @@ export class DirectServiceDriver implements ServiceDriver {
     if (service !== 'postfix') throw new Error(`scoped cannot ${action} ${service} without systemd here; ${action} it by hand`);
     const verb = action === 'restart' ? 'reload' : action;
     await exec('postfix', ['-c', this.postfix.hostConfigDir, verb], { timeoutMs: 60_000 });
+  }
+}
+
+/** Each service's own configuration check, where it has one. */
+const configChecks: Record<string, [string, string[]]> = {
+  rspamd: ['rspamadm', ['configtest']],
+  spamassassin: ['spamassassin', ['--lint']],
+};
+
+/** Run a service's configuration check; the tool's complaint, or null when it passes or is not installed. */
+export async function checkServiceConfig(service: string): Promise<string | null> {
+  const check = configChecks[service];
+  if (!check) return null;
+  try {
+    await exec(check[0], check[1], { timeoutMs: 60_000 });
+    return null;
+  } catch (err) {
+    if ((err as { code?: unknown }).code === 'ENOENT') return null;
+    const detail = ((err as { stderr?: string }).stderr ?? '').trim().split('\n').slice(-5).join(' | ');
+    return `${check[0]} ${check[1].join(' ')} failed${detail ? `: ${detail}` : ''}`;
   }
 }
 
@@ -77,6 +101,10 @@ export class SystemdServiceDriver implements ServiceDriver {
     } catch {
       return false;
     }
+  }
+
+  checkConfig(service: string): Promise<string | null> {
+    return checkServiceConfig(service);
   }
 
   async running(service: string): Promise<boolean> {

@@ -44,6 +44,8 @@ export const spamFilterUnit = defineUnit<Observed>({
       if (!(await system.services.installed(PACKAGES[f].service))) {
         return `${f} is not installed: install it first (apt-get install ${PACKAGES[f].packages.join(' ')}), then set the filter again`;
       }
+      const problem = await system.services.checkConfig(PACKAGES[f].service);
+      if (problem) return `${f}'s configuration does not pass its own check, so it was not switched on: ${problem}`;
     }
     return undefined;
   },
