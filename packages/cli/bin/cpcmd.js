@@ -4,10 +4,14 @@
 // suggestions for unknown commands go through oclif. CPCMD_OCLIF=1 forces oclif.
 const argv = process.argv.slice(2);
 if (process.env.CPCMD_OCLIF !== '1') {
-  const { fastSpec, runFast } = await import('../dist/fast.js');
+  const { fastSpec, runFast, unknownCommand } = await import('../dist/fast.js');
   const spec = fastSpec(argv);
+  const unknown = spec ? undefined : unknownCommand(argv);
   if (spec) {
     process.exitCode = await runFast(spec, argv.slice(1));
+  } else if (unknown) {
+    process.stderr.write(unknown);
+    process.exitCode = 2;
   } else {
     await runOclif();
   }

@@ -68,6 +68,29 @@ export function fastSpec(argv: readonly string[]): CommandSpec | undefined {
   return spec;
 }
 
+/**
+ * The message for a word that looks like a command but is none: the closest command by
+ * edit distance, or the list. Undefined for words oclif should handle (help, topics, flags).
+ */
+export function unknownCommand(argv: readonly string[]): string | undefined {
+  const id = argv[0];
+  if (!id || id.startsWith('-') || id === 'help' || !id.includes(':') || commandsById.has(id)) return undefined;
+  const ids = [...commandsById.keys()];
+  const near = ids.map((c) => [c, editDistance(id, c)] as const).sort((a, b) => a[1] - b[1])[0];
+  const hint = near && near[1] <= 3 ? `did you mean ${near[0]}?` : `commands: ${ids.join(', ')}`;
+  return `cpcmd: unknown command ${id}; ${hint}\n`;
+}
+
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) row[j] = Math.min(prev[j]! + 1, row[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    prev = row;
+  }
+  return prev[b.length]!;
+}
+
 /** Run a command without loading oclif; returns the exit code. */
 export async function runFast(spec: CommandSpec, argv: readonly string[]): Promise<number> {
   let parsed;
