@@ -76,6 +76,8 @@ export function registerHandlers(rpc: RpcDispatcher, engine: Engine, tokens: Tok
   }));
   rpc.register(m.unitConverge, (p, ctx) => engine.converge(defined(p), actor(ctx)));
   rpc.register(m.daemonStatus, status);
+  let discovered: Record<string, unknown> | undefined;
+  rpc.register(m.rpcDiscover, () => (discovered ??= m.buildOpenRpc(m.methods, status().version)) as never);
 
   rpc.register(m.tokenCreate, async (p, ctx) => {
     const opts: Parameters<TokenRegistry['create']>[0] = { role: p.role };

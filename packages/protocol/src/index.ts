@@ -8,6 +8,7 @@ export {
   Drift,
   Role,
   auditList,
+  rpcDiscover,
   tokenCreate,
   tokenList,
   tokenRevoke,
@@ -30,3 +31,4 @@ export {
 export type { AnyMethod, MethodByName, MethodName } from './methods.js';
 /** Redaction marker shown wherever a secret would be. */
 export const REDACTED = '[redacted]';
+export { buildOpenRpc } from './openrpc.js';

@@ -225,6 +225,12 @@ export const auditList = defineMethod('audit.list', {
   result: z.object({ entries: z.array(AuditEntry) }),
 });
 
+export const rpcDiscover = defineMethod('rpc.discover', {
+  summary: 'This API as an OpenRPC document, with JSON Schemas generated from the same zod schemas the daemon validates with',
+  params: z.object({}).strict(),
+  result: z.record(z.string(), Json),
+});
+
 /** Every method, for registration and discovery. */
 export const methods = [
   scopeList,
@@ -244,6 +250,7 @@ export const methods = [
   tokenList,
   tokenRevoke,
   auditList,
+  rpcDiscover,
 ] as const;
 
 export type AnyMethod = (typeof methods)[number];
