@@ -228,6 +228,18 @@ export const commands: CommandSpec[] = [
 
 commands.push(
   {
+    id: 'plugin:list',
+    summary: 'List the plugins: loaded, failed at load, or disabled for misbehaving, with the reason',
+    examples: ['cpcmd plugin:list', 'cpcmd plugin:list -o json'],
+    args: [],
+    flags: {},
+    async run(_input, client) {
+      const r = await client.call('daemon.status', {});
+      const rows = r.plugins.map((p) => [`${p.name}${p.version ? `@${p.version}` : ''}`, `${p.status}${p.scopes.length ? `  ${p.scopes.join(', ')}` : ''}${p.error ? `  ${p.error}` : ''}`] as const);
+      return { data: r.plugins, text: columns(rows), exitCode: r.plugins.some((p) => p.status !== 'loaded') ? ExitCodes.plugin : 0 };
+    },
+  },
+  {
     id: 'token:create',
     summary: 'Create a bearer token for HTTP and WebSocket access; the token is printed once',
     description:

@@ -22,6 +22,8 @@ export const DaemonConfig = z
     authFailureLimit: z.number().int().positive().default(10),
     authFailureWindowMs: z.number().int().positive().default(60_000),
     auditKeep: z.number().int().positive().default(10_000),
+    plugins: z.array(z.string().min(1)).default([]),
+    pluginDir: z.string().optional(),
   })
   .strict();
 
@@ -42,6 +44,10 @@ export interface ResolvedConfig {
   authFailureLimit: number;
   authFailureWindowMs: number;
   auditKeep: number;
+  /** Third-party plugins: directories or npm package names. */
+  plugins: string[];
+  /** A directory whose subdirectories are plugins. */
+  pluginDir: string;
 }
 
 export const USAGE = `Usage: scoped [options]
@@ -60,6 +66,8 @@ Options:
                          logLevel) and the limits: maxBodyBytes (1 MiB), maxBatch (100), maxWsPayloadBytes (1 MiB),
                          wsPingIntervalMs (30000), maxConnections (256 TCP connections), authFailureLimit (10
                          failed logins per peer per authFailureWindowMs, 60000), auditKeep (10000 entries); flags win
+  --plugin DIR|PACKAGE   load a third-party plugin (repeatable; also the config key plugins: [...])
+  --plugin-dir DIR       load every plugin directory in DIR (default ROOT/usr/local/lib/scoped/plugins)
   --log-level LEVEL      info, warn, error or silent (default info)
   -h, --help             show this help
 `;
@@ -95,6 +103,8 @@ export function loadConfig(argv: readonly string[]): ResolvedConfig | 'help' {
         'token-file': { type: 'string' },
         'kernel-hostname': { type: 'boolean' },
         'no-kernel-hostname': { type: 'boolean' },
+        plugin: { type: 'string', multiple: true },
+        'plugin-dir': { type: 'string' },
         config: { type: 'string' },
         'log-level': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
@@ -123,6 +133,8 @@ export function loadConfig(argv: readonly string[]): ResolvedConfig | 'help' {
     tokenFile: v['token-file'],
     kernelHostname: v['no-kernel-hostname'] ? false : v['kernel-hostname'],
     logLevel: v['log-level'],
+    plugins: v.plugin,
+    pluginDir: v['plugin-dir'],
   };
   const merged = { ...file, ...Object.fromEntries(Object.entries(flags).filter(([, x]) => x !== undefined)) };
   const r = DaemonConfig.safeParse(merged);
@@ -146,5 +158,7 @@ export function loadConfig(argv: readonly string[]): ResolvedConfig | 'help' {
     authFailureLimit: c.authFailureLimit,
     authFailureWindowMs: c.authFailureWindowMs,
     auditKeep: c.auditKeep,
+    plugins: c.plugins,
+    pluginDir: path.resolve(c.pluginDir ?? under('usr/local/lib/scoped/plugins')),
   };
 }

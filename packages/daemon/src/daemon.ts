@@ -14,6 +14,7 @@ import type { ResolvedConfig } from './config.js';
 import { Engine } from './engine.js';
 import { actorOf, registerHandlers } from './handlers.js';
 import { authorize } from './permissions.js';
+import { loadPlugins } from './plugins.js';
 import { FailureLimiter } from './ratelimit.js';
 import { TokenRegistry } from './tokens.js';
 import { type Logger, jsonLogger } from './log.js';
@@ -81,6 +82,7 @@ export async function startDaemon(config: ResolvedConfig, opts: { log?: Logger; 
     const status = registry.add(plugin);
     if (status.status === 'failed') log.error('plugin failed to load', { plugin: status.name, error: status.error });
   }
+  await loadPlugins(config.plugins, config.pluginDir, registry, log);
   const store = await Store.open(config.store);
   const system = new HostSystem({ root: config.root, kernelHostname: config.kernelHostname });
   const engine = new Engine(registry, store, system, { kernelHostname: config.kernelHostname, auditKeep: config.auditKeep }, log);

@@ -166,6 +166,8 @@ export class Engine {
 
   scope(name: string): ScopeDef {
     const scope = this.registry.scopes.get(name);
+    const off = scope && this.registry.disabled('scope', name);
+    if (off) throw new RpcError(ErrorCodes.PluginError, off);
     if (scope) return scope;
     const hint = [...this.registry.scopes.keys()].find((s) => s.split('.')[1] === name.split('.')[1] || s.startsWith(name));
     throw new RpcError(ErrorCodes.ScopeNotFound, `no scope named ${name}${hint ? `; did you mean ${hint}?` : ''} (cpcmd scope:list shows them all)`);
@@ -223,6 +225,7 @@ export class Engine {
       drift.push(...(await this.drift(this.registry.unitsReading(scope.vars), this.vars(), name)));
     } else {
       for (const unit of this.registry.units.values()) {
+        if (this.registry.disabled('unit', unit.name)) continue;
         const scope = [...this.registry.scopes.values()].find((s) => s.vars.some((v) => unit.reads.includes(v)));
         drift.push(...(await this.drift([unit], this.vars(), scope?.name)));
       }
@@ -230,12 +233,33 @@ export class Engine {
     return { ok: drift.length === 0, drift };
   }
 
+  /**
+   * Observe and plan each unit, within its time limit. A unit that overruns takes its plugin
+   * out of service (reported in daemon.status) so it cannot hold up anything again; a unit
+   * that throws answers plugin-error.
+   */
   private async plan(units: readonly UnitDef[], vars: Record<string, unknown>): Promise<Planned[]> {
     const out: Planned[] = [];
     for (const unit of units) {
-      const observed = await unit.observe(this.planContext);
-      const changes = await unit.plan(vars, observed, this.planContext);
-      if (changes.length) out.push({ unit, changes });
+      const off = this.registry.disabled('unit', unit.name);
+      if (off) throw new RpcError(ErrorCodes.PluginError, off);
+      const limit = unit.timeoutMs ?? 10_000;
+      try {
+        const changes = await withTimeout(
+          (async () => unit.plan(vars, await unit.observe(this.planContext), this.planContext))(),
+          limit,
+          `unit ${unit.name} did not observe and plan within ${limit} ms`,
+        );
+        if (changes.length) out.push({ unit, changes });
+      } catch (err) {
+        if (err instanceof RpcError && err.code === ErrorCodes.Timeout) {
+          this.registry.disableUnitPlugin(unit.name, err.message);
+          this.log.error('unit timed out; its plugin is disabled', { unit: unit.name, reason: err.message });
+          throw new RpcError(ErrorCodes.PluginError, `${err.message}; its plugin is disabled until scoped restarts`);
+        }
+        if (err instanceof RpcError || err instanceof ScopeInputError) throw err;
+        throw new RpcError(ErrorCodes.PluginError, `unit ${unit.name} failed: ${this.scrub(err instanceof Error ? err.message : String(err))}`);
+      }
     }
     return out;
   }
@@ -369,7 +393,9 @@ export class Engine {
   }
 
   async converge(params: { units?: string[]; dryRun?: boolean }, actor: Actor): Promise<ApplyResult> {
-    const units = params.units?.length ? params.units.map((u) => this.unit(u)) : [...this.registry.units.values()];
+    const units = params.units?.length
+      ? params.units.map((u) => this.unit(u))
+      : [...this.registry.units.values()].filter((u) => !this.registry.disabled('unit', u.name));
     return this.mutate({
       action: 'unit.converge',
       target: units.map((u) => u.name).join(','),

@@ -1,12 +1,14 @@
 import { API_VERSION, type PluginDef, type ScopeDef, type UnitDef, type VarDef } from '@scoped/sdk';
 
-/** How a plugin fared at load. */
+/** How a plugin fared at load, and since: a plugin whose unit hangs is disabled. */
 export interface PluginStatus {
   name: string;
   version: string;
   scopes: string[];
-  status: 'loaded' | 'failed';
+  status: 'loaded' | 'failed' | 'disabled';
   error?: string;
+  /** Where it was loaded from; absent for the first-party plugins. */
+  source?: string;
 }
 
 /** Every var, unit and scope the loaded plugins declare, checked for collisions. */
@@ -21,19 +23,48 @@ export class Registry {
    * plugin already took, or a unit that reads an undeclared var is recorded as failed and
    * adds nothing.
    */
-  add(plugin: PluginDef): PluginStatus {
+  /** Which plugin declared each unit and scope. */
+  private readonly owner = new Map<string, PluginStatus>();
+
+  add(plugin: PluginDef, source?: string): PluginStatus {
     const status: PluginStatus = { name: plugin.name, version: plugin.version, scopes: (plugin.scopes ?? []).map((s) => s.name), status: 'loaded' };
+    if (source) status.source = source;
     const problem = this.problem(plugin);
     if (problem) {
       status.status = 'failed';
       status.error = problem;
     } else {
       for (const v of plugin.vars ?? []) this.vars.set(v.name, v);
-      for (const u of plugin.units ?? []) this.units.set(u.name, u);
-      for (const s of plugin.scopes ?? []) this.scopes.set(s.name, s);
+      for (const u of plugin.units ?? []) {
+        this.units.set(u.name, u);
+        this.owner.set(`unit:${u.name}`, status);
+      }
+      for (const s of plugin.scopes ?? []) {
+        this.scopes.set(s.name, s);
+        this.owner.set(`scope:${s.name}`, status);
+      }
     }
     this.plugins.push(status);
     return status;
+  }
+
+  /** A plugin that could not even be read. */
+  recordFailure(name: string, error: string, source: string): void {
+    this.plugins.push({ name, version: '', scopes: [], status: 'failed', error, source });
+  }
+
+  /** Why a unit or scope is out of service (its plugin misbehaved), or undefined. */
+  disabled(kind: 'unit' | 'scope', name: string): string | undefined {
+    const s = this.owner.get(`${kind}:${name}`);
+    return s?.status === 'disabled' ? `plugin ${s.name} is disabled: ${s.error}` : undefined;
+  }
+
+  /** Take a misbehaving unit's plugin out of service; the rest keeps working. */
+  disableUnitPlugin(unit: string, reason: string): void {
+    const s = this.owner.get(`unit:${unit}`);
+    if (!s || s.status === 'disabled') return;
+    s.status = 'disabled';
+    s.error = reason;
   }
 
   private problem(plugin: PluginDef): string | undefined {
@@ -61,6 +92,6 @@ export class Registry {
   /** The units that read any of these vars, in registration order. */
   unitsReading(vars: Iterable<string>): UnitDef[] {
     const set = new Set(vars);
-    return [...this.units.values()].filter((u) => u.reads.some((r) => set.has(r)));
+    return [...this.units.values()].filter((u) => u.reads.some((r) => set.has(r)) && !this.disabled('unit', u.name));
   }
 }

@@ -150,7 +150,14 @@ export const daemonStatus = defineMethod('daemon.status', {
     store: z.string(),
     listeners: z.array(z.string()),
     plugins: z.array(
-      z.object({ name: z.string(), version: z.string(), scopes: z.array(z.string()), status: z.enum(['loaded', 'failed']), error: z.string().optional() }),
+      z.object({
+        name: z.string(),
+        version: z.string(),
+        scopes: z.array(z.string()),
+        status: z.enum(['loaded', 'failed', 'disabled']),
+        error: z.string().optional(),
+        source: z.string().optional(),
+      }),
     ),
     revision: z.number().int(),
   }),

@@ -4,3 +4,5 @@ export { API_VERSION, ScopeInputError, definePlugin, defineScope, defineUnit, de
 export type { PlanContext, PluginDef, ScopeContext, ScopeDef, UnitDef, VarDef, VarValues } from './define.js';
 export type { PostfixView, ServiceView, System } from './system.js';
 export { redactValue } from './redact.js';
+/** zod, re-exported so a plugin's schemas are made by the same zod the daemon reads them with. */
+export { z } from 'zod';
