@@ -109,7 +109,7 @@ export async function loadPlugins(specs: readonly string[], dir: string | undefi
   const require = createRequire(import.meta.url);
   const dirs: string[] = [];
   for (const spec of specs) {
-    if (spec.startsWith('/') || spec.startsWith('.')) dirs.push(path.resolve(spec));
+    if (spec.startsWith('/') || spec.startsWith('.') || existsSync(path.join(spec, 'package.json'))) dirs.push(path.resolve(spec));
     else {
       try {
         dirs.push(path.dirname(require.resolve(`${spec}/package.json`)));
