@@ -13,3 +13,4 @@ export { RpcDispatcher } from './rpc.js';
 export type { CallContext } from './rpc.js';
 export { Store } from './store.js';
 export type { AuditEntry, State } from './store.js';
+export { pluginProblem, loadPlugins } from './plugins.js';
