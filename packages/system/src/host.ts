@@ -1,3 +1,4 @@
+import path from 'node:path';
 
 import { stat as fsStat } from 'node:fs/promises';
 import { hostname as osHostname } from 'node:os';
@@ -47,10 +48,11 @@ export class HostSystem implements System {
   private readonly manageKernelHostname: boolean;
 
   /** Reads are cached until inotify (or our own write) says the file changed: a scope.get costs no I/O. */
-  private readonly cache = new WatchCache();
+  private readonly cache: WatchCache;
 
   constructor(opts: HostSystemOptions) {
     this.root = opts.root;
+    this.cache = new WatchCache(path.resolve(opts.root));
     this.postfix = new PostfixAdapter(opts.root, this.cache);
     this.services = opts.services ?? chooseServiceDriver(opts.root, this.postfix);
     this.manageKernelHostname = opts.kernelHostname;
@@ -128,15 +130,19 @@ export class HostSystem implements System {
    * Carry out a plan's changes in order: every main.cf edit in one write, at the point the
    * first of them stands; service actions only for services that run.
    */
-  async apply(changes: readonly Change[]): Promise<void> {
+  /**
+   * `afterEach` runs after every change; it may throw to stop the apply there (a cancelled
+   * job), leaving the caller to restore the snapshot.
+   */
+  async apply(changes: readonly Change[], afterEach?: (change: Change) => void | Promise<void>): Promise<void> {
     try {
-      await this.applyInOrder(changes);
+      await this.applyInOrder(changes, afterEach);
     } finally {
       for (const c of changes) for (const p of await this.touches(c)) this.cache.invalidate(hostPath(this.root, p));
     }
   }
 
-  private async applyInOrder(changes: readonly Change[]): Promise<void> {
+  private async applyInOrder(changes: readonly Change[], afterEach?: (change: Change) => void | Promise<void>): Promise<void> {
     const edits = new Map<string, string | null>();
     for (const c of changes) if (c.kind === 'postconf') edits.set(c.param, c.value);
     let mainCfWritten = false;
@@ -171,6 +177,7 @@ export class HostSystem implements System {
           await this.setKernelHostname(c.name);
           break;
       }
+      await afterEach?.(c);
     }
   }
 

@@ -1,22 +1,29 @@
-import { type FSWatcher, watch } from 'node:fs';
+import { type FSWatcher, statSync, watch } from 'node:fs';
 import path from 'node:path';
+
+const within = (p: string, top: string) => p === top || p.startsWith(`${top}/`);
 
 /**
  * Caches what was read from files, each entry dropped the moment inotify reports a change
  * in its directory (a write, a rename over it, a removal), and by `invalidate` for our own
- * writes, which must be seen at once. A file whose directory cannot be watched (it does not
- * exist yet) is never cached, so a read is always as fresh as the file system.
+ * writes, which must be seen at once. The directories between `top` and a cached file are
+ * watched as well, so a whole directory replaced (`/etc` restored from a backup, `mv
+ * postfix.new postfix`) drops everything read under it. A file whose directory cannot be
+ * watched (it does not exist yet) is never cached, so a read is always as fresh as the disk.
  */
 export class WatchCache {
   /** By file, then by what was derived from it (its text, its stat, a parse of it). */
   private readonly entries = new Map<string, Map<string, Promise<unknown>>>();
-  private readonly watchers = new Map<string, FSWatcher | null>();
+  private readonly watchers = new Map<string, FSWatcher>();
 
-  /** The cached `kind` of a file, or what `load` reads now (cached when the directory is watched). */
+  /** `top`: the highest directory to watch above a cached file (the sandbox root); none watches only the file's own. */
+  constructor(private readonly top?: string) {}
+
+  /** The cached `kind` of a file, or what `load` reads now (cached when its directories are watched). */
   get<T>(file: string, kind: string, load: () => Promise<T>): Promise<T> {
     const hit = this.entries.get(file)?.get(kind);
     if (hit) return hit as Promise<T>;
-    if (!this.watchDir(path.dirname(file))) return load();
+    if (!this.chain(path.dirname(file)).every((d) => this.watchDir(d))) return load();
     const value = load();
     let kinds = this.entries.get(file);
     if (!kinds) this.entries.set(file, (kinds = new Map()));
@@ -30,19 +37,27 @@ export class WatchCache {
     this.entries.delete(file);
   }
 
+  /** The directory and its ancestors up to `top`, topmost first. */
+  private chain(dir: string): string[] {
+    const out = [dir];
+    if (this.top === undefined || !within(dir, this.top)) return out;
+    for (let d = dir; d !== this.top && path.dirname(d) !== d; ) out.unshift((d = path.dirname(d)));
+    return out;
+  }
+
   private watchDir(dir: string): boolean {
-    const existing = this.watchers.get(dir);
-    if (existing) return true;
+    if (this.watchers.has(dir)) return true;
     try {
+      const ino = statSync(dir).ino;
       const w = watch(dir, { persistent: false }, (_event, name) => {
-        if (name === null) this.dropDir(dir);
-        else this.entries.delete(path.join(dir, name.toString()));
+        if (name === null) return this.dropTree(dir);
+        const child = name.toString();
+        // A file changed, or a directory under this one was renamed, replaced or removed.
+        this.dropTree(path.join(dir, child));
+        // Events about the watched directory itself carry its own name: moved away or deleted?
+        if (child === path.basename(dir) && !this.sameDir(dir, ino)) this.dropTree(dir);
       });
-      w.on('error', () => {
-        this.dropDir(dir);
-        w.close();
-        this.watchers.delete(dir);
-      });
+      w.on('error', () => this.dropTree(dir));
       this.watchers.set(dir, w);
       return true;
     } catch {
@@ -50,12 +65,26 @@ export class WatchCache {
     }
   }
 
-  private dropDir(dir: string): void {
-    for (const key of this.entries.keys()) if (path.dirname(key) === dir) this.entries.delete(key);
+  private sameDir(dir: string, ino: number): boolean {
+    try {
+      return statSync(dir).ino === ino;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Forget everything read at or under a path, and stop watching the directories there (re-watched on the next read). */
+  private dropTree(p: string): void {
+    for (const key of this.entries.keys()) if (within(key, p)) this.entries.delete(key);
+    for (const [dir, w] of this.watchers) {
+      if (!within(dir, p)) continue;
+      w.close();
+      this.watchers.delete(dir);
+    }
   }
 
   close(): void {
-    for (const w of this.watchers.values()) w?.close();
+    for (const w of this.watchers.values()) w.close();
     this.watchers.clear();
     this.entries.clear();
   }
