@@ -33,12 +33,18 @@ export class Gate {
     private readonly limiter: FailureLimiter,
   ) {}
 
+  /**
+   * A valid token always gets in, even from an address that is being limited: TCP is loopback
+   * only, so every local process shares one address, and a local user's wrong guesses must not
+   * lock the admin out. Tokens are 256 random bits, so guessing is hopeless anyway; the limit
+   * answers the guesser 429 and keeps its noise bounded.
+   */
   check(authorization: string | undefined, peer: string): GateResult {
-    const wait = this.limiter.blockedFor(peer);
-    if (wait > 0) return { ok: false, status: 429, code: ErrorCodes.Busy, message: `Too many failed logins from ${peer}: try again in ${wait} s` };
     const presented = bearer(authorization);
     const principal = presented === undefined ? undefined : tokenMatches(presented, this.adminToken) ? ADMIN_TOKEN : this.tokens.verify(presented);
     if (principal) return { ok: true, principal };
+    const wait = this.limiter.blockedFor(peer);
+    if (wait > 0) return { ok: false, status: 429, code: ErrorCodes.Busy, message: `Too many failed logins from ${peer}: try again in ${wait} s` };
     this.limiter.fail(peer);
     return {
       ok: false,
