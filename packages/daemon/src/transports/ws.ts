@@ -2,7 +2,7 @@ import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Gate } from '../auth.js';
-import type { CallContext, RpcDispatcher } from '../rpc.js';
+import type { CallContext, Connection, RpcDispatcher } from '../rpc.js';
 
 export interface WsOptions {
   maxPayloadBytes: number;
@@ -31,7 +31,17 @@ export function attachWebSocket(server: Server, dispatcher: RpcDispatcher, opts:
       return void socket.end('HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
     }
     wss.handleUpgrade(req, socket, head, (ws) => {
-      const ctx: CallContext = { principal: verdict.principal, transport: 'ws' };
+      const closers: (() => void)[] = [];
+      const connection: Connection = {
+        notify: (method, params) => {
+          if (ws.readyState === ws.OPEN) ws.send(JSON.stringify({ jsonrpc: '2.0', method, params }));
+        },
+        onClose: (fn) => closers.push(fn),
+      };
+      ws.once('close', () => {
+        for (const fn of closers) fn();
+      });
+      const ctx: CallContext = { principal: verdict.principal, transport: 'ws', connection };
       if (req.socket.remoteAddress) ctx.peer = req.socket.remoteAddress;
       alive.set(ws, true);
       ws.on('pong', () => alive.set(ws, true));
@@ -64,6 +74,10 @@ export function attachWebSocket(server: Server, dispatcher: RpcDispatcher, opts:
     close() {
       clearInterval(timer);
       for (const ws of wss.clients) ws.close(1001, 'daemon shutting down');
+      // A peer that does not answer the closing handshake (hung, suspended) must not hold up the shutdown.
+      setTimeout(() => {
+        for (const ws of wss.clients) ws.terminate();
+      }, 1_000).unref();
       wss.close();
     },
   };
