@@ -132,6 +132,8 @@ export class ScopeInputError extends Error {
   constructor(
     message: string,
     readonly path: (string | number)[] = [],
+    /** `not-found` when the input names something that does not exist (an unknown var): cpcmd exits 7, not 6. */
+    readonly kind: 'invalid' | 'not-found' = 'invalid',
   ) {
     super(message);
   }

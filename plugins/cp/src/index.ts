@@ -15,7 +15,7 @@ function lookup(name: unknown, ctx: ScopeContext): VarDef {
   const def = ctx.varDefs.get(name);
   if (def) return def;
   const hint = closest(name, ctx.varDefs.keys());
-  throw new ScopeInputError(`unknown var ${name}${hint ? `; did you mean ${hint}?` : ''} (cpcmd var:list shows them all)`, ['var']);
+  throw new ScopeInputError(`unknown var ${name}${hint ? `; did you mean ${hint}?` : ''} (cpcmd var:list shows them all)`, ['var'], 'not-found');
 }
 
 /** Validate a value against a var's schema; a number given for a text var is taken as its text. */
