@@ -2,6 +2,7 @@ import type { Client } from '@scoped/client/light';
 import type { ApplyResult, Drift } from '@scoped/protocol';
 import { CliError, ExitCodes } from './errors.js';
 import { formatWord, parseArgs as parseWords } from './grammar.js';
+import { waitForJob } from './jobs.js';
 import { columns, renderPlain } from './render.js';
 
 /** A flag, described once for both the oclif commands and the fast path. */
@@ -51,6 +52,20 @@ export const globalFlags: Record<string, FlagSpec> = {
 };
 
 const dryRun: FlagSpec = { type: 'boolean', description: 'show the plan and write nothing' };
+const wait: FlagSpec = { type: 'boolean', allowNo: true, description: 'wait for the change to finish (default); --no-wait prints the job id and returns' };
+
+/**
+ * Run a mutation as a job and wait for it (progress shows when it takes a while), or with
+ * --no-wait answer with the job id at once. A dry run is answered directly.
+ */
+async function viaJob<R>(client: Client, start: () => Promise<R | { status: 'queued'; job: string }>, flags: Record<string, unknown>): Promise<Outcome | R> {
+  const r = await start();
+  if (!(r && typeof r === 'object' && 'job' in r)) return r;
+  if (flags.wait === false) return { data: r, text: r.job };
+  return waitForJob<R>(client, r.job);
+}
+
+const isOutcome = (v: unknown): v is Outcome => typeof v === 'object' && v !== null && 'data' in v && !('status' in v);
 
 const driftLines = (drift: readonly Drift[]): string =>
   drift.map((d) => `drift: ${[d.scope, d.var].filter(Boolean).join(' ')} ${d.unit} ${d.target}: expected ${show(d.expected)}, found ${show(d.actual)}`).join('\n');
@@ -142,6 +157,7 @@ export const commands: CommandSpec[] = [
       'dry-run': dryRun,
       converge: { type: 'boolean', description: 'converge the units after storing (cp.bootstrapper: --no-converge only stores)', allowNo: true },
       'if-revision': { type: 'integer', description: 'refuse unless the scope is still at this revision (from scope:get -o json)' },
+      wait,
       verify: { type: 'boolean', description: 'check the value against the outside world first (mail.smart-host: log in to the relay); change nothing if that fails' },
     },
     async run({ args, flags }, client) {
@@ -152,8 +168,9 @@ export const commands: CommandSpec[] = [
       if (flags.converge === false) params.converge = false;
       if (flags['if-revision'] !== undefined) params.ifRevision = flags['if-revision'];
       if (flags.verify) params.verify = true;
-      const r = await client.call('scope.set', params as never);
-      return { data: r, text: applyText(r, name!) };
+      if (!params.dryRun) params.async = true;
+      const r = await viaJob(client, () => client.call('scope.set', params as never), flags);
+      return isOutcome(r) ? r : { data: r, text: applyText(r as ApplyResult, name!) };
     },
   },
   {
@@ -192,13 +209,14 @@ export const commands: CommandSpec[] = [
     description: 'The counterpart of ApisCP\'s upcp -sb UNIT: reverts hand edits of managed files.',
     examples: ['cpcmd converge', 'cpcmd converge net/hostname --dry-run'],
     args: [{ name: 'units', description: 'units such as net/hostname', variadic: true }],
-    flags: { 'dry-run': dryRun },
+    flags: { 'dry-run': dryRun, wait },
     async run({ args, flags }, client) {
-      const params: { units?: string[]; dryRun?: boolean } = {};
+      const params: { units?: string[]; dryRun?: boolean; async?: boolean } = {};
       if (args.length) params.units = args;
       if (flags['dry-run']) params.dryRun = true;
-      const r = await client.call('unit.converge', params);
-      return { data: r, text: applyText(r, args.length ? args.join(', ') : 'all units') };
+      else params.async = true;
+      const r = await viaJob(client, () => client.call('unit.converge', params), flags);
+      return isOutcome(r) ? r : { data: r, text: applyText(r as ApplyResult, args.length ? args.join(', ') : 'all units') };
     },
   },
   {
@@ -227,6 +245,32 @@ export const commands: CommandSpec[] = [
 ];
 
 commands.push(
+  {
+    id: 'job:get',
+    summary: 'Show a job: state, progress, and its result or error',
+    examples: ['cpcmd job:get job-1a2b3c4d5e6f', 'cpcmd job:get job-1a2b3c4d5e6f --wait'],
+    args: [{ name: 'id', description: 'the job id that --no-wait printed', required: true }],
+    flags: { wait: { type: 'boolean', description: 'wait until it ends, showing progress' } },
+    async run({ args, flags }, client) {
+      if (flags.wait) {
+        const r = await waitForJob(client, args[0]!);
+        return { data: r, text: applyText(r, args[0]!) };
+      }
+      const job = await client.call('job.get', { id: args[0]! });
+      return { data: job, text: renderPlain(job) };
+    },
+  },
+  {
+    id: 'job:cancel',
+    summary: 'Cancel a running job; what it changed so far is rolled back',
+    examples: ['cpcmd job:cancel job-1a2b3c4d5e6f'],
+    args: [{ name: 'id', description: 'the job id', required: true }],
+    flags: {},
+    async run({ args }, client) {
+      const job = await client.call('job.cancel', { id: args[0]! });
+      return { data: job, text: `${job.id}: cancel requested (${job.state}, ${job.done}/${job.total} changes applied so far)` };
+    },
+  },
   {
     id: 'plugin:list',
     summary: 'List the plugins: loaded, failed at load, or disabled for misbehaving, with the reason',

@@ -12,6 +12,8 @@ import netPlugin from '@scoped/plugin-net';
 import { Gate, loadOrCreateToken } from './auth.js';
 import type { ResolvedConfig } from './config.js';
 import { Engine } from './engine.js';
+import { EventBus } from './events.js';
+import { JobManager } from './jobs.js';
 import { actorOf, registerHandlers } from './handlers.js';
 import { authorize } from './permissions.js';
 import { loadPlugins } from './plugins.js';
@@ -89,6 +91,13 @@ export async function startDaemon(config: ResolvedConfig, opts: { log?: Logger; 
   await engine.init();
   const tokens = new TokenRegistry(store);
   await tokens.init();
+  const bus = new EventBus(store);
+  await bus.init();
+  const publish = (topic: string, data: unknown) => {
+    bus.publish(topic, data).catch((err: unknown) => log.error('event not recorded', { topic, error: String(err) }));
+  };
+  engine.onEvent = publish;
+  const jobs = new JobManager(publish);
   scrub = (t) => engine.scrub(t);
 
   const rpc = new RpcDispatcher(
@@ -100,7 +109,7 @@ export async function startDaemon(config: ResolvedConfig, opts: { log?: Logger; 
       engine.audit({ actor: actorOf(ctx), action: method, target: String(params.name ?? params.id ?? (params.units as string[] | undefined)?.join(',') ?? 'all'), outcome: 'refused', reason: err.message }),
   );
   const listeners: string[] = [];
-  registerHandlers(rpc, engine, tokens, () => ({
+  registerHandlers(rpc, engine, tokens, jobs, bus, () => ({
     version: VERSION,
     pid: process.pid,
     uptimeSeconds: Math.round((Date.now() - started) / 1000),

@@ -43,6 +43,12 @@ export interface Journal {
   startedAt: string;
 }
 
+/** A background job's hooks into a mutation: cancel, and a report per change applied. */
+export interface Progress {
+  signal: AbortSignal;
+  step(summary: string, done: number, total: number): void;
+}
+
 interface Mutation {
   action: string;
   target: string;
@@ -57,13 +63,15 @@ interface Mutation {
   old?: unknown;
   new?: unknown;
   actor: Actor;
+  progress?: Progress | undefined;
 }
 
 const same = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b);
 
 /** Turns a glob such as `mail.*` into a test. */
 export function globTest(glob: string): (name: string) => boolean {
-  const re = new RegExp(`^${glob.replace(/[.+^${}()|\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`);
+  // Only * and ? are special; every other character stands for itself, so no glob is an invalid pattern.
+  const re = new RegExp(`^${glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`);
   return (name) => re.test(name);
 }
 
@@ -74,6 +82,10 @@ export function globTest(glob: string): (name: string) => boolean {
  */
 export class Engine {
   private state!: State;
+  /** Where events go (the event bus); set by the daemon. */
+  onEvent: (topic: string, data: unknown) => void = () => {};
+  /** The last drift published per unit, so drift.detected fires when drift appears or changes, not on every read. */
+  private readonly driftSeen = new Map<string, string>();
   private readonly lock = new Mutex();
   readonly planContext: PlanContext;
 
@@ -198,37 +210,63 @@ export class Engine {
     const scope = this.scope(name);
     const ctx = this.scopeContext();
     const value = await inputErrors(() => scope.get(ctx, args));
-    const drift = await this.drift(this.registry.unitsReading(scope.vars), this.vars(), name);
+    const drift = this.driftFor(scope, await this.drift(this.registry.unitsReading(scope.vars), this.vars(), name));
     return { name, value: redactValue(value, scope.secretFields), revision: this.scopeRevision(scope), drift };
   }
 
   /** Differences between what the vars ask of these units and what the system has. */
   async drift(units: readonly UnitDef[], vars: Record<string, unknown> = this.vars(), scope?: string): Promise<Drift[]> {
     const planned = await this.plan(units, vars);
+    const drift = this.driftOf(planned, scope);
+    for (const unit of units) {
+      const mine = drift.filter((d) => d.unit === unit.name);
+      const signature = JSON.stringify(mine);
+      if ((this.driftSeen.get(unit.name) ?? '[]') === signature) continue;
+      this.driftSeen.set(unit.name, signature);
+      if (mine.length) this.onEvent('drift.detected', { unit: unit.name, scope, drift: mine });
+    }
+    return drift;
+  }
+
+  /**
+   * Drift as users read it: each difference names the var behind it and the scope that
+   * declares that var (mail.smart-host for relayhost, even when found through net.hostname).
+   */
+  private driftOf(planned: readonly Planned[], scope?: string): Drift[] {
     return planned.flatMap(({ unit, changes }) =>
       changes
         .filter((c) => c.kind !== 'service')
         .map((c) => {
           const d: Drift = { unit: unit.name, target: changeTarget(c), ...changeDrift(c, REDACTED) };
-          if (scope) d.scope = scope;
           const v = c.var ?? (unit.reads.length === 1 ? unit.reads[0] : undefined);
+          const owner = v ? this.scopeOfVar(v) : undefined;
+          if (owner ?? scope) d.scope = (owner ?? scope)!;
           if (v) d.var = v;
           return d;
         }),
     );
   }
 
+  /** The scope that declares a var (the first one, by registration), if any but cp.bootstrapper does. */
+  private scopeOfVar(v: string): string | undefined {
+    for (const s of this.registry.scopes.values()) if (s.vars.includes(v)) return s.name;
+    return undefined;
+  }
+
+  /** A scope's own share of the drift of the units it drives: the vars it declares. */
+  private driftFor(scope: ScopeDef, drift: Drift[]): Drift[] {
+    if (!scope.vars.length) return drift;
+    return drift.filter((d) => !d.var || scope.vars.includes(d.var));
+  }
+
   async check(name?: string): Promise<{ ok: boolean; drift: Drift[] }> {
     const drift: Drift[] = [];
     if (name) {
       const scope = this.scope(name);
-      drift.push(...(await this.drift(this.registry.unitsReading(scope.vars), this.vars(), name)));
+      drift.push(...this.driftFor(scope, await this.drift(this.registry.unitsReading(scope.vars), this.vars(), name)));
     } else {
-      for (const unit of this.registry.units.values()) {
-        if (this.registry.disabled('unit', unit.name)) continue;
-        const scope = [...this.registry.scopes.values()].find((s) => s.vars.some((v) => unit.reads.includes(v)));
-        drift.push(...(await this.drift([unit], this.vars(), scope?.name)));
-      }
+      const units = [...this.registry.units.values()].filter((u) => !this.registry.disabled('unit', u.name));
+      drift.push(...(await this.drift(units)));
     }
     return { ok: drift.length === 0, drift };
   }
@@ -295,7 +333,19 @@ export class Engine {
   async set(
     params: { name: string; value?: unknown; args?: readonly unknown[]; dryRun?: boolean; ifRevision?: number; converge?: boolean; verify?: boolean },
     actor: Actor,
+    progress?: Progress,
   ): Promise<ApplyResult & { name: string; value: unknown }> {
+    return (await this.prepareSet(params, actor))(progress);
+  }
+
+  /**
+   * Everything of a set that can refuse it (the scope, the value, --verify), done now; the
+   * mutation itself is returned to run now or as a job.
+   */
+  async prepareSet(
+    params: { name: string; value?: unknown; args?: readonly unknown[]; dryRun?: boolean; ifRevision?: number; converge?: boolean; verify?: boolean },
+    actor: Actor,
+  ): Promise<(progress?: Progress) => Promise<ApplyResult & { name: string; value: unknown }>> {
     const scope = this.scope(params.name);
     if (params.converge === false && !scope.allowNoConverge) {
       throw new RpcError(ErrorCodes.InvalidParams, `${scope.name} always converges; --no-converge applies to cp.bootstrapper only`);
@@ -310,19 +360,23 @@ export class Engine {
       await inputErrors(() => scope.verify!(value, ctx));
     }
     const shown = this.redactScopeValue(scope, value, ctx);
-    const result = await this.mutate({
-      action: 'scope.set',
-      target: scope.name,
-      varChanges: vars,
-      converge: params.converge ?? true,
-      dryRun: params.dryRun ?? false,
-      ifRevision: params.ifRevision,
-      revisionVars: scope.vars.length ? scope.vars : Object.keys(vars),
-      old: await this.oldValue(scope, ctx, vars),
-      new: shown,
-      actor,
-    });
-    return { ...result, name: scope.name, value: shown };
+    const old = await this.oldValue(scope, ctx, vars);
+    return async (progress) => {
+      const result = await this.mutate({
+        action: 'scope.set',
+        target: scope.name,
+        varChanges: vars,
+        converge: params.converge ?? true,
+        dryRun: params.dryRun ?? false,
+        ifRevision: params.ifRevision,
+        revisionVars: scope.vars.length ? scope.vars : Object.keys(vars),
+        old,
+        new: shown,
+        actor,
+        progress,
+      });
+      return { ...result, name: scope.name, value: shown };
+    };
   }
 
   private async oldValue(scope: ScopeDef, ctx: ScopeContext, vars: Record<string, unknown>): Promise<unknown> {
@@ -392,19 +446,26 @@ export class Engine {
     return { ...result, name: def.name, value: this.redactVar(def.name, vars[def.name]) };
   }
 
-  async converge(params: { units?: string[]; dryRun?: boolean }, actor: Actor): Promise<ApplyResult> {
+  async converge(params: { units?: string[]; dryRun?: boolean }, actor: Actor, progress?: Progress): Promise<ApplyResult> {
+    return this.prepareConverge(params, actor)(progress);
+  }
+
+  /** Look the units up now (an unknown one is refused at once); return the converge to run now or as a job. */
+  prepareConverge(params: { units?: string[]; dryRun?: boolean }, actor: Actor): (progress?: Progress) => Promise<ApplyResult> {
     const units = params.units?.length
       ? params.units.map((u) => this.unit(u))
       : [...this.registry.units.values()].filter((u) => !this.registry.disabled('unit', u.name));
-    return this.mutate({
-      action: 'unit.converge',
-      target: units.map((u) => u.name).join(','),
-      varChanges: {},
-      units,
-      converge: true,
-      dryRun: params.dryRun ?? false,
-      actor,
-    });
+    return (progress) =>
+      this.mutate({
+        action: 'unit.converge',
+        target: units.map((u) => u.name).join(','),
+        varChanges: {},
+        units,
+        converge: true,
+        dryRun: params.dryRun ?? false,
+        actor,
+        progress,
+      });
   }
 
   /** Record one audit entry durably; secrets in its reason are scrubbed. */
@@ -434,6 +495,7 @@ export class Engine {
   /** The eight steps: validate (done by the caller), diff vars, plan, apply, verify, persist, audit, notify. */
   private mutate(m: Mutation): Promise<ApplyResult> {
     return this.lock.run(async () => {
+      if (m.progress?.signal.aborted) throw new RpcError(ErrorCodes.ConvergeFailed, 'cancelled before it started; nothing was changed');
       if (m.ifRevision !== undefined) {
         const current = Math.max(0, ...(m.revisionVars ?? []).map((v) => this.state.varRevisions[v] ?? 0));
         if (current !== m.ifRevision) {
@@ -462,7 +524,7 @@ export class Engine {
       const journal = { action: m.action, target: m.target, actor: m.actor.name, fromRevision: this.state.revision, toRevision };
       if (planned.length) {
         try {
-          await this.applyPlanned(planned, next, journal);
+          await this.applyPlanned(planned, next, journal, m.progress);
         } catch (err) {
           const reason = this.scrub(err instanceof Error ? err.message : String(err), m.varChanges);
           this.log.error('converge failed; rolled back', { target: m.target, reason });
@@ -487,9 +549,22 @@ export class Engine {
         await this.store.saveJournal(undefined);
         crashpoint();
       }
+      this.announce(m, changedVars, planned);
       this.log.info('applied', { action: m.action, target: m.target, actor: m.actor.name, changes: plan.length, revision: this.state.revision });
       return { status: 'applied', plan, revision: this.state.revision };
     });
+  }
+
+  /** Events for an applied mutation: each scope whose vars changed, and the units that converged. */
+  private announce(m: Mutation, changedVars: readonly string[], planned: readonly Planned[]): void {
+    const revision = this.state.revision;
+    const actor = m.actor.name;
+    const scopes = new Set([...this.registry.scopes.values()].filter((s) => s.vars.some((v) => changedVars.includes(v))).map((s) => s.name));
+    if (this.registry.scopes.has(m.target)) scopes.add(m.target);
+    if (changedVars.length) scopes.add('cp.bootstrapper');
+    for (const scope of scopes) this.onEvent('scope.changed', { scope, action: m.action, revision, actor, ...(scope === m.target ? { value: m.new } : {}) });
+    if (planned.length) this.onEvent('unit.converged', { units: planned.map((p) => p.unit.name), action: m.action, target: m.target, revision, actor });
+    for (const p of planned) this.driftSeen.delete(p.unit.name);
   }
 
   /** Snapshot, apply, verify; on any failure restore the snapshot and rethrow. */
@@ -497,8 +572,16 @@ export class Engine {
     planned: readonly Planned[],
     vars: Record<string, unknown>,
     intent: Pick<Journal, 'action' | 'target' | 'actor' | 'fromRevision' | 'toRevision'>,
+    progress?: Progress,
   ): Promise<void> {
     const all = planned.flatMap((p) => p.changes);
+    let done = 0;
+    const afterEach = progress
+      ? (c: Change) => {
+          progress.step(this.scrub(describeChange(c), vars), ++done, all.length);
+          if (progress.signal.aborted) throw new Error(`cancelled after ${done} of ${all.length} changes`);
+        }
+      : undefined;
     const snapshot = await this.system.snapshot(all);
     await this.store.saveJournal<Journal>({
       ...intent,
@@ -510,7 +593,7 @@ export class Engine {
     crashpoint();
     try {
       for (const { unit, changes } of planned) {
-        await withTimeout(this.system.apply(changes), unit.timeoutMs ?? 30_000, `unit ${unit.name} did not finish applying in ${unit.timeoutMs ?? 30_000} ms`);
+        await withTimeout(this.system.apply(changes, afterEach), unit.timeoutMs ?? 30_000, `unit ${unit.name} did not finish applying in ${unit.timeoutMs ?? 30_000} ms`);
       }
       const left = (await this.plan(planned.map((p) => p.unit), vars)).flatMap((p) => p.changes.filter((c) => c.kind !== 'service').map((c) => `${p.unit.name}: ${describeChange(c)}`));
       if (left.length) throw new Error(`verification found the system still differs: ${left.join('; ')}`);
@@ -550,6 +633,7 @@ async function inputErrors<T>(fn: () => T | Promise<T>): Promise<T> {
   try {
     return await fn();
   } catch (err) {
+    if (err instanceof ScopeInputError && err.kind === 'not-found') throw new RpcError(ErrorCodes.ScopeNotFound, err.message);
     if (err instanceof ScopeInputError) throw new RpcError(ErrorCodes.InvalidParams, err.message, { issues: [{ path: err.path, message: err.message }] });
     throw err;
   }

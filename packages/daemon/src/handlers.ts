@@ -3,6 +3,8 @@ import type { Engine } from './engine.js';
 import { globTest } from './engine.js';
 import { ErrorCodes, RpcError } from '@scoped/protocol';
 import type { CallContext, RpcDispatcher } from './rpc.js';
+import type { EventBus } from './events.js';
+import type { JobManager } from './jobs.js';
 import { type StoredToken, type TokenRegistry, scopeAllowed } from './tokens.js';
 import type { Actor } from './engine.js';
 import { z } from 'zod';
@@ -22,7 +24,14 @@ function defined<T extends object>(o: T): { [K in keyof T]: Exclude<T[K], undefi
 }
 
 /** Wire every protocol method to the engine. */
-export function registerHandlers(rpc: RpcDispatcher, engine: Engine, tokens: TokenRegistry, status: () => z.input<typeof m.daemonStatus.result>): void {
+export function registerHandlers(
+  rpc: RpcDispatcher,
+  engine: Engine,
+  tokens: TokenRegistry,
+  jobs: JobManager,
+  bus: EventBus,
+  status: () => z.input<typeof m.daemonStatus.result>,
+): void {
   rpc.register(m.scopeList, ({ glob }, ctx) => {
     const test = glob ? globTest(glob) : () => true;
     const scopes = [...engine.registry.scopes.values()]
@@ -48,7 +57,11 @@ export function registerHandlers(rpc: RpcDispatcher, engine: Engine, tokens: Tok
   });
 
   rpc.register(m.scopeGet, ({ name, args }) => engine.get(name, args ?? []) as never);
-  rpc.register(m.scopeSet, (p, ctx) => engine.set(defined(p), actor(ctx)) as never);
+  rpc.register(m.scopeSet, (p, ctx) => {
+    const { async: background, ...params } = defined(p);
+    if (!background || params.dryRun) return engine.set(params, actor(ctx)) as never;
+    return engine.prepareSet(params, actor(ctx)).then((run) => ({ status: 'queued' as const, job: jobs.start('scope.set', params.name, run).id }));
+  });
   rpc.register(m.scopeReset, (p, ctx) => engine.reset(defined(p), actor(ctx)) as never);
   rpc.register(m.scopeCheck, ({ name }) => engine.check(name));
   rpc.register(m.scopeAdopt, (p, ctx) => engine.adopt(defined(p), actor(ctx)) as never);
@@ -74,7 +87,25 @@ export function registerHandlers(rpc: RpcDispatcher, engine: Engine, tokens: Tok
   rpc.register(m.unitList, () => ({
     units: [...engine.registry.units.values()].map((u) => ({ name: u.name, description: u.description, reads: [...u.reads] })),
   }));
-  rpc.register(m.unitConverge, (p, ctx) => engine.converge(defined(p), actor(ctx)));
+  rpc.register(m.unitConverge, (p, ctx) => {
+    const { async: background, ...params } = defined(p);
+    if (!background || params.dryRun) return engine.converge(params, actor(ctx));
+    const run = engine.prepareConverge(params, actor(ctx));
+    return { status: 'queued' as const, job: jobs.start('unit.converge', params.units?.join(',') || 'all', run).id };
+  });
+  rpc.register(m.jobGet, ({ id }) => jobs.get(id) as never);
+  rpc.register(m.jobCancel, ({ id }) => jobs.cancel(id) as never);
+
+  rpc.register(m.eventsSubscribe, async ({ topics, since }, ctx) => {
+    const conn = ctx.connection;
+    if (!conn) throw new RpcError(ErrorCodes.InvalidRequest, 'events.subscribe works over a WebSocket only (ws://HOST:PORT/rpc)');
+    let id = '';
+    const sub = await bus.subscribe(topics, (e) => conn.notify(m.EVENT_NOTIFICATION, { subscription: id, ...e }), since);
+    id = sub.id;
+    conn.onClose(() => bus.unsubscribe(sub.id));
+    return { subscription: sub.id, revision: sub.revision, gap: sub.gap };
+  });
+  rpc.register(m.eventsUnsubscribe, ({ subscription }) => ({ ok: bus.unsubscribe(subscription) }));
   rpc.register(m.daemonStatus, status);
   let discovered: Record<string, unknown> | undefined;
   rpc.register(m.rpcDiscover, () => (discovered ??= m.buildOpenRpc(m.methods, status().version)) as never);

@@ -6,11 +6,19 @@ import { invalid } from './engine.js';
 import type { Logger } from './log.js';
 import type { Principal } from './tokens.js';
 
+/** A connection that can carry notifications back (WebSocket). */
+export interface Connection {
+  notify(method: string, params: unknown): void;
+  /** Run `fn` when the connection closes (to drop its subscriptions). */
+  onClose(fn: () => void): void;
+}
+
 /** Who is calling and how; handed to every handler. */
 export interface CallContext {
   principal: Principal;
   transport: 'unix' | 'http' | 'ws';
   peer?: string;
+  connection?: Connection;
 }
 
 export interface RpcLimits {

@@ -29,6 +29,7 @@ export interface AuditEntry {
 }
 
 const auditKey = (seq: number) => `audit:${String(seq).padStart(12, '0')}`;
+const eventKey = (seq: number) => `event:${String(seq).padStart(12, '0')}`;
 
 /** The daemon's durable store: keyv over SQLite (or any keyv URI). */
 export class Store {
@@ -88,6 +89,29 @@ export class Store {
       for (const e of batch) if (e && filter(e) && out.length < limit) out.push(e);
     }
     return out.reverse();
+  }
+
+  async eventRevision(): Promise<number> {
+    return ((await this.kv.get('eventSeq')) as number | undefined) ?? 0;
+  }
+
+  /** Keep an event durably; beyond `keep` the oldest is dropped. */
+  async appendEvent(event: { revision: number }, keep: number): Promise<void> {
+    await this.kv.set(eventKey(event.revision), event);
+    await this.kv.set('eventSeq', event.revision);
+    if (event.revision > keep) await this.kv.delete(eventKey(event.revision - keep));
+  }
+
+  /** The kept events after a revision, oldest first. */
+  async eventsAfter<T extends { revision: number }>(since: number, keep: number): Promise<T[]> {
+    const last = await this.eventRevision();
+    const out: T[] = [];
+    for (let lo = Math.max(since + 1, last - keep + 1); lo <= last; lo += 500) {
+      const keys = [];
+      for (let i = lo; i < Math.min(lo + 500, last + 1); i++) keys.push(eventKey(i));
+      for (const e of (await this.kv.getMany(keys)) as (T | undefined)[]) if (e) out.push(e);
+    }
+    return out;
   }
 
   async loadTokens<T>(): Promise<T[]> {

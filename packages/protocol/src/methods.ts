@@ -32,16 +32,27 @@ export const ApplyResult = z.object({
 });
 export type ApplyResult = z.infer<typeof ApplyResult>;
 
+/** What an `async: true` call answers at once: the job that carries the work out. */
+export const Queued = z.object({ status: z.literal('queued'), job: z.string() });
+
 const SetCommon = {
+  async: z.boolean().optional(),
   dryRun: z.boolean().optional(),
   verify: z.boolean().optional(),
   ifRevision: z.number().int().nonnegative().optional(),
   converge: z.boolean().optional(),
 };
 
+/** A glob over scope names: letters, digits, `.`, `-`, `_` and the wildcards `*` and `?`. */
+const ScopeGlob = z
+  .string()
+  .min(1)
+  .max(200)
+  .regex(/^[A-Za-z0-9._*?-]+$/, 'a glob has letters, digits, . - _ and the wildcards * and ?, such as mail.* or net.hostname');
+
 export const scopeList = defineMethod('scope.list', {
   summary: 'List the scopes, optionally filtered by a glob such as mail.*',
-  params: z.object({ glob: z.string().max(200).optional() }).strict(),
+  params: z.object({ glob: ScopeGlob.optional() }).strict(),
   result: z.object({ scopes: z.array(z.object({ name: z.string(), summary: z.string() })) }),
 });
 
@@ -72,7 +83,7 @@ export const scopeSet = defineMethod('scope.set', {
   params: z
     .object({ name: Name, value: Json.optional(), args: z.array(Json).max(64).optional(), ...SetCommon })
     .strict(),
-  result: ApplyResult.extend({ name: z.string(), value: Json }),
+  result: z.union([ApplyResult.extend({ name: z.string(), value: Json }), Queued]),
   mutates: true,
 });
 
@@ -134,8 +145,8 @@ export const unitList = defineMethod('unit.list', {
 
 export const unitConverge = defineMethod('unit.converge', {
   summary: 'Bring units (all when none is named) back to what the vars say',
-  params: z.object({ units: z.array(Name).max(64).optional(), dryRun: z.boolean().optional() }).strict(),
-  result: ApplyResult,
+  params: z.object({ units: z.array(Name).max(64).optional(), dryRun: z.boolean().optional(), async: z.boolean().optional() }).strict(),
+  result: z.union([ApplyResult, Queued]),
   mutates: true,
 });
 
@@ -183,7 +194,7 @@ export const tokenCreate = defineMethod('token.create', {
     .object({
       role: Role,
       name: z.string().min(1).max(64).regex(/^[\w.@-]+$/, 'letters, digits, and . _ @ - only').optional(),
-      scopes: z.array(z.string().min(1).max(200).regex(/^[a-z0-9.*?-]+$/, 'a scope glob such as mail.* or net.hostname')).max(32).optional(),
+      scopes: z.array(ScopeGlob).max(32).optional(),
       expires: z.string().regex(/^\d+[smhd]$/, 'a duration such as 30d, 12h, 90m or 3600s').optional(),
     })
     .strict(),
@@ -232,6 +243,53 @@ export const auditList = defineMethod('audit.list', {
   result: z.object({ entries: z.array(AuditEntry) }),
 });
 
+export const Job = z.object({
+  id: z.string(),
+  action: z.string(),
+  target: z.string(),
+  state: z.enum(['queued', 'running', 'done', 'failed', 'cancelled']),
+  done: z.number().int(),
+  total: z.number().int(),
+  step: z.string().nullable(),
+  result: Json.optional(),
+  error: z.object({ code: z.number().int(), message: z.string(), data: Json.optional() }).optional(),
+  createdAt: z.string(),
+  updatedAt: z.string(),
+});
+export type Job = z.infer<typeof Job>;
+
+export const jobGet = defineMethod('job.get', {
+  summary: 'A job\'s state and progress, and its result or error once it ended',
+  params: z.object({ id: z.string().min(1).max(64) }).strict(),
+  result: Job,
+});
+
+export const jobCancel = defineMethod('job.cancel', {
+  summary: 'Cancel a queued or running job; what it applied so far is rolled back',
+  params: z.object({ id: z.string().min(1).max(64) }).strict(),
+  result: Job,
+  mutates: true,
+});
+
+export const eventsSubscribe = defineMethod('events.subscribe', {
+  summary:
+    'WebSocket only: receive events as `event` notifications. Topics are globs (scope.changed, job.*, drift.detected, unit.converged). ' +
+    'With since, every kept event after that revision comes first, then live ones, with no gap and no duplicate',
+  params: z.object({ topics: z.array(z.string().min(1).max(100).regex(/^[a-z0-9._*?-]+$/, 'a topic glob such as scope.changed or job.*')).min(1).max(32), since: z.number().int().nonnegative().optional() }).strict(),
+  result: z.object({ subscription: z.string(), revision: z.number().int(), gap: z.boolean() }),
+});
+
+export const eventsUnsubscribe = defineMethod('events.unsubscribe', {
+  summary: 'WebSocket only: stop a subscription',
+  params: z.object({ subscription: z.string().min(1).max(64) }).strict(),
+  result: z.object({ ok: z.boolean() }),
+});
+
+/** The notification that carries an event to a subscriber. */
+export const EVENT_NOTIFICATION = 'event';
+export const EventMessage = z.object({ subscription: z.string(), revision: z.number().int(), topic: z.string(), time: z.string(), data: Json });
+export type EventMessage = z.infer<typeof EventMessage>;
+
 export const rpcDiscover = defineMethod('rpc.discover', {
   summary: 'This API as an OpenRPC document, with JSON Schemas generated from the same zod schemas the daemon validates with',
   params: z.object({}).strict(),
@@ -257,6 +315,10 @@ export const methods = [
   tokenList,
   tokenRevoke,
   auditList,
+  jobGet,
+  jobCancel,
+  eventsSubscribe,
+  eventsUnsubscribe,
   rpcDiscover,
 ] as const;
 

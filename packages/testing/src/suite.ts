@@ -42,9 +42,9 @@ const actor = { name: 'compliance-suite', transport: 'test' };
 
 /** A system whose apply breaks halfway: real writes, then a failure the engine must roll back. */
 class HalfwayFailingSystem extends HostSystem {
-  override async apply(changes: readonly Change[]): Promise<void> {
+  override async apply(changes: readonly Change[], afterEach?: (change: Change) => void | Promise<void>): Promise<void> {
     const half = Math.ceil(changes.length / 2);
-    await super.apply(changes.slice(0, half));
+    await super.apply(changes.slice(0, half), afterEach);
     throw new Error('injected failure halfway through the apply');
   }
 }

@@ -1,0 +1,53 @@
+import type { Client } from '@scoped/client/light';
+import type { ApplyResult, Job } from '@scoped/protocol';
+import { RpcError } from '@scoped/protocol/errors';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const SHOW_AFTER_MS = 300;
+
+/** Shows a job's progress on stderr: a bar redrawn in place on a terminal, one line per step otherwise. */
+function progressView(stream: NodeJS.WriteStream) {
+  let lastStep = '';
+  return {
+    update(job: Job) {
+      if (job.total === 0) return;
+      if (stream.isTTY) {
+        const width = 24;
+        const filled = Math.round((job.done / job.total) * width);
+        const line = `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${job.done}/${job.total} ${job.step ?? ''}`;
+        stream.write(`\r${line.slice(0, (stream.columns || 80) - 1).padEnd((stream.columns || 80) - 1)}`);
+      } else if (job.step && job.step !== lastStep) {
+        stream.write(`${job.done}/${job.total} ${job.step}\n`);
+      }
+      lastStep = job.step ?? lastStep;
+    },
+    end() {
+      if (stream.isTTY && lastStep) stream.write('\n');
+    },
+  };
+}
+
+/**
+ * Wait for a job to end, polling job.get (quickly at first); after about 300 ms its progress
+ * is shown. Resolves with the job's result; rejects with the job's error as an RpcError, so
+ * exit codes are the same as for a call that did not go through a job.
+ */
+export async function waitForJob<T = ApplyResult>(client: Client, id: string, stream: NodeJS.WriteStream = process.stderr): Promise<T> {
+  const started = Date.now();
+  const view = progressView(stream);
+  let delay = 5;
+  let showing = false;
+  for (;;) {
+    const job = await client.call('job.get', { id });
+    if (!showing && Date.now() - started >= SHOW_AFTER_MS) showing = true;
+    if (showing) view.update(job);
+    if (job.state === 'done' || job.state === 'failed' || job.state === 'cancelled') {
+      if (showing) view.end();
+      if (job.state === 'done') return job.result as T;
+      const e = job.error ?? { code: -32005, message: `job ${id} was cancelled` };
+      throw new RpcError(e.code as never, e.message, e.data);
+    }
+    await sleep(delay);
+    delay = Math.min(delay * 2, 100);
+  }
+}

@@ -1,0 +1,79 @@
+import { globTest } from './engine.js';
+import { Mutex } from './mutex.js';
+import type { Store } from './store.js';
+
+/** One event: a revision that only grows, a topic, when, and data with secrets already redacted. */
+export interface ScopedEvent {
+  revision: number;
+  topic: string;
+  time: string;
+  data: unknown;
+}
+
+interface Subscriber {
+  id: string;
+  matches: (topic: string) => boolean;
+  send: (event: ScopedEvent) => void;
+}
+
+/**
+ * Events with revisions, kept durably (the newest `keep`) so a client that reconnects with
+ * `since` gets exactly what it missed, then live ones. Publishing and subscribing run under
+ * one lock: no event can fall between a subscriber's replay and its going live, and none is
+ * sent twice.
+ */
+export class EventBus {
+  private readonly lock = new Mutex();
+  private readonly subscribers = new Map<string, Subscriber>();
+  private revision = 0;
+  private nextId = 1;
+
+  constructor(
+    private readonly store: Store,
+    private readonly keep = 10_000,
+  ) {}
+
+  async init(): Promise<void> {
+    this.revision = await this.store.eventRevision();
+  }
+
+  get current(): number {
+    return this.revision;
+  }
+
+  /** Record an event durably, then hand it to every matching subscriber. */
+  publish(topic: string, data: unknown): Promise<ScopedEvent> {
+    return this.lock.run(async () => {
+      const event: ScopedEvent = { revision: this.revision + 1, topic, time: new Date().toISOString(), data };
+      await this.store.appendEvent(event, this.keep);
+      this.revision = event.revision;
+      for (const s of this.subscribers.values()) if (s.matches(topic)) s.send(event);
+      return event;
+    });
+  }
+
+  /**
+   * Subscribe to topics (globs such as `scope.*` or `job.*`). With `since`, first every kept
+   * event after that revision is sent, then live ones. `gap` is true when some events after
+   * `since` are no longer kept.
+   */
+  subscribe(topics: readonly string[], send: (event: ScopedEvent) => void, since?: number): Promise<{ id: string; revision: number; gap: boolean }> {
+    return this.lock.run(async () => {
+      const tests = topics.map(globTest);
+      const matches = (topic: string) => tests.some((t) => t(topic));
+      let gap = false;
+      if (since !== undefined && since < this.revision) {
+        const missed = await this.store.eventsAfter<ScopedEvent>(since, this.keep);
+        gap = (missed[0]?.revision ?? this.revision + 1) > since + 1;
+        for (const e of missed) if (matches(e.topic)) send(e);
+      }
+      const id = `sub-${this.nextId++}`;
+      this.subscribers.set(id, { id, matches, send });
+      return { id, revision: this.revision, gap };
+    });
+  }
+
+  unsubscribe(id: string): boolean {
+    return this.subscribers.delete(id);
+  }
+}

@@ -1,0 +1,85 @@
+import { randomBytes } from 'node:crypto';
+import { ErrorCodes, RpcError } from '@scoped/protocol';
+
+export type JobState = 'queued' | 'running' | 'done' | 'failed' | 'cancelled';
+
+/** A converge that runs in the background, with its progress: one step per change applied. */
+export interface Job {
+  id: string;
+  action: string;
+  target: string;
+  state: JobState;
+  done: number;
+  total: number;
+  /** The last change applied, described safely. */
+  step: string | null;
+  result?: unknown;
+  error?: { code: number; message: string; data?: unknown };
+  createdAt: string;
+  updatedAt: string;
+}
+
+/** What a running job's work gets: a cancel signal and a way to report each step. */
+export interface JobControl {
+  signal: AbortSignal;
+  step(summary: string, done: number, total: number): void;
+}
+
+/**
+ * Jobs in memory (the newest `keep`); every state change and step is published as an event
+ * (`job.progress`, `job.done`, `job.failed`, `job.cancelled`).
+ */
+export class JobManager {
+  private readonly jobs = new Map<string, { job: Job; abort: AbortController }>();
+
+  constructor(
+    private readonly publish: (topic: string, data: unknown) => void,
+    private readonly keep = 1_000,
+  ) {}
+
+  start(action: string, target: string, work: (ctl: JobControl) => Promise<unknown>): Job {
+    const now = new Date().toISOString();
+    const job: Job = { id: `job-${randomBytes(6).toString('hex')}`, action, target, state: 'queued', done: 0, total: 0, step: null, createdAt: now, updatedAt: now };
+    const abort = new AbortController();
+    this.jobs.set(job.id, { job, abort });
+    if (this.jobs.size > this.keep) this.jobs.delete(this.jobs.keys().next().value!);
+    const touch = (changes: Partial<Job>) => Object.assign(job, changes, { updatedAt: new Date().toISOString() });
+    const ctl: JobControl = {
+      signal: abort.signal,
+      step: (summary, done, total) => {
+        if (job.state === 'queued') touch({ state: 'running' });
+        touch({ step: summary, done, total });
+        this.publish('job.progress', { job: job.id, done, total, step: summary });
+      },
+    };
+    queueMicrotask(() => {
+      touch({ state: 'running' });
+      work(ctl).then(
+        (result) => {
+          touch({ state: abort.signal.aborted ? 'cancelled' : 'done', result });
+          this.publish(`job.${job.state}`, { job: job.id, action, target });
+        },
+        (err: unknown) => {
+          const e = err instanceof RpcError ? err : new RpcError(ErrorCodes.InternalError, 'Internal error (the daemon log has the detail)');
+          touch({ state: abort.signal.aborted ? 'cancelled' : 'failed', error: e.toJSON() });
+          this.publish(`job.${job.state}`, { job: job.id, action, target, error: e.message });
+        },
+      );
+    });
+    return { ...job };
+  }
+
+  get(id: string): Job {
+    const entry = this.jobs.get(id);
+    if (!entry) throw new RpcError(ErrorCodes.NotFound, `no job ${id} (jobs are kept in memory until the daemon restarts)`);
+    return { ...entry.job };
+  }
+
+  /** Ask a job to stop; a running converge rolls back what it did. A finished job is left as it is. */
+  cancel(id: string): Job {
+    const entry = this.jobs.get(id);
+    if (!entry) throw new RpcError(ErrorCodes.NotFound, `no job ${id}`);
+    if (entry.job.state === 'queued' || entry.job.state === 'running') entry.abort.abort();
+    return { ...entry.job };
+  }
+}
