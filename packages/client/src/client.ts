@@ -1,6 +1,23 @@
 import { RpcError } from '@scoped/protocol/errors';
-import type { MethodByName, MethodName, ParamsOf, ResultOf } from '@scoped/protocol';
-import { HttpTransport, TransportError, type Endpoint, type Transport } from './transport.js';
+import type { EventMessage, MethodByName, MethodName, ParamsOf, ResultOf } from '@scoped/protocol';
+import { HttpTransport, TransportError, isStreaming, type Endpoint, type Transport } from './transport.js';
+
+/** A live subscription; it follows the client across reconnects. */
+export interface Subscription {
+  /** The revision of the last event delivered (or the bus's revision when subscribed). */
+  readonly revision: number;
+  /** Stop receiving events. */
+  close(): Promise<void>;
+}
+
+export interface SubscribeOptions {
+  /** Start after this revision: every kept event after it is delivered first, then live ones. */
+  since?: number;
+  /** Called when the daemon no longer keeps some events after `since` (they were rotated out). */
+  onGap?: (since: number) => void;
+  /** Called after each reconnect, once the subscription is live again. */
+  onResume?: (revision: number) => void;
+}
 
 interface Response {
   jsonrpc: '2.0';
@@ -41,6 +58,68 @@ export class Client {
   /** Send a notification: no answer comes back. */
   async notify<N extends MethodName>(method: N, params: ParamsOf<MethodByName[N]>): Promise<void> {
     await this.transport.send(JSON.stringify({ jsonrpc: '2.0', method, params }));
+  }
+
+  /**
+   * Receive events whose topic matches one of the globs (`scope.changed`, `job.*`, `*`), over
+   * a WebSocket. When the connection drops, the client reconnects and re-subscribes from the
+   * last revision it delivered, so `onEvent` sees every event once, in order, with no gap.
+   */
+  async subscribe(topics: string[], onEvent: (event: EventMessage) => void, opts: SubscribeOptions = {}): Promise<Subscription> {
+    const transport = this.transport;
+    if (!isStreaming(transport)) throw new TransportError('events need a WebSocket: connect with a ws://HOST:PORT/rpc URL');
+    let id = '';
+    let last = opts.since ?? -1;
+    let active = true;
+    // Replayed events arrive before the answer that names the subscription: hold them until then.
+    let pending: EventMessage[] | undefined;
+    const deliver = (e: EventMessage) => {
+      if (e.subscription !== id || e.revision <= last) return;
+      last = e.revision;
+      onEvent(e);
+    };
+    const start = async (since?: number) => {
+      pending = [];
+      try {
+        const r = await this.call('events.subscribe', since === undefined || since < 0 ? { topics } : { topics, since });
+        id = r.subscription;
+        if (r.gap && since !== undefined) opts.onGap?.(since);
+        for (const e of pending) deliver(e);
+        if (last < 0) last = r.revision;
+        return r;
+      } finally {
+        pending = undefined;
+      }
+    };
+    const stopEvents = transport.onNotification((method, params) => {
+      if (method !== 'event' || !active) return;
+      const e = params as EventMessage;
+      if (pending) pending.push(e);
+      else deliver(e);
+    });
+    const stopResume = transport.onReconnect(async () => {
+      if (!active) return;
+      await start(last);
+      opts.onResume?.(last);
+    });
+    try {
+      await start(opts.since);
+    } catch (err) {
+      stopEvents();
+      stopResume();
+      throw err;
+    }
+    return {
+      get revision() {
+        return last;
+      },
+      close: async () => {
+        active = false;
+        stopEvents();
+        stopResume();
+        await this.call('events.unsubscribe', { subscription: id }).catch(() => undefined);
+      },
+    };
   }
 
   close(): Promise<void> {

@@ -6,6 +6,15 @@ export interface Transport {
   close(): Promise<void>;
 }
 
+/** A transport that also carries the daemon's notifications and survives reconnects (WebSocket). */
+export interface StreamingTransport extends Transport {
+  onNotification(fn: (method: string, params: unknown) => void): () => void;
+  /** Run `fn` each time the connection was re-established after a drop. */
+  onReconnect(fn: () => void | Promise<void>): () => void;
+}
+
+export const isStreaming = (t: Transport): t is StreamingTransport => 'onNotification' in t && 'onReconnect' in t;
+
 /** Where a daemon listens: its unix socket, or an http(s)/ws URL with a bearer token. */
 export type Endpoint = { socket: string } | { url: string; token?: string };
 

@@ -22,6 +22,7 @@ export const DaemonConfig = z
     authFailureLimit: z.number().int().positive().default(10),
     authFailureWindowMs: z.number().int().positive().default(60_000),
     auditKeep: z.number().int().positive().default(10_000),
+    eventKeep: z.number().int().positive().default(10_000),
     plugins: z.array(z.string().min(1)).default([]),
     pluginDir: z.string().optional(),
   })
@@ -44,6 +45,8 @@ export interface ResolvedConfig {
   authFailureLimit: number;
   authFailureWindowMs: number;
   auditKeep: number;
+  /** Events kept for subscribers that resume with `since`. */
+  eventKeep: number;
   /** Third-party plugins: directories or npm package names. */
   plugins: string[];
   /** A directory whose subdirectories are plugins. */
@@ -65,7 +68,8 @@ Options:
   --config FILE          a YAML file with the same keys (root, socket, listen, store, tokenFile, kernelHostname,
                          logLevel) and the limits: maxBodyBytes (1 MiB), maxBatch (100), maxWsPayloadBytes (1 MiB),
                          wsPingIntervalMs (30000), maxConnections (256 TCP connections), authFailureLimit (10
-                         failed logins per peer per authFailureWindowMs, 60000), auditKeep (10000 entries); flags win
+                         failed logins per peer per authFailureWindowMs, 60000), auditKeep (10000 entries),
+                         eventKeep (10000 events kept for subscribers resuming with since); flags win
   --plugin DIR|PACKAGE   load a third-party plugin (repeatable; also the config key plugins: [...])
   --plugin-dir DIR       load every plugin directory in DIR (default ROOT/usr/local/lib/scoped/plugins)
   --log-level LEVEL      info, warn, error or silent (default info)
@@ -158,6 +162,7 @@ export function loadConfig(argv: readonly string[]): ResolvedConfig | 'help' {
     authFailureLimit: c.authFailureLimit,
     authFailureWindowMs: c.authFailureWindowMs,
     auditKeep: c.auditKeep,
+    eventKeep: c.eventKeep,
     plugins: c.plugins,
     pluginDir: path.resolve(c.pluginDir ?? under('usr/local/lib/scoped/plugins')),
   };

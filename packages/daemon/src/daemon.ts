@@ -91,7 +91,7 @@ export async function startDaemon(config: ResolvedConfig, opts: { log?: Logger; 
   await engine.init();
   const tokens = new TokenRegistry(store);
   await tokens.init();
-  const bus = new EventBus(store);
+  const bus = new EventBus(store, config.eventKeep);
   await bus.init();
   const publish = (topic: string, data: unknown) => {
     bus.publish(topic, data).catch((err: unknown) => log.error('event not recorded', { topic, error: String(err) }));

@@ -559,9 +559,10 @@ export class Engine {
   private announce(m: Mutation, changedVars: readonly string[], planned: readonly Planned[]): void {
     const revision = this.state.revision;
     const actor = m.actor.name;
+    // The scopes that declare a changed var, and the one set; cp.bootstrapper for vars no other scope declares.
     const scopes = new Set([...this.registry.scopes.values()].filter((s) => s.vars.some((v) => changedVars.includes(v))).map((s) => s.name));
     if (this.registry.scopes.has(m.target)) scopes.add(m.target);
-    if (changedVars.length) scopes.add('cp.bootstrapper');
+    if (changedVars.some((v) => this.scopeOfVar(v) === undefined)) scopes.add('cp.bootstrapper');
     for (const scope of scopes) this.onEvent('scope.changed', { scope, action: m.action, revision, actor, ...(scope === m.target ? { value: m.new } : {}) });
     if (planned.length) this.onEvent('unit.converged', { units: planned.map((p) => p.unit.name), action: m.action, target: m.target, revision, actor });
     for (const p of planned) this.driftSeen.delete(p.unit.name);

@@ -57,7 +57,12 @@ export class EventBus {
    * event after that revision is sent, then live ones. `gap` is true when some events after
    * `since` are no longer kept.
    */
-  subscribe(topics: readonly string[], send: (event: ScopedEvent) => void, since?: number): Promise<{ id: string; revision: number; gap: boolean }> {
+  subscribe(
+    topics: readonly string[],
+    send: (event: ScopedEvent, subscription: string) => void,
+    since?: number,
+  ): Promise<{ id: string; revision: number; gap: boolean }> {
+    const id = `sub-${this.nextId++}`;
     return this.lock.run(async () => {
       const tests = topics.map(globTest);
       const matches = (topic: string) => tests.some((t) => t(topic));
@@ -65,10 +70,9 @@ export class EventBus {
       if (since !== undefined && since < this.revision) {
         const missed = await this.store.eventsAfter<ScopedEvent>(since, this.keep);
         gap = (missed[0]?.revision ?? this.revision + 1) > since + 1;
-        for (const e of missed) if (matches(e.topic)) send(e);
+        for (const e of missed) if (matches(e.topic)) send(e, id);
       }
-      const id = `sub-${this.nextId++}`;
-      this.subscribers.set(id, { id, matches, send });
+      this.subscribers.set(id, { id, matches, send: (e) => send(e, id) });
       return { id, revision: this.revision, gap };
     });
   }

@@ -99,9 +99,8 @@ export function registerHandlers(
   rpc.register(m.eventsSubscribe, async ({ topics, since }, ctx) => {
     const conn = ctx.connection;
     if (!conn) throw new RpcError(ErrorCodes.InvalidRequest, 'events.subscribe works over a WebSocket only (ws://HOST:PORT/rpc)');
-    let id = '';
-    const sub = await bus.subscribe(topics, (e) => conn.notify(m.EVENT_NOTIFICATION, { subscription: id, ...e }), since);
-    id = sub.id;
+    // Replayed events (since) go out before this answer, already carrying the subscription's id.
+    const sub = await bus.subscribe(topics, (e, subscription) => conn.notify(m.EVENT_NOTIFICATION, { subscription, ...e }), since);
     conn.onClose(() => bus.unsubscribe(sub.id));
     return { subscription: sub.id, revision: sub.revision, gap: sub.gap };
   });
