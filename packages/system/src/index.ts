@@ -5,7 +5,7 @@ export { HostSystem, parseSnapshot, serializeSnapshot } from './host.js';
 export type { HostSystemOptions, SerializedSnapshot, Snapshot } from './host.js';
 export { assertSafeParam, editMainCf, parseMainCf } from './maincf.js';
 export { PostfixAdapter } from './postfix.js';
-export { DirectServiceDriver, SystemdServiceDriver, chooseServiceDriver } from './services.js';
+export { DirectServiceDriver, SPAM_DAEMONS, SystemdServiceDriver, chooseServiceDriver, type DaemonSpec } from './services.js';
 export type { ServiceAction, ServiceDriver } from './services.js';
 export { WatchCache } from './watch-cache.js';
 export { armCrash, crashpoint } from './crash.js';

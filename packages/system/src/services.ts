@@ -27,19 +27,48 @@ function alive(pid: number): boolean {
   }
 }
 
+/** How the direct driver runs a daemon: its program, the arguments that start it in the background, and its pid file. */
+export interface DaemonSpec {
+  program: string;
+  start: readonly string[];
+  pidFile: string;
+}
+
+/** The spam filters as Debian installs them; their own programs daemonize and write these pid files. */
+export const SPAM_DAEMONS: Record<string, DaemonSpec> = {
+  rspamd: { program: '/usr/bin/rspamd', start: ['-u', '_rspamd', '-g', '_rspamd'], pidFile: '/run/rspamd/rspamd.pid' },
+  spamassassin: { program: '/usr/sbin/spamd', start: ['--daemonize', '--create-prefs', '--max-children', '5', '--pidfile', '/run/spamd.pid'], pidFile: '/run/spamd.pid' },
+};
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** The pid in a pid file when that process is alive, else null. */
+async function livePid(file: string): Promise<number | null> {
+  try {
+    const pid = Number((await readFile(file, 'utf8')).trim());
+    return Number.isInteger(pid) && pid > 0 && alive(pid) ? pid : null;
+  } catch {
+    return null;
+  }
+}
+
 /**
  * Drives services directly, for machines without systemd and for sandboxes: Postfix with
- * `postfix -c DIR`, spam filters by their own programs. Whether Postfix runs is read from
- * its master's pid file, which costs no process start.
+ * `postfix -c DIR`, and the spam filters' own daemons (started by their programs, reloaded
+ * with SIGHUP, stopped with SIGTERM, found by their pid files). Whether a service runs is
+ * read from its pid file, which costs no process start. The spam daemons are the host's, so
+ * on a sandbox root (anything but `/`) none is given and none is touched.
  */
 export class DirectServiceDriver implements ServiceDriver {
   readonly name = 'direct';
-  constructor(private readonly postfix: PostfixProcess) {}
+  constructor(
+    private readonly postfix: PostfixProcess,
+    private readonly daemons: Record<string, DaemonSpec> = {},
+  ) {}
 
   async installed(service: string): Promise<boolean> {
-    const program = programs[service];
-    if (!program) return false;
-    return program.some((p) => existsSync(p));
+    const program = service === 'postfix' ? '/usr/sbin/postfix' : (this.daemons[service]?.program ?? programs[service]);
+    return program !== undefined && existsSync(program);
   }
 
   checkConfig(service: string): Promise<string | null> {
@@ -47,19 +76,36 @@ export class DirectServiceDriver implements ServiceDriver {
   }
 
   async running(service: string): Promise<boolean> {
-    if (service !== 'postfix') return false;
-    try {
-      const pid = Number((await readFile(await this.postfix.masterPidFile(), 'utf8')).trim());
-      return Number.isInteger(pid) && pid > 0 && alive(pid);
-    } catch {
-      return false;
-    }
+    if (service === 'postfix') return (await livePid(await this.postfix.masterPidFile())) !== null;
+    const daemon = this.daemons[service];
+    return daemon !== undefined && (await livePid(daemon.pidFile)) !== null;
   }
 
   async control(service: string, action: ServiceAction): Promise<void> {
-    if (service !== 'postfix') throw new Error(`scoped cannot ${action} ${service} without systemd here; ${action} it by hand`);
-    const verb = action === 'restart' ? 'reload' : action;
-    await exec('postfix', ['-c', this.postfix.hostConfigDir, verb], { timeoutMs: 60_000 });
+    if (service === 'postfix') {
+      const verb = action === 'restart' ? 'reload' : action;
+      await exec('postfix', ['-c', this.postfix.hostConfigDir, verb], { timeoutMs: 60_000 });
+      return;
+    }
+    const daemon = this.daemons[service];
+    if (!daemon) throw new Error(`scoped cannot ${action} ${service} here (a sandbox root, or an unknown service); ${action} it by hand`);
+    const pid = await livePid(daemon.pidFile);
+    if (action === 'reload' && pid !== null) return void process.kill(pid, 'SIGHUP');
+    if ((action === 'stop' || action === 'restart') && pid !== null) await this.stopPid(service, daemon, pid);
+    if (action === 'start' || action === 'restart' || (action === 'reload' && pid === null)) {
+      if ((await livePid(daemon.pidFile)) !== null) return;
+      await exec(daemon.program, daemon.start, { timeoutMs: 60_000 });
+      for (let i = 0; i < 100 && (await livePid(daemon.pidFile)) === null; i++) await sleep(100);
+      if ((await livePid(daemon.pidFile)) === null) throw new Error(`${service} did not start: no live pid in ${daemon.pidFile} after 10 s`);
+    }
+  }
+
+  /** SIGTERM, then wait until the process is gone or its pid file no longer names it (an unreaped zombie still answers signal 0). */
+  private async stopPid(service: string, daemon: DaemonSpec, pid: number): Promise<void> {
+    process.kill(pid, 'SIGTERM');
+    const stopped = async () => !alive(pid) || (await livePid(daemon.pidFile)) !== pid;
+    for (let i = 0; i < 100 && !(await stopped()); i++) await sleep(50);
+    if (!(await stopped())) throw new Error(`${service} (pid ${pid}) did not stop within 5 s of SIGTERM`);
   }
 }
 
@@ -83,20 +129,17 @@ export async function checkServiceConfig(service: string): Promise<string | null
   }
 }
 
-/** Where each service's program lives when its Debian package is installed. */
-const programs: Record<string, string[]> = {
-  postfix: ['/usr/sbin/postfix'],
-  rspamd: ['/usr/bin/rspamd'],
-  spamassassin: ['/usr/sbin/spamd'],
-};
+/** Where each spam filter's program lives when its Debian package is installed (checked on sandboxes too). */
+const programs: Record<string, string> = Object.fromEntries(Object.entries(SPAM_DAEMONS).map(([name, d]) => [name, d.program]));
 
 /** Drives services through systemctl. */
 export class SystemdServiceDriver implements ServiceDriver {
   readonly name = 'systemd';
+  constructor(private readonly systemctl = 'systemctl') {}
 
   async installed(service: string): Promise<boolean> {
     try {
-      const { stdout } = await exec('systemctl', ['list-unit-files', `${service}.service`, '--no-legend'], { timeoutMs: 10_000 });
+      const { stdout } = await exec(this.systemctl, ['list-unit-files', `${service}.service`, '--no-legend'], { timeoutMs: 10_000 });
       return stdout.trim() !== '';
     } catch {
       return false;
@@ -109,7 +152,7 @@ export class SystemdServiceDriver implements ServiceDriver {
 
   async running(service: string): Promise<boolean> {
     try {
-      await exec('systemctl', ['is-active', '--quiet', service], { timeoutMs: 10_000 });
+      await exec(this.systemctl, ['is-active', '--quiet', service], { timeoutMs: 10_000 });
       return true;
     } catch {
       return false;
@@ -117,11 +160,12 @@ export class SystemdServiceDriver implements ServiceDriver {
   }
 
   async control(service: string, action: ServiceAction): Promise<void> {
-    await exec('systemctl', [action, service], { timeoutMs: 60_000 });
+    await exec(this.systemctl, [action, service], { timeoutMs: 60_000 });
   }
 }
 
-/** systemd when it runs this machine and the root is `/`; direct control otherwise. */
+/** systemd when it runs this machine and the root is `/`; direct control otherwise (of the spam daemons only on `/`). */
 export function chooseServiceDriver(root: string, postfix: PostfixProcess): ServiceDriver {
-  return root === '/' && existsSync('/run/systemd/system') ? new SystemdServiceDriver() : new DirectServiceDriver(postfix);
+  if (root !== '/') return new DirectServiceDriver(postfix);
+  return existsSync('/run/systemd/system') ? new SystemdServiceDriver() : new DirectServiceDriver(postfix, SPAM_DAEMONS);
 }

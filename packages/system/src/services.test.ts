@@ -1,0 +1,128 @@
+/**
+ * One contract for both service drivers. The direct driver runs a real daemon (a small Node
+ * program that daemonizes, writes its pid file, logs SIGHUP and exits on SIGTERM); systemd
+ * cannot run here, so the systemd driver drives a stand-in `systemctl` that keeps unit
+ * states in a file and answers the same commands the same way (exit status 0/3 of
+ * is-active, list-unit-files lines).
+ */
+import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DirectServiceDriver, type ServiceDriver, SystemdServiceDriver } from './services.js';
+
+const DAEMON = String.raw`
+const fs = require('node:fs');
+const { spawn } = require('node:child_process');
+const [mode, pidFile, log] = process.argv.slice(2);
+if (mode === 'start') {
+  // Like a real daemon: fork into the background and return at once.
+  spawn(process.execPath, [__filename, 'run', pidFile, log], { detached: true, stdio: 'ignore' }).unref();
+} else {
+  fs.writeFileSync(pidFile, process.pid + '\n');
+  process.on('SIGHUP', () => fs.appendFileSync(log, 'reload\n'));
+  process.on('SIGTERM', () => { fs.rmSync(pidFile, { force: true }); process.exit(0); });
+  setInterval(() => {}, 1000);
+}
+`;
+
+const SYSTEMCTL = (state: string) => String.raw`#!${process.execPath}
+const fs = require('node:fs');
+const file = ${JSON.stringify(state)};
+const units = JSON.parse(fs.readFileSync(file, 'utf8'));
+const args = process.argv.slice(2).filter((a) => !a.startsWith('--'));
+const [verb, name] = args;
+const unit = name && units[name.replace(/\.service$/, '')];
+const save = () => fs.writeFileSync(file, JSON.stringify(units));
+switch (verb) {
+  case 'list-unit-files': if (unit) console.log(name + ' enabled enabled'); process.exit(0);
+  case 'is-active': if (!process.argv.includes('--quiet')) console.log(unit?.active ? 'active' : 'inactive'); process.exit(unit?.active ? 0 : 3);
+  case 'start': case 'stop': case 'restart': case 'reload':
+    if (!unit) { console.error('Unit ' + name + '.service not found.'); process.exit(5); }
+    if (verb === 'reload' && !unit.active) { console.error('Job for ' + name + '.service failed: not active'); process.exit(1); }
+    unit.active = verb !== 'stop'; if (verb === 'reload') unit.reloads++; save(); process.exit(0);
+  default: console.error('unknown operation ' + verb); process.exit(1);
+}
+`;
+
+interface Harness {
+  driver: ServiceDriver;
+  /** How many reloads the service has seen. */
+  reloads(): Promise<number>;
+}
+
+function contract(name: string, make: (dir: string) => Promise<Harness>) {
+  describe(`${name} service driver`, () => {
+    let dir: string;
+    let h: Harness;
+    beforeAll(async () => {
+      dir = await mkdtemp(path.join(os.tmpdir(), 'scoped-services-'));
+      h = await make(dir);
+    });
+    afterAll(async () => {
+      if (await h.driver.running('filterd')) await h.driver.control('filterd', 'stop');
+      await rm(dir, { recursive: true, force: true });
+    });
+
+    it('knows what is installed', async () => {
+      expect(await h.driver.installed('filterd')).toBe(true);
+      expect(await h.driver.installed('no-such-service')).toBe(false);
+    });
+
+    it('starts a stopped service, and start is idempotent', async () => {
+      expect(await h.driver.running('filterd')).toBe(false);
+      await h.driver.control('filterd', 'start');
+      expect(await h.driver.running('filterd')).toBe(true);
+      await h.driver.control('filterd', 'start');
+      expect(await h.driver.running('filterd')).toBe(true);
+    });
+
+    it('reloads a running service without stopping it', async () => {
+      const before = await h.reloads();
+      await h.driver.control('filterd', 'reload');
+      await expect.poll(() => h.reloads()).toBe(before + 1);
+      expect(await h.driver.running('filterd')).toBe(true);
+    });
+
+    it('stops it, and restarts it from stopped', async () => {
+      await h.driver.control('filterd', 'stop');
+      expect(await h.driver.running('filterd')).toBe(false);
+      await h.driver.control('filterd', 'restart');
+      expect(await h.driver.running('filterd')).toBe(true);
+      await h.driver.control('filterd', 'stop');
+      expect(await h.driver.running('filterd')).toBe(false);
+    });
+
+    it('refuses to control a service it does not know, with a message', async () => {
+      await expect(h.driver.control('no-such-service', 'start')).rejects.toThrow(/no-such-service/);
+    });
+  });
+}
+
+const nowhere = { hostConfigDir: '/nonexistent', masterPidFile: async () => '/nonexistent/master.pid' };
+
+contract('direct', async (dir) => {
+  const script = path.join(dir, 'filterd.cjs');
+  await writeFile(script, DAEMON);
+  const pidFile = path.join(dir, 'filterd.pid');
+  const log = path.join(dir, 'filterd.log');
+  const driver = new DirectServiceDriver(nowhere, { filterd: { program: process.execPath, start: [script, 'start', pidFile, log], pidFile } });
+  return { driver, reloads: async () => (await readFile(log, 'utf8').catch(() => '')).split('\n').filter(Boolean).length };
+});
+
+contract('systemd', async (dir) => {
+  const state = path.join(dir, 'units.json');
+  await writeFile(state, JSON.stringify({ filterd: { active: false, reloads: 0 } }));
+  const systemctl = path.join(dir, 'systemctl');
+  await writeFile(systemctl, SYSTEMCTL(state));
+  await chmod(systemctl, 0o755);
+  return { driver: new SystemdServiceDriver(systemctl), reloads: async () => (JSON.parse(await readFile(state, 'utf8')) as Record<string, { reloads: number }>).filterd!.reloads };
+});
+
+describe('direct driver on a sandbox root', () => {
+  it('does not touch the host\'s spam daemons', async () => {
+    const driver = new DirectServiceDriver(nowhere);
+    expect(await driver.running('rspamd')).toBe(false);
+    await expect(driver.control('rspamd', 'start')).rejects.toThrow(/sandbox root|by hand/);
+  });
+});
