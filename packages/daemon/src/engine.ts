@@ -46,6 +46,8 @@ export interface Journal {
 /** A background job's hooks into a mutation: cancel, and a report per change applied. */
 export interface Progress {
   signal: AbortSignal;
+  /** The apply starts: this many changes. */
+  begin(total: number): void;
   step(summary: string, done: number, total: number): void;
 }
 
@@ -583,6 +585,7 @@ export class Engine {
           if (progress.signal.aborted) throw new Error(`cancelled after ${done} of ${all.length} changes`);
         }
       : undefined;
+    progress?.begin(all.length);
     const snapshot = await this.system.snapshot(all);
     await this.store.saveJournal<Journal>({
       ...intent,

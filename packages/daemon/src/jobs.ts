@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { ErrorCodes, RpcError } from '@scoped/protocol';
+import type { Progress } from './engine.js';
 
 export type JobState = 'queued' | 'running' | 'done' | 'failed' | 'cancelled';
 
@@ -19,11 +20,8 @@ export interface Job {
   updatedAt: string;
 }
 
-/** What a running job's work gets: a cancel signal and a way to report each step. */
-export interface JobControl {
-  signal: AbortSignal;
-  step(summary: string, done: number, total: number): void;
-}
+/** What a running job's work gets: a cancel signal and a way to report its size and each step. */
+export type JobControl = Progress;
 
 /**
  * Jobs in memory (the newest `keep`); every state change and step is published as an event
@@ -46,6 +44,7 @@ export class JobManager {
     const touch = (changes: Partial<Job>) => Object.assign(job, changes, { updatedAt: new Date().toISOString() });
     const ctl: JobControl = {
       signal: abort.signal,
+      begin: (total) => void touch({ total }),
       step: (summary, done, total) => {
         if (job.state === 'queued') touch({ state: 'running' });
         touch({ step: summary, done, total });
