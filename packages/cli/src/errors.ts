@@ -48,7 +48,10 @@ export function exitCodeOf(err: unknown): number {
   if (err instanceof CliError) return err.exitCode;
   const e = err as { name?: string; code?: unknown };
   if (e?.name === 'RpcError' && typeof e.code === 'number') return byRpcCode[e.code] ?? ExitCodes.internal;
-  if (e?.name === 'TransportError') return (err as { status?: number }).status === 401 ? ExitCodes.unauthorized : ExitCodes.unreachable;
+  if (e?.name === 'TransportError') {
+    const status = (err as { status?: number }).status;
+    return status === 401 ? ExitCodes.unauthorized : status === 429 || status === 503 ? ExitCodes.busy : ExitCodes.unreachable;
+  }
   if (e?.name === 'ArgumentSyntaxError') return ExitCodes.usage;
   return ExitCodes.internal;
 }

@@ -1,4 +1,5 @@
 import { request as httpRequest } from 'node:http';
+import { RpcError } from '@scoped/protocol/errors';
 
 /** Sends one JSON-RPC payload and returns the raw answer (null for a 204 / no answer). */
 export interface Transport {
@@ -72,4 +73,15 @@ export function connectionError(err: NodeJS.ErrnoException, ep: Endpoint): Trans
   }
   if (err.code === 'EACCES') return new TransportError(`no permission to use ${where}: run as root or as a member of the socket's group`);
   return new TransportError(`cannot reach scoped at ${where}: ${err.message}`);
+}
+
+/** The JSON-RPC error in a refusal's body (401, 429, 503 answers carry one), as an RpcError. */
+export function rpcErrorOf(body: string): RpcError | undefined {
+  try {
+    const e = (JSON.parse(body) as { error?: { code?: unknown; message?: unknown; data?: unknown } }).error;
+    if (typeof e?.code === 'number' && typeof e.message === 'string') return new RpcError(e.code as never, e.message, e.data);
+  } catch {
+    // not JSON: the caller reports the HTTP status
+  }
+  return undefined;
 }

@@ -1,5 +1,5 @@
 import WebSocket from 'ws';
-import { TransportError, type StreamingTransport } from './transport.js';
+import { TransportError, rpcErrorOf, type StreamingTransport } from './transport.js';
 
 export interface WsTransportOptions {
   /** Reconnect after an unexpected close while subscriptions are live (default true). */
@@ -47,8 +47,16 @@ export class WsTransport implements StreamingTransport {
       });
       ws.once('unexpected-response', (_req, res) => {
         this.opening = undefined;
-        reject(new TransportError(res.statusCode === 401 ? 'Unauthorized: give a valid token (SCOPED_TOKEN)' : `WebSocket refused with HTTP ${res.statusCode}`, res.statusCode));
-        ws.terminate();
+        // The daemon explains a refused upgrade (401, 429, 503) with a JSON-RPC error in the body.
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.once('end', () => {
+          const body = Buffer.concat(chunks).toString('utf8');
+          const error = rpcErrorOf(body);
+          if (error) reject(error);
+          else reject(new TransportError(res.statusCode === 401 ? 'Unauthorized: give a valid token (SCOPED_TOKEN)' : `WebSocket refused with HTTP ${res.statusCode}`, res.statusCode, body));
+          ws.terminate();
+        });
       });
       ws.once('error', (err) => {
         this.opening = undefined;

@@ -20,7 +20,7 @@ export async function loadOrCreateToken(file: string): Promise<string> {
 const digest = (s: string): Buffer => createHash('sha256').update(s).digest();
 
 /** What the gate decided about a TCP request. */
-export type GateResult = { ok: true; principal: Principal } | { ok: false; status: 401 | 429; code: number; message: string };
+export type GateResult = { ok: true; principal: Principal } | { ok: false; status: 401 | 429; code: number; message: string; retryAfter?: number };
 
 /**
  * The door of the TCP transports: a bearer token (the admin token file's, or one made with
@@ -39,12 +39,17 @@ export class Gate {
    * lock the admin out. Tokens are 256 random bits, so guessing is hopeless anyway; the limit
    * answers the guesser 429 and keeps its noise bounded.
    */
+  /** Whether a principal let in earlier may still act (its token not revoked or expired since). */
+  stillValid(p: Principal): boolean {
+    return p.tokenId === undefined || this.tokens.active(p.tokenId);
+  }
+
   check(authorization: string | undefined, peer: string): GateResult {
     const presented = bearer(authorization);
     const principal = presented === undefined ? undefined : tokenMatches(presented, this.adminToken) ? ADMIN_TOKEN : this.tokens.verify(presented);
     if (principal) return { ok: true, principal };
     const wait = this.limiter.blockedFor(peer);
-    if (wait > 0) return { ok: false, status: 429, code: ErrorCodes.Busy, message: `Too many failed logins from ${peer}: try again in ${wait} s` };
+    if (wait > 0) return { ok: false, status: 429, code: ErrorCodes.Busy, message: `Too many failed logins from ${peer}: try again in ${wait} s`, retryAfter: wait };
     this.limiter.fail(peer);
     return {
       ok: false,

@@ -10,6 +10,7 @@ import cpPlugin from '@scoped/plugin-cp';
 import mailPlugin from '@scoped/plugin-mail';
 import netPlugin from '@scoped/plugin-net';
 import { Gate, loadOrCreateToken } from './auth.js';
+import { ConnectionCap } from './transports/cap.js';
 import type { ResolvedConfig } from './config.js';
 import { Engine } from './engine.js';
 import { EventBus } from './events.js';
@@ -93,9 +94,11 @@ export async function startDaemon(config: ResolvedConfig, opts: { log?: Logger; 
   await tokens.init();
   const bus = new EventBus(store, config.eventKeep);
   await bus.init();
-  const publish = (topic: string, data: unknown) => {
-    bus.publish(topic, data).catch((err: unknown) => log.error('event not recorded', { topic, error: String(err) }));
-  };
+  const publish = (topic: string, data: unknown): Promise<void> =>
+    bus.publish(topic, data).then(
+      () => undefined,
+      (err: unknown) => log.error('event not recorded', { topic, error: String(err) }),
+    );
   engine.onEvent = publish;
   const jobs = new JobManager(publish);
   scrub = (t) => engine.scrub(t);
@@ -105,8 +108,10 @@ export async function startDaemon(config: ResolvedConfig, opts: { log?: Logger; 
     { maxBatch: config.maxBatch },
     scrub,
     (method, params, ctx) => authorize(method, params, ctx.principal, engine),
-    (method, params, ctx, err) =>
-      engine.audit({ actor: actorOf(ctx), action: method, target: String(params.name ?? params.id ?? (params.units as string[] | undefined)?.join(',') ?? 'all'), outcome: 'refused', reason: err.message }),
+    async (method, params, ctx, err) => {
+      if (engine.audited.has(err)) return;
+      await engine.audit({ actor: actorOf(ctx), action: method, target: String(params.name ?? params.id ?? (params.units as string[] | undefined)?.join(',') ?? 'all'), outcome: 'refused', reason: err.message });
+    },
   );
   const listeners: string[] = [];
   registerHandlers(rpc, engine, tokens, jobs, bus, () => ({
@@ -134,9 +139,10 @@ export async function startDaemon(config: ResolvedConfig, opts: { log?: Logger; 
 
     if (config.listen) {
       const gate = new Gate(await loadOrCreateToken(config.tokenFile), tokens, new FailureLimiter(config.authFailureLimit, config.authFailureWindowMs));
-      const tcp = createServer(httpHandler(rpc, { maxBodyBytes: config.maxBodyBytes, gate, transport: 'http' }));
-      tcp.maxConnections = config.maxConnections;
-      const ws = attachWebSocket(tcp, rpc, { maxPayloadBytes: config.maxWsPayloadBytes, gate, pingIntervalMs: config.wsPingIntervalMs, maxConnections: config.maxConnections });
+      const tcp = createServer();
+      const cap = new ConnectionCap(tcp, config.maxConnections);
+      tcp.on('request', httpHandler(rpc, { maxBodyBytes: config.maxBodyBytes, gate, transport: 'http', cap }));
+      const ws = attachWebSocket(tcp, rpc, { maxPayloadBytes: config.maxWsPayloadBytes, gate, pingIntervalMs: config.wsPingIntervalMs, cap });
       closers.push(() => ws.close());
       await listen(tcp, config.listen);
       servers.push(tcp);
@@ -163,6 +169,7 @@ export async function startDaemon(config: ResolvedConfig, opts: { log?: Logger; 
         for (const s of servers) await closeServer(s);
         await unlink(config.socket).catch(() => {});
         system.close();
+        await bus.drain();
         await tokens.close();
         await store.close();
         log.info('stopped');

@@ -83,6 +83,12 @@ export class TokenRegistry {
   }
 
   /** The principal a presented token stands for, or undefined when it is unknown, revoked or expired. */
+  /** Whether a token is still good: not revoked, not expired (checked again on every message of a long-lived connection). */
+  active(id: string): boolean {
+    const t = this.tokens.find((x) => x.id === id);
+    return t !== undefined && !t.revoked && !(t.expiresAt && Date.parse(t.expiresAt) <= Date.now());
+  }
+
   verify(presented: string): Principal | undefined {
     const m = /^scoped_([0-9a-f]{8})_([\w-]{16,})$/.exec(presented);
     if (!m) return undefined;

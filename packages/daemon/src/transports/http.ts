@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ErrorCodes } from '@scoped/protocol';
 import type { Gate } from '../auth.js';
+import type { ConnectionCap } from './cap.js';
 import type { CallContext, RpcDispatcher } from '../rpc.js';
 import { ADMIN_SOCKET } from '../tokens.js';
 
@@ -9,6 +10,8 @@ export interface HttpOptions {
   /** Null on the unix socket, whose file permissions are its authentication (admin). */
   gate: Gate | null;
   transport: 'unix' | 'http';
+  /** The TCP connection cap; its refused connections are answered 503. */
+  cap?: ConnectionCap;
 }
 
 const rpcError = (code: number, message: string) => JSON.stringify({ jsonrpc: '2.0', id: null, error: { code, message } });
@@ -25,10 +28,17 @@ function send(res: ServerResponse, status: number, body?: string): void {
 export function httpHandler(dispatcher: RpcDispatcher, opts: HttpOptions) {
   return (req: IncomingMessage, res: ServerResponse): void => {
     let principal = ADMIN_SOCKET;
+    if (opts.cap?.refuses(req.socket)) {
+      const a = opts.cap.answer;
+      res.writeHead(a.status, a.headers).end(a.body);
+      req.resume();
+      return;
+    }
     if (opts.gate) {
       const verdict = opts.gate.check(req.headers.authorization, req.socket.remoteAddress ?? 'unknown');
       if (!verdict.ok) {
         if (verdict.status === 401) res.setHeader('www-authenticate', 'Bearer');
+        if (verdict.retryAfter) res.setHeader('retry-after', String(verdict.retryAfter));
         res.setHeader('connection', 'close');
         send(res, verdict.status, rpcError(verdict.code, verdict.message));
         req.resume();

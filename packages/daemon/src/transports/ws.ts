@@ -1,14 +1,16 @@
 import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
+import { ErrorCodes } from '@scoped/protocol/errors';
 import type { Gate } from '../auth.js';
+import { type ConnectionCap, rawResponse } from './cap.js';
 import type { CallContext, Connection, RpcDispatcher } from '../rpc.js';
 
 export interface WsOptions {
   maxPayloadBytes: number;
   gate: Gate;
-  /** Most WebSocket clients at once; more are refused with 503. */
-  maxConnections: number;
+  /** The TCP connection cap (shared with HTTP); refused upgrades are answered 503. */
+  cap: ConnectionCap;
   /** How often to ping; a peer that has not answered the previous ping is dropped. */
   pingIntervalMs: number;
 }
@@ -21,20 +23,31 @@ export function attachWebSocket(server: Server, dispatcher: RpcDispatcher, opts:
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     const url = (req.url ?? '/').split('?')[0];
     if (url !== '/rpc') return void socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+    if (opts.cap.refuses(req.socket)) {
+      const a = opts.cap.answer;
+      return void socket.end(rawResponse('503 Service Unavailable', a.headers, a.body));
+    }
     const verdict = opts.gate.check(req.headers.authorization, req.socket.remoteAddress ?? 'unknown');
     if (!verdict.ok) {
       const body = JSON.stringify({ jsonrpc: '2.0', id: null, error: { code: verdict.code, message: verdict.message } });
-      const status = verdict.status === 401 ? '401 Unauthorized' : '429 Too Many Requests';
-      return void socket.end(`HTTP/1.1 ${status}\r\nWWW-Authenticate: Bearer\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
-    }
-    if (wss.clients.size >= opts.maxConnections) {
-      return void socket.end('HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      const headers: Record<string, string> = { 'www-authenticate': 'Bearer', connection: 'close', 'content-type': 'application/json' };
+      if (verdict.retryAfter) headers['retry-after'] = String(verdict.retryAfter);
+      return void socket.end(rawResponse(verdict.status === 401 ? '401 Unauthorized' : '429 Too Many Requests', headers, body));
     }
     wss.handleUpgrade(req, socket, head, (ws) => {
       const closers: (() => void)[] = [];
+      // A token revoked or expired while the connection is open ends it at its next message or event.
+      const revoked = (): boolean => {
+        if (opts.gate.stillValid(verdict.principal)) return false;
+        if (ws.readyState === ws.OPEN) {
+          ws.send(JSON.stringify({ jsonrpc: '2.0', id: null, error: { code: ErrorCodes.Unauthorized, message: 'Unauthorized: the token was revoked or has expired' } }));
+          ws.close(4401, 'token revoked or expired');
+        }
+        return true;
+      };
       const connection: Connection = {
         notify: (method, params) => {
-          if (ws.readyState === ws.OPEN) ws.send(JSON.stringify({ jsonrpc: '2.0', method, params }));
+          if (ws.readyState === ws.OPEN && !revoked()) ws.send(JSON.stringify({ jsonrpc: '2.0', method, params }));
         },
         onClose: (fn) => closers.push(fn),
       };
@@ -47,6 +60,7 @@ export function attachWebSocket(server: Server, dispatcher: RpcDispatcher, opts:
       ws.on('pong', () => alive.set(ws, true));
       ws.on('error', () => ws.terminate());
       ws.on('message', (data, isBinary) => {
+        if (revoked()) return;
         const text = isBinary ? Buffer.from(data as Buffer).toString('utf8') : data.toString();
         dispatcher.handleText(text, ctx).then(
           (reply) => {
