@@ -72,9 +72,23 @@ export class Store {
   async appendAudit(entry: AuditEntry, keep = 10_000): Promise<void> {
     this.auditSeq ??= ((await this.kv.get('auditSeq')) as number | undefined) ?? 0;
     const seq = ++this.auditSeq;
-    await this.kv.set(auditKey(seq), { ...entry, seq });
-    await this.kv.set('auditSeq', seq);
-    if (seq > keep) await this.kv.delete(auditKey(seq - keep));
+    await this.appendBounded('audit', auditKey, seq, { ...entry, seq }, keep);
+  }
+
+  /**
+   * Write entry `seq` of a numbered log and its sequence number, then delete everything
+   * older than the newest `keep`, from a stored low-water mark up, so a `keep` lowered
+   * between restarts trims the whole excess at once.
+   */
+  private async appendBounded(name: string, key: (seq: number) => string, seq: number, value: unknown, keep: number): Promise<void> {
+    await this.kv.set(key(seq), value);
+    await this.kv.set(`${name}Seq`, seq);
+    const low = ((await this.kv.get(`${name}Low`)) as number | undefined) ?? 1;
+    const first = seq - keep + 1;
+    if (first <= low) return;
+    const stale = Array.from({ length: first - low }, (_, i) => key(low + i));
+    for (let i = 0; i < stale.length; i += 500) await this.kv.deleteMany(stale.slice(i, i + 500));
+    await this.kv.set(`${name}Low`, first);
   }
 
   /** The newest `limit` entries that pass `filter`, oldest first. */
@@ -97,9 +111,7 @@ export class Store {
 
   /** Keep an event durably; beyond `keep` the oldest is dropped. */
   async appendEvent(event: { revision: number }, keep: number): Promise<void> {
-    await this.kv.set(eventKey(event.revision), event);
-    await this.kv.set('eventSeq', event.revision);
-    if (event.revision > keep) await this.kv.delete(eventKey(event.revision - keep));
+    await this.appendBounded('event', eventKey, event.revision, event, keep);
   }
 
   /** The kept events after a revision, oldest first. */
