@@ -62,7 +62,8 @@ interface Mutation {
   ifRevision?: number | undefined;
   /** The vars whose revision ifRevision is compared with. */
   revisionVars?: readonly string[];
-  old?: unknown;
+  /** The value being replaced, as shown in the audit; read under the lock. */
+  old?: () => unknown;
   new?: unknown;
   actor: Actor;
   progress?: Progress | undefined;
@@ -85,10 +86,12 @@ export function globTest(glob: string): (name: string) => boolean {
 export class Engine {
   private state!: State;
   /** Where events go (the event bus); set by the daemon. */
-  onEvent: (topic: string, data: unknown) => void = () => {};
+  onEvent: (topic: string, data: unknown) => void | Promise<void> = () => {};
   /** The last drift published per unit, so drift.detected fires when drift appears or changes, not on every read. */
   private readonly driftSeen = new Map<string, string>();
   private readonly lock = new Mutex();
+  /** Refusals already in the audit trail, so the RPC layer does not record them twice. */
+  readonly audited = new WeakSet<Error>();
   readonly planContext: PlanContext;
 
   constructor(
@@ -225,7 +228,7 @@ export class Engine {
       const signature = JSON.stringify(mine);
       if ((this.driftSeen.get(unit.name) ?? '[]') === signature) continue;
       this.driftSeen.set(unit.name, signature);
-      if (mine.length) this.onEvent('drift.detected', { unit: unit.name, scope, drift: mine });
+      if (mine.length) void this.onEvent('drift.detected', { unit: unit.name, scope, drift: mine });
     }
     return drift;
   }
@@ -362,7 +365,7 @@ export class Engine {
       await inputErrors(() => scope.verify!(value, ctx));
     }
     const shown = this.redactScopeValue(scope, value, ctx);
-    const old = await this.oldValue(scope, ctx, vars);
+    const old = () => this.oldValue(scope, this.scopeContext(), vars);
     return async (progress) => {
       const result = await this.mutate({
         action: 'scope.set',
@@ -402,7 +405,7 @@ export class Engine {
       converge: true,
       dryRun: params.dryRun ?? false,
       revisionVars: scope.vars,
-      old: await this.oldValue(scope, ctx, vars),
+      old: () => this.oldValue(scope, this.scopeContext(), vars),
       new: 'default',
       actor,
     });
@@ -423,7 +426,7 @@ export class Engine {
       converge: true,
       dryRun: params.dryRun ?? false,
       revisionVars: scope.vars,
-      old: Object.fromEntries(Object.keys(vars).map((k) => [k, this.redactVar(k, ctx.vars[k])])),
+      old: () => Object.fromEntries(Object.keys(vars).map((k) => [k, this.redactVar(k, this.vars()[k])])),
       new: shown,
       actor,
     });
@@ -441,7 +444,7 @@ export class Engine {
       dryRun: params.dryRun ?? false,
       ifRevision: params.ifRevision,
       revisionVars: [def.name],
-      old: this.redactVar(def.name, this.vars()[def.name]),
+      old: () => this.redactVar(def.name, this.vars()[def.name]),
       new: this.redactVar(def.name, vars[def.name]),
       actor,
     });
@@ -497,26 +500,38 @@ export class Engine {
   /** The eight steps: validate (done by the caller), diff vars, plan, apply, verify, persist, audit, notify. */
   private mutate(m: Mutation): Promise<ApplyResult> {
     return this.lock.run(async () => {
-      if (m.progress?.signal.aborted) throw new RpcError(ErrorCodes.ConvergeFailed, 'cancelled before it started; nothing was changed');
-      if (m.ifRevision !== undefined) {
-        const current = Math.max(0, ...(m.revisionVars ?? []).map((v) => this.state.varRevisions[v] ?? 0));
-        if (current !== m.ifRevision) {
-          throw new RpcError(ErrorCodes.Conflict, `${m.target} is at revision ${current}, not ${m.ifRevision}; read it again and retry`, { revision: current });
+      // What is replaced is read under the lock, so concurrent sets each record the value they replaced.
+      const old = await m.old?.();
+      let before: Record<string, unknown>, next: Record<string, unknown>, changedVars: string[], planned: Planned[], plan: PlanChange[];
+      try {
+        if (m.progress?.signal.aborted) throw new RpcError(ErrorCodes.ConvergeFailed, 'cancelled before it started; nothing was changed');
+        if (m.ifRevision !== undefined) {
+          const current = Math.max(0, ...(m.revisionVars ?? []).map((v) => this.state.varRevisions[v] ?? 0));
+          if (current !== m.ifRevision) {
+            throw new RpcError(ErrorCodes.Conflict, `${m.target} is at revision ${current}, not ${m.ifRevision}; read it again and retry`, { revision: current });
+          }
         }
+        before = this.vars();
+        next = { ...before, ...m.varChanges };
+        changedVars = Object.keys(m.varChanges).filter((k) => !same(before[k], next[k]));
+        for (const unit of this.registry.unitsReading(changedVars)) {
+          const problem = await unit.validate?.(next, this.planContext);
+          if (problem) throw new RpcError(ErrorCodes.InvalidParams, problem);
+        }
+        const units = m.units ?? (m.converge ? this.registry.unitsReading(changedVars) : []);
+        planned = await this.plan(units, next);
+        plan = this.show(planned, m.varChanges);
+      } catch (err) {
+        // Refused inside the lock (also when running as a job): audited here, once.
+        if (err instanceof RpcError) {
+          await this.audit({ actor: m.actor, action: m.action, target: m.target, old, new: m.new, outcome: 'refused', reason: err.message });
+          this.audited.add(err);
+        }
+        throw err;
       }
-      const before = this.vars();
-      const next = { ...before, ...m.varChanges };
-      const changedVars = Object.keys(m.varChanges).filter((k) => !same(before[k], next[k]));
-      for (const unit of this.registry.unitsReading(changedVars)) {
-        const problem = await unit.validate?.(next, this.planContext);
-        if (problem) throw new RpcError(ErrorCodes.InvalidParams, problem);
-      }
-      const units = m.units ?? (m.converge ? this.registry.unitsReading(changedVars) : []);
-      const planned = await this.plan(units, next);
-      const plan = this.show(planned, m.varChanges);
       if (m.dryRun) return { status: 'planned', plan, revision: this.state.revision };
       const audit = (outcome: 'applied' | 'unchanged' | 'rolled-back', reason?: string) =>
-        this.audit({ actor: m.actor, action: m.action, target: m.target, old: m.old, new: m.new, plan: plan.map((p) => p.summary), outcome, ...(reason ? { reason } : {}) });
+        this.audit({ actor: m.actor, action: m.action, target: m.target, old, new: m.new, plan: plan.map((p) => p.summary), outcome, ...(reason ? { reason } : {}) });
       if (changedVars.length === 0 && planned.length === 0) {
         await audit('unchanged');
         return { status: 'unchanged', plan, revision: this.state.revision };
@@ -551,23 +566,24 @@ export class Engine {
         await this.store.saveJournal(undefined);
         crashpoint();
       }
-      this.announce(m, changedVars, planned);
+      await this.announce(m, changedVars, planned);
       this.log.info('applied', { action: m.action, target: m.target, actor: m.actor.name, changes: plan.length, revision: this.state.revision });
       return { status: 'applied', plan, revision: this.state.revision };
     });
   }
 
-  /** Events for an applied mutation: each scope whose vars changed, and the units that converged. */
-  private announce(m: Mutation, changedVars: readonly string[], planned: readonly Planned[]): void {
+  /** Events for an applied mutation (each scope whose vars changed, the units that converged), stored before the answer goes out. */
+  private async announce(m: Mutation, changedVars: readonly string[], planned: readonly Planned[]): Promise<void> {
     const revision = this.state.revision;
     const actor = m.actor.name;
     // The scopes that declare a changed var, and the one set; cp.bootstrapper for vars no other scope declares.
     const scopes = new Set([...this.registry.scopes.values()].filter((s) => s.vars.some((v) => changedVars.includes(v))).map((s) => s.name));
     if (this.registry.scopes.has(m.target)) scopes.add(m.target);
     if (changedVars.some((v) => this.scopeOfVar(v) === undefined)) scopes.add('cp.bootstrapper');
-    for (const scope of scopes) this.onEvent('scope.changed', { scope, action: m.action, revision, actor, ...(scope === m.target ? { value: m.new } : {}) });
-    if (planned.length) this.onEvent('unit.converged', { units: planned.map((p) => p.unit.name), action: m.action, target: m.target, revision, actor });
+    const stored = [...scopes].map((scope) => this.onEvent('scope.changed', { scope, action: m.action, revision, actor, ...(scope === m.target ? { value: m.new } : {}) }));
+    if (planned.length) stored.push(this.onEvent('unit.converged', { units: planned.map((p) => p.unit.name), action: m.action, target: m.target, revision, actor }));
     for (const p of planned) this.driftSeen.delete(p.unit.name);
+    await Promise.all(stored);
   }
 
   /** Snapshot, apply, verify; on any failure restore the snapshot and rethrow. */

@@ -77,6 +77,11 @@ export class EventBus {
     });
   }
 
+  /** Wait until every event published so far is stored (before the store closes). */
+  drain(): Promise<void> {
+    return this.lock.run(async () => {});
+  }
+
   unsubscribe(id: string): boolean {
     return this.subscribers.delete(id);
   }
