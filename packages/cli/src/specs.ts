@@ -124,16 +124,21 @@ export const commands: CommandSpec[] = [
     id: 'scope:get',
     summary: 'Read a scope as the system has it now',
     description: 'Prints the value; a scalar prints alone on its line. Secrets come back redacted. Drift between the stored vars and the system is reported on stderr.',
-    examples: ['cpcmd scope:get net.hostname', 'cpcmd scope:get cp.bootstrapper', 'cpcmd scope:get cp.bootstrapper system_hostname'],
+    examples: [
+      'cpcmd scope:get net.hostname',
+      'cpcmd scope:get cp.bootstrapper',
+      'cpcmd scope:get cp.bootstrapper system_hostname',
+      'rev=$(cpcmd scope:get mail.smart-host --revision); cpcmd scope:set mail.smart-host false --if-revision "$rev"',
+    ],
     args: [
       { name: 'name', description: 'the scope', required: true },
       { name: 'args', description: 'arguments that narrow the value', variadic: true },
     ],
-    flags: {},
-    async run({ args }, client) {
+    flags: { revision: { type: 'boolean', description: 'print the scope\'s revision instead of its value (for scope:set --if-revision)' } },
+    async run({ args, flags }, client) {
       const [name, ...rest] = args;
       const r = await client.call('scope.get', rest.length ? { name: name!, args: words(rest) as never } : { name: name! });
-      const outcome: Outcome = { data: r.value, text: renderPlain(r.value) };
+      const outcome: Outcome = flags.revision ? { data: r.revision, text: String(r.revision) } : { data: r.value, text: renderPlain(r.value) };
       if (r.drift.length) outcome.notice = `${driftLines(r.drift)}\n(cpcmd converge puts it back; cpcmd scope:check shows all drift)`;
       return outcome;
     },
@@ -156,7 +161,7 @@ export const commands: CommandSpec[] = [
     flags: {
       'dry-run': dryRun,
       converge: { type: 'boolean', description: 'converge the units after storing (cp.bootstrapper: --no-converge only stores)', allowNo: true },
-      'if-revision': { type: 'integer', description: 'refuse unless the scope is still at this revision (from scope:get -o json)' },
+      'if-revision': { type: 'integer', description: 'refuse unless the scope is still at this revision (cpcmd scope:get NAME --revision prints it)' },
       wait,
       verify: { type: 'boolean', description: 'check the value against the outside world first (mail.smart-host: log in to the relay); change nothing if that fails' },
     },

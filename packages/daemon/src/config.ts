@@ -70,6 +70,9 @@ Options:
                          wsPingIntervalMs (30000), maxConnections (256 TCP connections), authFailureLimit (10
                          failed logins per peer per authFailureWindowMs, 60000), auditKeep (10000 entries),
                          eventKeep (10000 events kept for subscribers resuming with since); flags win
+  --max-body-bytes N, --max-batch N, --max-ws-payload-bytes N, --ws-ping-interval-ms N, --max-connections N,
+  --auth-failure-limit N, --auth-failure-window-ms N, --audit-keep N, --event-keep N
+                         the same limits as flags
   --plugin DIR|PACKAGE   load a third-party plugin (repeatable; also the config key plugins: [...])
   --plugin-dir DIR       load every plugin directory in DIR (default ROOT/usr/local/lib/scoped/plugins)
   --log-level LEVEL      info, warn, error or silent (default info)
@@ -93,6 +96,19 @@ function parseListen(value: string): ResolvedConfig['listen'] {
   return { host, port };
 }
 
+/** The limits, each also a flag: --max-body-bytes N and so on. */
+const LIMITS = [
+  ['max-body-bytes', 'maxBodyBytes'],
+  ['max-batch', 'maxBatch'],
+  ['max-ws-payload-bytes', 'maxWsPayloadBytes'],
+  ['ws-ping-interval-ms', 'wsPingIntervalMs'],
+  ['max-connections', 'maxConnections'],
+  ['auth-failure-limit', 'authFailureLimit'],
+  ['auth-failure-window-ms', 'authFailureWindowMs'],
+  ['audit-keep', 'auditKeep'],
+  ['event-keep', 'eventKeep'],
+] as const;
+
 /** Parse argv (and the config file it names) into a resolved config. */
 export function loadConfig(argv: readonly string[]): ResolvedConfig | 'help' {
   let parsed;
@@ -111,6 +127,7 @@ export function loadConfig(argv: readonly string[]): ResolvedConfig | 'help' {
         'plugin-dir': { type: 'string' },
         config: { type: 'string' },
         'log-level': { type: 'string' },
+        ...Object.fromEntries(LIMITS.map(([flag]) => [flag, { type: 'string' as const }])),
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -140,6 +157,12 @@ export function loadConfig(argv: readonly string[]): ResolvedConfig | 'help' {
     plugins: v.plugin,
     pluginDir: v['plugin-dir'],
   };
+  for (const [flag, key] of LIMITS) {
+    const raw = (v as Record<string, unknown>)[flag] as string | undefined;
+    if (raw === undefined) continue;
+    if (!/^\d+$/.test(raw)) throw new ConfigError(`--${flag} takes a whole number, not ${raw}`);
+    flags[key] = Number(raw);
+  }
   const merged = { ...file, ...Object.fromEntries(Object.entries(flags).filter(([, x]) => x !== undefined)) };
   const r = DaemonConfig.safeParse(merged);
   if (!r.success) throw new ConfigError(`invalid configuration: ${r.error.issues.map((i) => `${i.path.join('.') || 'config'}: ${i.message}`).join('; ')}`);
