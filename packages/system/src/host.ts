@@ -1,3 +1,5 @@
+import { existsSync } from 'node:fs';
+import { rmdir } from 'node:fs/promises';
 import path from 'node:path';
 
 import { stat as fsStat } from 'node:fs/promises';
@@ -20,20 +22,27 @@ export interface HostSystemOptions {
 /** A snapshot as JSON, for the converge journal. */
 export interface SerializedSnapshot {
   files: [path: string, base64: string | null, mode: number | null][];
+  dirs?: string[];
   kernelHostname: string | null;
 }
 
 export function serializeSnapshot(s: Snapshot): SerializedSnapshot {
-  return { files: [...s.files].map(([p, f]) => [p, f.content?.toString('base64') ?? null, f.mode]), kernelHostname: s.kernelHostname };
+  return { files: [...s.files].map(([p, f]) => [p, f.content?.toString('base64') ?? null, f.mode]), dirs: s.dirs, kernelHostname: s.kernelHostname };
 }
 
 export function parseSnapshot(s: SerializedSnapshot): Snapshot {
-  return { files: new Map(s.files.map(([p, b64, mode]) => [p, { content: b64 === null ? null : Buffer.from(b64, 'base64'), mode }])), kernelHostname: s.kernelHostname };
+  return {
+    files: new Map(s.files.map(([p, b64, mode]) => [p, { content: b64 === null ? null : Buffer.from(b64, 'base64'), mode }])),
+    dirs: s.dirs ?? [],
+    kernelHostname: s.kernelHostname,
+  };
 }
 
 /** The bytes and mode of the files a plan touches, taken before applying it. */
 export interface Snapshot {
   files: Map<string, { content: Buffer | null; mode: number | null }>;
+  /** Directories that did not exist and a write would create, deepest first: removed again on restore when empty. */
+  dirs: string[];
   kernelHostname: string | null;
 }
 
@@ -103,15 +112,18 @@ export class HostSystem implements System {
 
   async snapshot(changes: readonly Change[]): Promise<Snapshot> {
     const files: Snapshot['files'] = new Map();
+    const dirs = new Set<string>();
     for (const change of changes) {
       for (const p of await this.touches(change)) {
         if (files.has(p)) continue;
         const host = hostPath(this.root, p);
-        files.set(p, { content: await readIfExists(host), mode: await modeIfExists(host) });
+        const content = await readIfExists(host);
+        files.set(p, { content, mode: await modeIfExists(host) });
+        if (content === null) for (let d = path.posix.dirname(p); d !== '/' && !existsSync(hostPath(this.root, d)); d = path.posix.dirname(d)) dirs.add(d);
       }
     }
     const kernel = changes.some((c) => c.kind === 'kernel-hostname') ? osHostname() : null;
-    return { files, kernelHostname: kernel };
+    return { files, dirs: [...dirs].sort((a, b) => b.length - a.length), kernelHostname: kernel };
   }
 
   /** Put every snapshotted file back as it was, byte for byte and mode for mode, and sweep temp files a crash left. */
@@ -123,6 +135,7 @@ export class HostSystem implements System {
       if (content === null) await removeFile(host);
       else await writeFileAtomic(host, content, mode ?? 0o644, p.endsWith('/main.cf') ? new Date(Date.now() - 3_000) : undefined);
     }
+    for (const d of snap.dirs) await rmdir(hostPath(this.root, d)).catch(() => undefined);
     if (snap.kernelHostname !== null) await this.setKernelHostname(snap.kernelHostname);
   }
 
