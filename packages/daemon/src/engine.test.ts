@@ -7,7 +7,7 @@ import { HostSystem } from '@scoped/system';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { firstPartyPlugins } from './daemon.js';
-import { Engine } from './engine.js';
+import { Engine, globTest } from './engine.js';
 import { jsonLogger } from './log.js';
 import { Registry } from './registry.js';
 import { Store } from './store.js';
@@ -179,5 +179,23 @@ describe('engine', () => {
     const entries = await store.auditEntries();
     expect(entries).toHaveLength(1);
     expect(entries[0]).toMatchObject({ actor: 'test', action: 'scope.set', target: 'net.hostname', new: 'a.example.com', outcome: 'applied' });
+  });
+});
+
+describe('globTest', () => {
+  it.each([
+    ['mail.*', 'mail.smart-host', true],
+    ['mail.*', 'net.hostname', false],
+    ['n?t.*', 'net.hostname', true],
+    ['a*b', 'axxb', true],
+    ['a*b', 'axxbc', false],
+    ['?', '', false],
+    ['mail.[', 'mail.[', true],
+  ])('%s against %s is %s', (glob, name, expected) => {
+    expect(globTest(glob)(name)).toBe(expected);
+  });
+
+  it('answers a hostile glob (the regex it replaced backtracked for minutes here; the test timeout catches a return of that)', () => {
+    expect(globTest(`${'*a'.repeat(30)}b`)('a'.repeat(10_000))).toBe(false);
   });
 });

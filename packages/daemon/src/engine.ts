@@ -46,6 +46,8 @@ export interface Journal {
 /** A background job's hooks into a mutation: cancel, and a report per change applied. */
 export interface Progress {
   signal: AbortSignal;
+  /** The mutation holds the engine's lock: no longer queued. */
+  started(): void;
   /** The apply starts: this many changes. */
   begin(total: number): void;
   step(summary: string, done: number, total: number): void;
@@ -72,10 +74,34 @@ interface Mutation {
 const same = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b);
 
 /** Turns a glob such as `mail.*` into a test. */
+/** Audit entries keep bounded text: a hostile 1 MiB name must not become a 1 MiB row. */
+const clip = (text: string, max: number) => (text.length > max ? `${text.slice(0, max)}…` : text);
+
+/**
+ * A glob matcher: `*` any run of characters, `?` one, everything else itself. Linear in the
+ * name's length times the glob's (no regex, so no catastrophic backtracking on hostile globs).
+ */
 export function globTest(glob: string): (name: string) => boolean {
-  // Only * and ? are special; every other character stands for itself, so no glob is an invalid pattern.
-  const re = new RegExp(`^${glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`);
-  return (name) => re.test(name);
+  return (name) => {
+    let g = 0;
+    let n = 0;
+    let star = -1;
+    let mark = 0;
+    while (n < name.length) {
+      if (g < glob.length && (glob[g] === '?' || glob[g] === name[n])) {
+        g++;
+        n++;
+      } else if (g < glob.length && glob[g] === '*') {
+        star = g++;
+        mark = n;
+      } else if (star >= 0) {
+        g = star + 1;
+        n = ++mark;
+      } else return false;
+    }
+    while (glob[g] === '*') g++;
+    return g === glob.length;
+  };
 }
 
 /**
@@ -214,7 +240,7 @@ export class Engine {
   async get(name: string, args: readonly unknown[] = []): Promise<{ name: string; value: unknown; revision: number; drift: Drift[] }> {
     const scope = this.scope(name);
     const ctx = this.scopeContext();
-    const value = await inputErrors(() => scope.get(ctx, args));
+    const value = await this.scopeCode(scope, 'get', () => scope.get(ctx, args));
     const drift = this.driftFor(scope, await this.drift(this.registry.unitsReading(scope.vars), this.vars(), name));
     return { name, value: redactValue(value, scope.secretFields), revision: this.scopeRevision(scope), drift };
   }
@@ -296,7 +322,7 @@ export class Engine {
         if (changes.length) out.push({ unit, changes });
       } catch (err) {
         if (err instanceof RpcError && err.code === ErrorCodes.Timeout) {
-          this.registry.disableUnitPlugin(unit.name, err.message);
+          this.registry.disablePluginOf('unit', unit.name, err.message);
           this.log.error('unit timed out; its plugin is disabled', { unit: unit.name, reason: err.message });
           throw new RpcError(ErrorCodes.PluginError, `${err.message}; its plugin is disabled until scoped restarts`);
         }
@@ -318,10 +344,10 @@ export class Engine {
     const ctx = this.scopeContext();
     if (input.value !== undefined && input.args !== undefined) throw new RpcError(ErrorCodes.InvalidParams, 'give either value or args, not both');
     if (input.value === undefined && input.args === undefined) throw new RpcError(ErrorCodes.InvalidParams, `give a value for ${scope.name}; usage: ${scope.name} ${scope.usage}`);
-    const raw = input.args !== undefined ? await inputErrors(() => scope.parseArgs(input.args!, ctx)) : input.value;
+    const raw = input.args !== undefined ? await this.scopeCode(scope, 'parseArgs', () => scope.parseArgs(input.args!, ctx)) : input.value;
     const parsed = scope.schema.safeParse(raw);
     if (!parsed.success) throw invalid(`invalid value for ${scope.name}`, parsed.error, scope.usage);
-    const vars = await inputErrors(() => scope.toVars(parsed.data, ctx));
+    const vars = await this.scopeCode(scope, 'toVars', () => scope.toVars(parsed.data, ctx));
     return { value: parsed.data, vars: this.validateVars(vars) };
   }
 
@@ -384,11 +410,33 @@ export class Engine {
     };
   }
 
+  /**
+   * Run a scope's own code within its time limit. A scope that overruns takes its plugin out
+   * of service (the engine's lock is never held by it for longer); its input errors answer
+   * invalid params; anything else it throws is a plugin error.
+   */
+  private async scopeCode<T>(scope: ScopeDef, what: string, fn: () => T | Promise<T>): Promise<T> {
+    const limit = scope.timeoutMs ?? 10_000;
+    try {
+      return await withTimeout(inputErrors(fn), limit, `scope ${scope.name} did not answer ${what} within ${limit} ms`);
+    } catch (err) {
+      if (err instanceof RpcError && err.code === ErrorCodes.Timeout) {
+        this.registry.disablePluginOf('scope', scope.name, err.message);
+        this.log.error('scope timed out; its plugin is disabled', { scope: scope.name, reason: err.message });
+        throw new RpcError(ErrorCodes.PluginError, `${err.message}; its plugin is disabled until scoped restarts`);
+      }
+      if (err instanceof RpcError) throw err;
+      throw new RpcError(ErrorCodes.PluginError, `scope ${scope.name} failed in ${what}: ${this.scrub(err instanceof Error ? err.message : String(err))}`);
+    }
+  }
+
   private async oldValue(scope: ScopeDef, ctx: ScopeContext, vars: Record<string, unknown>): Promise<unknown> {
     if (scope.vars.length === 0) return Object.fromEntries(Object.keys(vars).map((v) => [v, this.redactVar(v, ctx.vars[v])]));
     try {
-      return redactValue(await scope.get(ctx, []), scope.secretFields);
-    } catch {
+      return redactValue(await this.scopeCode(scope, 'get', () => scope.get(ctx, [])), scope.secretFields);
+    } catch (err) {
+      // A scope that cannot say what it has now is still set, unless its plugin was just taken out of service.
+      if (err instanceof RpcError && err.code === ErrorCodes.PluginError && this.registry.disabled('scope', scope.name)) throw err;
       return undefined;
     }
   }
@@ -417,7 +465,7 @@ export class Engine {
     const scope = this.scope(params.name);
     if (!scope.adopt) throw new RpcError(ErrorCodes.InvalidParams, `${scope.name} cannot adopt what the system has; converge it instead (cpcmd converge)`);
     const ctx = this.scopeContext();
-    const vars = this.validateVars(await inputErrors(() => scope.adopt!(ctx)));
+    const vars = this.validateVars(await this.scopeCode(scope, 'adopt', () => scope.adopt!(ctx)));
     const shown = Object.fromEntries(Object.entries(vars).map(([k, v]) => [k, this.redactVar(k, v)]));
     const result = await this.mutate({
       action: 'scope.adopt',
@@ -481,12 +529,12 @@ export class Engine {
         actor: e.actor.name,
         transport: e.actor.transport,
         action: e.action,
-        target: e.target,
+        target: clip(e.target, 200),
         ...(e.old !== undefined ? { old: e.old } : {}),
         ...(e.new !== undefined ? { new: e.new } : {}),
         plan: e.plan ?? [],
         outcome: e.outcome,
-        ...(e.reason ? { reason: this.scrub(e.reason) } : {}),
+        ...(e.reason ? { reason: clip(this.scrub(e.reason), 1_000) } : {}),
         revision: this.state.revision,
       },
       this.options.auditKeep,
@@ -501,9 +549,11 @@ export class Engine {
   private mutate(m: Mutation): Promise<ApplyResult> {
     return this.lock.run(async () => {
       // What is replaced is read under the lock, so concurrent sets each record the value they replaced.
-      const old = await m.old?.();
+      m.progress?.started();
+      let old: unknown;
       let before: Record<string, unknown>, next: Record<string, unknown>, changedVars: string[], planned: Planned[], plan: PlanChange[];
       try {
+        old = await m.old?.();
         if (m.progress?.signal.aborted) throw new RpcError(ErrorCodes.ConvergeFailed, 'cancelled before it started; nothing was changed');
         if (m.ifRevision !== undefined) {
           const current = Math.max(0, ...(m.revisionVars ?? []).map((v) => this.state.varRevisions[v] ?? 0));

@@ -44,6 +44,9 @@ export class JobManager {
     const touch = (changes: Partial<Job>) => Object.assign(job, changes, { updatedAt: new Date().toISOString() });
     const ctl: JobControl = {
       signal: abort.signal,
+      started: () => {
+        if (job.state === 'queued') touch({ state: 'running' });
+      },
       begin: (total) => void touch({ total }),
       step: (summary, done, total) => {
         if (job.state === 'queued') touch({ state: 'running' });
@@ -51,8 +54,8 @@ export class JobManager {
         this.publish('job.progress', { job: job.id, done, total, step: summary });
       },
     };
+    // Queued until the work holds the engine's lock (ctl.started); another converge may run first.
     queueMicrotask(() => {
-      touch({ state: 'running' });
       work(ctl).then(
         (result) => {
           touch({ state: abort.signal.aborted ? 'cancelled' : 'done', result });

@@ -23,7 +23,7 @@ export class Registry {
    * plugin already took, or a unit that reads an undeclared var is recorded as failed and
    * adds nothing.
    */
-  /** Which plugin declared each unit and scope. */
+  /** Which plugin declared each var, unit and scope. */
   private readonly owner = new Map<string, PluginStatus>();
 
   add(plugin: PluginDef, source?: string): PluginStatus {
@@ -34,7 +34,10 @@ export class Registry {
       status.status = 'failed';
       status.error = problem;
     } else {
-      for (const v of plugin.vars ?? []) this.vars.set(v.name, v);
+      for (const v of plugin.vars ?? []) {
+        this.vars.set(v.name, v);
+        this.owner.set(`var:${v.name}`, status);
+      }
       for (const u of plugin.units ?? []) {
         this.units.set(u.name, u);
         this.owner.set(`unit:${u.name}`, status);
@@ -59,9 +62,9 @@ export class Registry {
     return s?.status === 'disabled' ? `plugin ${s.name} is disabled: ${s.error}` : undefined;
   }
 
-  /** Take a misbehaving unit's plugin out of service; the rest keeps working. */
-  disableUnitPlugin(unit: string, reason: string): void {
-    const s = this.owner.get(`unit:${unit}`);
+  /** Take the plugin of a misbehaving unit or scope out of service; the rest keeps working. */
+  disablePluginOf(kind: 'unit' | 'scope', name: string, reason: string): void {
+    const s = this.owner.get(`${kind}:${name}`);
     if (!s || s.status === 'disabled') return;
     s.status = 'disabled';
     s.error = reason;
@@ -72,7 +75,8 @@ export class Registry {
     const taken = (kind: string, map: Map<string, unknown>, names: string[]) => {
       const seen = new Set<string>();
       for (const n of names) {
-        if (map.has(n) || seen.has(n)) return `${kind} ${n} is declared twice`;
+        if (seen.has(n)) return `${kind} ${n} is declared twice in this plugin`;
+        if (map.has(n)) return `${kind} ${n} is already declared by ${this.owner.get(`${kind}:${n}`)?.name ?? 'another plugin'}`;
         seen.add(n);
       }
       return undefined;

@@ -76,6 +76,8 @@ export interface ScopeDef<V = unknown> {
   readonly vars: readonly string[];
   /** Object keys of the value that are secret. */
   readonly secretFields?: readonly string[];
+  /** Longest time this scope's own code (get, parseArgs, toVars, adopt) may take, in ms (default 10 s); beyond it the plugin is disabled. */
+  readonly timeoutMs?: number;
   /** Turn CLI words (already parsed by the grammar) into a value; throw ScopeInputError when they do not fit. */
   parseArgs(args: readonly unknown[], ctx: ScopeContext): V | Promise<V>;
   /** The var changes that a value means. Validation beyond the schema goes here (throw ScopeInputError). */
