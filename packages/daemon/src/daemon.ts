@@ -10,7 +10,7 @@ import cpPlugin from '@scoped/plugin-cp';
 import mailPlugin from '@scoped/plugin-mail';
 import netPlugin from '@scoped/plugin-net';
 import { Gate, loadOrCreateToken } from './auth.js';
-import { ConnectionCap } from './transports/cap.js';
+import { ConnectionCap, answerClientErrors } from './transports/tcp.js';
 import type { ResolvedConfig } from './config.js';
 import { Engine } from './engine.js';
 import { EventBus } from './events.js';
@@ -31,6 +31,14 @@ export const VERSION = '0.1.0';
 
 /** The plugins that ship with scoped. */
 export const firstPartyPlugins: readonly PluginDef[] = [netPlugin, mailPlugin, cpPlugin];
+
+/** What a refused call was about, from params that may be anything at all: a short string. */
+export function auditTarget(params: Record<string, unknown>): string {
+  const scalar = (v: unknown) => (typeof v === 'string' || typeof v === 'number' ? String(v) : undefined);
+  const units = Array.isArray(params.units) ? params.units.filter((u): u is string => typeof u === 'string').join(',') : undefined;
+  const target = scalar(params.name) ?? scalar(params.id) ?? (units || undefined) ?? 'all';
+  return target.length > 200 ? `${target.slice(0, 200)}…` : target;
+}
 
 /** A running daemon; close() stops every listener and removes the socket. */
 export interface RunningDaemon {
@@ -110,7 +118,7 @@ export async function startDaemon(config: ResolvedConfig, opts: { log?: Logger; 
     (method, params, ctx) => authorize(method, params, ctx.principal, engine),
     async (method, params, ctx, err) => {
       if (engine.audited.has(err)) return;
-      await engine.audit({ actor: actorOf(ctx), action: method, target: String(params.name ?? params.id ?? (params.units as string[] | undefined)?.join(',') ?? 'all'), outcome: 'refused', reason: err.message });
+      await engine.audit({ actor: actorOf(ctx), action: method, target: auditTarget(params), outcome: 'refused', reason: err.message });
     },
   );
   const listeners: string[] = [];
@@ -132,6 +140,7 @@ export async function startDaemon(config: ResolvedConfig, opts: { log?: Logger; 
     mkdirSync(path.dirname(config.socket), { recursive: true, mode: 0o755 });
     await claimSocket(config.socket);
     const unix = createServer(httpHandler(rpc, { maxBodyBytes: config.maxBodyBytes, gate: null, transport: 'unix' }));
+    answerClientErrors(unix);
     await listen(unix, config.socket);
     await chmod(config.socket, 0o660);
     servers.push(unix);
@@ -141,6 +150,7 @@ export async function startDaemon(config: ResolvedConfig, opts: { log?: Logger; 
       const gate = new Gate(await loadOrCreateToken(config.tokenFile), tokens, new FailureLimiter(config.authFailureLimit, config.authFailureWindowMs));
       const tcp = createServer();
       const cap = new ConnectionCap(tcp, config.maxConnections);
+      answerClientErrors(tcp);
       tcp.on('request', httpHandler(rpc, { maxBodyBytes: config.maxBodyBytes, gate, transport: 'http', cap }));
       const ws = attachWebSocket(tcp, rpc, { maxPayloadBytes: config.maxWsPayloadBytes, gate, pingIntervalMs: config.wsPingIntervalMs, cap });
       closers.push(() => ws.close());

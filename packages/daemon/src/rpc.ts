@@ -38,6 +38,20 @@ const validId = (id: unknown): id is string | number | null => typeof id === 'st
  * batches as arrays and notifications with nothing, validates params with each method's zod
  * schema, and maps every error to a code that is never 0.
  */
+const MAX_PARAMS_DEPTH = 32;
+
+/** Whether a JSON value nests deeper than `max` arrays and objects, found without recursion. */
+export function depthExceeds(value: unknown, max: number): boolean {
+  const stack: [unknown, number][] = [[value, 0]];
+  while (stack.length) {
+    const [v, depth] = stack.pop()!;
+    if (v === null || typeof v !== 'object') continue;
+    if (depth >= max) return true;
+    for (const child of Array.isArray(v) ? v : Object.values(v)) stack.push([child, depth + 1]);
+  }
+  return false;
+}
+
 export class RpcDispatcher {
   private readonly server: JSONRPCServer<CallContext>;
 
@@ -64,7 +78,10 @@ export class RpcDispatcher {
         return await handler(parsed.data, ctx);
       } catch (err) {
         const refusal = err instanceof ScopeInputError ? new RpcError(ErrorCodes.InvalidParams, err.message) : err;
-        if (method.mutates && refusal instanceof RpcError && refusal.code !== ErrorCodes.ConvergeFailed) await this.onRefused(method.name, raw, ctx, refusal);
+        if (method.mutates && refusal instanceof RpcError && refusal.code !== ErrorCodes.ConvergeFailed) {
+          // The refusal is the answer, even if recording it fails.
+          await this.onRefused(method.name, raw, ctx, refusal).catch((e: unknown) => this.log.error('refusal not audited', { method: method.name, error: this.scrub(String(e)) }));
+        }
         throw refusal;
       }
     });
@@ -111,6 +128,10 @@ export class RpcDispatcher {
     }
     if (!this.server.hasMethod(r.method)) {
       return hasId ? errorResponse(r.id, ErrorCodes.MethodNotFound, `Method not found: ${r.method.slice(0, 100)}`) : null;
+    }
+    // Validation recurses; params nested deeper than any method needs are refused before it runs.
+    if (depthExceeds(r.params, MAX_PARAMS_DEPTH)) {
+      return hasId ? errorResponse(r.id, ErrorCodes.InvalidParams, `Invalid params: nested deeper than ${MAX_PARAMS_DEPTH} levels`) : null;
     }
     return this.server.receive(r as never, ctx) as Promise<JSONRPCResponse | null>;
   }

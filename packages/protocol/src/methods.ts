@@ -235,7 +235,12 @@ export const auditList = defineMethod('audit.list', {
   summary: 'The audit trail, newest last: who changed what, when, and how it ended (secrets redacted)',
   params: z
     .object({
-      scope: z.string().max(200).optional(),
+      scope: z
+        .string()
+        .min(1)
+        .max(200)
+        .regex(/^[A-Za-z0-9._*?/,-]+$/, 'a glob over what was changed (a scope, a unit, a var), such as mail.* or net/hostname')
+        .optional(),
       since: z.string().max(64).optional(),
       limit: z.number().int().min(1).max(10_000).optional(),
     })

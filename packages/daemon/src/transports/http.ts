@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ErrorCodes } from '@scoped/protocol';
 import type { Gate } from '../auth.js';
-import type { ConnectionCap } from './cap.js';
+import type { ConnectionCap } from './tcp.js';
 import type { CallContext, RpcDispatcher } from '../rpc.js';
 import { ADMIN_SOCKET } from '../tokens.js';
 

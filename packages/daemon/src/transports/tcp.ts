@@ -46,3 +46,16 @@ export function rawResponse(status: string, headers: Record<string, string>, bod
   const lines = Object.entries({ ...headers, 'content-length': String(Buffer.byteLength(body)) }).map(([k, v]) => `${k}: ${v}`);
   return `HTTP/1.1 ${status}\r\n${lines.join('\r\n')}\r\n\r\n${body}`;
 }
+
+/**
+ * Requests Node's HTTP parser rejects before any handler runs (a bad byte in the target, an
+ * oversized header) still get a JSON-RPC error body, like every other refusal.
+ */
+export function answerClientErrors(server: Server): void {
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+    if (!socket.writable) return void socket.destroy();
+    const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
+    const body = JSON.stringify({ jsonrpc: '2.0', id: null, error: { code: ErrorCodes.InvalidRequest, message: tooLarge ? 'Invalid Request: the headers are too large' : 'Invalid Request: malformed HTTP' } });
+    socket.end(rawResponse(tooLarge ? '431 Request Header Fields Too Large' : '400 Bad Request', { connection: 'close', 'content-type': 'application/json' }, body));
+  });
+}

@@ -3,7 +3,7 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { ErrorCodes } from '@scoped/protocol/errors';
 import type { Gate } from '../auth.js';
-import { type ConnectionCap, rawResponse } from './cap.js';
+import { type ConnectionCap, rawResponse } from './tcp.js';
 import type { CallContext, Connection, RpcDispatcher } from '../rpc.js';
 
 export interface WsOptions {
