@@ -435,8 +435,9 @@ export class ScopedDaemon {
       .map((l) => JSON.parse(l) as Record<string, unknown>);
   }
 
-  static async start(root: string): Promise<ScopedDaemon> {
-    const child = spawn(process.execPath, [SCOPED_BIN, '--root', root, '--listen', 'none', '--log-level', 'info'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  /** `args` are more scoped flags, such as `--plugin DIR` or `--config FILE`. */
+  static async start(root: string, opts: { args?: readonly string[] } = {}): Promise<ScopedDaemon> {
+    const child = spawn(process.execPath, [SCOPED_BIN, '--root', root, '--listen', 'none', '--log-level', 'info', ...(opts.args ?? [])], { stdio: ['ignore', 'pipe', 'pipe'] });
     const d = new ScopedDaemon(root, child);
     let exitCode: number | null = null;
     child.once('exit', (code) => (exitCode = code ?? -1));
@@ -445,10 +446,13 @@ export class ScopedDaemon {
         'scoped to listen',
         () => {
           if (exitCode !== null) throw new Error(`scoped exited ${exitCode}: ${d.stderrText}`);
-          const first = d.stderrText.split('\n')[0];
-          if (!first || !d.stderrText.includes('\n') || !existsSync(d.socket)) return undefined;
-          const line = JSON.parse(first) as { msg?: string };
-          if (line.msg !== 'listening') throw new Error(`scoped's first log line is not "listening": ${first}`);
+          if (!existsSync(d.socket)) return undefined;
+          const lines = d.stderrText.split('\n').slice(0, -1).map((l) => JSON.parse(l) as { msg?: string });
+          const at = lines.findIndex((l) => l.msg === 'listening');
+          if (at < 0) return undefined;
+          // Only a plugin loaded with --plugin or the config may log before "listening".
+          const early = lines.slice(0, at).find((l) => l.msg !== 'plugin loaded');
+          if (early) throw new Error(`scoped logged before "listening": ${JSON.stringify(early)}`);
           return true;
         },
         30_000,

@@ -2,6 +2,8 @@
  * A real SMTP relay for the smart-host tests: smtp-server on a free loopback port that
  * requires STARTTLS before AUTH (allowInsecureAuth stays off, so an accepted login proves
  * TLS), accepts only alice / s3cret, and records every login attempt and every message.
+ * With `{ auth: false }` it is a plain sink instead: no AUTH offered or required (STARTTLS
+ * still offered), for transports that deliver without logging in.
  */
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -48,7 +50,8 @@ export class RelaySink {
     return `'${this.relayhost}'`;
   }
 
-  static async start(): Promise<RelaySink> {
+  static async start(opts: { auth?: boolean } = {}): Promise<RelaySink> {
+    const requireAuth = opts.auth ?? true;
     const dir = await mkdtemp(path.join(tmpdir(), 'scoped-relay-'));
     try {
       const key = path.join(dir, 'key.pem');
@@ -62,6 +65,7 @@ export class RelaySink {
         cert: await readFile(cert),
         name: 'relay.test',
         authMethods: ['PLAIN', 'LOGIN'],
+        ...(requireAuth ? {} : { authOptional: true, disabledCommands: ['AUTH'] }),
         logger: false,
         disableReverseLookup: true,
         onAuth(auth: SMTPServerAuthentication, session: SMTPServerSession, callback) {

@@ -1,0 +1,312 @@
+/**
+ * Third-party plugins end to end: the real scoped loads plugin packages from a directory
+ * outside the repository (with `--plugin DIR` and a `pluginDir` in its YAML config), and the
+ * real cpcmd drives them. A good plugin serves its scope; a plugin that throws at load, one
+ * with the wrong API version and one that takes a first-party scope's name are refused with
+ * the reason; a plugin whose unit never returns is stopped at its time limit and disabled.
+ * Through all of it the first-party scopes keep working.
+ */
+import { readFile, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PluginDirs } from './helpers/plugin-dir.js';
+import { CPCMD_BIN, Daemon, type RunResult, cleanEnv, cleanupAll, makeRoot, run } from './helpers/sandbox.js';
+
+const EXIT = { ok: 0, invalid: 6, notFound: 7, plugin: 11 } as const;
+const HANG_MS = 500;
+
+const DEMO_PLUGIN = `
+import { ScopeInputError, definePlugin, defineScope, defineUnit, defineVar, z } from '@scoped/sdk';
+
+const FILE = '/etc/demo/banner';
+const Text = z.string().min(1).max(80).regex(/^[^\\r\\n\\0]*$/, 'one line of text');
+
+const bannerVar = defineVar({ name: 'demo_banner', description: 'the login banner, or false for none', schema: z.union([Text, z.literal(false)]), default: false });
+
+const bannerUnit = defineUnit({
+  name: 'demo/banner',
+  description: 'writes /etc/demo/banner',
+  reads: ['demo_banner'],
+  async observe({ system }) {
+    return system.readFile(FILE);
+  },
+  plan(vars, current) {
+    const v = vars.demo_banner;
+    if (v === false) return current === null ? [] : [{ kind: 'file.remove', path: FILE, current }];
+    const content = v + '\\n';
+    return current === content ? [] : [{ kind: 'file', path: FILE, content, mode: 0o644, current }];
+  },
+});
+
+const bannerScope = defineScope({
+  name: 'demo.banner',
+  summary: 'The login banner in /etc/demo/banner',
+  help: 'Sets the one-line banner shown at login, or removes it with false.',
+  usage: 'TEXT | false',
+  examples: ["cpcmd scope:set demo.banner \\"'Authorized use only'\\"", 'cpcmd scope:set demo.banner false'],
+  schema: z.union([Text, z.literal(false)]),
+  vars: ['demo_banner'],
+  parseArgs(args) {
+    if (args.length !== 1) throw new ScopeInputError('demo.banner takes one TEXT (quote it) or false');
+    return args[0] === false ? false : String(args[0]);
+  },
+  toVars: (value) => ({ demo_banner: value }),
+  async get({ system }) {
+    const t = await system.readFile(FILE);
+    return t === null ? false : t.replace(/\\n$/, '');
+  },
+});
+
+export default definePlugin({ name: 'scoped-plugin-demo', version: '1.0.0', apiVersion: 1, vars: [bannerVar], units: [bannerUnit], scopes: [bannerScope] });
+`;
+
+/** A plugin with one var, unit and scope; options vary the names, the API version and the unit's observe. */
+function simplePlugin(o: { name: string; scope: string; varName: string; unit: string; apiVersion?: number; observe?: string; timeoutMs?: number }): string {
+  return `
+import { definePlugin, defineScope, defineUnit, defineVar, z } from '@scoped/sdk';
+
+const v = defineVar({ name: '${o.varName}', description: 'a test var', schema: z.string(), default: '' });
+const u = defineUnit({
+  name: '${o.unit}',
+  description: 'a test unit',
+  reads: ['${o.varName}'],
+  ${o.timeoutMs !== undefined ? `timeoutMs: ${o.timeoutMs},` : ''}
+  observe: ${o.observe ?? 'async () => null'},
+  plan: () => [],
+});
+const s = defineScope({
+  name: '${o.scope}',
+  summary: 'a test scope of ${o.name}',
+  help: 'test',
+  usage: 'VALUE',
+  examples: [],
+  schema: z.string(),
+  vars: ['${o.varName}'],
+  parseArgs: (args) => String(args[0]),
+  toVars: (value) => ({ '${o.varName}': value }),
+  get: () => 'unused',
+});
+export default definePlugin({ name: '${o.name}', version: '1.0.0', apiVersion: ${o.apiVersion ?? 1}, vars: [v], units: [u], scopes: [s] });
+`;
+}
+
+let plugins: PluginDirs | undefined;
+let d: Daemon;
+const dirs: Record<string, string> = {};
+
+function expectExit(r: RunResult, code: number): void {
+  expect(r.code, `exit ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`).toBe(code);
+}
+
+const cp = (...args: string[]) => d.cpcmd(args);
+
+async function pluginStatus(): Promise<{ name: string; version: string; status: string; scopes: string[]; error?: string; source?: string }[]> {
+  const r = await cp('daemon:status', '-o', 'json');
+  expectExit(r, EXIT.ok);
+  return JSON.parse(r.stdout).plugins;
+}
+
+describe('third-party plugins loaded from outside the repository (real scoped, real cpcmd)', () => {
+  beforeAll(async () => {
+    plugins = await PluginDirs.create();
+    dirs.demo = await plugins.write('demo', DEMO_PLUGIN);
+    dirs.api2Manifest = await plugins.write('future-manifest', simplePlugin({ name: 'scoped-plugin-future-manifest', scope: 'future.manifest', varName: 'future_manifest', unit: 'future/manifest' }), { apiVersion: 2 });
+    dirs.api2Module = await plugins.write('future-module', simplePlugin({ name: 'scoped-plugin-future-module', scope: 'future.module', varName: 'future_module', unit: 'future/module', apiVersion: 2 }));
+    dirs.collide = await plugins.write('collide', simplePlugin({ name: 'scoped-plugin-collide', scope: 'net.hostname', varName: 'collide_value', unit: 'collide/hostname' }));
+    // A plugin directory (pluginDir): every subdirectory is a plugin.
+    dirs.broken = await plugins.write('plugin-dir/broken', `throw new Error('broken on purpose: cannot reach its license server');\n`, { name: 'scoped-plugin-broken' });
+    dirs.hang = await plugins.write(
+      'plugin-dir/hang',
+      simplePlugin({ name: 'scoped-plugin-hang', scope: 'hang.forever', varName: 'hang_value', unit: 'hang/forever', timeoutMs: HANG_MS, observe: '() => new Promise(() => {})' }),
+      { name: 'scoped-plugin-hang' },
+    );
+    const root = await makeRoot();
+    d = await Daemon.start(root, {
+      args: ['--plugin', dirs.demo, '--plugin', dirs.api2Manifest, '--plugin', dirs.api2Module, '--plugin', dirs.collide],
+      config: { pluginDir: path.join(plugins.dir, 'plugin-dir') },
+    });
+  });
+
+  afterAll(async () => {
+    await cleanupAll();
+    await plugins?.remove();
+  });
+
+  it('a plugin from a directory outside the repository serves its scope: scope:list, scope:info, scope:set, scope:get, plugin:list', async () => {
+    const list = await cp('scope:list');
+    expectExit(list, EXIT.ok);
+    expect(list.stdout).toMatch(/^demo\.banner\s+The login banner in \/etc\/demo\/banner$/m);
+    expect(list.stdout).toMatch(/^net\.hostname\s/m);
+    const demoOnly = await cp('scope:list', 'demo.*');
+    expectExit(demoOnly, EXIT.ok);
+    expect(demoOnly.stdout.trim().split('\n')).toEqual([expect.stringMatching(/^demo\.banner\s/)]);
+
+    const info = await cp('scope:info', 'demo.banner');
+    expectExit(info, EXIT.ok);
+    expect(info.stdout).toContain('usage: cpcmd scope:set demo.banner TEXT | false');
+    expect(info.stdout).toContain('Sets the one-line banner shown at login');
+    expect(info.stdout).toContain('cpcmd scope:set demo.banner false');
+    expect(info.stdout).toMatch(/^vars: demo_banner$/m);
+    expect(info.stdout).toMatch(/^units: demo\/banner$/m);
+
+    const banner = path.join(d.root, 'etc/demo/banner');
+    const set = await cp('scope:set', 'demo.banner', "'Authorized use only'");
+    expectExit(set, EXIT.ok);
+    expect(set.stdout).toMatch(/^demo\.banner: applied \(revision \d+\)$/m);
+    expect(set.stdout).toContain('demo/banner: create /etc/demo/banner (mode 0644)');
+    expect(await readFile(banner, 'utf8')).toBe('Authorized use only\n');
+    expect((await stat(banner)).mode & 0o777).toBe(0o644);
+
+    const get = await cp('scope:get', 'demo.banner');
+    expectExit(get, EXIT.ok);
+    expect(get.stdout).toBe('Authorized use only\n');
+    expect(get.stderr).toBe('');
+    expect((await cp('scope:set', 'demo.banner', "'Authorized use only'")).stdout).toMatch(/^demo\.banner: unchanged$/m);
+
+    // The plugin's own validation refuses a second line; nothing is written.
+    const bad = await cp('scope:set', 'demo.banner', 'one\nsecond line');
+    expectExit(bad, EXIT.invalid);
+    expect(bad.stderr).toMatch(/^cpcmd: .*one line of text/);
+    expect(await readFile(banner, 'utf8')).toBe('Authorized use only\n');
+
+    expectExit(await cp('scope:check', 'demo.banner'), EXIT.ok);
+    expectExit(await cp('scope:set', 'demo.banner', 'false'), EXIT.ok);
+    await expect(stat(banner)).rejects.toMatchObject({ code: 'ENOENT' });
+    expect((await cp('scope:get', 'demo.banner')).stdout).toBe('false\n');
+
+    const pl = await cp('plugin:list');
+    expect(pl.stdout).toMatch(/^scoped-plugin-demo@1\.0\.0\s+loaded {2}demo\.banner$/m);
+    expect(pl.stdout).toMatch(/^@scoped\/plugin-net@\S+\s+loaded {2}net\.hostname$/m);
+    const json = await cp('plugin:list', '-o', 'json');
+    expect(JSON.parse(json.stdout)).toContainEqual({ name: 'scoped-plugin-demo', version: '1.0.0', scopes: ['demo.banner'], status: 'loaded', source: dirs.demo });
+  });
+
+  it('a plugin that throws at load, one for another API version and one that takes a first-party scope name are refused with the reason; first-party scopes work', async () => {
+    const pl = await cp('plugin:list');
+    // Any plugin not loaded makes plugin:list exit 11, so a script can notice.
+    expectExit(pl, EXIT.plugin);
+    expect(pl.stdout).toMatch(/^scoped-plugin-broken\s+failed {2}broken on purpose: cannot reach its license server$/m);
+    expect(pl.stdout).toMatch(/^scoped-plugin-future-manifest\s+failed {2}.*needs plugin API 2; this daemon speaks 1$/m);
+    expect(pl.stdout).toMatch(/^scoped-plugin-future-module@1\.0\.0\s+failed {2}future\.module {2}plugin API version 2 is not supported \(this daemon speaks 1\)$/m);
+    expect(pl.stdout).toMatch(/^scoped-plugin-collide@1\.0\.0\s+failed {2}net\.hostname {2}.*scope net\.hostname is already declared by @scoped\/plugin-net/m);
+    // The hanging plugin loads fine: it only hangs once its unit runs.
+    expect(pl.stdout).toMatch(/^scoped-plugin-hang@1\.0\.0\s+loaded {2}hang\.forever$/m);
+
+    const status = await pluginStatus();
+    const byName = Object.fromEntries(status.map((p) => [p.name, p]));
+    expect(byName['scoped-plugin-broken']).toMatchObject({ status: 'failed', source: dirs.broken, error: expect.stringContaining('broken on purpose') });
+    expect(byName['scoped-plugin-future-manifest']).toMatchObject({ status: 'failed', source: dirs.api2Manifest, error: expect.stringContaining('plugin API 2') });
+    expect(byName['scoped-plugin-future-module']).toMatchObject({ status: 'failed', error: expect.stringContaining('plugin API version 2') });
+    expect(byName['scoped-plugin-collide']).toMatchObject({ status: 'failed', error: expect.stringContaining('net.hostname') });
+    // A clear reason says who already has the name, not only that it is taken.
+    expect.soft(byName['scoped-plugin-collide']!.error, 'the refusal names the plugin that already declares net.hostname').toContain('@scoped/plugin-net');
+    for (const first of ['@scoped/plugin-net', '@scoped/plugin-mail', '@scoped/plugin-cp']) expect(byName[first], first).toMatchObject({ status: 'loaded' });
+    const log = d.stderr();
+    expect(log).toMatch(/"msg":"plugin failed to load","plugin":"scoped-plugin-broken","error":"broken on purpose/);
+
+    // Nothing of a refused plugin is registered, not even its parts that did not collide.
+    const scopes = await cp('scope:list', '-o', 'json');
+    const names = (JSON.parse(scopes.stdout) as { name: string }[]).map((s) => s.name);
+    expect(names.filter((n) => n === 'net.hostname')).toHaveLength(1);
+    for (const n of ['future.manifest', 'future.module']) expect(names).not.toContain(n);
+    const vars = JSON.parse((await cp('var:list', '-o', 'json')).stdout) as { name: string }[];
+    expect(vars.map((v) => v.name)).not.toContain('collide_value');
+    expectExit(await cp('converge', 'collide/hostname'), EXIT.notFound);
+    const info = await cp('scope:info', 'net.hostname');
+    expect(info.stdout).toMatch(/^units: net\/hostname/m);
+    expectExit(await cp('scope:get', 'future.module'), EXIT.notFound);
+
+    const set = await cp('scope:set', 'net.hostname', 'Mail.Example.TEST.');
+    expectExit(set, EXIT.ok);
+    expect(await readFile(path.join(d.root, 'etc/hostname'), 'utf8')).toBe('mail.example.test\n');
+    expect((await cp('scope:get', 'net.hostname')).stdout).toBe('mail.example.test\n');
+  });
+
+  it('a unit that never returns is stopped at its time limit and its plugin disabled; net.hostname works during and after', async () => {
+    const t0 = Date.now();
+    const hanging = cp('scope:set', 'hang.forever', 'x');
+    // While the hanging unit holds the converge, a first-party set waits its turn, then applies.
+    await new Promise((r) => setTimeout(r, 200));
+    const during = cp('scope:set', 'net.hostname', 'during.example.test');
+    const [h, s] = await Promise.all([hanging, during]);
+    expectExit(h, EXIT.plugin);
+    expect(h.stderr).toMatch(new RegExp(`^cpcmd: unit hang/forever did not observe and plan within ${HANG_MS} ms; its plugin is disabled until scoped restarts`));
+    expect(Date.now() - t0).toBeLessThan(15_000);
+    expectExit(s, EXIT.ok);
+    expect(await readFile(path.join(d.root, 'etc/hostname'), 'utf8')).toBe('during.example.test\n');
+
+    const pl = await cp('plugin:list');
+    expectExit(pl, EXIT.plugin);
+    expect(pl.stdout).toMatch(new RegExp(`^scoped-plugin-hang@1\\.0\\.0\\s+disabled {2}hang\\.forever {2}unit hang/forever did not observe and plan within ${HANG_MS} ms`, 'm'));
+    expect((await pluginStatus()).find((p) => p.name === 'scoped-plugin-hang')).toMatchObject({ status: 'disabled', source: dirs.hang, error: expect.stringContaining('did not observe and plan') });
+
+    // Disabled: refused at once with the reason, without waiting for the unit again.
+    const again = await cp('scope:set', 'hang.forever', 'y');
+    expectExit(again, EXIT.plugin);
+    expect(again.stderr).toMatch(/^cpcmd: plugin scoped-plugin-hang is disabled: /);
+    expectExit(await cp('scope:get', 'hang.forever'), EXIT.plugin);
+
+    // Everything else keeps working, whole-system commands included.
+    const after = await cp('scope:set', 'net.hostname', 'after.example.test');
+    expectExit(after, EXIT.ok);
+    expect(await readFile(path.join(d.root, 'etc/hostname'), 'utf8')).toBe('after.example.test\n');
+    expect((await cp('scope:get', 'net.hostname')).stdout).toBe('after.example.test\n');
+    const check = await cp('scope:check');
+    expectExit(check, EXIT.ok);
+    expect(check.stdout.trim()).toBe('ok: no drift');
+    expectExit(await cp('converge'), EXIT.ok);
+    expectExit(await cp('scope:set', 'demo.banner', "'still here'"), EXIT.ok);
+    expect(await readFile(path.join(d.root, 'etc/demo/banner'), 'utf8')).toBe('still here\n');
+    expect(d.running).toBe(true);
+  });
+});
+
+/** A scope whose get() never returns: scope:get and the value a set replaces both call it. */
+const HANGING_GET_PLUGIN = `
+import { definePlugin, defineScope, defineUnit, defineVar, z } from '@scoped/sdk';
+
+const v = defineVar({ name: 'stuck_value', description: 'a test var', schema: z.string(), default: '' });
+const u = defineUnit({ name: 'stuck/unit', description: 'a test unit', reads: ['stuck_value'], timeoutMs: ${HANG_MS}, observe: async () => null, plan: () => [] });
+const s = defineScope({
+  name: 'stuck.get',
+  summary: 'a scope whose get never returns',
+  help: 'test',
+  usage: 'VALUE',
+  examples: [],
+  schema: z.string(),
+  vars: ['stuck_value'],
+  parseArgs: (args) => String(args[0]),
+  toVars: (value) => ({ stuck_value: value }),
+  get: () => new Promise(() => {}),
+});
+export default definePlugin({ name: 'scoped-plugin-stuck', version: '1.0.0', apiVersion: 1, vars: [v], units: [u], scopes: [s] });
+`;
+
+describe('a plugin whose scope code never returns', () => {
+  let stuckDirs: PluginDirs | undefined;
+  let sd: Daemon;
+  /** cpcmd with a deadline: a call that never answers is killed and shows as exit null. */
+  const cpWithin = (ms: number, ...args: string[]) => run(process.execPath, [CPCMD_BIN, ...args], { env: cleanEnv({ SCOPED_SOCKET: sd.socket }), timeoutMs: ms });
+
+  beforeAll(async () => {
+    stuckDirs = await PluginDirs.create();
+    const dir = await stuckDirs.write('stuck', HANGING_GET_PLUGIN);
+    sd = await Daemon.start(await makeRoot(), { args: ['--plugin', dir] });
+  });
+
+  afterAll(async () => {
+    await cleanupAll();
+    await stuckDirs?.remove();
+  });
+
+  it('does not hold up first-party scopes: scope:set net.hostname applies while a set of the stuck scope hangs', async () => {
+    const stuck = cpWithin(25_000, 'scope:set', 'stuck.get', 'x');
+    await new Promise((r) => setTimeout(r, 300));
+    const host = await cpWithin(20_000, 'scope:set', 'net.hostname', 'unblocked.example.test');
+    expect(host.code, `net.hostname was held up by the stuck plugin (exit ${host.code ?? host.signal})\nstdout: ${host.stdout}\nstderr: ${host.stderr}`).toBe(EXIT.ok);
+    expect(await readFile(path.join(sd.root, 'etc/hostname'), 'utf8')).toBe('unblocked.example.test\n');
+    // The stuck call itself should end with a plugin error or a timeout, the plugin reported.
+    const s = await stuck;
+    expect.soft([EXIT.plugin, 10], `the stuck set ended with exit ${s.code ?? s.signal}: ${s.stderr}`).toContain(s.code);
+  });
+});
