@@ -67,13 +67,24 @@ export class HostSystem implements System {
     this.manageKernelHostname = opts.kernelHostname;
   }
 
+  /** hostPath, remembered: the same few paths are resolved on every read. */
+  private readonly hostPaths = new Map<string, string>();
+  private host(p: string): string {
+    let h = this.hostPaths.get(p);
+    if (h === undefined) {
+      if (this.hostPaths.size >= 1_000) this.hostPaths.clear();
+      this.hostPaths.set(p, (h = hostPath(this.root, p)));
+    }
+    return h;
+  }
+
   readFile(path: string): Promise<string | null> {
-    const file = hostPath(this.root, path);
+    const file = this.host(path);
     return this.cache.get(file, 'text', async () => (await readIfExists(file))?.toString('utf8') ?? null);
   }
 
   stat(path: string): Promise<{ mode: number; mtimeMs: number } | null> {
-    const file = hostPath(this.root, path);
+    const file = this.host(path);
     return this.cache.get(file, 'stat', async () => {
       try {
         const st = await fsStat(file);
@@ -116,10 +127,10 @@ export class HostSystem implements System {
     for (const change of changes) {
       for (const p of await this.touches(change)) {
         if (files.has(p)) continue;
-        const host = hostPath(this.root, p);
+        const host = this.host(p);
         const content = await readIfExists(host);
         files.set(p, { content, mode: await modeIfExists(host) });
-        if (content === null) for (let d = path.posix.dirname(p); d !== '/' && !existsSync(hostPath(this.root, d)); d = path.posix.dirname(d)) dirs.add(d);
+        if (content === null) for (let d = path.posix.dirname(p); d !== '/' && !existsSync(this.host(d)); d = path.posix.dirname(d)) dirs.add(d);
       }
     }
     const kernel = changes.some((c) => c.kind === 'kernel-hostname') ? osHostname() : null;
@@ -129,13 +140,13 @@ export class HostSystem implements System {
   /** Put every snapshotted file back as it was, byte for byte and mode for mode, and sweep temp files a crash left. */
   async restore(snap: Snapshot): Promise<void> {
     for (const [p, { content, mode }] of snap.files) {
-      const host = hostPath(this.root, p);
+      const host = this.host(p);
       this.cache.invalidate(host);
       for (const stray of await strayTempFiles(host)) await removeFile(stray);
       if (content === null) await removeFile(host);
       else await writeFileAtomic(host, content, mode ?? 0o644, p.endsWith('/main.cf') ? new Date(Date.now() - 3_000) : undefined);
     }
-    for (const d of snap.dirs) await rmdir(hostPath(this.root, d)).catch(() => undefined);
+    for (const d of snap.dirs) await rmdir(this.host(d)).catch(() => undefined);
     if (snap.kernelHostname !== null) await this.setKernelHostname(snap.kernelHostname);
   }
 
@@ -151,7 +162,7 @@ export class HostSystem implements System {
     try {
       await this.applyInOrder(changes, afterEach);
     } finally {
-      for (const c of changes) for (const p of await this.touches(c)) this.cache.invalidate(hostPath(this.root, p));
+      for (const c of changes) for (const p of await this.touches(c)) this.cache.invalidate(this.host(p));
     }
   }
 
@@ -162,17 +173,17 @@ export class HostSystem implements System {
     for (const c of changes) {
       switch (c.kind) {
         case 'file':
-          await writeFileAtomic(hostPath(this.root, c.path), c.content, c.mode);
+          await writeFileAtomic(this.host(c.path), c.content, c.mode);
           break;
         case 'file.remove':
-          await removeFile(hostPath(this.root, c.path));
+          await removeFile(this.host(c.path));
           break;
         case 'postconf':
           if (!mainCfWritten) await this.postfix.editMainCf(edits);
           mainCfWritten = true;
           break;
         case 'postmap': {
-          const mode = (await modeIfExists(hostPath(this.root, c.path))) ?? 0o600;
+          const mode = (await modeIfExists(this.host(c.path))) ?? 0o600;
           await this.postfix.postmap(c.path, mode);
           break;
         }

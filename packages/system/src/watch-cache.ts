@@ -8,8 +8,9 @@ const within = (p: string, top: string) => p === top || p.startsWith(`${top}/`);
  * in its directory (a write, a rename over it, a removal), and by `invalidate` for our own
  * writes, which must be seen at once. The directories between `top` and a cached file are
  * watched as well, so a whole directory replaced (`/etc` restored from a backup, `mv
- * postfix.new postfix`) drops everything read under it. A file whose directory cannot be
- * watched (it does not exist yet) is never cached, so a read is always as fresh as the disk.
+ * postfix.new postfix`) drops everything read under it; a file under a directory that does not
+ * exist yet is cached as absent until the nearest existing one sees it created. A file whose
+ * directories cannot be watched is never cached, so a read is always as fresh as the disk.
  */
 export class WatchCache {
   /** By file, then by what was derived from it (its text, its stat, a parse of it). */
@@ -23,7 +24,7 @@ export class WatchCache {
   get<T>(file: string, kind: string, load: () => Promise<T>): Promise<T> {
     const hit = this.entries.get(file)?.get(kind);
     if (hit) return hit as Promise<T>;
-    if (!this.chain(path.dirname(file)).every((d) => this.watchDir(d))) return load();
+    if (!this.watched(path.dirname(file))) return load();
     const value = load();
     let kinds = this.entries.get(file);
     if (!kinds) this.entries.set(file, (kinds = new Map()));
@@ -37,6 +38,22 @@ export class WatchCache {
     this.entries.delete(file);
   }
 
+  /**
+   * Watch a directory and its ancestors up to `top`. True when a change to the file must show
+   * up as an event: every existing directory of the chain is watched, and where the chain stops
+   * existing, the creation of its first missing directory is seen by the last existing one.
+   */
+  private watched(dir: string): boolean {
+    let any = false;
+    for (const d of this.chain(dir)) {
+      const w = this.watchDir(d);
+      if (w === 'failed') return false;
+      if (w === 'missing') return any;
+      any = true;
+    }
+    return true;
+  }
+
   /** The directory and its ancestors up to `top`, topmost first. */
   private chain(dir: string): string[] {
     const out = [dir];
@@ -45,10 +62,15 @@ export class WatchCache {
     return out;
   }
 
-  private watchDir(dir: string): boolean {
-    if (this.watchers.has(dir)) return true;
+  private watchDir(dir: string): 'watched' | 'missing' | 'failed' {
+    if (this.watchers.has(dir)) return 'watched';
+    let ino: number;
     try {
-      const ino = statSync(dir).ino;
+      ino = statSync(dir).ino;
+    } catch {
+      return 'missing';
+    }
+    try {
       const w = watch(dir, { persistent: false }, (_event, name) => {
         if (name === null) return this.dropTree(dir);
         const child = name.toString();
@@ -59,9 +81,9 @@ export class WatchCache {
       });
       w.on('error', () => this.dropTree(dir));
       this.watchers.set(dir, w);
-      return true;
+      return 'watched';
     } catch {
-      return false;
+      return 'failed';
     }
   }
 
