@@ -143,6 +143,42 @@ describe('events over WebSocket', () => {
     }
   });
 
+  it('a token limited to some scopes hears only about those and its own jobs, and cannot end or read what is not its own', async () => {
+    const limited = await local.call('token.create', { role: 'operator', scopes: ['net.*'], name: 'net-only' });
+    const mine = new Client(new WsTransport(`ws://127.0.0.1:${d.port}/rpc`, limited.token));
+    const admin = new Client(new WsTransport(`ws://127.0.0.1:${d.port}/rpc`, token));
+    const heard: EventMessage[] = [];
+    const adminHeard: EventMessage[] = [];
+    const adminSub = await admin.subscribe(['scope.changed'], (e) => adminHeard.push(e));
+    const sub = await mine.subscribe(['*'], (e) => heard.push(e));
+    try {
+      // Not net.*: a mail var through cp.bootstrapper, and a job of the admin's.
+      await local.call('var.set', { name: 'postfix_add_sasl_auth_header', value: true, converge: false });
+      const adminJob = await local.call('scope.set', { name: 'net.hostname', value: 'admin-job.example.com', async: true });
+      expect(adminJob).toMatchObject({ status: 'queued' });
+      await until('the hostname change', () => heard.some((e) => e.topic === 'scope.changed'));
+      // Its own job: progress and done reach it.
+      const own = await mine.call('scope.set', { name: 'net.hostname', value: 'own-job.example.com', async: true });
+      await until('its own job to end', () => heard.some((e) => e.topic === 'job.done'));
+      const scopes = heard.filter((e) => e.topic === 'scope.changed').map((e) => (e.data as { scope: string }).scope);
+      expect(new Set(scopes)).toEqual(new Set(['net.hostname']));
+      const jobs = heard.filter((e) => e.topic.startsWith('job.')).map((e) => (e.data as { job: string }).job);
+      expect(new Set(jobs)).toEqual(new Set([(own as { job: string }).job]));
+      await expect(mine.call('job.get', { id: (adminJob as { job: string }).job })).rejects.toMatchObject({ code: -32009 });
+      await expect(mine.call('job.cancel', { id: (adminJob as { job: string }).job })).rejects.toMatchObject({ code: -32009 });
+      // Someone else's subscription is not its to end.
+      expect(await mine.call('events.unsubscribe', { subscription: adminSub.id })).toEqual({ ok: false });
+      const before = adminHeard.length;
+      await set('after-unsubscribe.example.com');
+      await until('the admin to still hear changes', () => adminHeard.length > before);
+    } finally {
+      await sub.close();
+      await adminSub.close();
+      await mine.close();
+      await admin.close();
+    }
+  });
+
   it('refuses a subscription to a topic that is not a glob, and an unauthenticated one', async () => {
     const conn = await WsConn.open(d.port!, token);
     try {

@@ -12,7 +12,7 @@ export interface ScopedEvent {
 
 interface Subscriber {
   id: string;
-  matches: (topic: string) => boolean;
+  matches: (event: ScopedEvent) => boolean;
   send: (event: ScopedEvent) => void;
 }
 
@@ -47,7 +47,7 @@ export class EventBus {
       const event: ScopedEvent = { revision: this.revision + 1, topic, time: new Date().toISOString(), data };
       await this.store.appendEvent(event, this.keep);
       this.revision = event.revision;
-      for (const s of this.subscribers.values()) if (s.matches(topic)) s.send(event);
+      for (const s of this.subscribers.values()) if (s.matches(event)) s.send(event);
       return event;
     });
   }
@@ -61,16 +61,19 @@ export class EventBus {
     topics: readonly string[],
     send: (event: ScopedEvent, subscription: string) => void,
     since?: number,
+    visible: (event: ScopedEvent) => boolean = () => true,
   ): Promise<{ id: string; revision: number; gap: boolean }> {
     const id = `sub-${this.nextId++}`;
     return this.lock.run(async () => {
       const tests = topics.map(globTest);
-      const matches = (topic: string) => tests.some((t) => t(topic));
+      const matches = (e: ScopedEvent) => tests.some((t) => t(e.topic)) && visible(e);
       let gap = false;
+      // A since beyond what this daemon has seen (its store was replaced) is a gap too.
+      if (since !== undefined && since > this.revision) gap = true;
       if (since !== undefined && since < this.revision) {
         const missed = await this.store.eventsAfter<ScopedEvent>(since, this.keep);
         gap = (missed[0]?.revision ?? this.revision + 1) > since + 1;
-        for (const e of missed) if (matches(e.topic)) send(e, id);
+        for (const e of missed) if (matches(e)) send(e, id);
       }
       this.subscribers.set(id, { id, matches, send: (e) => send(e, id) });
       return { id, revision: this.revision, gap };

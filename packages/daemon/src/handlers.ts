@@ -3,9 +3,9 @@ import type { Engine } from './engine.js';
 import { globTest } from './engine.js';
 import { ErrorCodes, RpcError } from '@scoped/protocol';
 import type { CallContext, RpcDispatcher } from './rpc.js';
-import type { EventBus } from './events.js';
+import type { EventBus, ScopedEvent } from './events.js';
 import type { JobManager } from './jobs.js';
-import { type StoredToken, type TokenRegistry, scopeAllowed } from './tokens.js';
+import { type Principal, type StoredToken, type TokenRegistry, scopeAllowed } from './tokens.js';
 import type { Actor } from './engine.js';
 import { z } from 'zod';
 
@@ -21,6 +21,20 @@ const tokenInfo = ({ hash: _hash, ...t }: StoredToken) => t;
 /** Optional keys present only when given, as exactOptionalPropertyTypes wants. */
 function defined<T extends object>(o: T): { [K in keyof T]: Exclude<T[K], undefined> } {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as never;
+}
+
+/** Who a job belongs to: the token that started it, or the admin's name. */
+const ownerKey = (p: Principal) => p.tokenId ?? p.name;
+/** Whose jobs a caller may see: every job for admins and tokens without scope limits, else its own. */
+const viewerKey = (p: Principal) => (p.role === 'admin' || p.scopes.length === 0 ? undefined : ownerKey(p));
+
+/** Whether an event may reach a subscriber: a token limited to some scopes hears about those and its own jobs only. */
+function eventVisible(p: Principal, e: ScopedEvent): boolean {
+  if (p.role === 'admin' || p.scopes.length === 0) return true;
+  const data = (e.data ?? {}) as { scope?: unknown; target?: unknown; owner?: unknown };
+  if (e.topic.startsWith('job.')) return data.owner === ownerKey(p);
+  const about = typeof data.scope === 'string' ? data.scope : typeof data.target === 'string' ? data.target : undefined;
+  return about !== undefined && scopeAllowed(p, about);
 }
 
 /** Wire every protocol method to the engine. */
@@ -60,7 +74,7 @@ export function registerHandlers(
   rpc.register(m.scopeSet, (p, ctx) => {
     const { async: background, ...params } = defined(p);
     if (!background || params.dryRun) return engine.set(params, actor(ctx)) as never;
-    return engine.prepareSet(params, actor(ctx)).then((run) => ({ status: 'queued' as const, job: jobs.start('scope.set', params.name, run).id }));
+    return engine.prepareSet(params, actor(ctx)).then((run) => ({ status: 'queued' as const, job: jobs.start('scope.set', params.name, ownerKey(ctx.principal), run).id }));
   });
   rpc.register(m.scopeReset, (p, ctx) => engine.reset(defined(p), actor(ctx)) as never);
   rpc.register(m.scopeCheck, ({ name }) => engine.check(name));
@@ -91,20 +105,27 @@ export function registerHandlers(
     const { async: background, ...params } = defined(p);
     if (!background || params.dryRun) return engine.converge(params, actor(ctx));
     const run = engine.prepareConverge(params, actor(ctx));
-    return { status: 'queued' as const, job: jobs.start('unit.converge', params.units?.join(',') || 'all', run).id };
+    return { status: 'queued' as const, job: jobs.start('unit.converge', params.units?.join(',') || 'all', ownerKey(ctx.principal), run).id };
   });
-  rpc.register(m.jobGet, ({ id }) => jobs.get(id) as never);
-  rpc.register(m.jobCancel, ({ id }) => jobs.cancel(id) as never);
+  rpc.register(m.jobGet, ({ id }, ctx) => jobs.get(id, viewerKey(ctx.principal)) as never);
+  rpc.register(m.jobCancel, ({ id }, ctx) => jobs.cancel(id, viewerKey(ctx.principal)) as never);
 
   rpc.register(m.eventsSubscribe, async ({ topics, since }, ctx) => {
     const conn = ctx.connection;
     if (!conn) throw new RpcError(ErrorCodes.InvalidRequest, 'events.subscribe works over a WebSocket only (ws://HOST:PORT/rpc)');
+    const principal = ctx.principal;
     // Replayed events (since) go out before this answer, already carrying the subscription's id.
-    const sub = await bus.subscribe(topics, (e, subscription) => conn.notify(m.EVENT_NOTIFICATION, { subscription, ...e }), since);
+    const sub = await bus.subscribe(topics, (e, subscription) => conn.notify(m.EVENT_NOTIFICATION, { subscription, ...e }), since, (e) => eventVisible(principal, e));
+    conn.subscriptions.add(sub.id);
+    // Registered after the await: onClose runs at once when the socket closed meanwhile.
     conn.onClose(() => bus.unsubscribe(sub.id));
     return { subscription: sub.id, revision: sub.revision, gap: sub.gap };
   });
-  rpc.register(m.eventsUnsubscribe, ({ subscription }) => ({ ok: bus.unsubscribe(subscription) }));
+  rpc.register(m.eventsUnsubscribe, ({ subscription }, ctx) => {
+    // A connection ends only its own subscriptions.
+    if (!ctx.connection?.subscriptions.delete(subscription)) return { ok: false };
+    return { ok: bus.unsubscribe(subscription) };
+  });
   rpc.register(m.daemonStatus, status);
   let discovered: Record<string, unknown> | undefined;
   rpc.register(m.rpcDiscover, () => (discovered ??= m.buildOpenRpc(m.methods, status().version)) as never);

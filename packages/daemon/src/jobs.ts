@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { ErrorCodes, RpcError } from '@scoped/protocol';
 import type { Progress } from './engine.js';
+import type { Logger } from './log.js';
 
 export type JobState = 'queued' | 'running' | 'done' | 'failed' | 'cancelled';
 
@@ -28,19 +29,25 @@ export type JobControl = Progress;
  * (`job.progress`, `job.done`, `job.failed`, `job.cancelled`).
  */
 export class JobManager {
-  private readonly jobs = new Map<string, { job: Job; abort: AbortController }>();
+  private readonly jobs = new Map<string, { job: Job; abort: AbortController; owner: string }>();
 
   constructor(
     private readonly publish: (topic: string, data: unknown) => void,
+    private readonly log: Logger,
     private readonly keep = 1_000,
   ) {}
 
-  start(action: string, target: string, work: (ctl: JobControl) => Promise<unknown>): Job {
+  /** `owner` identifies who started it (a token id, or the admin's name): only they and admins may see or cancel it. */
+  start(action: string, target: string, owner: string, work: (ctl: JobControl) => Promise<unknown>): Job {
     const now = new Date().toISOString();
     const job: Job = { id: `job-${randomBytes(6).toString('hex')}`, action, target, state: 'queued', done: 0, total: 0, step: null, createdAt: now, updatedAt: now };
     const abort = new AbortController();
-    this.jobs.set(job.id, { job, abort });
-    if (this.jobs.size > this.keep) this.jobs.delete(this.jobs.keys().next().value!);
+    this.jobs.set(job.id, { job, abort, owner });
+    // Beyond `keep`, the oldest finished jobs are forgotten; queued and running ones never are.
+    for (const [id, e] of this.jobs) {
+      if (this.jobs.size <= this.keep) break;
+      if (e.job.state !== 'queued' && e.job.state !== 'running') this.jobs.delete(id);
+    }
     const touch = (changes: Partial<Job>) => Object.assign(job, changes, { updatedAt: new Date().toISOString() });
     const ctl: JobControl = {
       signal: abort.signal,
@@ -51,36 +58,43 @@ export class JobManager {
       step: (summary, done, total) => {
         if (job.state === 'queued') touch({ state: 'running' });
         touch({ step: summary, done, total });
-        this.publish('job.progress', { job: job.id, done, total, step: summary });
+        this.publish('job.progress', { job: job.id, owner, done, total, step: summary });
       },
     };
     // Queued until the work holds the engine's lock (ctl.started); another converge may run first.
     queueMicrotask(() => {
       work(ctl).then(
+        // Done when the work finished, even if a cancel came after its last change: it was applied and stands.
         (result) => {
-          touch({ state: abort.signal.aborted ? 'cancelled' : 'done', result });
-          this.publish(`job.${job.state}`, { job: job.id, action, target });
+          touch({ state: 'done', result });
+          this.publish('job.done', { job: job.id, action, target, owner });
         },
+        // Failed or cancelled: either way the engine rolled back what the job had applied.
         (err: unknown) => {
+          if (!(err instanceof RpcError)) this.log.error('job failed', { job: job.id, action, target, error: err instanceof Error ? (err.stack ?? err.message) : String(err) });
           const e = err instanceof RpcError ? err : new RpcError(ErrorCodes.InternalError, 'Internal error (the daemon log has the detail)');
           touch({ state: abort.signal.aborted ? 'cancelled' : 'failed', error: e.toJSON() });
-          this.publish(`job.${job.state}`, { job: job.id, action, target, error: e.message });
+          this.publish(`job.${job.state}`, { job: job.id, action, target, owner, error: e.message });
         },
       );
     });
     return { ...job };
   }
 
-  get(id: string): Job {
+  /** `viewer`: the owner key of the caller, or undefined for an admin (who sees every job). Someone else's job is not found. */
+  private entry(id: string, viewer: string | undefined) {
     const entry = this.jobs.get(id);
-    if (!entry) throw new RpcError(ErrorCodes.NotFound, `no job ${id} (jobs are kept in memory until the daemon restarts)`);
-    return { ...entry.job };
+    if (!entry || (viewer !== undefined && entry.owner !== viewer)) throw new RpcError(ErrorCodes.NotFound, `no job ${id} (jobs are kept in memory until the daemon restarts)`);
+    return entry;
+  }
+
+  get(id: string, viewer?: string): Job {
+    return { ...this.entry(id, viewer).job };
   }
 
   /** Ask a job to stop; a running converge rolls back what it did. A finished job is left as it is. */
-  cancel(id: string): Job {
-    const entry = this.jobs.get(id);
-    if (!entry) throw new RpcError(ErrorCodes.NotFound, `no job ${id}`);
+  cancel(id: string, viewer?: string): Job {
+    const entry = this.entry(id, viewer);
     if (entry.job.state === 'queued' || entry.job.state === 'running') entry.abort.abort();
     return { ...entry.job };
   }

@@ -9,8 +9,10 @@ import type { Principal } from './tokens.js';
 /** A connection that can carry notifications back (WebSocket). */
 export interface Connection {
   notify(method: string, params: unknown): void;
-  /** Run `fn` when the connection closes (to drop its subscriptions). */
+  /** Run `fn` when the connection closes (at once if it already has), to drop its subscriptions. */
   onClose(fn: () => void): void;
+  /** The event subscriptions made on this connection. */
+  readonly subscriptions: Set<string>;
 }
 
 /** Who is calling and how; handed to every handler. */

@@ -49,7 +49,11 @@ export function attachWebSocket(server: Server, dispatcher: RpcDispatcher, opts:
         notify: (method, params) => {
           if (ws.readyState === ws.OPEN && !revoked()) ws.send(JSON.stringify({ jsonrpc: '2.0', method, params }));
         },
-        onClose: (fn) => closers.push(fn),
+        onClose: (fn) => {
+          if (ws.readyState === ws.CLOSED || ws.readyState === ws.CLOSING) fn();
+          else closers.push(fn);
+        },
+        subscriptions: new Set(),
       };
       ws.once('close', () => {
         for (const fn of closers) fn();
