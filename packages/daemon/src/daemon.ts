@@ -97,9 +97,6 @@ export async function startDaemon(config: ResolvedConfig, opts: { log?: Logger; 
   const store = await Store.open(config.store);
   const system = new HostSystem({ root: config.root, kernelHostname: config.kernelHostname });
   const engine = new Engine(registry, store, system, { kernelHostname: config.kernelHostname, auditKeep: config.auditKeep }, log);
-  await engine.init();
-  const tokens = new TokenRegistry(store);
-  await tokens.init();
   const bus = new EventBus(store, config.eventKeep);
   await bus.init();
   const publish = (topic: string, data: unknown): Promise<void> =>
@@ -107,8 +104,12 @@ export async function startDaemon(config: ResolvedConfig, opts: { log?: Logger; 
       () => undefined,
       (err: unknown) => log.error('event not recorded', { topic, error: String(err) }),
     );
+  // Wired before init, so a converge completed at restart still announces itself.
   engine.onEvent = publish;
-  const jobs = new JobManager(publish);
+  await engine.init();
+  const tokens = new TokenRegistry(store);
+  await tokens.init();
+  const jobs = new JobManager(publish, log);
   scrub = (t) => engine.scrub(t);
 
   const rpc = new RpcDispatcher(
@@ -178,6 +179,8 @@ export async function startDaemon(config: ResolvedConfig, opts: { log?: Logger; 
         for (const c of closers) c();
         for (const s of servers) await closeServer(s);
         await unlink(config.socket).catch(() => {});
+        // A job still converging finishes (or the journal recovers it at the next start).
+        await engine.settle(20_000);
         system.close();
         await bus.drain();
         await tokens.close();

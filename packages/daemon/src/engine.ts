@@ -116,6 +116,8 @@ export class Engine {
   /** The last drift published per unit, so drift.detected fires when drift appears or changes, not on every read. */
   private readonly driftSeen = new Map<string, string>();
   private readonly lock = new Mutex();
+  /** Counts committed mutations, so a read that overlapped one can tell. */
+  private commits = 0;
   /** Refusals already in the audit trail, so the RPC layer does not record them twice. */
   readonly audited = new WeakSet<Error>();
   readonly planContext: PlanContext;
@@ -150,6 +152,10 @@ export class Engine {
       const planned = await this.plan(units, this.vars());
       await this.system.apply(planned.flatMap((p) => p.changes));
       await this.audit({ actor, action: j.action, target: j.target, outcome: 'applied', reason: `completed at restart after an interruption (started ${j.startedAt} by ${j.actor})` });
+      // The events the interrupted converge did not get to store.
+      const data = { action: j.action, target: j.target, revision: this.state.revision, actor: j.actor, recovered: true };
+      if (this.registry.scopes.has(j.target)) await this.onEvent('scope.changed', { scope: j.target, ...data });
+      await this.onEvent('unit.converged', { units: j.units, ...data });
       this.log.warn('completed an interrupted converge', { action: j.action, target: j.target, revision: this.state.revision });
     } else {
       await this.system.restore(parseSnapshot(j.snapshot));
@@ -240,21 +246,25 @@ export class Engine {
   async get(name: string, args: readonly unknown[] = []): Promise<{ name: string; value: unknown; revision: number; drift: Drift[] }> {
     const scope = this.scope(name);
     const ctx = this.scopeContext();
-    const value = await this.scopeCode(scope, 'get', () => scope.get(ctx, args));
+    const value = await this.scopeCode(scope, 'answer get', () => scope.get(ctx, args));
     const drift = this.driftFor(scope, await this.drift(this.registry.unitsReading(scope.vars), this.vars(), name));
     return { name, value: redactValue(value, scope.secretFields), revision: this.scopeRevision(scope), drift };
   }
 
   /** Differences between what the vars ask of these units and what the system has. */
   async drift(units: readonly UnitDef[], vars: Record<string, unknown> = this.vars(), scope?: string): Promise<Drift[]> {
+    const commits = this.commits;
+    const quiet = !this.lock.busy;
     const planned = await this.plan(units, vars);
     const drift = this.driftOf(planned, scope);
+    // Published only from a read that no converge overlapped: a half-applied system is not drift.
+    if (!quiet || this.lock.busy || commits !== this.commits) return drift;
     for (const unit of units) {
       const mine = drift.filter((d) => d.unit === unit.name);
       const signature = JSON.stringify(mine);
       if ((this.driftSeen.get(unit.name) ?? '[]') === signature) continue;
       this.driftSeen.set(unit.name, signature);
-      if (mine.length) void this.onEvent('drift.detected', { unit: unit.name, scope, drift: mine });
+      if (mine.length) void this.onEvent('drift.detected', JSON.parse(this.scrub(JSON.stringify({ unit: unit.name, scope, drift: mine }))));
     }
     return drift;
   }
@@ -310,27 +320,40 @@ export class Engine {
   private async plan(units: readonly UnitDef[], vars: Record<string, unknown>): Promise<Planned[]> {
     const out: Planned[] = [];
     for (const unit of units) {
-      const off = this.registry.disabled('unit', unit.name);
-      if (off) throw new RpcError(ErrorCodes.PluginError, off);
-      const limit = unit.timeoutMs ?? 10_000;
-      try {
-        const changes = await withTimeout(
-          (async () => unit.plan(vars, await unit.observe(this.planContext), this.planContext))(),
-          limit,
-          `unit ${unit.name} did not observe and plan within ${limit} ms`,
-        );
-        if (changes.length) out.push({ unit, changes });
-      } catch (err) {
-        if (err instanceof RpcError && err.code === ErrorCodes.Timeout) {
-          this.registry.disablePluginOf('unit', unit.name, err.message);
-          this.log.error('unit timed out; its plugin is disabled', { unit: unit.name, reason: err.message });
-          throw new RpcError(ErrorCodes.PluginError, `${err.message}; its plugin is disabled until scoped restarts`);
-        }
-        if (err instanceof RpcError || err instanceof ScopeInputError) throw err;
-        throw new RpcError(ErrorCodes.PluginError, `unit ${unit.name} failed: ${this.scrub(err instanceof Error ? err.message : String(err))}`);
-      }
+      const changes = await this.unitCode(unit, 'observe and plan', async () => unit.plan(vars, await unit.observe(this.planContext), this.planContext));
+      if (changes.length) out.push({ unit, changes });
     }
     return out;
+  }
+
+  /** Run a unit's own code within its time limit. */
+  private unitCode<T>(unit: UnitDef, what: string, fn: () => Promise<T>): Promise<T> {
+    const off = this.registry.disabled('unit', unit.name);
+    if (off) return Promise.reject(new RpcError(ErrorCodes.PluginError, off));
+    return this.pluginCode('unit', unit.name, unit.timeoutMs ?? 10_000, what, fn);
+  }
+
+  /**
+   * Plugin code under a time limit. Overrunning takes the plugin out of service (so it can
+   * never hold the engine's lock for longer); anything but a refusal it throws is a plugin error.
+   */
+  private async pluginCode<T>(kind: 'unit' | 'scope', name: string, limit: number, what: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await withTimeout(fn(), limit, `${kind} ${name} did not ${what} within ${limit} ms`);
+    } catch (err) {
+      if (err instanceof RpcError && err.code === ErrorCodes.Timeout) {
+        this.registry.disablePluginOf(kind, name, err.message);
+        this.log.error(`${kind} timed out; its plugin is disabled`, { [kind]: name, reason: err.message });
+        throw new RpcError(ErrorCodes.PluginError, `${err.message}; its plugin is disabled until scoped restarts`);
+      }
+      if (err instanceof RpcError || err instanceof ScopeInputError) throw err;
+      throw new RpcError(ErrorCodes.PluginError, `${kind} ${name} failed in ${what}: ${this.scrub(err instanceof Error ? err.message : String(err))}`);
+    }
+  }
+
+  /** Wait (at most `ms`) until no mutation runs or waits: before the store closes at shutdown. */
+  async settle(ms: number): Promise<void> {
+    await withTimeout(this.lock.run(async () => {}), ms, 'a converge was still running').catch(() => undefined);
   }
 
   private show(planned: readonly Planned[], extraSecrets: Record<string, unknown>): PlanChange[] {
@@ -344,10 +367,10 @@ export class Engine {
     const ctx = this.scopeContext();
     if (input.value !== undefined && input.args !== undefined) throw new RpcError(ErrorCodes.InvalidParams, 'give either value or args, not both');
     if (input.value === undefined && input.args === undefined) throw new RpcError(ErrorCodes.InvalidParams, `give a value for ${scope.name}; usage: ${scope.name} ${scope.usage}`);
-    const raw = input.args !== undefined ? await this.scopeCode(scope, 'parseArgs', () => scope.parseArgs(input.args!, ctx)) : input.value;
+    const raw = input.args !== undefined ? await this.scopeCode(scope, 'parse its arguments', () => scope.parseArgs(input.args!, ctx)) : input.value;
     const parsed = scope.schema.safeParse(raw);
     if (!parsed.success) throw invalid(`invalid value for ${scope.name}`, parsed.error, scope.usage);
-    const vars = await this.scopeCode(scope, 'toVars', () => scope.toVars(parsed.data, ctx));
+    const vars = await this.scopeCode(scope, 'turn its value into vars', () => scope.toVars(parsed.data, ctx));
     return { value: parsed.data, vars: this.validateVars(vars) };
   }
 
@@ -410,30 +433,15 @@ export class Engine {
     };
   }
 
-  /**
-   * Run a scope's own code within its time limit. A scope that overruns takes its plugin out
-   * of service (the engine's lock is never held by it for longer); its input errors answer
-   * invalid params; anything else it throws is a plugin error.
-   */
-  private async scopeCode<T>(scope: ScopeDef, what: string, fn: () => T | Promise<T>): Promise<T> {
-    const limit = scope.timeoutMs ?? 10_000;
-    try {
-      return await withTimeout(inputErrors(fn), limit, `scope ${scope.name} did not answer ${what} within ${limit} ms`);
-    } catch (err) {
-      if (err instanceof RpcError && err.code === ErrorCodes.Timeout) {
-        this.registry.disablePluginOf('scope', scope.name, err.message);
-        this.log.error('scope timed out; its plugin is disabled', { scope: scope.name, reason: err.message });
-        throw new RpcError(ErrorCodes.PluginError, `${err.message}; its plugin is disabled until scoped restarts`);
-      }
-      if (err instanceof RpcError) throw err;
-      throw new RpcError(ErrorCodes.PluginError, `scope ${scope.name} failed in ${what}: ${this.scrub(err instanceof Error ? err.message : String(err))}`);
-    }
+  /** Run a scope's own code (get, parseArgs, toVars, adopt) within its time limit; its input errors answer invalid params. */
+  private scopeCode<T>(scope: ScopeDef, what: string, fn: () => T | Promise<T>): Promise<T> {
+    return this.pluginCode('scope', scope.name, scope.timeoutMs ?? 10_000, what, () => inputErrors(fn));
   }
 
   private async oldValue(scope: ScopeDef, ctx: ScopeContext, vars: Record<string, unknown>): Promise<unknown> {
     if (scope.vars.length === 0) return Object.fromEntries(Object.keys(vars).map((v) => [v, this.redactVar(v, ctx.vars[v])]));
     try {
-      return redactValue(await this.scopeCode(scope, 'get', () => scope.get(ctx, [])), scope.secretFields);
+      return redactValue(await this.scopeCode(scope, 'answer get', () => scope.get(ctx, [])), scope.secretFields);
     } catch (err) {
       // A scope that cannot say what it has now is still set, unless its plugin was just taken out of service.
       if (err instanceof RpcError && err.code === ErrorCodes.PluginError && this.registry.disabled('scope', scope.name)) throw err;
@@ -565,7 +573,7 @@ export class Engine {
         next = { ...before, ...m.varChanges };
         changedVars = Object.keys(m.varChanges).filter((k) => !same(before[k], next[k]));
         for (const unit of this.registry.unitsReading(changedVars)) {
-          const problem = await unit.validate?.(next, this.planContext);
+          const problem = await this.unitCode(unit, 'validate', async () => unit.validate?.(next, this.planContext));
           if (problem) throw new RpcError(ErrorCodes.InvalidParams, problem);
         }
         const units = m.units ?? (m.converge ? this.registry.unitsReading(changedVars) : []);
@@ -574,7 +582,7 @@ export class Engine {
       } catch (err) {
         // Refused inside the lock (also when running as a job): audited here, once.
         if (err instanceof RpcError) {
-          await this.audit({ actor: m.actor, action: m.action, target: m.target, old, new: m.new, outcome: 'refused', reason: err.message });
+          await this.audit({ actor: m.actor, action: m.action, target: m.target, old, new: m.new, outcome: 'refused', reason: this.scrub(err.message, m.varChanges) });
           this.audited.add(err);
         }
         throw err;
@@ -608,6 +616,7 @@ export class Engine {
         const state: State = { revision, vars, varRevisions };
         await this.store.saveState(state);
         this.state = state;
+        this.commits++;
         crashpoint();
       }
       await audit('applied');
