@@ -5,6 +5,9 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 
 /** Everything scoped can be told, by flag or by the same key in a YAML `--config` file. */
+/** Node turns a timer longer than this into 1 ms. */
+const MAX_TIMER_MS = 2_147_483_647;
+
 export const DaemonConfig = z
   .object({
     root: z.string().min(1).default('/'),
@@ -17,10 +20,10 @@ export const DaemonConfig = z
     maxBodyBytes: z.number().int().positive().default(1024 * 1024),
     maxBatch: z.number().int().positive().default(100),
     maxWsPayloadBytes: z.number().int().positive().default(1024 * 1024),
-    wsPingIntervalMs: z.number().int().positive().default(30_000),
+    wsPingIntervalMs: z.number().int().min(100).max(MAX_TIMER_MS).default(30_000),
     maxConnections: z.number().int().positive().default(256),
     authFailureLimit: z.number().int().positive().default(10),
-    authFailureWindowMs: z.number().int().positive().default(60_000),
+    authFailureWindowMs: z.number().int().min(1).max(MAX_TIMER_MS).default(60_000),
     auditKeep: z.number().int().positive().default(10_000),
     eventKeep: z.number().int().positive().default(10_000),
     plugins: z.array(z.string().min(1)).default([]),

@@ -7,8 +7,11 @@ import { ErrorCodes } from '@scoped/protocol/errors';
  * error and Retry-After) instead of dropping them unseen, so a client can tell "busy" from
  * "down". Connections over the cap do not count, and are closed after their answer.
  */
+const OVER_CAP_WAITING = 32;
+
 export class ConnectionCap {
   private open = 0;
+  private waiting = 0;
   private readonly over = new WeakSet<Socket>();
 
   constructor(
@@ -17,8 +20,12 @@ export class ConnectionCap {
   ) {
     server.prependListener('connection', (socket: Socket) => {
       if (this.open >= max) {
+        // Answered 503 if it sends its request within a second; beyond a few waiting, dropped at once (a flood must not eat file descriptors).
+        if (this.waiting >= OVER_CAP_WAITING) return void socket.destroy();
+        this.waiting++;
+        socket.once('close', () => this.waiting--);
         this.over.add(socket);
-        socket.setTimeout(5_000, () => socket.destroy());
+        socket.setTimeout(1_000, () => socket.destroy());
         return;
       }
       this.open++;
