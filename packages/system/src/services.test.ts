@@ -5,6 +5,7 @@
  * states in a file and answers the same commands the same way (exit status 0/3 of
  * is-active, list-unit-files lines).
  */
+import { spawn } from 'node:child_process';
 import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -117,6 +118,26 @@ contract('systemd', async (dir) => {
   await writeFile(systemctl, SYSTEMCTL(state));
   await chmod(systemctl, 0o755);
   return { driver: new SystemdServiceDriver(systemctl), reloads: async () => (JSON.parse(await readFile(state, 'utf8')) as Record<string, { reloads: number }>).filterd!.reloads };
+});
+
+describe('direct driver with a stale pid file', () => {
+  it('never signals a process that is not the daemon, even when the pid file names it', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'scoped-services-'));
+    const other = spawn('sleep', ['30'], { stdio: 'ignore' });
+    try {
+      const pidFile = path.join(dir, 'filterd.pid');
+      await writeFile(pidFile, `${other.pid}\n`);
+      const driver = new DirectServiceDriver(nowhere, { filterd: { program: process.execPath, start: ['-e', '0'], pidFile } });
+      expect(await driver.running('filterd')).toBe(false);
+      await driver.control('filterd', 'stop');
+      await new Promise((r) => setTimeout(r, 200));
+      expect(other.exitCode).toBeNull();
+      expect(other.signalCode).toBeNull();
+    } finally {
+      other.kill();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 });
 
 describe('direct driver on a sandbox root', () => {

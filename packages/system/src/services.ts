@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import path from 'node:path';
 import { readFile } from 'node:fs/promises';
 import type { ServiceView } from '@scoped/sdk';
 import { exec } from './exec.js';
@@ -42,11 +43,17 @@ export const SPAM_DAEMONS: Record<string, DaemonSpec> = {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** The pid in a pid file when that process is alive, else null. */
-async function livePid(file: string): Promise<number | null> {
+/**
+ * The pid in a pid file when that process is alive and is the program (a stale pid file may
+ * name a pid the kernel has since given to something else, which root must never signal).
+ */
+async function livePid(file: string, program?: string): Promise<number | null> {
   try {
     const pid = Number((await readFile(file, 'utf8')).trim());
-    return Number.isInteger(pid) && pid > 0 && alive(pid) ? pid : null;
+    if (!Number.isInteger(pid) || pid <= 0 || !alive(pid)) return null;
+    if (program === undefined) return pid;
+    const cmdline = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0');
+    return cmdline.some((arg) => arg === program || path.basename(arg) === path.basename(program)) ? pid : null;
   } catch {
     return null;
   }
@@ -78,7 +85,7 @@ export class DirectServiceDriver implements ServiceDriver {
   async running(service: string): Promise<boolean> {
     if (service === 'postfix') return (await livePid(await this.postfix.masterPidFile())) !== null;
     const daemon = this.daemons[service];
-    return daemon !== undefined && (await livePid(daemon.pidFile)) !== null;
+    return daemon !== undefined && (await livePid(daemon.pidFile, daemon.program)) !== null;
   }
 
   async control(service: string, action: ServiceAction): Promise<void> {
@@ -89,21 +96,21 @@ export class DirectServiceDriver implements ServiceDriver {
     }
     const daemon = this.daemons[service];
     if (!daemon) throw new Error(`scoped cannot ${action} ${service} here (a sandbox root, or an unknown service); ${action} it by hand`);
-    const pid = await livePid(daemon.pidFile);
+    const pid = await livePid(daemon.pidFile, daemon.program);
     if (action === 'reload' && pid !== null) return void process.kill(pid, 'SIGHUP');
     if ((action === 'stop' || action === 'restart') && pid !== null) await this.stopPid(service, daemon, pid);
     if (action === 'start' || action === 'restart' || (action === 'reload' && pid === null)) {
-      if ((await livePid(daemon.pidFile)) !== null) return;
+      if ((await livePid(daemon.pidFile, daemon.program)) !== null) return;
       await exec(daemon.program, daemon.start, { timeoutMs: 60_000 });
-      for (let i = 0; i < 100 && (await livePid(daemon.pidFile)) === null; i++) await sleep(100);
-      if ((await livePid(daemon.pidFile)) === null) throw new Error(`${service} did not start: no live pid in ${daemon.pidFile} after 10 s`);
+      for (let i = 0; i < 100 && (await livePid(daemon.pidFile, daemon.program)) === null; i++) await sleep(100);
+      if ((await livePid(daemon.pidFile, daemon.program)) === null) throw new Error(`${service} did not start: no live pid in ${daemon.pidFile} after 10 s`);
     }
   }
 
   /** SIGTERM, then wait until the process is gone or its pid file no longer names it (an unreaped zombie still answers signal 0). */
   private async stopPid(service: string, daemon: DaemonSpec, pid: number): Promise<void> {
     process.kill(pid, 'SIGTERM');
-    const stopped = async () => !alive(pid) || (await livePid(daemon.pidFile)) !== pid;
+    const stopped = async () => !alive(pid) || (await livePid(daemon.pidFile, daemon.program)) !== pid;
     for (let i = 0; i < 100 && !(await stopped()); i++) await sleep(50);
     if (!(await stopped())) throw new Error(`${service} (pid ${pid}) did not stop within 5 s of SIGTERM`);
   }

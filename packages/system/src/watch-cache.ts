@@ -1,7 +1,7 @@
 import { type FSWatcher, statSync, watch } from 'node:fs';
 import path from 'node:path';
 
-const within = (p: string, top: string) => p === top || p.startsWith(`${top}/`);
+const within = (p: string, top: string) => p === top || p.startsWith(top === '/' ? '/' : `${top}/`);
 
 /**
  * Caches what was read from files, each entry dropped the moment inotify reports a change
