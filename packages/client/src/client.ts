@@ -4,6 +4,8 @@ import { HttpTransport, TransportError, isStreaming, type Endpoint, type Transpo
 
 /** A live subscription; it follows the client across reconnects. */
 export interface Subscription {
+  /** The daemon's id of the subscription (it changes when a reconnect re-subscribes). */
+  readonly id: string;
   /** The revision of the last event delivered (or the bus's revision when subscribed). */
   readonly revision: number;
   /** Stop receiving events. */
@@ -17,6 +19,8 @@ export interface SubscribeOptions {
   onGap?: (since: number) => void;
   /** Called after each reconnect, once the subscription is live again. */
   onResume?: (revision: number) => void;
+  /** Called when the subscription ends for good: the daemon refused the token on reconnect (revoked, expired). */
+  onError?: (err: Error) => void;
 }
 
 interface Response {
@@ -84,6 +88,8 @@ export class Client {
         const r = await this.call('events.subscribe', since === undefined || since < 0 ? { topics } : { topics, since });
         id = r.subscription;
         if (r.gap && since !== undefined) opts.onGap?.(since);
+        // The daemon's revisions went back (its store was replaced): follow them from here.
+        if (r.revision < last) last = r.revision;
         for (const e of pending) deliver(e);
         if (last < 0) last = r.revision;
         return r;
@@ -102,21 +108,33 @@ export class Client {
       await start(last);
       opts.onResume?.(last);
     });
+    const stopGiveUp = transport.onGiveUp((err) => {
+      if (!active) return;
+      active = false;
+      stopAll();
+      opts.onError?.(err);
+    });
+    const stopAll = () => {
+      stopEvents();
+      stopResume();
+      stopGiveUp();
+    };
     try {
       await start(opts.since);
     } catch (err) {
-      stopEvents();
-      stopResume();
+      stopAll();
       throw err;
     }
     return {
+      get id() {
+        return id;
+      },
       get revision() {
         return last;
       },
       close: async () => {
         active = false;
-        stopEvents();
-        stopResume();
+        stopAll();
         await this.call('events.unsubscribe', { subscription: id }).catch(() => undefined);
       },
     };

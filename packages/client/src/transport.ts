@@ -12,6 +12,8 @@ export interface StreamingTransport extends Transport {
   onNotification(fn: (method: string, params: unknown) => void): () => void;
   /** Run `fn` each time the connection was re-established after a drop. */
   onReconnect(fn: () => void | Promise<void>): () => void;
+  /** Run `fn` when reconnecting stops for good (the token was revoked or refused). */
+  onGiveUp(fn: (err: Error) => void): () => void;
 }
 
 export const isStreaming = (t: Transport): t is StreamingTransport => 'onNotification' in t && 'onReconnect' in t;

@@ -20,10 +20,11 @@ export class WsTransport implements StreamingTransport {
   private opening: Promise<WebSocket> | undefined;
   private closed = false;
   private retry: NodeJS.Timeout | undefined;
-  private readonly waiting = new Map<string, (text: string) => void>();
-  private readonly failures = new Set<(err: Error) => void>();
+  /** Calls in flight, per socket: a socket that closes fails only its own. */
+  private readonly pending = new WeakMap<WebSocket, { waiting: Map<string, (text: string) => void>; failures: Set<(err: Error) => void> }>();
   private readonly notificationHandlers = new Set<(method: string, params: unknown) => void>();
   private readonly reconnectHandlers = new Set<() => void | Promise<void>>();
+  private readonly giveUpHandlers = new Set<(err: Error) => void>();
   private readonly opts: Required<WsTransportOptions>;
 
   constructor(
@@ -40,9 +41,15 @@ export class WsTransport implements StreamingTransport {
     this.opening ??= new Promise((resolve, reject) => {
       const headers: Record<string, string> = this.token ? { authorization: `Bearer ${this.token}` } : {};
       const ws = new WebSocket(this.url, { headers });
+      const calls = { waiting: new Map<string, (text: string) => void>(), failures: new Set<(err: Error) => void>() };
+      this.pending.set(ws, calls);
       ws.once('open', () => {
-        this.socket = ws;
         this.opening = undefined;
+        if (this.closed) {
+          ws.terminate();
+          return reject(new TransportError('the client was closed'));
+        }
+        this.socket = ws;
         resolve(ws);
       });
       ws.once('unexpected-response', (_req, res) => {
@@ -62,15 +69,18 @@ export class WsTransport implements StreamingTransport {
         this.opening = undefined;
         reject(new TransportError(`cannot reach scoped at ${this.url}: ${err.message}`));
       });
-      ws.on('message', (data) => this.dispatch(data.toString()));
+      ws.on('message', (data) => this.dispatch(ws, data.toString()));
       ws.once('close', (code, reason) => {
         const wasOpen = this.socket === ws;
         if (wasOpen) this.socket = undefined;
         const err = new TransportError(`the WebSocket closed (${code}${reason.length ? ` ${reason.toString()}` : ''})`);
-        for (const fail of this.failures) fail(err);
-        this.failures.clear();
-        this.waiting.clear();
-        if (wasOpen) this.scheduleReconnect(this.opts.minDelayMs);
+        for (const fail of calls.failures) fail(err);
+        calls.failures.clear();
+        calls.waiting.clear();
+        if (!wasOpen) return;
+        // 4401: the daemon ended the connection because the token was revoked or expired; retrying cannot help.
+        if (code === 4401) this.giveUp(new TransportError('Unauthorized: the token was revoked or has expired', 401));
+        else this.scheduleReconnect(this.opts.minDelayMs);
       });
     });
     return this.opening;
@@ -79,18 +89,27 @@ export class WsTransport implements StreamingTransport {
   /** Re-open after an unexpected close when someone waits for it, doubling the pause on each failure. */
   private scheduleReconnect(delay: number): void {
     if (this.closed || !this.opts.reconnect || this.reconnectHandlers.size === 0 || this.retry) return;
+    const next = Math.min(delay * 2, this.opts.maxDelayMs);
     this.retry = setTimeout(() => {
       this.retry = undefined;
-      this.open().then(
-        async () => {
+      this.open()
+        .then(async () => {
           for (const fn of this.reconnectHandlers) await fn();
-        },
-        () => this.scheduleReconnect(Math.min(delay * 2, this.opts.maxDelayMs)),
-      );
+        })
+        .catch((err: unknown) => {
+          const e = err as { status?: number; code?: number };
+          // Refused for good (bad token, forbidden): tell the listeners instead of retrying forever.
+          if (e.status === 401 || e.status === 403 || e.code === -32001 || e.code === -32003) this.giveUp(err as Error);
+          else this.scheduleReconnect(next);
+        });
     }, delay);
   }
 
-  private dispatch(text: string): void {
+  private giveUp(err: Error): void {
+    for (const fn of this.giveUpHandlers) fn(err);
+  }
+
+  private dispatch(ws: WebSocket, text: string): void {
     let parsed: { id?: unknown; method?: unknown; params?: unknown } | { id?: unknown }[];
     try {
       parsed = JSON.parse(text) as typeof parsed;
@@ -101,11 +120,13 @@ export class WsTransport implements StreamingTransport {
       for (const fn of this.notificationHandlers) fn(parsed.method, parsed.params);
       return;
     }
+    const waiting = this.pending.get(ws)?.waiting;
+    if (!waiting) return;
     const id = Array.isArray(parsed) ? parsed.map((p) => p.id).join(',') : parsed.id;
     const key = String(id);
-    const resolve = this.waiting.get(key) ?? (this.waiting.size === 1 ? [...this.waiting.values()][0] : undefined);
+    const resolve = waiting.get(key) ?? (waiting.size === 1 ? [...waiting.values()][0] : undefined);
     if (!resolve) return;
-    this.waiting.delete(this.waiting.has(key) ? key : [...this.waiting.keys()][0]!);
+    waiting.delete(waiting.has(key) ? key : [...waiting.keys()][0]!);
     resolve(text);
   }
 
@@ -117,10 +138,11 @@ export class WsTransport implements StreamingTransport {
       ws.send(payload);
       return null;
     }
+    const calls = this.pending.get(ws)!;
     return new Promise((resolve, reject) => {
-      this.failures.add(reject);
-      this.waiting.set(ids.join(','), (text) => {
-        this.failures.delete(reject);
+      calls.failures.add(reject);
+      calls.waiting.set(ids.join(','), (text) => {
+        calls.failures.delete(reject);
         resolve(text);
       });
       ws.send(payload);
@@ -135,6 +157,12 @@ export class WsTransport implements StreamingTransport {
   onReconnect(fn: () => void | Promise<void>): () => void {
     this.reconnectHandlers.add(fn);
     return () => this.reconnectHandlers.delete(fn);
+  }
+
+  /** Run `fn` when reconnecting stops for good (the token was revoked, expired or refused). */
+  onGiveUp(fn: (err: Error) => void): () => void {
+    this.giveUpHandlers.add(fn);
+    return () => this.giveUpHandlers.delete(fn);
   }
 
   /** Drop the connection as if the network failed (reconnect follows when subscriptions are live). */
