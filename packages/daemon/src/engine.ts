@@ -654,12 +654,14 @@ export class Engine {
   ): Promise<void> {
     const all = planned.flatMap((p) => p.changes);
     let done = 0;
-    const afterEach = progress
-      ? (c: Change) => {
-          progress.step(this.scrub(describeChange(c), vars), ++done, all.length);
-          if (progress.signal.aborted) throw new Error(`cancelled after ${done} of ${all.length} changes`);
-        }
-      : undefined;
+    // Set when an apply overran its time limit: it stops at its next change instead of writing over the rollback.
+    let overran = false;
+    const afterEach = (c: Change) => {
+      done++;
+      if (overran) throw new Error('stopped: the apply overran its time limit');
+      progress?.step(this.scrub(describeChange(c), vars), done, all.length);
+      if (progress?.signal.aborted) throw new Error(`cancelled after ${done} of ${all.length} changes`);
+    };
     progress?.begin(all.length);
     const snapshot = await this.system.snapshot(all);
     await this.store.saveJournal<Journal>({
@@ -672,7 +674,15 @@ export class Engine {
     crashpoint();
     try {
       for (const { unit, changes } of planned) {
-        await withTimeout(this.system.apply(changes, afterEach), unit.timeoutMs ?? 30_000, `unit ${unit.name} did not finish applying in ${unit.timeoutMs ?? 30_000} ms`);
+        const applying = this.system.apply(changes, afterEach);
+        try {
+          await withTimeout(applying, unit.timeoutMs ?? 30_000, `unit ${unit.name} did not finish applying in ${unit.timeoutMs ?? 30_000} ms`);
+        } catch (err) {
+          // Let a change in flight land (for a while) before the snapshot goes back over it.
+          overran = true;
+          await withTimeout(applying, 10_000, 'the overrunning apply did not stop').catch(() => undefined);
+          throw err;
+        }
       }
       const left = (await this.plan(planned.map((p) => p.unit), vars)).flatMap((p) => p.changes.filter((c) => c.kind !== 'service').map((c) => `${p.unit.name}: ${describeChange(c)}`));
       if (left.length) throw new Error(`verification found the system still differs: ${left.join('; ')}`);
