@@ -6,19 +6,16 @@
  * symlink to the workspace's sdk package, which is what npm's workspace install makes too.
  */
 import { realpathSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { mkdir, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-
-const REPO = path.resolve(fileURLToPath(new URL('../..', import.meta.url)));
+import { REPO, makeTempDir } from './proc.js';
 
 /** A temp directory (outside the repository) that holds plugin directories; remove() deletes it. */
 export class PluginDirs {
   private constructor(readonly dir: string) {}
 
   static async create(): Promise<PluginDirs> {
-    const dir = await mkdtemp(path.join(os.tmpdir(), 'scoped-e2e-plugins-'));
+    const dir = await makeTempDir('scoped-e2e-plugins-');
     if (dir.startsWith(`${REPO}/`)) throw new Error(`the plugin directory ${dir} must lie outside the repository`);
     return new PluginDirs(dir);
   }

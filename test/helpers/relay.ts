@@ -5,11 +5,10 @@
  * With `{ auth: false }` it is a plain sink instead: no AUTH offered or required (STARTTLS
  * still offered), for transports that deliver without logging in.
  */
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { SMTPServer, type SMTPServerAuthentication, type SMTPServerSession } from 'smtp-server';
-import { freePort, mustRun } from './postfix.js';
+import { freePort, makeTempDir, mustRun } from './proc.js';
 
 export const RELAY_USER = 'alice';
 export const RELAY_PASSWORD = 's3cret';
@@ -52,7 +51,7 @@ export class RelaySink {
 
   static async start(opts: { auth?: boolean } = {}): Promise<RelaySink> {
     const requireAuth = opts.auth ?? true;
-    const dir = await mkdtemp(path.join(tmpdir(), 'scoped-relay-'));
+    const dir = await makeTempDir('scoped-relay-');
     try {
       const key = path.join(dir, 'key.pem');
       const cert = path.join(dir, 'cert.pem');
