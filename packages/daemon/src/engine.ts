@@ -43,6 +43,13 @@ export interface Journal {
   startedAt: string;
 }
 
+export interface GetResult {
+  name: string;
+  value: unknown;
+  revision: number;
+  drift: Drift[];
+}
+
 /** A background job's hooks into a mutation: cancel, and a report per change applied. */
 export interface Progress {
   signal: AbortSignal;
@@ -112,10 +119,16 @@ export function globTest(glob: string): (name: string) => boolean {
 export class Engine {
   private state!: State;
   /** Where events go (the event bus); set by the daemon. */
-  onEvent: (topic: string, data: unknown) => void | Promise<void> = () => {};
+  onEvents: (events: { topic: string; data: unknown }[]) => void | Promise<void> = () => {};
   /** The last drift published per unit, so drift.detected fires when drift appears or changes, not on every read. */
   private readonly driftSeen = new Map<string, string>();
   private readonly lock = new Mutex();
+  /** The vars of the current state, computed once per state (callers must not change it). */
+  private varsOf: { state: State; vars: Record<string, unknown> } | undefined;
+  /** Plans made for reads (get, check), reused while neither the vars nor anything observed changed. */
+  private readonly planned = new Map<UnitDef, { vars: Record<string, unknown>; generation: string; changes: Change[] }>();
+  /** scope.get answers, reused while nothing they depend on changed (see get). */
+  private readonly answers = new Map<string, { vars: Record<string, unknown>; generation: string; result: GetResult }>();
   /** Counts committed mutations, so a read that overlapped one can tell. */
   private commits = 0;
   /** Refusals already in the audit trail, so the RPC layer does not record them twice. */
@@ -154,8 +167,10 @@ export class Engine {
       await this.audit({ actor, action: j.action, target: j.target, outcome: 'applied', reason: `completed at restart after an interruption (started ${j.startedAt} by ${j.actor})` });
       // The events the interrupted converge did not get to store.
       const data = { action: j.action, target: j.target, revision: this.state.revision, actor: j.actor, recovered: true };
-      if (this.registry.scopes.has(j.target)) await this.onEvent('scope.changed', { scope: j.target, ...data });
-      await this.onEvent('unit.converged', { units: j.units, ...data });
+      await this.onEvents([
+        ...(this.registry.scopes.has(j.target) ? [{ topic: 'scope.changed', data: { scope: j.target, ...data } }] : []),
+        { topic: 'unit.converged', data: { units: j.units, ...data } },
+      ]);
       this.log.warn('completed an interrupted converge', { action: j.action, target: j.target, revision: this.state.revision });
     } else {
       await this.system.restore(parseSnapshot(j.snapshot));
@@ -172,8 +187,10 @@ export class Engine {
 
   /** Every var's current value, defaults filled in. */
   vars(): Record<string, unknown> {
+    if (this.varsOf?.state === this.state) return this.varsOf.vars;
     const out: Record<string, unknown> = {};
     for (const [name, def] of this.registry.vars) out[name] = name in this.state.vars ? this.state.vars[name] : def.default;
+    this.varsOf = { state: this.state, vars: Object.freeze(out) };
     return out;
   }
 
@@ -243,19 +260,34 @@ export class Engine {
     return Math.max(0, ...varNames.map((v) => this.state.varRevisions[v] ?? 0));
   }
 
-  async get(name: string, args: readonly unknown[] = []): Promise<{ name: string; value: unknown; revision: number; drift: Drift[] }> {
+  /**
+   * A scope as the system has it now, with its drift. The answer is reused while the vars are
+   * the same and nothing read could have changed (the system's read generation): scope code
+   * reads only through the System, whose reads are cached and watched.
+   */
+  async get(name: string, args: readonly unknown[] = []): Promise<GetResult> {
     const scope = this.scope(name);
-    const ctx = this.scopeContext();
+    const vars = this.vars();
+    const generation = `${this.system.readGeneration()}:${this.registry.outages}`;
+    const key = args.length ? `${name}\0${JSON.stringify(args)}` : name;
+    const last = this.answers.get(key);
+    if (last && last.vars === vars && last.generation === generation) return last.result;
+    const ctx = this.scopeContext(vars);
     const value = await this.scopeCode(scope, 'answer get', () => scope.get(ctx, args));
-    const drift = this.driftFor(scope, await this.drift(this.registry.unitsReading(scope.vars), this.vars(), name));
-    return { name, value: redactValue(value, scope.secretFields), revision: this.scopeRevision(scope), drift };
+    const drift = this.driftFor(scope, await this.drift(this.registry.unitsReading(scope.vars), vars, name));
+    const result = { name, value: redactValue(value, scope.secretFields), revision: this.scopeRevision(scope), drift };
+    if (!this.lock.busy && `${this.system.readGeneration()}:${this.registry.outages}` === generation && this.vars() === vars) {
+      if (this.answers.size >= 1_000) this.answers.clear();
+      this.answers.set(key, { vars, generation, result });
+    }
+    return result;
   }
 
   /** Differences between what the vars ask of these units and what the system has. */
   async drift(units: readonly UnitDef[], vars: Record<string, unknown> = this.vars(), scope?: string): Promise<Drift[]> {
     const commits = this.commits;
     const quiet = !this.lock.busy;
-    const planned = await this.plan(units, vars);
+    const planned = await this.plan(units, vars, true);
     const drift = this.driftOf(planned, scope);
     // Published only from a read that no converge overlapped: a half-applied system is not drift.
     if (!quiet || this.lock.busy || commits !== this.commits) return drift;
@@ -264,7 +296,7 @@ export class Engine {
       const signature = JSON.stringify(mine);
       if ((this.driftSeen.get(unit.name) ?? '[]') === signature) continue;
       this.driftSeen.set(unit.name, signature);
-      if (mine.length) void this.onEvent('drift.detected', JSON.parse(this.scrub(JSON.stringify({ unit: unit.name, scope, drift: mine }))));
+      if (mine.length) void this.onEvents([{ topic: 'drift.detected', data: JSON.parse(this.scrub(JSON.stringify({ unit: unit.name, scope, drift: mine }))) }]);
     }
     return drift;
   }
@@ -317,13 +349,31 @@ export class Engine {
    * out of service (reported in daemon.status) so it cannot hold up anything again; a unit
    * that throws answers plugin-error.
    */
-  private async plan(units: readonly UnitDef[], vars: Record<string, unknown>): Promise<Planned[]> {
+  private async plan(units: readonly UnitDef[], vars: Record<string, unknown>, reuse = false): Promise<Planned[]> {
     const out: Planned[] = [];
     for (const unit of units) {
-      const changes = await this.unitCode(unit, 'observe and plan', async () => unit.plan(vars, await unit.observe(this.planContext), this.planContext));
+      const changes = reuse ? await this.planForRead(unit, vars) : await this.planUnit(unit, vars);
       if (changes.length) out.push({ unit, changes });
     }
     return out;
+  }
+
+  private planUnit(unit: UnitDef, vars: Record<string, unknown>): Promise<Change[]> {
+    return this.unitCode(unit, 'observe and plan', async () => unit.plan(vars, await unit.observe(this.planContext), this.planContext));
+  }
+
+  /**
+   * A read's plan: the last one again when the vars are the same and nothing the unit could
+   * have observed changed since (the system's read generation, bumped by inotify, our own
+   * writes and any uncached read); otherwise planned afresh. Mutations never reuse a plan.
+   */
+  private async planForRead(unit: UnitDef, vars: Record<string, unknown>): Promise<Change[]> {
+    const generation = this.system.readGeneration();
+    const last = this.planned.get(unit);
+    if (last && last.vars === vars && last.generation === generation && !this.registry.disabled('unit', unit.name)) return last.changes;
+    const changes = await this.planUnit(unit, vars);
+    if (this.system.readGeneration() === generation) this.planned.set(unit, { vars, generation, changes });
+    return changes;
   }
 
   /** Run a unit's own code within its time limit. */
@@ -337,10 +387,8 @@ export class Engine {
    * Plugin code under a time limit. Overrunning takes the plugin out of service (so it can
    * never hold the engine's lock for longer); anything but a refusal it throws is a plugin error.
    */
-  private async pluginCode<T>(kind: 'unit' | 'scope', name: string, limit: number, what: string, fn: () => Promise<T>): Promise<T> {
-    try {
-      return await withTimeout(fn(), limit, `${kind} ${name} did not ${what} within ${limit} ms`);
-    } catch (err) {
+  private pluginCode<T>(kind: 'unit' | 'scope', name: string, limit: number, what: string, fn: () => Promise<T>): Promise<T> {
+    const fail = (err: unknown): never => {
       if (err instanceof RpcError && err.code === ErrorCodes.Timeout) {
         this.registry.disablePluginOf(kind, name, err.message);
         this.log.error(`${kind} timed out; its plugin is disabled`, { [kind]: name, reason: err.message });
@@ -348,7 +396,15 @@ export class Engine {
       }
       if (err instanceof RpcError || err instanceof ScopeInputError) throw err;
       throw new RpcError(ErrorCodes.PluginError, `${kind} ${name} failed in ${what}: ${this.scrub(err instanceof Error ? err.message : String(err))}`);
+    };
+    // Written without async/await: this runs several times for every scope.get.
+    let running: Promise<T>;
+    try {
+      running = fn();
+    } catch (err) {
+      return Promise.reject(err).catch(fail);
     }
+    return withTimeout(running, limit, () => `${kind} ${name} did not ${what} within ${limit} ms`).catch(fail);
   }
 
   /** Wait (at most `ms`) until no mutation runs or waits: before the store closes at shutdown. */
@@ -639,10 +695,13 @@ export class Engine {
     const scopes = new Set([...this.registry.scopes.values()].filter((s) => s.vars.some((v) => changedVars.includes(v))).map((s) => s.name));
     if (this.registry.scopes.has(m.target)) scopes.add(m.target);
     if (changedVars.some((v) => this.scopeOfVar(v) === undefined)) scopes.add('cp.bootstrapper');
-    const stored = [...scopes].map((scope) => this.onEvent('scope.changed', { scope, action: m.action, revision, actor, ...(scope === m.target ? { value: m.new } : {}) }));
-    if (planned.length) stored.push(this.onEvent('unit.converged', { units: planned.map((p) => p.unit.name), action: m.action, target: m.target, revision, actor }));
+    const events: { topic: string; data: unknown }[] = [...scopes].map((scope) => ({
+      topic: 'scope.changed',
+      data: { scope, action: m.action, revision, actor, ...(scope === m.target ? { value: m.new } : {}) },
+    }));
+    if (planned.length) events.push({ topic: 'unit.converged', data: { units: planned.map((p) => p.unit.name), action: m.action, target: m.target, revision, actor } });
     for (const p of planned) this.driftSeen.delete(p.unit.name);
-    await Promise.all(stored);
+    await this.onEvents(events);
   }
 
   /** Snapshot, apply, verify; on any failure restore the snapshot and rethrow. */
@@ -701,13 +760,40 @@ export class Engine {
   }
 }
 
-async function withTimeout<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new RpcError(ErrorCodes.Timeout, message)), ms)))]);
-  } finally {
-    clearTimeout(timer);
-  }
+/**
+ * Calls in flight under a time limit, checked by one watchdog timer rather than a timer per
+ * call: a scope.get runs several limited calls, and thousands of them run each second.
+ */
+const deadlines = new Set<{ at: number; expire: () => void }>();
+let watchdog: NodeJS.Timeout | undefined;
+
+function withTimeout<T>(p: Promise<T>, ms: number, message: string | (() => string)): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const entry = { at: Date.now() + ms, expire: () => reject(new RpcError(ErrorCodes.Timeout, typeof message === 'string' ? message : message())) };
+    deadlines.add(entry);
+    watchdog ??= setInterval(() => {
+      const now = Date.now();
+      for (const d of deadlines) {
+        if (d.at > now) continue;
+        deadlines.delete(d);
+        d.expire();
+      }
+      if (deadlines.size === 0) {
+        clearInterval(watchdog);
+        watchdog = undefined;
+      }
+    }, Math.min(100, ms)).unref();
+    p.then(
+      (v) => {
+        deadlines.delete(entry);
+        resolve(v);
+      },
+      (err: unknown) => {
+        deadlines.delete(entry);
+        reject(err);
+      },
+    );
+  });
 }
 
 /** A zod failure as invalid params, with its issues in data and a readable message. */
@@ -718,12 +804,15 @@ export function invalid(prefix: string, error: z.ZodError, usage?: string): RpcE
 }
 
 /** Runs scope code, turning its ScopeInputError into invalid params. */
-async function inputErrors<T>(fn: () => T | Promise<T>): Promise<T> {
-  try {
-    return await fn();
-  } catch (err) {
+function inputErrors<T>(fn: () => T | Promise<T>): Promise<T> {
+  const convert = (err: unknown): never => {
     if (err instanceof ScopeInputError && err.kind === 'not-found') throw new RpcError(ErrorCodes.ScopeNotFound, err.message);
     if (err instanceof ScopeInputError) throw new RpcError(ErrorCodes.InvalidParams, err.message, { issues: [{ path: err.path, message: err.message }] });
     throw err;
+  };
+  try {
+    return Promise.resolve(fn()).catch(convert);
+  } catch (err) {
+    return Promise.reject(err).catch(convert);
   }
 }

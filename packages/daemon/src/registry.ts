@@ -23,6 +23,12 @@ export class Registry {
    * plugin already took, or a unit that reads an undeclared var is recorded as failed and
    * adds nothing.
    */
+  /** How many plugins were taken out of service (the common answer to disabled() is a quick no). */
+  private disabledCount = 0;
+  /** Changes when a plugin is taken out of service. */
+  get outages(): number {
+    return this.disabledCount;
+  }
   /** Which plugin declared each var, unit and scope. */
   private readonly owner = new Map<string, PluginStatus>();
 
@@ -58,6 +64,7 @@ export class Registry {
 
   /** Why a unit or scope is out of service (its plugin misbehaved), or undefined. */
   disabled(kind: 'unit' | 'scope', name: string): string | undefined {
+    if (this.disabledCount === 0) return undefined;
     const s = this.owner.get(`${kind}:${name}`);
     return s?.status === 'disabled' ? `plugin ${s.name} is disabled: ${s.error}` : undefined;
   }
@@ -68,6 +75,7 @@ export class Registry {
     if (!s || s.status === 'disabled') return;
     s.status = 'disabled';
     s.error = reason;
+    this.disabledCount++;
   }
 
   private problem(plugin: PluginDef): string | undefined {

@@ -63,7 +63,18 @@ export class HostSystem implements System {
     this.root = opts.root;
     this.cache = new WatchCache(path.resolve(opts.root));
     this.postfix = new PostfixAdapter(opts.root, this.cache);
-    this.services = opts.services ?? chooseServiceDriver(opts.root, this.postfix);
+    // Service state is read live, not cached: every call counts as an uncached read (see readGeneration).
+    const driver = opts.services ?? chooseServiceDriver(opts.root, this.postfix);
+    this.services = new Proxy(driver, {
+      get: (target, prop, receiver) => {
+        const v = Reflect.get(target, prop, receiver) as unknown;
+        if (typeof v !== 'function') return v;
+        return (...args: unknown[]) => {
+          this.uncached++;
+          return (v as (...a: unknown[]) => unknown).apply(target, args);
+        };
+      },
+    });
     this.manageKernelHostname = opts.kernelHostname;
   }
 
@@ -103,7 +114,21 @@ export class HostSystem implements System {
   }
 
   async kernelHostname(): Promise<string | null> {
-    return this.manageKernelHostname ? osHostname() : null;
+    if (!this.manageKernelHostname) return null;
+    this.uncached++;
+    return osHostname();
+  }
+
+  /** Reads that bypass the cache (kernel hostname, services). */
+  private uncached = 0;
+
+  /**
+   * Changes whenever anything a unit may have observed could have changed since: a file
+   * dropped from the cache, our own write, or any read the cache cannot vouch for. Two equal
+   * generations around an observe mean a second observe would see the same.
+   */
+  readGeneration(): string {
+    return `${this.cache.generation}:${this.uncached}`;
   }
 
   /** The files (inside the root) a change writes, for the snapshot. */

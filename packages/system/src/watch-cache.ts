@@ -16,6 +16,8 @@ export class WatchCache {
   /** By file, then by what was derived from it (its text, its stat, a parse of it). */
   private readonly entries = new Map<string, Map<string, Promise<unknown>>>();
   private readonly watchers = new Map<string, FSWatcher>();
+  /** Grows whenever something read may have changed: a drop, an invalidation, or a read that could not be cached. */
+  generation = 0;
 
   /** `top`: the highest directory to watch above a cached file (the sandbox root); none watches only the file's own. */
   constructor(private readonly top?: string) {}
@@ -24,7 +26,10 @@ export class WatchCache {
   get<T>(file: string, kind: string, load: () => Promise<T>): Promise<T> {
     const hit = this.entries.get(file)?.get(kind);
     if (hit) return hit as Promise<T>;
-    if (!this.watched(path.dirname(file))) return load();
+    if (!this.watched(path.dirname(file))) {
+      this.generation++;
+      return load();
+    }
     const value = load();
     let kinds = this.entries.get(file);
     if (!kinds) this.entries.set(file, (kinds = new Map()));
@@ -35,6 +40,7 @@ export class WatchCache {
 
   /** Forget a file (after writing it ourselves). */
   invalidate(file: string): void {
+    this.generation++;
     this.entries.delete(file);
   }
 
@@ -97,6 +103,7 @@ export class WatchCache {
 
   /** Forget everything read at or under a path, and stop watching the directories there (re-watched on the next read). */
   private dropTree(p: string): void {
+    this.generation++;
     for (const key of this.entries.keys()) if (within(key, p)) this.entries.delete(key);
     for (const [dir, w] of this.watchers) {
       if (!within(dir, p)) continue;
