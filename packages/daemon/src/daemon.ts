@@ -99,13 +99,14 @@ export async function startDaemon(config: ResolvedConfig, opts: { log?: Logger; 
   const engine = new Engine(registry, store, system, { kernelHostname: config.kernelHostname, auditKeep: config.auditKeep }, log);
   const bus = new EventBus(store, config.eventKeep);
   await bus.init();
-  const publish = (topic: string, data: unknown): Promise<void> =>
-    bus.publish(topic, data).then(
+  const publishMany = (events: { topic: string; data: unknown }[]): Promise<void> =>
+    bus.publishMany(events).then(
       () => undefined,
-      (err: unknown) => log.error('event not recorded', { topic, error: String(err) }),
+      (err: unknown) => log.error('events not recorded', { topics: events.map((e) => e.topic), error: String(err) }),
     );
+  const publish = (topic: string, data: unknown) => publishMany([{ topic, data }]);
   // Wired before init, so a converge completed at restart still announces itself.
-  engine.onEvent = publish;
+  engine.onEvents = publishMany;
   await engine.init();
   const tokens = new TokenRegistry(store);
   await tokens.init();

@@ -42,13 +42,19 @@ export class EventBus {
   }
 
   /** Record an event durably, then hand it to every matching subscriber. */
-  publish(topic: string, data: unknown): Promise<ScopedEvent> {
+  async publish(topic: string, data: unknown): Promise<ScopedEvent> {
+    return (await this.publishMany([{ topic, data }]))[0]!;
+  }
+
+  /** Record several events in one commit, in order, then hand each to every matching subscriber. */
+  publishMany(items: readonly { topic: string; data: unknown }[]): Promise<ScopedEvent[]> {
     return this.lock.run(async () => {
-      const event: ScopedEvent = { revision: this.revision + 1, topic, time: new Date().toISOString(), data };
-      await this.store.appendEvent(event, this.keep);
-      this.revision = event.revision;
-      for (const s of this.subscribers.values()) if (s.matches(event)) s.send(event);
-      return event;
+      const time = new Date().toISOString();
+      const events = items.map(({ topic, data }, i): ScopedEvent => ({ revision: this.revision + 1 + i, topic, time, data }));
+      await this.store.appendEvents(events, this.keep);
+      this.revision += events.length;
+      for (const event of events) for (const s of this.subscribers.values()) if (s.matches(event)) s.send(event);
+      return events;
     });
   }
 

@@ -31,6 +31,17 @@ export interface AuditEntry {
 const auditKey = (seq: number) => `audit:${String(seq).padStart(12, '0')}`;
 const eventKey = (seq: number) => `event:${String(seq).padStart(12, '0')}`;
 
+/** SQLite that writes several keys in one statement, so one commit (one fsync) instead of one each. */
+class BatchingSqlite extends KeyvSqlite {
+  async setMany(entries: { key: string; value: unknown }[]): Promise<boolean[]> {
+    if (entries.length === 0) return [];
+    const table = (this.opts as { table: string }).table;
+    const rows = entries.map(() => '(?, ?)').join(', ');
+    await this.query(`INSERT INTO ${table} (key, value) VALUES ${rows} ON CONFLICT(key) DO UPDATE SET value=excluded.value`, ...entries.flatMap((e) => [e.key, e.value]));
+    return entries.map(() => true);
+  }
+}
+
 /** The daemon's durable store: keyv over SQLite (or any keyv URI). */
 export class Store {
   private constructor(
@@ -47,7 +58,15 @@ export class Store {
     const file = uri.slice('sqlite://'.length);
     mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
     closeSync(openSync(file, 'a', 0o600));
-    const kv = new Keyv({ store: new KeyvSqlite({ uri, table: 'scoped', busyTimeout: 5_000 }), namespace: 'scoped' });
+    const sqlite = new BatchingSqlite({ uri, table: 'scoped', busyTimeout: 5_000 });
+    // Write-ahead logging: one fsync per commit instead of rollback journaling's several, with
+    // synchronous=FULL kept, so every commit is on disk before it is reported (the converge
+    // journal must be durable before the first file is written). SQLite gives the -wal and
+    // -shm files the database file's mode (0600).
+    await sqlite.query('PRAGMA journal_mode=WAL');
+    await sqlite.query('PRAGMA synchronous=FULL');
+    // A failed write must fail the mutation, never pass silently.
+    const kv = new Keyv({ store: sqlite, namespace: 'scoped', throwOnErrors: true });
     kv.on('error', () => {});
     const store = new Store(kv, uri);
     await kv.get('state');
@@ -64,6 +83,8 @@ export class Store {
   }
 
   private auditSeq: number | undefined;
+  /** The low-water marks of the numbered logs, once read. */
+  private readonly lows: Record<string, number> = {};
 
   /**
    * Append an audit entry durably (SQLite commits before this resolves). Beyond `keep`
@@ -72,7 +93,7 @@ export class Store {
   async appendAudit(entry: AuditEntry, keep = 10_000): Promise<void> {
     this.auditSeq ??= ((await this.kv.get('auditSeq')) as number | undefined) ?? 0;
     const seq = ++this.auditSeq;
-    await this.appendBounded('audit', auditKey, seq, { ...entry, seq }, keep);
+    await this.appendBounded('audit', auditKey, [[seq, { ...entry, seq }]], keep);
   }
 
   /**
@@ -80,15 +101,17 @@ export class Store {
    * older than the newest `keep`, from a stored low-water mark up, so a `keep` lowered
    * between restarts trims the whole excess at once.
    */
-  private async appendBounded(name: string, key: (seq: number) => string, seq: number, value: unknown, keep: number): Promise<void> {
-    await this.kv.set(key(seq), value);
-    await this.kv.set(`${name}Seq`, seq);
-    const low = ((await this.kv.get(`${name}Low`)) as number | undefined) ?? 1;
+  private async appendBounded(name: string, key: (seq: number) => string, entries: [seq: number, value: unknown][], keep: number): Promise<void> {
+    if (entries.length === 0) return;
+    const seq = entries.at(-1)![0];
+    await this.kv.setMany([...entries.map(([n, value]) => ({ key: key(n), value })), { key: `${name}Seq`, value: seq }]);
+    const low = (this.lows[name] ??= ((await this.kv.get(`${name}Low`)) as number | undefined) ?? 1);
     const first = seq - keep + 1;
     if (first <= low) return;
     const stale = Array.from({ length: first - low }, (_, i) => key(low + i));
     for (let i = 0; i < stale.length; i += 500) await this.kv.deleteMany(stale.slice(i, i + 500));
     await this.kv.set(`${name}Low`, first);
+    this.lows[name] = first;
   }
 
   /** The newest `limit` entries that pass `filter`, oldest first. */
@@ -109,9 +132,9 @@ export class Store {
     return ((await this.kv.get('eventSeq')) as number | undefined) ?? 0;
   }
 
-  /** Keep an event durably; beyond `keep` the oldest is dropped. */
-  async appendEvent(event: { revision: number }, keep: number): Promise<void> {
-    await this.appendBounded('event', eventKey, event.revision, event, keep);
+  /** Keep events durably, in one commit; beyond `keep` the oldest are dropped. */
+  async appendEvents(events: { revision: number }[], keep: number): Promise<void> {
+    await this.appendBounded('event', eventKey, events.map((e) => [e.revision, e]), keep);
   }
 
   /** The kept events after a revision, oldest first. */
