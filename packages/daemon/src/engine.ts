@@ -677,11 +677,12 @@ export class Engine {
       }
       await audit('applied');
       crashpoint();
+      // Announced while the journal still stands: a crash before it is cleared makes the restart announce it again (marked recovered) rather than never.
+      await this.announce(m, changedVars, planned);
       if (planned.length) {
         await this.store.saveJournal(undefined);
         crashpoint();
       }
-      await this.announce(m, changedVars, planned);
       this.log.info('applied', { action: m.action, target: m.target, actor: m.actor.name, changes: plan.length, revision: this.state.revision });
       return { status: 'applied', plan, revision: this.state.revision };
     });
