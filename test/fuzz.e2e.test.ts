@@ -32,9 +32,7 @@ import {
   cleanupAll,
   hashTree,
   httpPost,
-  makeRoot,
   pidsMentioning,
-  postfixAvailable,
   rssBytes,
   sleep,
 } from './helpers/sandbox.js';
@@ -940,7 +938,7 @@ describe('fuzzing HTTP and WebSocket /rpc with hostile requests', () => {
   };
 
   beforeAll(async () => {
-    root = postfixAvailable() ? (await PostfixRoot.create()).root : await makeRoot();
+    root = (await PostfixRoot.create()).root;
     await mkdir(path.join(root, 'etc'), { recursive: true });
     await writeFile(path.join(root, 'etc/hostname'), 'fuzz.example.net\n');
     await writeFile(path.join(root, 'etc/hosts'), '127.0.0.1\tlocalhost\n127.0.1.1\tfuzz.example.net fuzz\n');

@@ -6,7 +6,7 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { PostfixSandbox, type RunResult, ScopedDaemon, mustRun, postfixAvailable, run, waitFor } from './helpers/postfix.js';
+import { PostfixSandbox, type RunResult, ScopedDaemon, mustRun, run, waitFor } from './helpers/postfix.js';
 import { RELAY_PASSWORD, RELAY_USER, RelaySink } from './helpers/relay.js';
 
 const REDACTED = '[redacted]';
@@ -55,7 +55,7 @@ async function teardown(): Promise<void> {
   for (const x of results) if (x.status === 'rejected') throw x.reason;
 }
 
-describe.skipIf(!postfixAvailable())('mail scopes against a real Postfix', { timeout: 120_000 }, () => {
+describe('mail scopes against a real Postfix', { timeout: 120_000 }, () => {
   beforeEach(async () => {
     // Each resource is assigned as soon as it exists, so a failed setup still closes what was made.
     try {

@@ -34,7 +34,6 @@ import {
   makeRoot,
   mustRun,
   pidsMentioning,
-  postfixAvailable,
   run,
   sleep,
   waitFor,
@@ -136,7 +135,7 @@ afterAll(async () => {
   await cleanupAll();
 }, 60_000);
 
-describe.skipIf(!postfixAvailable())('security', { timeout: 60_000 }, () => {
+describe('security', { timeout: 60_000 }, () => {
   /** The daemon most blocks share: a Postfix config under its root, and the tokens made below. */
   let box: PostfixRoot;
   let d: Daemon;

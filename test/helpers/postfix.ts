@@ -16,7 +16,6 @@ import path from 'node:path';
 import { PostfixBase } from './postfix-base.js';
 import { type RunResult, ScopedProcess, cpcmd, freePort, httpPost, makeTempDir, mustRun, waitFor } from './proc.js';
 
-export { postfixAvailable } from './postfix-base.js';
 export { REPO, type RunResult, freePort, mustRun, run, waitFor } from './proc.js';
 
 /**

@@ -12,7 +12,6 @@ import path from 'node:path';
 import { PostfixBase } from './postfix-base.js';
 import { type ExitStatus, type RunResult, type ScopedSpawnOptions, ScopedProcess, WsBase, type WsOpenOptions, cpcmd, httpPost, listenersOf, makeTempDir, walkTree } from './proc.js';
 
-export { postfixAvailable } from './postfix-base.js';
 export { CPCMD_BIN, type HttpAnswer, REPO, type RunResult, SCOPED_BIN, alive, cleanEnv, cpcmd, httpPost, mustRun, pidsMentioning, pidsUnder, readOrNull, rssBytes, run, sleep, waitFor } from './proc.js';
 
 export const TMP_PREFIX = 'scoped-sbx-';

@@ -58,14 +58,13 @@ const wait: FlagSpec = { type: 'boolean', allowNo: true, description: 'wait for 
  * Run a mutation as a job and wait for it (progress shows when it takes a while), or with
  * --no-wait answer with the job id at once. A dry run is answered directly.
  */
-async function viaJob<R>(client: Client, start: () => Promise<R | { status: 'queued'; job: string }>, flags: Record<string, unknown>): Promise<Outcome | R> {
+async function viaJob(client: Client, start: () => Promise<ApplyResult | { status: 'queued'; job: string }>, flags: Record<string, unknown>, what: string): Promise<Outcome> {
   const r = await start();
-  if (!(r && typeof r === 'object' && 'job' in r)) return r;
+  if (!('job' in r)) return { data: r, text: applyText(r, what) };
   if (flags.wait === false) return { data: r, text: r.job };
-  return waitForJob<R>(client, r.job);
+  const done = await waitForJob(client, r.job);
+  return { data: done, text: applyText(done, what) };
 }
-
-const isOutcome = (v: unknown): v is Outcome => typeof v === 'object' && v !== null && 'data' in v && !('status' in v);
 
 const driftLines = (drift: readonly Drift[]): string =>
   drift.map((d) => `drift: ${[d.scope, d.var].filter(Boolean).join(' ')} ${d.unit} ${d.target}: expected ${show(d.expected)}, found ${show(d.actual)}`).join('\n');
@@ -174,8 +173,7 @@ export const commands: CommandSpec[] = [
       if (flags['if-revision'] !== undefined) params.ifRevision = flags['if-revision'];
       if (flags.verify) params.verify = true;
       if (!params.dryRun) params.async = true;
-      const r = await viaJob(client, () => client.call('scope.set', params as never), flags);
-      return isOutcome(r) ? r : { data: r, text: applyText(r as ApplyResult, name!) };
+      return viaJob(client, () => client.call('scope.set', params as never), flags, name!);
     },
   },
   {
@@ -220,8 +218,7 @@ export const commands: CommandSpec[] = [
       if (args.length) params.units = args;
       if (flags['dry-run']) params.dryRun = true;
       else params.async = true;
-      const r = await viaJob(client, () => client.call('unit.converge', params), flags);
-      return isOutcome(r) ? r : { data: r, text: applyText(r as ApplyResult, args.length ? args.join(', ') : 'all units') };
+      return viaJob(client, () => client.call('unit.converge', params), flags, args.length ? args.join(', ') : 'all units');
     },
   },
   {

@@ -92,7 +92,6 @@ export class Client {
         if (r.revision < last) last = r.revision;
         for (const e of pending) deliver(e);
         if (last < 0) last = r.revision;
-        return r;
       } finally {
         pending = undefined;
       }

@@ -33,17 +33,17 @@ export class Gate {
     private readonly limiter: FailureLimiter,
   ) {}
 
+  /** Whether a principal let in earlier may still act (its token not revoked or expired since). */
+  stillValid(p: Principal): boolean {
+    return p.tokenId === undefined || this.tokens.active(p.tokenId);
+  }
+
   /**
    * A valid token always gets in, even from an address that is being limited: TCP is loopback
    * only, so every local process shares one address, and a local user's wrong guesses must not
    * lock the admin out. Tokens are 256 random bits, so guessing is hopeless anyway; the limit
    * answers the guesser 429 and keeps its noise bounded.
    */
-  /** Whether a principal let in earlier may still act (its token not revoked or expired since). */
-  stillValid(p: Principal): boolean {
-    return p.tokenId === undefined || this.tokens.active(p.tokenId);
-  }
-
   check(authorization: string | undefined, peer: string): GateResult {
     const presented = bearer(authorization);
     const principal = presented === undefined ? undefined : tokenMatches(presented, this.adminToken) ? ADMIN_TOKEN : this.tokens.verify(presented);

@@ -10,7 +10,7 @@ import cpPlugin from '@scoped/plugin-cp';
 import mailPlugin from '@scoped/plugin-mail';
 import netPlugin from '@scoped/plugin-net';
 import { Gate, loadOrCreateToken } from './auth.js';
-import { ConnectionCap, answerClientErrors } from './transports/tcp.js';
+import { ConnectionCap, answerClientErrors } from './transports/edge.js';
 import type { ResolvedConfig } from './config.js';
 import { Engine } from './engine.js';
 import { EventBus } from './events.js';
@@ -32,12 +32,11 @@ export const VERSION = '0.1.0';
 /** The plugins that ship with scoped. */
 export const firstPartyPlugins: readonly PluginDef[] = [netPlugin, mailPlugin, cpPlugin];
 
-/** What a refused call was about, from params that may be anything at all: a short string. */
+/** What a refused call was about, from params that may be anything at all (the audit clips it). */
 export function auditTarget(params: Record<string, unknown>): string {
   const scalar = (v: unknown) => (typeof v === 'string' || typeof v === 'number' ? String(v) : undefined);
   const units = Array.isArray(params.units) ? params.units.filter((u): u is string => typeof u === 'string').join(',') : undefined;
-  const target = scalar(params.name) ?? scalar(params.id) ?? (units || undefined) ?? 'all';
-  return target.length > 200 ? `${target.slice(0, 200)}…` : target;
+  return scalar(params.name) ?? scalar(params.id) ?? (units || undefined) ?? 'all';
 }
 
 /** A running daemon; close() stops every listener and removes the socket. */

@@ -80,12 +80,11 @@ interface Mutation {
 
 const same = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b);
 
-/** Turns a glob such as `mail.*` into a test. */
 /** Audit entries keep bounded text: a hostile 1 MiB name must not become a 1 MiB row. */
 const clip = (text: string, max: number) => (text.length > max ? `${text.slice(0, max)}…` : text);
 
 /**
- * A glob matcher: `*` any run of characters, `?` one, everything else itself. Linear in the
+ * Turns a glob such as `mail.*` into a test: `*` any run of characters, `?` one, everything else itself. Linear in the
  * name's length times the glob's (no regex, so no catastrophic backtracking on hostile globs).
  */
 export function globTest(glob: string): (name: string) => boolean {
@@ -129,8 +128,6 @@ export class Engine {
   private readonly planned = new Map<UnitDef, { vars: Record<string, unknown>; generation: string; changes: Change[] }>();
   /** scope.get answers, reused while nothing they depend on changed (see get). */
   private readonly answers = new Map<string, { vars: Record<string, unknown>; generation: string; result: GetResult }>();
-  /** Counts committed mutations, so a read that overlapped one can tell. */
-  private commits = 0;
   /** Refusals already in the audit trail, so the RPC layer does not record them twice. */
   readonly audited = new WeakSet<Error>();
   readonly planContext: PlanContext;
@@ -268,7 +265,7 @@ export class Engine {
   async get(name: string, args: readonly unknown[] = []): Promise<GetResult> {
     const scope = this.scope(name);
     const vars = this.vars();
-    const generation = `${this.system.readGeneration()}:${this.registry.outages}`;
+    const generation = this.readStamp();
     const key = args.length ? `${name}\0${JSON.stringify(args)}` : name;
     const last = this.answers.get(key);
     if (last && last.vars === vars && last.generation === generation) return last.result;
@@ -276,7 +273,7 @@ export class Engine {
     const value = await this.scopeCode(scope, 'answer get', () => scope.get(ctx, args));
     const drift = this.driftFor(scope, await this.drift(this.registry.unitsReading(scope.vars), vars, name));
     const result = { name, value: redactValue(value, scope.secretFields), revision: this.scopeRevision(scope), drift };
-    if (!this.lock.busy && `${this.system.readGeneration()}:${this.registry.outages}` === generation && this.vars() === vars) {
+    if (!this.lock.busy && this.readStamp() === generation && this.vars() === vars) {
       if (this.answers.size >= 1_000) this.answers.clear();
       this.answers.set(key, { vars, generation, result });
     }
@@ -285,12 +282,14 @@ export class Engine {
 
   /** Differences between what the vars ask of these units and what the system has. */
   async drift(units: readonly UnitDef[], vars: Record<string, unknown> = this.vars(), scope?: string): Promise<Drift[]> {
-    const commits = this.commits;
+    const state = this.state;
+    const stamp = this.readStamp();
     const quiet = !this.lock.busy;
     const planned = await this.plan(units, vars, true);
     const drift = this.driftOf(planned, scope);
-    // Published only from a read that no converge overlapped: a half-applied system is not drift.
-    if (!quiet || this.lock.busy || commits !== this.commits) return drift;
+    // Published only from a read that no converge overlapped (a commit replaces the state, a write
+    // moves the read stamp): a half-applied system is not drift.
+    if (!quiet || this.lock.busy || state !== this.state || stamp !== this.readStamp()) return drift;
     for (const unit of units) {
       const mine = drift.filter((d) => d.unit === unit.name);
       const signature = JSON.stringify(mine);
@@ -368,12 +367,17 @@ export class Engine {
    * writes and any uncached read); otherwise planned afresh. Mutations never reuse a plan.
    */
   private async planForRead(unit: UnitDef, vars: Record<string, unknown>): Promise<Change[]> {
-    const generation = this.system.readGeneration();
+    const generation = this.readStamp();
     const last = this.planned.get(unit);
-    if (last && last.vars === vars && last.generation === generation && !this.registry.disabled('unit', unit.name)) return last.changes;
+    if (last && last.vars === vars && last.generation === generation) return last.changes;
     const changes = await this.planUnit(unit, vars);
-    if (this.system.readGeneration() === generation) this.planned.set(unit, { vars, generation, changes });
+    if (this.readStamp() === generation) this.planned.set(unit, { vars, generation, changes });
     return changes;
+  }
+
+  /** Changes whenever a read's answer could: anything read may have changed, or a plugin was taken out of service. */
+  private readStamp(): string {
+    return `${this.system.readGeneration()}:${this.registry.outages}`;
   }
 
   /** Run a unit's own code within its time limit. */
@@ -672,7 +676,6 @@ export class Engine {
         const state: State = { revision, vars, varRevisions };
         await this.store.saveState(state);
         this.state = state;
-        this.commits++;
         crashpoint();
       }
       await audit('applied');
@@ -766,6 +769,7 @@ export class Engine {
  * call: a scope.get runs several limited calls, and thousands of them run each second.
  */
 const deadlines = new Set<{ at: number; expire: () => void }>();
+const WATCHDOG_MS = 100;
 let watchdog: NodeJS.Timeout | undefined;
 
 function withTimeout<T>(p: Promise<T>, ms: number, message: string | (() => string)): Promise<T> {
@@ -783,7 +787,7 @@ function withTimeout<T>(p: Promise<T>, ms: number, message: string | (() => stri
         clearInterval(watchdog);
         watchdog = undefined;
       }
-    }, Math.min(100, ms)).unref();
+    }, WATCHDOG_MS).unref();
     p.then(
       (v) => {
         deadlines.delete(entry);

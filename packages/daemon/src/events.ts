@@ -11,7 +11,6 @@ export interface ScopedEvent {
 }
 
 interface Subscriber {
-  id: string;
   matches: (event: ScopedEvent) => boolean;
   send: (event: ScopedEvent) => void;
 }
@@ -35,15 +34,6 @@ export class EventBus {
 
   async init(): Promise<void> {
     this.revision = await this.store.eventRevision();
-  }
-
-  get current(): number {
-    return this.revision;
-  }
-
-  /** Record an event durably, then hand it to every matching subscriber. */
-  async publish(topic: string, data: unknown): Promise<ScopedEvent> {
-    return (await this.publishMany([{ topic, data }]))[0]!;
   }
 
   /** Record several events in one commit, in order, then hand each to every matching subscriber. */
@@ -81,7 +71,7 @@ export class EventBus {
         gap = (missed[0]?.revision ?? this.revision + 1) > since + 1;
         for (const e of missed) if (matches(e)) send(e, id);
       }
-      this.subscribers.set(id, { id, matches, send: (e) => send(e, id) });
+      this.subscribers.set(id, { matches, send: (e) => send(e, id) });
       return { id, revision: this.revision, gap };
     });
   }

@@ -107,8 +107,8 @@ export function registerHandlers(
     const run = engine.prepareConverge(params, actor(ctx));
     return { status: 'queued' as const, job: jobs.start('unit.converge', params.units?.join(',') || 'all', ownerKey(ctx.principal), run).id };
   });
-  rpc.register(m.jobGet, ({ id }, ctx) => jobs.get(id, viewerKey(ctx.principal)) as never);
-  rpc.register(m.jobCancel, ({ id }, ctx) => jobs.cancel(id, viewerKey(ctx.principal)) as never);
+  rpc.register(m.jobGet, ({ id }, ctx) => jobs.get(id, viewerKey(ctx.principal)));
+  rpc.register(m.jobCancel, ({ id }, ctx) => jobs.cancel(id, viewerKey(ctx.principal)));
 
   rpc.register(m.eventsSubscribe, async ({ topics, since }, ctx) => {
     const conn = ctx.connection;

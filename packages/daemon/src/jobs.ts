@@ -1,28 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { ErrorCodes, RpcError } from '@scoped/protocol';
+import { ErrorCodes, type Job, RpcError } from '@scoped/protocol';
 import type { Progress } from './engine.js';
 import type { Logger } from './log.js';
-
-export type JobState = 'queued' | 'running' | 'done' | 'failed' | 'cancelled';
-
-/** A converge that runs in the background, with its progress: one step per change applied. */
-export interface Job {
-  id: string;
-  action: string;
-  target: string;
-  state: JobState;
-  done: number;
-  total: number;
-  /** The last change applied, described safely. */
-  step: string | null;
-  result?: unknown;
-  error?: { code: number; message: string; data?: unknown };
-  createdAt: string;
-  updatedAt: string;
-}
-
-/** What a running job's work gets: a cancel signal and a way to report its size and each step. */
-export type JobControl = Progress;
 
 /**
  * Jobs in memory (the newest `keep`); every state change and step is published as an event
@@ -38,7 +17,7 @@ export class JobManager {
   ) {}
 
   /** `owner` identifies who started it (a token id, or the admin's name): only they and admins may see or cancel it. */
-  start(action: string, target: string, owner: string, work: (ctl: JobControl) => Promise<unknown>): Job {
+  start(action: string, target: string, owner: string, work: (ctl: Progress) => Promise<unknown>): Job {
     const now = new Date().toISOString();
     const job: Job = { id: `job-${randomBytes(6).toString('hex')}`, action, target, state: 'queued', done: 0, total: 0, step: null, createdAt: now, updatedAt: now };
     const abort = new AbortController();
@@ -49,14 +28,13 @@ export class JobManager {
       if (e.job.state !== 'queued' && e.job.state !== 'running') this.jobs.delete(id);
     }
     const touch = (changes: Partial<Job>) => Object.assign(job, changes, { updatedAt: new Date().toISOString() });
-    const ctl: JobControl = {
+    const ctl: Progress = {
       signal: abort.signal,
       started: () => {
         if (job.state === 'queued') touch({ state: 'running' });
       },
       begin: (total) => void touch({ total }),
       step: (summary, done, total) => {
-        if (job.state === 'queued') touch({ state: 'running' });
         touch({ step: summary, done, total });
         this.publish('job.progress', { job: job.id, owner, done, total, step: summary });
       },
@@ -66,14 +44,14 @@ export class JobManager {
       work(ctl).then(
         // Done when the work finished, even if a cancel came after its last change: it was applied and stands.
         (result) => {
-          touch({ state: 'done', result });
+          touch({ state: 'done', result: result as Job['result'] });
           this.publish('job.done', { job: job.id, action, target, owner });
         },
         // Failed or cancelled: either way the engine rolled back what the job had applied.
         (err: unknown) => {
           if (!(err instanceof RpcError)) this.log.error('job failed', { job: job.id, action, target, error: err instanceof Error ? (err.stack ?? err.message) : String(err) });
           const e = err instanceof RpcError ? err : new RpcError(ErrorCodes.InternalError, 'Internal error (the daemon log has the detail)');
-          touch({ state: abort.signal.aborted ? 'cancelled' : 'failed', error: e.toJSON() });
+          touch({ state: abort.signal.aborted ? 'cancelled' : 'failed', error: e.toJSON() as Job['error'] });
           this.publish(`job.${job.state}`, { job: job.id, action, target, owner, error: e.message });
         },
       );

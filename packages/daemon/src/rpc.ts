@@ -35,11 +35,6 @@ const errorResponse = (id: unknown, code: number, message: string, data?: unknow
 
 const validId = (id: unknown): id is string | number | null => typeof id === 'string' || typeof id === 'number' || id === null;
 
-/**
- * JSON-RPC 2.0 dispatch over any transport: parses text, enforces the batch limit, answers
- * batches as arrays and notifications with nothing, validates params with each method's zod
- * schema, and maps every error to a code that is never 0.
- */
 const MAX_PARAMS_DEPTH = 32;
 
 /** Whether a JSON value nests deeper than `max` arrays and objects, found without recursion. */
@@ -54,6 +49,11 @@ export function depthExceeds(value: unknown, max: number): boolean {
   return false;
 }
 
+/**
+ * JSON-RPC 2.0 dispatch over any transport: parses text, enforces the batch limit, answers
+ * batches as arrays and notifications with nothing, validates params with each method's zod
+ * schema, and maps every error to a code that is never 0.
+ */
 export class RpcDispatcher {
   private readonly server: JSONRPCServer<CallContext>;
 

@@ -28,8 +28,12 @@ export interface AuditEntry {
   revision: number;
 }
 
-const auditKey = (seq: number) => `audit:${String(seq).padStart(12, '0')}`;
-const eventKey = (seq: number) => `event:${String(seq).padStart(12, '0')}`;
+/** Keys of a numbered log, sorting in order: `audit:000000000042`. */
+const logKey = (name: string) => (seq: number) => `${name}:${String(seq).padStart(12, '0')}`;
+const auditKey = logKey('audit');
+const eventKey = logKey('event');
+/** Entries read from a log in one query at most. */
+const SPAN = 500;
 
 /** SQLite that writes several keys in one statement, so one commit (one fsync) instead of one each. */
 class BatchingSqlite extends KeyvSqlite {
@@ -93,23 +97,24 @@ export class Store {
   async appendAudit(entry: AuditEntry, keep = 10_000): Promise<void> {
     this.auditSeq ??= ((await this.kv.get('auditSeq')) as number | undefined) ?? 0;
     const seq = ++this.auditSeq;
-    await this.appendBounded('audit', auditKey, [[seq, { ...entry, seq }]], keep);
+    await this.appendBounded('audit', [[seq, { ...entry, seq }]], keep);
   }
 
   /**
-   * Write entry `seq` of a numbered log and its sequence number, then delete everything
+   * Write entries of the numbered log `name` and its sequence number, then delete everything
    * older than the newest `keep`, from a stored low-water mark up, so a `keep` lowered
    * between restarts trims the whole excess at once.
    */
-  private async appendBounded(name: string, key: (seq: number) => string, entries: [seq: number, value: unknown][], keep: number): Promise<void> {
+  private async appendBounded(name: 'audit' | 'event', entries: [seq: number, value: unknown][], keep: number): Promise<void> {
     if (entries.length === 0) return;
+    const key = name === 'audit' ? auditKey : eventKey;
     const seq = entries.at(-1)![0];
     await this.kv.setMany([...entries.map(([n, value]) => ({ key: key(n), value })), { key: `${name}Seq`, value: seq }]);
     const low = (this.lows[name] ??= ((await this.kv.get(`${name}Low`)) as number | undefined) ?? 1);
     const first = seq - keep + 1;
     if (first <= low) return;
     const stale = Array.from({ length: first - low }, (_, i) => key(low + i));
-    for (let i = 0; i < stale.length; i += 500) await this.kv.deleteMany(stale.slice(i, i + 500));
+    for (let i = 0; i < stale.length; i += SPAN) await this.kv.deleteMany(stale.slice(i, i + SPAN));
     await this.kv.set(`${name}Low`, first);
     this.lows[name] = first;
   }
@@ -118,14 +123,18 @@ export class Store {
   async auditEntries(limit = 100, filter: (e: AuditEntry) => boolean = () => true): Promise<AuditEntry[]> {
     const seq = ((await this.kv.get('auditSeq')) as number | undefined) ?? 0;
     const out: AuditEntry[] = [];
-    for (let hi = seq; hi >= 1 && out.length < limit; hi -= 500) {
-      const keys = [];
-      for (let i = hi; i > Math.max(0, hi - 500); i--) keys.push(auditKey(i));
-      const batch = (await this.kv.getMany(keys)) as (AuditEntry | undefined)[];
-      if (batch.every((e) => e === undefined)) break;
-      for (const e of batch) if (e && filter(e) && out.length < limit) out.push(e);
+    for (let hi = seq; hi >= 1 && out.length < limit; hi -= SPAN) {
+      const batch = await this.span<AuditEntry>(auditKey, Math.max(1, hi - SPAN + 1), hi);
+      if (batch.length === 0) break;
+      for (const e of batch.reverse()) if (filter(e) && out.length < limit) out.push(e);
     }
     return out.reverse();
+  }
+
+  /** The entries `lo..hi` of a numbered log that are kept, oldest first. */
+  private async span<T>(key: (seq: number) => string, lo: number, hi: number): Promise<T[]> {
+    const keys = Array.from({ length: Math.max(0, hi - lo + 1) }, (_, i) => key(lo + i));
+    return ((await this.kv.getMany(keys)) as (T | undefined)[]).filter((e): e is T => e !== undefined);
   }
 
   async eventRevision(): Promise<number> {
@@ -134,18 +143,14 @@ export class Store {
 
   /** Keep events durably, in one commit; beyond `keep` the oldest are dropped. */
   async appendEvents(events: { revision: number }[], keep: number): Promise<void> {
-    await this.appendBounded('event', eventKey, events.map((e) => [e.revision, e]), keep);
+    await this.appendBounded('event', events.map((e) => [e.revision, e]), keep);
   }
 
   /** The kept events after a revision, oldest first. */
   async eventsAfter<T extends { revision: number }>(since: number, keep: number): Promise<T[]> {
     const last = await this.eventRevision();
     const out: T[] = [];
-    for (let lo = Math.max(since + 1, last - keep + 1); lo <= last; lo += 500) {
-      const keys = [];
-      for (let i = lo; i < Math.min(lo + 500, last + 1); i++) keys.push(eventKey(i));
-      for (const e of (await this.kv.getMany(keys)) as (T | undefined)[]) if (e) out.push(e);
-    }
+    for (let lo = Math.max(since + 1, last - keep + 1); lo <= last; lo += SPAN) out.push(...(await this.span<T>(eventKey, lo, Math.min(lo + SPAN - 1, last))));
     return out;
   }
 

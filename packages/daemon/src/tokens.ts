@@ -82,20 +82,22 @@ export class TokenRegistry {
     return { ...t };
   }
 
-  /** The principal a presented token stands for, or undefined when it is unknown, revoked or expired. */
-  /** Whether a token is still good: not revoked, not expired (checked again on every message of a long-lived connection). */
-  active(id: string): boolean {
+  /** A token that exists and is neither revoked nor expired. */
+  private usable(id: string | undefined): StoredToken | undefined {
     const t = this.tokens.find((x) => x.id === id);
-    return t !== undefined && !t.revoked && !(t.expiresAt && Date.parse(t.expiresAt) <= Date.now());
+    return t && !t.revoked && !(t.expiresAt && Date.parse(t.expiresAt) <= Date.now()) ? t : undefined;
   }
 
+  /** Whether a token is still good (checked again on every message of a long-lived connection). */
+  active(id: string): boolean {
+    return this.usable(id) !== undefined;
+  }
+
+  /** The principal a presented token stands for, or undefined when it is unknown, revoked or expired. */
   verify(presented: string): Principal | undefined {
     const m = /^scoped_([0-9a-f]{8})_([\w-]{16,})$/.exec(presented);
-    if (!m) return undefined;
-    const t = this.tokens.find((x) => x.id === m[1]);
-    if (!t || t.revoked) return undefined;
-    if (!timingSafeEqual(sha256(m[2]!), Buffer.from(t.hash, 'hex'))) return undefined;
-    if (t.expiresAt && Date.parse(t.expiresAt) <= Date.now()) return undefined;
+    const t = this.usable(m?.[1]);
+    if (!m || !t || !timingSafeEqual(sha256(m[2]!), Buffer.from(t.hash, 'hex'))) return undefined;
     t.lastUsedAt = new Date().toISOString();
     this.dirty = true;
     return { name: t.name, role: t.role, scopes: t.scopes, tokenId: t.id };

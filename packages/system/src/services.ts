@@ -41,7 +41,11 @@ export const SPAM_DAEMONS: Record<string, DaemonSpec> = {
   spamassassin: { program: '/usr/sbin/spamd', start: ['--daemonize', '--create-prefs', '--max-children', '5', '--pidfile', '/run/spamd.pid'], pidFile: '/run/spamd.pid' },
 };
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** Poll `done` every 50 ms for up to `ms`; whether it came true. */
+async function until(done: () => Promise<boolean>, ms: number): Promise<boolean> {
+  for (const end = Date.now() + ms; Date.now() < end; await new Promise((r) => setTimeout(r, 50))) if (await done()) return true;
+  return done();
+}
 
 /**
  * The pid in a pid file when that process is alive and is the program (a stale pid file may
@@ -96,23 +100,19 @@ export class DirectServiceDriver implements ServiceDriver {
     }
     const daemon = this.daemons[service];
     if (!daemon) throw new Error(`scoped cannot ${action} ${service} here (a sandbox root, or an unknown service); ${action} it by hand`);
-    const pid = await livePid(daemon.pidFile, daemon.program);
+    const running = () => livePid(daemon.pidFile, daemon.program);
+    const pid = await running();
     if (action === 'reload' && pid !== null) return void process.kill(pid, 'SIGHUP');
-    if ((action === 'stop' || action === 'restart') && pid !== null) await this.stopPid(service, daemon, pid);
-    if (action === 'start' || action === 'restart' || (action === 'reload' && pid === null)) {
-      if ((await livePid(daemon.pidFile, daemon.program)) !== null) return;
-      await exec(daemon.program, daemon.start, { timeoutMs: 60_000 });
-      for (let i = 0; i < 100 && (await livePid(daemon.pidFile, daemon.program)) === null; i++) await sleep(100);
-      if ((await livePid(daemon.pidFile, daemon.program)) === null) throw new Error(`${service} did not start: no live pid in ${daemon.pidFile} after 10 s`);
+    if ((action === 'stop' || action === 'restart') && pid !== null) {
+      process.kill(pid, 'SIGTERM');
+      // Gone, or its pid file no longer names it (an unreaped zombie still answers signal 0).
+      if (!(await until(async () => !alive(pid) || (await running()) !== pid, 5_000))) throw new Error(`${service} (pid ${pid}) did not stop within 5 s of SIGTERM`);
     }
-  }
-
-  /** SIGTERM, then wait until the process is gone or its pid file no longer names it (an unreaped zombie still answers signal 0). */
-  private async stopPid(service: string, daemon: DaemonSpec, pid: number): Promise<void> {
-    process.kill(pid, 'SIGTERM');
-    const stopped = async () => !alive(pid) || (await livePid(daemon.pidFile, daemon.program)) !== pid;
-    for (let i = 0; i < 100 && !(await stopped()); i++) await sleep(50);
-    if (!(await stopped())) throw new Error(`${service} (pid ${pid}) did not stop within 5 s of SIGTERM`);
+    if (action === 'start' || action === 'restart' || (action === 'reload' && pid === null)) {
+      if ((await running()) !== null) return;
+      await exec(daemon.program, daemon.start, { timeoutMs: 60_000 });
+      if (!(await until(async () => (await running()) !== null, 10_000))) throw new Error(`${service} did not start: no live pid in ${daemon.pidFile} after 10 s`);
+    }
   }
 }
 

@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ErrorCodes } from '@scoped/protocol';
 import type { Gate } from '../auth.js';
-import type { ConnectionCap } from './tcp.js';
+import { type ConnectionCap, errorText, gateRefusal, writeRefusal } from './edge.js';
 import type { CallContext, RpcDispatcher } from '../rpc.js';
 import { ADMIN_SOCKET } from '../tokens.js';
 
@@ -13,8 +13,6 @@ export interface HttpOptions {
   /** The TCP connection cap; its refused connections are answered 503. */
   cap?: ConnectionCap;
 }
-
-const rpcError = (code: number, message: string) => JSON.stringify({ jsonrpc: '2.0', id: null, error: { code, message } });
 
 function send(res: ServerResponse, status: number, body?: string): void {
   if (body === undefined) {
@@ -28,29 +26,17 @@ function send(res: ServerResponse, status: number, body?: string): void {
 export function httpHandler(dispatcher: RpcDispatcher, opts: HttpOptions) {
   return (req: IncomingMessage, res: ServerResponse): void => {
     let principal = ADMIN_SOCKET;
-    if (opts.cap?.refuses(req.socket)) {
-      const a = opts.cap.answer;
-      res.writeHead(a.status, a.headers).end(a.body);
-      req.resume();
-      return;
-    }
+    if (opts.cap?.refuses(req.socket)) return void (writeRefusal(res, opts.cap.answer), req.resume());
     if (opts.gate) {
       const verdict = opts.gate.check(req.headers.authorization, req.socket.remoteAddress ?? 'unknown');
-      if (!verdict.ok) {
-        if (verdict.status === 401) res.setHeader('www-authenticate', 'Bearer');
-        if (verdict.retryAfter) res.setHeader('retry-after', String(verdict.retryAfter));
-        res.setHeader('connection', 'close');
-        send(res, verdict.status, rpcError(verdict.code, verdict.message));
-        req.resume();
-        return;
-      }
+      if (!verdict.ok) return void (writeRefusal(res, gateRefusal(verdict)), req.resume());
       principal = verdict.principal;
     }
     const url = (req.url ?? '/').split('?')[0];
-    if (url !== '/rpc') return void (send(res, 404, rpcError(ErrorCodes.InvalidRequest, 'Not found: JSON-RPC is served at POST /rpc')), req.resume());
+    if (url !== '/rpc') return void (send(res, 404, errorText(ErrorCodes.InvalidRequest, 'Not found: JSON-RPC is served at POST /rpc')), req.resume());
     if (req.method !== 'POST') {
       res.setHeader('allow', 'POST');
-      send(res, 405, rpcError(ErrorCodes.InvalidRequest, 'Method not allowed: use POST /rpc, or a WebSocket on /rpc'));
+      send(res, 405, errorText(ErrorCodes.InvalidRequest, 'Method not allowed: use POST /rpc, or a WebSocket on /rpc'));
       req.resume();
       return;
     }
@@ -63,7 +49,7 @@ export function httpHandler(dispatcher: RpcDispatcher, opts: HttpOptions) {
       if (size > opts.maxBodyBytes) {
         refused = true;
         res.setHeader('connection', 'close');
-        send(res, 413, rpcError(ErrorCodes.TooLarge, `Request too large: the body exceeds the limit of ${opts.maxBodyBytes} bytes`));
+        send(res, 413, errorText(ErrorCodes.TooLarge, `Request too large: the body exceeds the limit of ${opts.maxBodyBytes} bytes`));
         return;
       }
       chunks.push(chunk);
@@ -75,7 +61,7 @@ export function httpHandler(dispatcher: RpcDispatcher, opts: HttpOptions) {
       if (peer) ctx.peer = peer;
       dispatcher.handleText(Buffer.concat(chunks).toString('utf8'), ctx).then(
         (body) => (body === null ? send(res, 204) : send(res, 200, body)),
-        () => send(res, 500, rpcError(ErrorCodes.InternalError, 'Internal error')),
+        () => send(res, 500, errorText(ErrorCodes.InternalError, 'Internal error')),
       );
     });
     req.on('error', () => res.destroy());

@@ -3,7 +3,7 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { ErrorCodes } from '@scoped/protocol/errors';
 import type { Gate } from '../auth.js';
-import { type ConnectionCap, rawResponse } from './tcp.js';
+import { type ConnectionCap, endWithRefusal, errorText, gateRefusal, refusal } from './edge.js';
 import type { CallContext, Connection, RpcDispatcher } from '../rpc.js';
 
 export interface WsOptions {
@@ -22,25 +22,17 @@ export function attachWebSocket(server: Server, dispatcher: RpcDispatcher, opts:
 
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     const url = (req.url ?? '/').split('?')[0];
-    if (url !== '/rpc') return void socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
-    if (opts.cap.refuses(req.socket)) {
-      const a = opts.cap.answer;
-      return void socket.end(rawResponse('503 Service Unavailable', a.headers, a.body));
-    }
+    if (url !== '/rpc') return endWithRefusal(socket, refusal(404, ErrorCodes.InvalidRequest, 'Not found: JSON-RPC is served at POST /rpc and WebSocket /rpc'));
+    if (opts.cap.refuses(req.socket)) return endWithRefusal(socket, opts.cap.answer);
     const verdict = opts.gate.check(req.headers.authorization, req.socket.remoteAddress ?? 'unknown');
-    if (!verdict.ok) {
-      const body = JSON.stringify({ jsonrpc: '2.0', id: null, error: { code: verdict.code, message: verdict.message } });
-      const headers: Record<string, string> = { 'www-authenticate': 'Bearer', connection: 'close', 'content-type': 'application/json' };
-      if (verdict.retryAfter) headers['retry-after'] = String(verdict.retryAfter);
-      return void socket.end(rawResponse(verdict.status === 401 ? '401 Unauthorized' : '429 Too Many Requests', headers, body));
-    }
+    if (!verdict.ok) return endWithRefusal(socket, gateRefusal(verdict));
     wss.handleUpgrade(req, socket, head, (ws) => {
       const closers: (() => void)[] = [];
       // A token revoked or expired while the connection is open ends it at its next message or event.
       const revoked = (): boolean => {
         if (opts.gate.stillValid(verdict.principal)) return false;
         if (ws.readyState === ws.OPEN) {
-          ws.send(JSON.stringify({ jsonrpc: '2.0', id: null, error: { code: ErrorCodes.Unauthorized, message: 'Unauthorized: the token was revoked or has expired' } }));
+          ws.send(errorText(ErrorCodes.Unauthorized, 'Unauthorized: the token was revoked or has expired'));
           ws.close(4401, 'token revoked or expired');
         }
         return true;
