@@ -2,7 +2,7 @@ import { REDACTED } from '@scoped/protocol';
 import { ScopeInputError, type ScopeContext, defineScope } from '@scoped/sdk';
 import { z } from 'zod';
 import { AUTH_MAP, MAIN_CF } from './configure-postfix.js';
-import { verifyRelay } from './smtp-verify.js';
+import { verifyDeadlineMs, verifyRelay } from './smtp-verify.js';
 import { filtersIn } from './spam-filter.js';
 import { SmartHost } from './vars.js';
 
@@ -90,7 +90,7 @@ export const smartHostScope = defineScope<SmartHostValue>({
     if (value === false) return;
     const level = (ctx.vars.postfix_smtp_tls_security_level as string) || 'encrypt';
     try {
-      await verifyRelay(value, { tlsLevel: level });
+      await verifyRelay(value, { tlsLevel: level, timeoutMs: verifyDeadlineMs() });
     } catch (err) {
       throw new ScopeInputError(`--verify failed, nothing was changed: ${(err as Error).message}`);
     }
