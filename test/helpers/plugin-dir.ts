@@ -6,7 +6,7 @@
  * symlink to the workspace's sdk package, which is what npm's workspace install makes too.
  */
 import { realpathSync } from 'node:fs';
-import { mkdir, rm, symlink, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { REPO, makeTempDir } from './proc.js';
 
@@ -26,7 +26,7 @@ export class PluginDirs {
    */
   async write(folder: string, source: string, opts: { name?: string; apiVersion?: unknown } = {}): Promise<string> {
     const dir = path.join(this.dir, folder);
-    await mkdir(path.join(dir, 'node_modules/@scoped'), { recursive: true });
+    const created = await mkdir(path.join(dir, 'node_modules/@scoped'), { recursive: true });
     const manifest = {
       name: opts.name ?? `scoped-plugin-${folder}`,
       version: '1.0.0',
@@ -37,6 +37,9 @@ export class PluginDirs {
     };
     await writeFile(path.join(dir, 'package.json'), `${JSON.stringify(manifest, null, 2)}\n`);
     await writeFile(path.join(dir, 'index.js'), source);
+    // scoped loads only plugins that are root's and writable by nobody else: modes set outright, whatever the umask.
+    for (let d = path.join(dir, 'node_modules/@scoped'); created && d.startsWith(created); d = path.dirname(d)) await chmod(d, 0o755);
+    for (const f of ['package.json', 'index.js']) await chmod(path.join(dir, f), 0o644);
     await symlink(realpathSync(path.join(REPO, 'node_modules/@scoped/sdk')), path.join(dir, 'node_modules/@scoped/sdk'), 'dir');
     return dir;
   }

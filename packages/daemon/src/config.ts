@@ -52,7 +52,7 @@ export interface ResolvedConfig {
   eventKeep: number;
   /** Third-party plugins: directories or npm package names. */
   plugins: string[];
-  /** A directory whose subdirectories are plugins. */
+  /** A directory whose subdirectories are plugins; outside the install, so installing scoped never adds one. */
   pluginDir: string;
 }
 
@@ -77,7 +77,9 @@ Options:
   --auth-failure-limit N, --auth-failure-window-ms N, --audit-keep N, --event-keep N
                          the same limits as flags
   --plugin DIR|PACKAGE   load a third-party plugin (repeatable; also the config key plugins: [...])
-  --plugin-dir DIR       load every plugin directory in DIR (default ROOT/usr/local/lib/scoped/plugins)
+  --plugin-dir DIR       load every plugin directory in DIR (default ROOT/etc/scoped/plugins); plugins run as
+                         root, so one is loaded only when it, its files and every directory above it are
+                         owned by root and writable by nobody else
   --log-level LEVEL      info, warn, error or silent (default info)
   -h, --help             show this help
 `;
@@ -190,6 +192,6 @@ export function loadConfig(argv: readonly string[]): ResolvedConfig | 'help' {
     auditKeep: c.auditKeep,
     eventKeep: c.eventKeep,
     plugins: c.plugins,
-    pluginDir: path.resolve(c.pluginDir ?? under('usr/local/lib/scoped/plugins')),
+    pluginDir: path.resolve(c.pluginDir ?? under('etc/scoped/plugins')),
   };
 }

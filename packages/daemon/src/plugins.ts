@@ -4,6 +4,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { API_VERSION, type PluginDef, z } from '@scoped/sdk';
 import type { Logger } from './log.js';
+import { TrustChecker } from './plugin-trust.js';
 import type { Registry } from './registry.js';
 
 const isZod = (v: unknown) => v instanceof z.ZodType;
@@ -75,10 +76,16 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   );
 }
 
-/** Load one plugin package directory into the registry; a failure is recorded, never thrown. */
-async function loadDir(dir: string, registry: Registry, log: Logger, timeoutMs: number): Promise<void> {
+/**
+ * Load one plugin package directory into the registry; a failure is recorded, never thrown.
+ * Nothing of it is read before its directory, every file in it and every directory above it
+ * are found to be root's alone: a plugin runs as root.
+ */
+async function loadDir(dir: string, registry: Registry, log: Logger, timeoutMs: number, trust: TrustChecker): Promise<void> {
   let label = dir;
   try {
+    const untrusted = trust.plugin(dir);
+    if (untrusted) throw new Error(untrusted);
     const manifestPath = path.join(dir, 'package.json');
     if (!existsSync(manifestPath)) throw new Error(`no package.json in ${dir}`);
     const pkg = JSON.parse(readFileSync(manifestPath, 'utf8')) as Manifest;
@@ -86,7 +93,10 @@ async function loadDir(dir: string, registry: Registry, log: Logger, timeoutMs: 
     const api = pkg.scoped?.apiVersion;
     if (api === undefined) throw new Error('package.json does not declare "scoped": {"apiVersion": 1}');
     if (Number(String(api).replace(/^[\^~]/, '')) !== API_VERSION) throw new Error(`it needs plugin API ${String(api)}; this daemon speaks ${API_VERSION}`);
-    const mod = (await withTimeout(import(pathToFileURL(entryOf(dir, pkg)).href), timeoutMs, label)) as { default?: unknown };
+    const entry = entryOf(dir, pkg);
+    const entryUntrusted = trust.file(entry);
+    if (entryUntrusted) throw new Error(entryUntrusted);
+    const mod = (await withTimeout(import(pathToFileURL(entry).href), timeoutMs, label)) as { default?: unknown };
     const problem = pluginProblem(mod.default);
     if (problem) throw new Error(problem);
     const status = registry.add(mod.default as PluginDef, dir);
@@ -99,9 +109,19 @@ async function loadDir(dir: string, registry: Registry, log: Logger, timeoutMs: 
   }
 }
 
+/** The directory of the package a file belongs to: the nearest one above it with a package.json. */
+function packageRoot(file: string): string {
+  for (let dir = path.dirname(file); dir !== path.dirname(dir); dir = path.dirname(dir)) {
+    if (existsSync(path.join(dir, 'package.json'))) return dir;
+  }
+  return path.dirname(file);
+}
+
 /**
  * Load third-party plugins: each entry of `specs` (a directory, or an npm package name
- * resolvable from the daemon), then every directory in `dir`. A plugin that throws, hangs
+ * resolvable from the daemon), then every directory in `dir`. A plugin (or `dir`) that
+ * someone other than root owns or may write to is refused before any of it is read. A
+ * plugin that throws, hangs
  * while loading, declares another API version, collides with a loaded name or has an
  * invalid shape is recorded as failed; the others load regardless.
  */
@@ -118,11 +138,19 @@ export async function loadPlugins(specs: readonly string[], dir: string | undefi
       }
     }
   }
+  const trust = new TrustChecker([packageRoot(require.resolve('@scoped/sdk'))]);
   if (dir && existsSync(dir)) {
-    for (const name of readdirSync(dir).sort()) {
-      const full = path.join(dir, name);
-      if (statSync(full).isDirectory()) dirs.push(full);
+    const untrusted = trust.container(dir);
+    if (untrusted) {
+      // Anyone who can write to it could add a plugin: load none of what it holds.
+      registry.recordFailure(dir, untrusted, dir);
+      log.error('plugin directory refused', { dir, error: untrusted });
+    } else {
+      for (const name of readdirSync(dir).sort()) {
+        const full = path.join(dir, name);
+        if (statSync(full).isDirectory()) dirs.push(full);
+      }
     }
   }
-  for (const d of dirs) await loadDir(d, registry, log, timeoutMs);
+  for (const d of dirs) await loadDir(d, registry, log, timeoutMs, trust);
 }
