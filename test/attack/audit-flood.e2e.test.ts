@@ -10,6 +10,7 @@
  * minute, and the store barely grew.
  */
 import { stat } from 'node:fs/promises';
+import sqlite3 from 'sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Daemon, PostfixRoot, cleanupAll, cpcmd, httpPost } from '../helpers/sandbox.js';
 
@@ -40,6 +41,16 @@ async function storeBytes(file: string): Promise<number> {
   let total = 0;
   for (const f of [file, `${file}-wal`]) total += await stat(f).then((s) => s.size, () => 0);
   return total;
+}
+
+/** Run one statement on a stopped daemon's store. */
+function sql<T = Record<string, unknown>>(file: string, statement: string, ...params: unknown[]): Promise<T[]> {
+  return new Promise((resolve, reject) => {
+    const db = new sqlite3.Database(file, (err) => {
+      if (err) return reject(err);
+      db.all(statement, params, (e, rows) => db.close(() => (e ? reject(e) : resolve(rows as T[]))));
+    });
+  });
 }
 
 describe('a reader floods the audit trail with refused calls', () => {
@@ -124,5 +135,42 @@ describe('a reader floods the audit trail with refused calls', () => {
     const viaHttp = await cpcmd(['audit:list', '--refused', '-o', 'json'], { url: d.url, token: reader });
     expect(viaHttp.code, viaHttp.stderr).toBe(0);
     expect((JSON.parse(viaHttp.stdout) as Refusal[]).some((r) => r.target === 'net.hostname')).toBe(true);
+  });
+});
+
+describe('retention is the admin\'s: age and size of the history, size of the refusals', () => {
+  afterAll(cleanupAll);
+
+  it('drops history entries older than auditMaxAgeDays at start-up, and keeps the rest', async () => {
+    const box = await PostfixRoot.create();
+    let d = await Daemon.start(box.root, { listen: 'none' });
+    for (const i of [1, 2, 3]) expect(await d.ok('scope.set', { name: 'net.hostname', value: `age${i}.example.test` })).toMatchObject({ status: 'applied' });
+    await d.stop();
+    // The first two entries are made 400 days old.
+    const old = new Date(Date.now() - 400 * 86_400_000).toISOString();
+    for (const key of ['scoped:audit:000000000001', 'scoped:audit:000000000002']) {
+      const [row] = await sql<{ value: string }>(box.storeFile, 'SELECT value FROM scoped WHERE key = ?', key);
+      const stored = JSON.parse(row!.value) as { value: { time: string } };
+      stored.value.time = old;
+      await sql(box.storeFile, 'UPDATE scoped SET value = ? WHERE key = ?', JSON.stringify(stored), key);
+    }
+    const trail = async () => (await d.ok<{ entries: { new: string }[] }>('audit.list', { limit: 10_000 })).entries.map((e) => e.new);
+    d = await Daemon.start(box.root, { listen: 'none', config: { auditMaxAgeDays: 0 } });
+    expect(await trail()).toEqual(['age1.example.test', 'age2.example.test', 'age3.example.test']);
+    await d.stop();
+    d = await Daemon.start(box.root, { listen: 'none', config: { auditMaxAgeDays: 365 } });
+    expect(await trail()).toEqual(['age3.example.test']);
+    expect(await d.ok('scope.set', { name: 'net.hostname', value: 'age4.example.test' })).toMatchObject({ status: 'applied' });
+    expect(await trail()).toEqual(['age3.example.test', 'age4.example.test']);
+    await d.stop();
+  });
+
+  it('keeps at most refusalKeep refusal rows, the most recently refused', async () => {
+    const box = await PostfixRoot.create();
+    const d = await Daemon.start(box.root, { listen: 'none', config: { refusalKeep: 5, refusalNewPerMinute: 1_000 } });
+    for (let i = 1; i <= 12; i++) expect(await d.call('scope.set', { name: `nope.x${i}`, value: 1 })).toHaveProperty('error');
+    const rows = (await d.ok<{ refusals: { target: string; count: number }[] }>('audit.list', { refused: true })).refusals;
+    expect(rows.map((r) => r.target)).toEqual(['nope.x8', 'nope.x9', 'nope.x10', 'nope.x11', 'nope.x12']);
+    await d.stop();
   });
 });

@@ -175,7 +175,7 @@ export class Engine {
    * missing for now.
    */
   private checkStoredVars(): void {
-    const bad: string[] = [];
+    const bad: { name: string; problem: string }[] = [];
     for (const [name, value] of Object.entries(this.state.vars)) {
       const def = this.registry.vars.get(name);
       if (!def) {
@@ -183,13 +183,13 @@ export class Engine {
         continue;
       }
       const problem = this.valueProblem(def, value);
-      if (problem) bad.push(`${name} (${clip(problem.message, 300)})`);
+      if (problem) bad.push({ name, problem: clip(problem, 300) });
     }
     if (bad.length === 0) return;
-    const names = bad.map((b) => b.slice(0, b.indexOf(' (')));
+    const [them, values] = bad.length === 1 ? ['it', 'a value its var refuses'] : ['them', 'values their vars refuse'];
     throw new Error(
-      `the store holds ${bad.length === 1 ? 'a value its var refuses' : 'values their vars refuse'}, so scoped did not start and converged nothing: ${bad.join('; ')}. ` +
-        `Start once with ${names.map((n) => `--reset-var ${n}`).join(' ')} to put ${bad.length === 1 ? 'it' : 'them'} back to the default (then set ${bad.length === 1 ? 'it' : 'them'} again with cpcmd), or restore the store from a backup`,
+      `the store holds ${values}, so scoped did not start and converged nothing: ${bad.map((b) => `${b.name} (${b.problem})`).join('; ')}. ` +
+        `Start once with ${bad.map((b) => `--reset-var ${b.name}`).join(' ')} to put ${them} back to the default (then set ${them} again with cpcmd), or restore the store from a backup`,
     );
   }
 
@@ -530,12 +530,11 @@ export class Engine {
   }
 
   /** Why a var cannot hold a value (as validateVars would refuse it), or undefined. */
-  private valueProblem(def: VarDef, value: unknown): { message: string } | undefined {
+  private valueProblem(def: VarDef, value: unknown): string | undefined {
     const fault = valueFault(value);
-    if (fault) return { message: faultText(fault) };
+    if (fault) return faultText(fault);
     const r = def.schema.safeParse(value);
-    if (r.success) return undefined;
-    return { message: issuesText(r.error.issues) };
+    return r.success ? undefined : issuesText(r.error.issues);
   }
 
   async set(
