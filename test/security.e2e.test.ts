@@ -9,8 +9,8 @@
  * - abuse limits: 429 / -32008 after authFailureLimit wrong tokens, the cap on connections,
  *   WebSocket peers that stop answering pings (the body, batch and payload limits are in
  *   jsonrpc.e2e.test.ts);
- * - the audit trail: every kind of mutation and outcome, the filters of audit:list, durability
- *   across kill -9, rotation at auditKeep;
+ * - the audit trail: every kind of mutation and outcome, refusals apart with counts (audit:list
+ *   --refused), the filters of audit:list, durability across kill -9, rotation at auditKeep;
  * - secrets: a known password and known tokens are searched for in everything a user, a log
  *   reader or a subscriber can see; files holding secrets are 0600 from their first byte;
  * - concurrency: 50 clients setting one scope at once, and --if-revision.
@@ -504,7 +504,9 @@ describe('security', { timeout: 60_000 }, () => {
     let since = '';
     let entries: Record<string, any>[] = [];
 
-    it('records every mutation with time, actor, transport and peer, target, old and new values, the plan and the outcome', async () => {
+    let refusals: Record<string, any>[] = [];
+
+    it('records every mutation with time, actor, transport and peer, target, old and new values, the plan and the outcome; refusals apart, with counts', async () => {
       since = new Date().toISOString();
       const hostname = path.join(box.root, 'etc/hostname');
       const before = (await d.cpcmd(['scope:get', 'net.hostname'])).stdout.trim();
@@ -560,17 +562,25 @@ describe('security', { timeout: 60_000 }, () => {
         expect(typeof e.revision).toBe('number');
       }
       expect(entries.map((e) => e.seq)).toEqual([...entries.map((e) => e.seq)].sort((a, b) => a - b));
-      const find = (what: Record<string, unknown>) => {
-        const hit = entries.find((e) => expect.objectContaining(what).asymmetricMatch(e));
-        expect(hit, `no audit entry like ${JSON.stringify(what)} in\n${JSON.stringify(entries, null, 1)}`).toBeDefined();
+      // Refusals are kept apart, one row per caller, action and target with a count; never in the history.
+      expect(entries.filter((e) => e.outcome === 'refused')).toEqual([]);
+      const refusedList = await d.cpcmd(['audit:list', '--refused', '--since', since, '-o', 'json']);
+      expectExit(refusedList, EXIT.ok);
+      refusals = JSON.parse(refusedList.stdout);
+      const find = (what: Record<string, unknown>, among = entries) => {
+        const hit = among.find((e) => expect.objectContaining(what).asymmetricMatch(e));
+        expect(hit, `no audit entry like ${JSON.stringify(what)} in\n${JSON.stringify(among, null, 1)}`).toBeDefined();
         return hit!;
       };
       const unixActor = { actor: 'unix-socket', transport: 'unix' };
       const applied = find({ ...unixActor, action: 'scope.set', target: 'net.hostname', outcome: 'applied', old: before, new: 'audit-a.example.test' });
       expect(applied.plan).toEqual(expect.arrayContaining([expect.stringContaining('/etc/hostname')]));
       find({ ...unixActor, action: 'scope.set', target: 'net.hostname', outcome: 'unchanged', new: 'audit-a.example.test' });
-      expect(find({ ...unixActor, action: 'scope.set', target: 'net.hostname', outcome: 'refused' }).reason).toMatch(/not_a_hostname|hostname|label/);
-      expect(find({ actor: `monitoring (${idOf(tok.reader)})`, transport: 'http 127.0.0.1', action: 'scope.set', outcome: 'refused' }).reason).toMatch(/lacks the operator role needed for scope\.set/);
+      expect(find({ ...unixActor, action: 'scope.set', target: 'net.hostname', count: expect.any(Number) }, refusals).reason).toMatch(/not_a_hostname|hostname|label/);
+      const forbidden = find({ actor: `monitoring (${idOf(tok.reader)})`, transport: 'http 127.0.0.1', action: 'scope.set', target: 'net.hostname' }, refusals);
+      expect(forbidden.reason).toMatch(/lacks the operator role needed for scope\.set/);
+      expect(forbidden.count).toBeGreaterThanOrEqual(1);
+      expect(Date.parse(forbidden.first)).toBeLessThanOrEqual(Date.parse(forbidden.last));
       expect(find({ ...unixActor, action: 'unit.converge', target: 'net/hostname', outcome: 'applied' }).plan).toEqual(expect.arrayContaining([expect.stringContaining('/etc/hostname')]));
       find({ actor: `root-ci (${idOf(tok.admin)})`, transport: 'http 127.0.0.1', action: 'var.set', target: 'postfix_relay_mynetworks', old: false, new: true, outcome: 'applied' });
       find({ ...unixActor, action: 'scope.adopt', target: 'mail.smart-host', outcome: 'applied', new: { postfix_smarthost: expect.objectContaining({ host: '[adopted.example.test]:2525' }) } });
@@ -607,8 +617,14 @@ describe('security', { timeout: 60_000 }, () => {
       const cli = await d.cpcmd(['audit:list', '--since', since]);
       expectExit(cli, EXIT.ok);
       expect(cli.stdout).toMatch(/^\S+Z {2}unix-socket via unix {2}scope\.set net\.hostname {2}applied {2}-> "audit-a\.example\.test"$/m);
-      expect(cli.stdout).toMatch(new RegExp(`^\\S+Z {2}monitoring \\(${idOf(tok.reader)}\\) via http 127\\.0\\.0\\.1 {2}scope\\.set net\\.hostname {2}refused: forbidden`, 'm'));
+      expect(cli.stdout).not.toMatch(/ refused/);
       expect(cli.stdout).toMatch(/scope\.set mail\.smart-host {2}rolled-back: /);
+      const refusedCli = await d.cpcmd(['audit:list', '--refused', '--since', since]);
+      expectExit(refusedCli, EXIT.ok);
+      expect(refusedCli.stdout).toMatch(new RegExp(`^\\S+Z {2}monitoring \\(${idOf(tok.reader)}\\) via http 127\\.0\\.0\\.1 {2}scope\\.set net\\.hostname {2}refused \\d+ times? since \\S+Z: forbidden`, 'm'));
+      const mailRefusals = JSON.parse((await d.cpcmd(['audit:list', '--refused', '--scope', 'mail.*', '-o', 'json'])).stdout) as Record<string, any>[];
+      for (const r of mailRefusals) expect(r.target).toMatch(/^mail\./);
+      expect(refusals.length).toBeGreaterThan(0);
       expect((await d.cpcmd(['audit:list', '--since', new Date(Date.now() + 3_600_000).toISOString()])).stdout).toBe('no entries\n');
       expectRefused(await d.cpcmd(['audit:list', '--since', 'yesterday']), EXIT.invalid, /--since/);
     });
@@ -810,6 +826,8 @@ describe('security', { timeout: 60_000 }, () => {
         ['var.set', { name: 'postfix_smarthost', value: { host: HOSTVAL, username: 'alice', password: `${PW.bad}\nrelayhost = [evil.example.test]` } }],
         ['scope.set', { name: 'mail.smart-host', value: { host: 'bad host', username: 'alice', password: PW.bad } }],
         ['scope.set', { name: 'mail.smart-host', args: [HOSTVAL, 'alice'] }],
+        // The refusals just made, with their reasons.
+        ['audit.list', { limit: 10_000, refused: true }],
       ];
       for (const [method, params] of rpc) note(`http ${method}`, (await http(sd, OP, method, params)).text);
       for (const [method, params] of rpc.slice(0, 6)) note(`unix ${method}`, (await unix(sd, method, params)).text);
@@ -848,6 +866,9 @@ describe('security', { timeout: 60_000 }, () => {
       const audit = await unix(sd, 'audit.list', { limit: 10_000 });
       note('audit.list', audit.text);
       expect(audit.json.result.entries.filter((e: { outcome: string }) => e.outcome === 'rolled-back')).toHaveLength(2);
+      const refused = await unix(sd, 'audit.list', { limit: 10_000, refused: true });
+      note('audit.list refused', refused.text);
+      expect(refused.json.result.refusals.length).toBeGreaterThan(0);
       note('daemon stderr', sd.stderr());
 
       // The search: every password, both tokens (and their secret parts) and the token file's token.
@@ -1000,9 +1021,13 @@ describe('security', { timeout: 60_000 }, () => {
     });
 
     it('audits a conflict as refused, whether it came from cpcmd or over RPC', async () => {
-      const entries = JSON.parse((await d.cpcmd(['audit:list', '--since', conflictSince, '-o', 'json'])).stdout) as Record<string, any>[];
-      const conflicts = entries.filter((e) => e.action === 'scope.set' && e.outcome === 'refused' && /at revision \d+, not \d+/.test(e.reason));
-      expect(conflicts.map((e) => e.transport)).toEqual(['unix', 'unix', 'http 127.0.0.1']);
+      const rows = JSON.parse((await d.cpcmd(['audit:list', '--refused', '--since', conflictSince, '-o', 'json'])).stdout) as Record<string, any>[];
+      const conflicts = rows.filter((e) => e.action === 'scope.set' && e.target === 'mail.smart-host' && /at revision \d+, not \d+/.test(e.reason));
+      // One row per caller, counting its refusals: the two from cpcmd on the socket, the one over HTTP.
+      expect(conflicts.map((e) => e.transport).sort()).toEqual(['http 127.0.0.1', 'unix']);
+      expect(conflicts.find((e) => e.transport === 'unix')!.count).toBeGreaterThanOrEqual(2);
+      const history = JSON.parse((await d.cpcmd(['audit:list', '--since', conflictSince, '-o', 'json'])).stdout) as Record<string, any>[];
+      expect(history.filter((e) => /at revision \d+, not \d+/.test(e.reason ?? ''))).toEqual([]);
     });
 
     it(`lets exactly one of ${N} clients racing with the same --if-revision win; the others answer conflict`, async () => {

@@ -336,20 +336,33 @@ commands.push(
   {
     id: 'audit:list',
     summary: 'Show the audit trail: who changed what, when, and how it ended',
-    description: 'Every mutation is recorded before it is answered, secrets redacted. Oldest first; --limit counts from the newest.',
-    examples: ['cpcmd audit:list', "cpcmd audit:list --scope 'mail.*' --since 2h", 'cpcmd audit:list --since 2026-01-31T00:00:00Z -o json'],
+    description:
+      'Every change is recorded before it is answered, secrets redacted: applied, unchanged, rolled back, tokens made and revoked. ' +
+      'Oldest first; --limit counts from the newest. --refused shows the refused calls instead: one row per caller, action and target, ' +
+      'with how many times, the first and last time and the last reason (a caller refused in more than a few different ways a minute ' +
+      'gets one row, action *, counting the rest).',
+    examples: ['cpcmd audit:list', "cpcmd audit:list --scope 'mail.*' --since 2h", 'cpcmd audit:list --since 2026-01-31T00:00:00Z -o json', 'cpcmd audit:list --refused --since 1d'],
     args: [],
     flags: {
       scope: { type: 'string', description: 'only entries whose target matches this glob' },
-      since: { type: 'string', description: 'only entries since an ISO time or a duration back from now (2h, 7d)' },
+      since: { type: 'string', description: 'only entries since an ISO time or a duration back from now (2h, 7d); with --refused, refused since then' },
       limit: { type: 'integer', description: 'at most this many entries (default 100)' },
+      refused: { type: 'boolean', description: 'the refused calls, with counts, instead of the changes' },
     },
     async run({ flags }, client) {
       const params: Record<string, unknown> = {};
       if (flags.scope) params.scope = flags.scope;
       if (flags.since) params.since = flags.since;
       if (flags.limit !== undefined) params.limit = flags.limit;
+      if (flags.refused) params.refused = true;
       const r = await client.call('audit.list', params as never);
+      if (flags.refused) {
+        const rows = r.refusals ?? [];
+        const text = rows
+          .map((e) => `${e.last}  ${e.actor} via ${e.transport}  ${e.action} ${e.target}  refused ${e.count} time${e.count === 1 ? '' : 's'} since ${e.first}${e.reason ? `: ${e.reason}` : ''}`)
+          .join('\n');
+        return { data: rows, text: text || 'no refused calls' };
+      }
       const text = r.entries
         .map((e) => `${e.time}  ${e.actor} via ${e.transport}  ${e.action} ${e.target}  ${e.outcome}${e.reason ? `: ${e.reason}` : ''}${e.new !== undefined ? `  -> ${JSON.stringify(e.new)}` : ''}`)
         .join('\n');

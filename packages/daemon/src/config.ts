@@ -25,6 +25,9 @@ export const DaemonConfig = z
     authFailureLimit: z.number().int().positive().default(10),
     authFailureWindowMs: z.number().int().min(1).max(MAX_TIMER_MS).default(60_000),
     auditKeep: z.number().int().positive().default(10_000),
+    auditMaxAgeDays: z.number().int().min(0).default(365),
+    refusalKeep: z.number().int().positive().default(1_000),
+    refusalNewPerMinute: z.number().int().positive().default(30),
     eventKeep: z.number().int().positive().default(10_000),
     plugins: z.array(z.string().min(1)).default([]),
     pluginDir: z.string().optional(),
@@ -47,7 +50,16 @@ export interface ResolvedConfig {
   maxConnections: number;
   authFailureLimit: number;
   authFailureWindowMs: number;
+  /** The history of changes keeps at most this many entries... */
   auditKeep: number;
+  /** ...none older than this many days (0: no age limit). */
+  auditMaxAgeDays: number;
+  /** Refused calls, collapsed per caller, action and target, keep at most this many rows... */
+  refusalKeep: number;
+  /** ...and each caller adds at most this many new rows a minute (beyond, they are only counted). */
+  refusalNewPerMinute: number;
+  /** Vars to put back to their defaults in the store before starting (--reset-var, repeatable). */
+  resetVars: string[];
   /** Events kept for subscribers that resume with `since`. */
   eventKeep: number;
   /** Third-party plugins: directories or npm package names. */
@@ -71,11 +83,19 @@ Options:
   --config FILE          a YAML file with the same keys (root, socket, listen, store, tokenFile, kernelHostname,
                          logLevel) and the limits: maxBodyBytes (1 MiB), maxBatch (100), maxWsPayloadBytes (1 MiB),
                          wsPingIntervalMs (30000), maxConnections (256 TCP connections), authFailureLimit (10
-                         failed logins per peer per authFailureWindowMs, 60000), auditKeep (10000 entries),
-                         eventKeep (10000 events kept for subscribers resuming with since); flags win
+                         failed logins per peer per authFailureWindowMs, 60000), auditKeep (10000 entries of
+                         the history of changes) and auditMaxAgeDays (365; 0 keeps them regardless of age),
+                         refusalKeep (1000 rows of refused calls, each counting the refusals of one caller,
+                         action and target) and refusalNewPerMinute (30 new rows per caller a minute; beyond
+                         that they are only counted), eventKeep (10000 events kept for subscribers resuming
+                         with since); flags win
   --max-body-bytes N, --max-batch N, --max-ws-payload-bytes N, --ws-ping-interval-ms N, --max-connections N,
-  --auth-failure-limit N, --auth-failure-window-ms N, --audit-keep N, --event-keep N
+  --auth-failure-limit N, --auth-failure-window-ms N, --audit-keep N, --audit-max-age-days N, --refusal-keep N,
+  --refusal-new-per-minute N, --event-keep N
                          the same limits as flags
+  --reset-var NAME       put a var back to its default in the store before starting (repeatable), when the
+                         start was refused because the store holds a value the var's schema refuses; nothing
+                         is converged (cpcmd converge applies it) and the history records the reset
   --plugin DIR|PACKAGE   load a third-party plugin (repeatable; also the config key plugins: [...])
   --plugin-dir DIR       load every plugin directory in DIR (default ROOT/etc/scoped/plugins); plugins run as
                          root, so one is loaded only when it, its files and every directory above it are
@@ -111,6 +131,9 @@ const LIMITS = [
   ['auth-failure-limit', 'authFailureLimit'],
   ['auth-failure-window-ms', 'authFailureWindowMs'],
   ['audit-keep', 'auditKeep'],
+  ['audit-max-age-days', 'auditMaxAgeDays'],
+  ['refusal-keep', 'refusalKeep'],
+  ['refusal-new-per-minute', 'refusalNewPerMinute'],
   ['event-keep', 'eventKeep'],
 ] as const;
 
@@ -129,6 +152,7 @@ export function loadConfig(argv: readonly string[]): ResolvedConfig | 'help' {
         'kernel-hostname': { type: 'boolean' },
         'no-kernel-hostname': { type: 'boolean' },
         plugin: { type: 'string', multiple: true },
+        'reset-var': { type: 'string', multiple: true },
         'plugin-dir': { type: 'string' },
         config: { type: 'string' },
         'log-level': { type: 'string' },
@@ -190,6 +214,10 @@ export function loadConfig(argv: readonly string[]): ResolvedConfig | 'help' {
     authFailureLimit: c.authFailureLimit,
     authFailureWindowMs: c.authFailureWindowMs,
     auditKeep: c.auditKeep,
+    auditMaxAgeDays: c.auditMaxAgeDays,
+    refusalKeep: c.refusalKeep,
+    refusalNewPerMinute: c.refusalNewPerMinute,
+    resetVars: v['reset-var'] ?? [],
     eventKeep: c.eventKeep,
     plugins: c.plugins,
     pluginDir: path.resolve(c.pluginDir ?? under('etc/scoped/plugins')),

@@ -95,7 +95,20 @@ export async function startDaemon(config: ResolvedConfig, opts: { log?: Logger; 
   await loadPlugins(config.plugins, config.pluginDir, registry, log);
   const store = await Store.open(config.store);
   const system = new HostSystem({ root: config.root, kernelHostname: config.kernelHostname });
-  const engine = new Engine(registry, store, system, { kernelHostname: config.kernelHostname, auditKeep: config.auditKeep }, log);
+  const engine = new Engine(
+    registry,
+    store,
+    system,
+    {
+      kernelHostname: config.kernelHostname,
+      auditKeep: config.auditKeep,
+      auditMaxAgeDays: config.auditMaxAgeDays,
+      refusalKeep: config.refusalKeep,
+      refusalNewPerMinute: config.refusalNewPerMinute,
+      resetVars: config.resetVars,
+    },
+    log,
+  );
   const bus = new EventBus(store, config.eventKeep);
   await bus.init();
   const publishMany = (events: { topic: string; data: unknown }[]): Promise<void> =>
@@ -106,7 +119,14 @@ export async function startDaemon(config: ResolvedConfig, opts: { log?: Logger; 
   const publish = (topic: string, data: unknown) => publishMany([{ topic, data }]);
   // Wired before init, so a converge completed at restart still announces itself.
   engine.onEvents = publishMany;
-  await engine.init();
+  try {
+    await engine.init();
+  } catch (err) {
+    // A store that fails its checks (or a recovery that fails) stops the start; nothing stays open.
+    system.close();
+    await store.close();
+    throw err;
+  }
   const tokens = new TokenRegistry(store);
   await tokens.init();
   const jobs = new JobManager(publish, log);
@@ -117,6 +137,7 @@ export async function startDaemon(config: ResolvedConfig, opts: { log?: Logger; 
     { maxBatch: config.maxBatch },
     scrub,
     (method, params, ctx) => authorize(method, params, ctx.principal, engine),
+    // Refused calls go to the refusal store (collapsed, rate-limited), apart from the history of changes.
     async (method, params, ctx, err) => {
       if (engine.audited.has(err)) return;
       await engine.audit({ actor: actorOf(ctx), action: method, target: auditTarget(params), outcome: 'refused', reason: err.message });

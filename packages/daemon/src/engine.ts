@@ -17,7 +17,25 @@ import { z } from 'zod';
 import type { Logger } from './log.js';
 import { Mutex } from './mutex.js';
 import type { Registry } from './registry.js';
-import type { AuditEntry, State, Store } from './store.js';
+import type { AuditEntry, Refusal, State, Store } from './store.js';
+
+/** The engine's settings, from the daemon's config. */
+export interface EngineOptions {
+  kernelHostname: boolean;
+  /** The history of changes keeps this many entries at most (default 10,000)... */
+  auditKeep?: number;
+  /** ...and none older than this many days (default 0: no age limit). */
+  auditMaxAgeDays?: number;
+  /** Refused calls keep this many rows (default 1,000)... */
+  refusalKeep?: number;
+  /** ...and a caller adds at most this many new rows a minute (default 30). */
+  refusalNewPerMinute?: number;
+  /** Vars put back to their defaults in the store at start-up (scoped --reset-var), before the stored vars are checked. */
+  resetVars?: readonly string[];
+}
+
+/** The most a var's value may take, serialized as JSON: far beyond any real setting, small enough to keep every write and read cheap. */
+export const MAX_VAR_BYTES = 64 * 1024;
 
 /** Who asked, for the audit trail. */
 export interface Actor {
@@ -136,7 +154,7 @@ export class Engine {
     readonly registry: Registry,
     private readonly store: Store,
     readonly system: HostSystem,
-    readonly options: { kernelHostname: boolean; auditKeep?: number },
+    readonly options: EngineOptions,
     private readonly log: Logger,
   ) {
     this.planContext = { system, options };
@@ -144,7 +162,65 @@ export class Engine {
 
   async init(): Promise<void> {
     this.state = await this.store.loadState();
+    await this.resetStoredVars(this.options.resetVars ?? []);
+    this.checkStoredVars();
+    await this.store.pruneAudit(this.options.auditMaxAgeDays ?? 0);
     await this.recover();
+  }
+
+  /**
+   * Every stored var checked as a set would check it, before anything runs on it: a store edited
+   * behind scoped's back must stop the start with the var named and the way out, never reach a
+   * converge. A var that no loaded plugin declares is reported and kept: its plugin may only be
+   * missing for now.
+   */
+  private checkStoredVars(): void {
+    const bad: { name: string; problem: string }[] = [];
+    for (const [name, value] of Object.entries(this.state.vars)) {
+      const def = this.registry.vars.get(name);
+      if (!def) {
+        this.log.warn('the store holds a var that no loaded plugin declares; it is kept but not used (scoped --reset-var NAME removes it)', { var: clip(name, 200) });
+        continue;
+      }
+      const problem = this.valueProblem(def, value);
+      if (problem) bad.push({ name, problem: clip(problem, 300) });
+    }
+    if (bad.length === 0) return;
+    const [them, values] = bad.length === 1 ? ['it', 'a value its var refuses'] : ['them', 'values their vars refuse'];
+    throw new Error(
+      `the store holds ${values}, so scoped did not start and converged nothing: ${bad.map((b) => `${b.name} (${b.problem})`).join('; ')}. ` +
+        `Start once with ${bad.map((b) => `--reset-var ${b.name}`).join(' ')} to put ${them} back to the default (then set ${them} again with cpcmd), or restore the store from a backup`,
+    );
+  }
+
+  /**
+   * scoped --reset-var: remove vars from the store, so their defaults apply, as one revision
+   * recorded in the history. Nothing is converged: the next converge (or set) brings the system
+   * in line, and until then the difference shows as drift.
+   */
+  private async resetStoredVars(names: readonly string[]): Promise<void> {
+    for (const n of names) {
+      if (!(n in this.state.vars) && !this.registry.vars.has(n)) throw new Error(`--reset-var ${n}: no var of that name is stored or declared by a plugin (cpcmd var:list lists the vars)`);
+    }
+    const stored = [...new Set(names)].filter((n) => n in this.state.vars);
+    for (const n of names) if (!stored.includes(n)) this.log.info('--reset-var: the var already has its default', { var: n });
+    if (stored.length === 0) return;
+    const revision = this.state.revision + 1;
+    const vars = { ...this.state.vars };
+    const varRevisions = { ...this.state.varRevisions };
+    for (const n of stored) {
+      delete vars[n];
+      if (this.registry.vars.has(n)) varRevisions[n] = revision;
+      else delete varRevisions[n];
+    }
+    const state: State = { revision, vars, varRevisions };
+    await this.store.saveState(state);
+    this.state = state;
+    const actor = { name: 'scoped (--reset-var)', transport: 'startup' };
+    for (const n of stored) {
+      await this.audit({ actor, action: 'var.reset', target: n, new: 'default', outcome: 'applied', reason: 'put back to its default in the store at start-up; nothing was converged (cpcmd converge applies it)' });
+    }
+    this.log.warn('vars put back to their defaults in the store; nothing was converged', { vars: stored, revision });
   }
 
   /**
@@ -427,6 +503,8 @@ export class Engine {
     const ctx = this.scopeContext();
     if (input.value !== undefined && input.args !== undefined) throw new RpcError(ErrorCodes.InvalidParams, 'give either value or args, not both');
     if (input.value === undefined && input.args === undefined) throw new RpcError(ErrorCodes.InvalidParams, `give a value for ${scope.name}; usage: ${scope.name} ${scope.usage}`);
+    const fault = input.args !== undefined ? valueFault(input.args, (i) => `argument ${Number(i) + 1}`) : valueFault(input.value);
+    if (fault) throw faultError(scope.name, fault);
     const raw = input.args !== undefined ? await this.scopeCode(scope, 'parse its arguments', () => scope.parseArgs(input.args!, ctx)) : input.value;
     const parsed = scope.schema.safeParse(raw);
     if (!parsed.success) throw invalid(`invalid value for ${scope.name}`, parsed.error, scope.usage);
@@ -434,14 +512,29 @@ export class Engine {
     return { value: parsed.data, vars: this.validateVars(vars) };
   }
 
+  /**
+   * Every var of a change checked once, here, for every way in (scope.set, var.set, adopt): its
+   * size, text no config file line can carry, then its schema.
+   */
   validateVars(vars: Record<string, unknown>): Record<string, unknown> {
     const out: Record<string, unknown> = {};
     for (const [name, value] of Object.entries(vars)) {
-      const r = this.varDef(name).schema.safeParse(value);
+      const def = this.varDef(name);
+      const fault = valueFault(value);
+      if (fault) throw faultError(name, fault);
+      const r = def.schema.safeParse(value);
       if (!r.success) throw invalid(`invalid value for ${name}`, r.error);
       out[name] = r.data;
     }
     return out;
+  }
+
+  /** Why a var cannot hold a value (as validateVars would refuse it), or undefined. */
+  private valueProblem(def: VarDef, value: unknown): string | undefined {
+    const fault = valueFault(value);
+    if (fault) return faultText(fault);
+    const r = def.schema.safeParse(value);
+    return r.success ? undefined : issuesText(r.error.issues);
   }
 
   async set(
@@ -589,8 +682,25 @@ export class Engine {
       });
   }
 
-  /** Record one audit entry durably; secrets in its reason are scrubbed. */
+  /**
+   * Record one audit entry durably; secrets in its reason are scrubbed. A refusal goes to the
+   * refusal store, collapsed per caller, action and target and limited per caller, never into
+   * the history of changes, which refusals could otherwise push out of its bounded log.
+   */
   audit(e: { actor: Actor; action: string; target: string; old?: unknown; new?: unknown; plan?: string[]; outcome: AuditEntry['outcome']; reason?: string }): Promise<void> {
+    if (e.outcome === 'refused') {
+      return this.store.refusals.record(
+        {
+          time: new Date().toISOString(),
+          actor: clip(e.actor.name, 200),
+          transport: clip(e.actor.transport, 200),
+          action: clip(e.action, 100),
+          target: clip(e.target, 200),
+          ...(e.reason ? { reason: clip(this.scrub(e.reason), 300) } : {}),
+        },
+        { keep: this.options.refusalKeep ?? 1_000, newPerMinute: this.options.refusalNewPerMinute ?? 30 },
+      );
+    }
     return this.store.appendAudit(
       {
         time: new Date().toISOString(),
@@ -605,12 +715,18 @@ export class Engine {
         ...(e.reason ? { reason: clip(this.scrub(e.reason), 1_000) } : {}),
         revision: this.state.revision,
       },
-      this.options.auditKeep,
+      { keep: this.options.auditKeep ?? 10_000, maxAgeDays: this.options.auditMaxAgeDays ?? 0 },
     );
   }
 
+  /** The history of changes (never refusals, even from trails written before they had a store of their own). */
   auditEntries(limit: number, filter: (e: AuditEntry) => boolean): Promise<AuditEntry[]> {
-    return this.store.auditEntries(limit, filter);
+    return this.store.auditEntries(limit, (e) => e.outcome !== 'refused' && filter(e));
+  }
+
+  /** The refused calls, one row per caller, action and target, with counts. */
+  refusals(limit: number, filter: (r: Refusal) => boolean): Promise<Refusal[]> {
+    return this.store.refusals.list(limit, filter);
   }
 
   /** The eight steps: validate (done by the caller), diff vars, plan, apply, verify, persist, audit, notify. */
@@ -799,6 +915,78 @@ function withTimeout<T>(p: Promise<T>, ms: number, message: string | (() => stri
       },
     );
   });
+}
+
+/** What is wrong with a value and where: a path of keys and indexes, and the problem. */
+interface Fault {
+  path: (string | number)[];
+  message: string;
+  /** How the first path element reads (`argument 2` for CLI words). */
+  label?: (first: string | number) => string;
+}
+
+/** A lone surrogate (half of a UTF-16 pair): no UTF-8 file can hold it. */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+/** NUL ends a C string; U+2028 and U+2029 end a line for some readers (main.cf's among them) and not for others. */
+const LINE_BREAKING = /[\0\u2028\u2029]/;
+
+function textProblem(s: string): string | undefined {
+  if (LONE_SURROGATE.test(s)) return 'holds a lone UTF-16 surrogate (half of a character), which no config file can hold; send whole characters';
+  const m = LINE_BREAKING.exec(s);
+  if (!m) return undefined;
+  const what = m[0] === '\0' ? 'NUL' : m[0] === '\u2028' ? 'U+2028 (line separator)' : 'U+2029 (paragraph separator)';
+  return `holds ${what}, which no config file line can carry; remove it`;
+}
+
+/**
+ * Whether a value is too big for a var or holds text that no config line can carry, in any
+ * string or key at any depth (walked without recursion: a stored value may be arbitrarily deep).
+ */
+function valueFault(value: unknown, label?: Fault['label']): Fault | undefined {
+  const bytes = Buffer.byteLength(JSON.stringify(value) ?? '');
+  if (bytes > MAX_VAR_BYTES) return { path: [], message: `the value takes ${bytes} bytes as JSON; a var holds at most ${MAX_VAR_BYTES} (64 KiB)`, ...(label ? { label } : {}) };
+  const stack: [unknown, (string | number)[]][] = [[value, []]];
+  while (stack.length) {
+    const [v, path] = stack.pop()!;
+    const problem = typeof v === 'string' ? textProblem(v) : undefined;
+    if (problem) return { path, message: problem, ...(label ? { label } : {}) };
+    if (v === null || typeof v !== 'object') continue;
+    for (const [k, child] of Object.entries(v)) {
+      const key = Array.isArray(v) ? Number(k) : k;
+      const keyProblem = Array.isArray(v) ? undefined : textProblem(k);
+      if (keyProblem) return { path: [...path, key], message: `its key ${keyProblem}`, ...(label ? { label } : {}) };
+      stack.push([child, [...path, key]]);
+    }
+  }
+  return undefined;
+}
+
+function faultText(f: Fault): string {
+  const [first, ...rest] = f.path;
+  const where = first === undefined ? [] : [f.label ? f.label(first) : String(first), ...rest.map(String)];
+  return where.length ? `${where.join('.')}: ${f.message}` : f.message;
+}
+
+/**
+ * Issues as one line. A union's "Invalid input" says nothing, so the reasons its branches gave
+ * in their own words (custom issues, such as "the hostname contains whitespace") are shown instead.
+ */
+function issuesText(issues: readonly z.core.$ZodIssue[], at: PropertyKey[] = []): string {
+  return issues
+    .map((i) => {
+      const path = [...at, ...i.path];
+      if (i.code === 'invalid_union') {
+        const custom = i.errors.flat().filter((b) => b.code === 'custom');
+        if (custom.length) return issuesText(custom, path);
+      }
+      return path.length ? `${path.map(String).join('.')}: ${i.message}` : i.message;
+    })
+    .join('; ');
+}
+
+/** A fault as invalid params naming the scope or var and the field, never echoing the value. */
+function faultError(name: string, f: Fault): RpcError {
+  return new RpcError(ErrorCodes.InvalidParams, `invalid value for ${name}: ${faultText(f)}`, { issues: [{ path: f.path, message: f.message }] });
 }
 
 /** A zod failure as invalid params, with its issues in data and a readable message. */

@@ -153,10 +153,13 @@ export function registerHandlers(
     return tokenInfo(revoked);
   });
 
-  rpc.register(m.auditList, async ({ scope, since, limit }, ctx) => {
+  // The history of changes, or with refused the refused calls, collapsed with counts; a token limited to some scopes sees those only.
+  rpc.register(m.auditList, async ({ scope, since, limit, refused }, ctx) => {
     const from = since ? parseSince(since) : 0;
     const test = scope ? globTest(scope) : () => true;
-    const entries = await engine.auditEntries(limit ?? 100, (e) => Date.parse(e.time) >= from && test(e.target) && (ctx.principal.scopes.length === 0 || scopeAllowed(ctx.principal, e.target)));
+    const visible = (target: string) => test(target) && (ctx.principal.scopes.length === 0 || scopeAllowed(ctx.principal, target));
+    if (refused) return { entries: [], refusals: await engine.refusals(limit ?? 100, (r) => Date.parse(r.last) >= from && visible(r.target)) };
+    const entries = await engine.auditEntries(limit ?? 100, (e) => Date.parse(e.time) >= from && visible(e.target));
     return { entries: entries as never };
   });
 }

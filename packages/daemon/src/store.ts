@@ -23,10 +23,44 @@ export interface AuditEntry {
   old?: unknown;
   new?: unknown;
   plan: string[];
+  /** 'refused' only in trails written before refusals got a store of their own. */
   outcome: 'applied' | 'unchanged' | 'refused' | 'rolled-back';
   reason?: string;
   revision: number;
 }
+
+/** How long the history of changes is kept: the newest `keep` entries, none older than `maxAgeDays` (0: no age limit). */
+export interface AuditRetention {
+  keep: number;
+  maxAgeDays: number;
+}
+
+/**
+ * The refused calls of one caller, action and target, collapsed into one row: a flood of the
+ * same refused call is one row with a count, never a row per call.
+ */
+export interface Refusal {
+  actor: string;
+  /** The transport (and peer) of the last such call. */
+  transport: string;
+  /** `*` (with target `*`) for the row counting the refusals over the caller's rate limit. */
+  action: string;
+  target: string;
+  count: number;
+  first: string;
+  last: string;
+  /** The last reason, already scrubbed and clipped. */
+  reason?: string;
+}
+
+/** How much refused calls may write: `keep` rows in all, at most `newPerMinute` new rows per caller a minute. */
+export interface RefusalLimits {
+  keep: number;
+  newPerMinute: number;
+}
+
+/** The action and target of the row that counts a caller's refusals over its rate limit. */
+export const OVER_LIMIT = '*';
 
 /** Keys of a numbered log, sorting in order: `audit:000000000042`. */
 const logKey = (name: string) => (seq: number) => `${name}:${String(seq).padStart(12, '0')}`;
@@ -34,6 +68,8 @@ const auditKey = logKey('audit');
 const eventKey = logKey('event');
 /** Entries read from a log in one query at most. */
 const SPAN = 500;
+/** The table of collapsed refusals, next to keyv's own table in the same database. */
+const REFUSALS = 'scoped_refusals';
 
 /** SQLite that writes several keys in one statement, so one commit (one fsync) instead of one each. */
 class BatchingSqlite extends KeyvSqlite {
@@ -51,6 +87,8 @@ export class Store {
   private constructor(
     private readonly kv: Keyv,
     readonly uri: string,
+    /** Refused calls, collapsed and rate-limited, apart from the history. */
+    readonly refusals: RefusalLog,
   ) {}
 
   /**
@@ -72,7 +110,14 @@ export class Store {
     // A failed write must fail the mutation, never pass silently.
     const kv = new Keyv({ store: sqlite, namespace: 'scoped', throwOnErrors: true });
     kv.on('error', () => {});
-    const store = new Store(kv, uri);
+    // Refusals live in a table of their own, one row per caller, action and target, so they
+    // can never push the history of changes out of its bounded log.
+    await sqlite.query(
+      `CREATE TABLE IF NOT EXISTS ${REFUSALS} (actor TEXT NOT NULL, action TEXT NOT NULL, target TEXT NOT NULL, transport TEXT NOT NULL, ` +
+        'count INTEGER NOT NULL, first TEXT NOT NULL, last TEXT NOT NULL, reason TEXT, PRIMARY KEY (actor, action, target))',
+    );
+    await sqlite.query(`CREATE INDEX IF NOT EXISTS ${REFUSALS}_last ON ${REFUSALS} (last)`);
+    const store = new Store(kv, uri, new RefusalLog(sqlite));
     await kv.get('state');
     return store;
   }
@@ -91,13 +136,46 @@ export class Store {
   private readonly lows: Record<string, number> = {};
 
   /**
-   * Append an audit entry durably (SQLite commits before this resolves). Beyond `keep`
-   * entries the oldest are deleted, so the trail is bounded.
+   * Append an entry to the history of changes durably (SQLite commits before this resolves).
+   * Beyond `keep` entries, or older than `maxAgeDays`, the oldest are deleted. Refusals never
+   * come here (see `refusals`), so nobody can push changes out of the history by being refused.
    */
-  async appendAudit(entry: AuditEntry, keep = 10_000): Promise<void> {
+  async appendAudit(entry: AuditEntry, retention: AuditRetention = { keep: 10_000, maxAgeDays: 0 }): Promise<void> {
     this.auditSeq ??= ((await this.kv.get('auditSeq')) as number | undefined) ?? 0;
     const seq = ++this.auditSeq;
-    await this.appendBounded('audit', [[seq, { ...entry, seq }]], keep);
+    await this.appendBounded('audit', [[seq, { ...entry, seq }]], retention.keep);
+    await this.pruneAudit(retention.maxAgeDays);
+  }
+
+  /** The time of the oldest kept history entry, once read: the age limit is checked against it without a read per append. */
+  private auditOldest: string | undefined;
+
+  /**
+   * Delete the history entries older than `maxAgeDays`, oldest first, stopping at the first
+   * younger one (entries are appended in time order). Also run at start-up, so a lowered age
+   * limit or a long-stopped daemon trims at once.
+   */
+  async pruneAudit(maxAgeDays: number): Promise<void> {
+    if (maxAgeDays <= 0) return;
+    const cutoff = new Date(Date.now() - maxAgeDays * 86_400_000).toISOString();
+    if (this.auditOldest !== undefined && this.auditOldest >= cutoff) return;
+    const seq = ((await this.kv.get('auditSeq')) as number | undefined) ?? 0;
+    let low = (this.lows.audit ??= ((await this.kv.get('auditLow')) as number | undefined) ?? 1);
+    while (low <= seq) {
+      const batch = await this.span<AuditEntry>(auditKey, low, Math.min(low + SPAN - 1, seq));
+      const keep = batch.find((e) => e.time >= cutoff);
+      const next = keep?.seq ?? Math.min(low + SPAN, seq + 1);
+      if (next > low) await this.kv.deleteMany(Array.from({ length: next - low }, (_, i) => auditKey(low + i)));
+      low = next;
+      if (keep) {
+        this.auditOldest = keep.time;
+        break;
+      }
+    }
+    if (low !== this.lows.audit) {
+      await this.kv.set('auditLow', low);
+      this.lows.audit = low;
+    }
   }
 
   /**
@@ -117,6 +195,7 @@ export class Store {
     for (let i = 0; i < stale.length; i += SPAN) await this.kv.deleteMany(stale.slice(i, i + SPAN));
     await this.kv.set(`${name}Low`, first);
     this.lows[name] = first;
+    if (name === 'audit') this.auditOldest = undefined;
   }
 
   /** The newest `limit` entries that pass `filter`, oldest first. */
@@ -173,6 +252,107 @@ export class Store {
   }
 
   async close(): Promise<void> {
+    await this.refusals.settle();
     await this.kv.disconnect();
+  }
+}
+
+type Sql = Pick<KeyvSqlite, 'query'>;
+
+/** A row's identity: one per caller, action and target. */
+const refusalKey = (r: Pick<Refusal, 'actor' | 'action' | 'target'>) => `${r.actor}\0${r.action}\0${r.target}`;
+
+/**
+ * Refused calls, apart from the history of changes: collapsed into one row per caller, action
+ * and target (count, first and last time, last reason); a caller adds at most `newPerMinute`
+ * new rows a minute, beyond which only its over-the-limit row counts; `keep` rows in all,
+ * the least recently refused dropped first. Refusals that arrive while a write is in flight
+ * go out together in the next one, so a flood costs one commit per write, not one per call.
+ */
+export class RefusalLog {
+  /** The rows in the table, once read: whether a refusal makes a new row. */
+  private known: Set<string> | undefined;
+  /** Per caller: the minute being counted and the new rows made in it. */
+  private readonly minutes = new Map<string, { start: number; fresh: number }>();
+  /** Counts waiting for the next write, by row. */
+  private pending = new Map<string, Refusal>();
+  private writing: Promise<void> = Promise.resolve();
+  private queued: Promise<void> | undefined;
+
+  constructor(private readonly sql: Sql) {}
+
+  /** Count one refused call; resolves once it is on disk. */
+  async record(r: Omit<Refusal, 'count' | 'first' | 'last'> & { time: string }, limits: RefusalLimits): Promise<void> {
+    this.known ??= new Set(((await this.sql.query(`SELECT actor, action, target FROM ${REFUSALS}`)) as Refusal[]).map(refusalKey));
+    let key = refusalKey(r);
+    let row: Omit<Refusal, 'count' | 'first' | 'last'> = r;
+    if (!this.known.has(key) && !this.pending.has(key) && !this.allowNew(r.actor, r.time, limits.newPerMinute)) {
+      row = { actor: r.actor, transport: r.transport, action: OVER_LIMIT, target: OVER_LIMIT, reason: `more than ${limits.newPerMinute} different refused calls a minute: the rest are counted here only` };
+      key = refusalKey(row);
+    }
+    const waiting = this.pending.get(key);
+    this.pending.set(key, { ...row, count: (waiting?.count ?? 0) + 1, first: waiting?.first ?? r.time, last: r.time });
+    return this.flush(limits.keep);
+  }
+
+  /** Whether a caller may make another new row this minute (a fixed window per caller). */
+  private allowNew(actor: string, time: string, perMinute: number): boolean {
+    const now = Date.parse(time);
+    if (this.minutes.size > 10_000) for (const [a, m] of this.minutes) if (now - m.start >= 60_000) this.minutes.delete(a);
+    let m = this.minutes.get(actor);
+    if (!m || now - m.start >= 60_000) this.minutes.set(actor, (m = { start: now, fresh: 0 }));
+    return ++m.fresh <= perMinute;
+  }
+
+  /** Write what is pending once the write in flight is done; every refusal waiting joins that one write. */
+  private flush(keep: number): Promise<void> {
+    this.queued ??= (async () => {
+      await this.writing;
+      this.queued = undefined;
+      const rows = [...this.pending.values()];
+      this.pending = new Map();
+      const write = this.write(rows, keep);
+      this.writing = write.catch(() => undefined);
+      await write;
+    })();
+    return this.queued;
+  }
+
+  /** One statement (one commit) adds the counts; then the least recently refused rows beyond `keep` go. */
+  private async write(rows: Refusal[], keep: number): Promise<void> {
+    // Chunked under SQLite's limit of bound parameters in one statement.
+    for (let i = 0; i < rows.length; i += SPAN) {
+      const chunk = rows.slice(i, i + SPAN);
+      await this.sql.query(
+        `INSERT INTO ${REFUSALS} (actor, action, target, transport, count, first, last, reason) VALUES ${chunk.map(() => '(?, ?, ?, ?, ?, ?, ?, ?)').join(', ')} ` +
+          'ON CONFLICT (actor, action, target) DO UPDATE SET count = count + excluded.count, last = excluded.last, transport = excluded.transport, reason = excluded.reason',
+        ...chunk.flatMap((r) => [r.actor, r.action, r.target, r.transport, r.count, r.first, r.last, r.reason ?? null]),
+      );
+    }
+    for (const r of rows) this.known!.add(refusalKey(r));
+    if (this.known!.size <= keep) return;
+    const gone = (await this.sql.query(
+      `DELETE FROM ${REFUSALS} WHERE rowid IN (SELECT rowid FROM ${REFUSALS} ORDER BY last DESC, rowid DESC LIMIT -1 OFFSET ?) RETURNING actor, action, target`,
+      keep,
+    )) as Refusal[];
+    for (const r of gone) this.known!.delete(refusalKey(r));
+  }
+
+  /** The `limit` most recently refused rows that pass `filter`, least recent first. */
+  async list(limit: number, filter: (r: Refusal) => boolean): Promise<Refusal[]> {
+    await this.writing;
+    const out: Refusal[] = [];
+    for (let offset = 0; out.length < limit; offset += SPAN) {
+      const page = (await this.sql.query(`SELECT * FROM ${REFUSALS} ORDER BY last DESC, rowid DESC LIMIT ? OFFSET ?`, SPAN, offset)) as (Refusal & { reason: string | null })[];
+      for (const { reason, ...r } of page) if (out.length < limit && filter({ ...r, ...(reason !== null ? { reason } : {}) })) out.push({ ...r, ...(reason !== null ? { reason } : {}) });
+      if (page.length < SPAN) break;
+    }
+    return out.reverse();
+  }
+
+  /** Wait for the writes under way (before the store closes). */
+  async settle(): Promise<void> {
+    while (this.queued) await this.queued.catch(() => undefined);
+    await this.writing;
   }
 }

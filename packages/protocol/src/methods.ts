@@ -225,14 +225,31 @@ export const AuditEntry = z.object({
   old: Json.optional(),
   new: Json.optional(),
   plan: z.array(z.string()),
-  outcome: z.enum(['applied', 'unchanged', 'refused', 'rolled-back']),
+  outcome: z.enum(['applied', 'unchanged', 'rolled-back']),
   reason: z.string().optional(),
   revision: z.number().int(),
 });
 export type AuditEntry = z.infer<typeof AuditEntry>;
 
+/** The refused calls of one caller, action and target, collapsed into one row with a count. */
+export const AuditRefusal = z.object({
+  actor: z.string(),
+  /** The transport (and peer) of the last such call. */
+  transport: z.string(),
+  /** `*`, with target `*`, for the row counting a caller's refusals beyond its rate limit. */
+  action: z.string(),
+  target: z.string(),
+  count: z.number().int(),
+  first: z.string(),
+  last: z.string(),
+  /** Why the last one was refused (secrets redacted, clipped). */
+  reason: z.string().optional(),
+});
+export type AuditRefusal = z.infer<typeof AuditRefusal>;
+
 export const auditList = defineMethod('audit.list', {
-  summary: 'The audit trail, newest last: who changed what, when, and how it ended (secrets redacted)',
+  summary:
+    'The audit trail, newest last: who changed what, when, and how it ended (secrets redacted); with refused, the refused calls instead, one row per caller, action and target with a count',
   params: z
     .object({
       scope: z
@@ -243,9 +260,11 @@ export const auditList = defineMethod('audit.list', {
         .optional(),
       since: z.string().max(64).optional(),
       limit: z.number().int().min(1).max(10_000).optional(),
+      /** The refused calls (in refusals, entries then empty) instead of the history of changes. */
+      refused: z.boolean().optional(),
     })
     .strict(),
-  result: z.object({ entries: z.array(AuditEntry) }),
+  result: z.object({ entries: z.array(AuditEntry), refusals: z.array(AuditRefusal).optional() }),
 });
 
 export const Job = z.object({
