@@ -117,9 +117,11 @@ describe('attack: --verify against a hostile relay', () => {
       expect(r.stdout).toBe('');
       expectSanitized(shown, `cpcmd -o ${output}`);
 
-      const audit = await d.cpcmd(['audit:list', '--scope', 'mail.smart-host', '--since', since, '-o', 'json']);
-      const entries = (JSON.parse(audit.stdout) as { outcome: string; reason?: string }[]).filter((e) => e.outcome === 'refused');
+      // Refusals are kept apart from the history, one row per caller, action and target: this one was refused last.
+      const audit = await d.cpcmd(['audit:list', '--refused', '--scope', 'mail.smart-host', '--since', since, '-o', 'json']);
+      const entries = JSON.parse(audit.stdout) as { last: string; reason?: string }[];
       expect(entries, audit.stdout).toHaveLength(1);
+      expect(entries[0]!.last >= since, audit.stdout).toBe(true);
       expect(entries[0]!.reason).toMatch(why);
       expectSanitized(strings(entries[0]).join('\n'), 'the audit entry');
     }
