@@ -29,11 +29,11 @@ const PAYLOAD = `a${CLEAR}b${CLIPBOARD}c${C1_CSI}d${BIDI}e`;
 /** What a terminal would act on: C0 but newline and tab, DEL, C1, line separators, bidi overrides and isolates. */
 const RAW_CONTROL = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/;
 
-/** cpcmd's whole output must be safe for a terminal, and show the escapes. */
+/** cpcmd's whole output must be safe for a terminal, and show the escapes (as \x1b, or \u001b inside a quoted JSON string). */
 function expectEscaped(r: RunResult, what: string): void {
   const all = r.stdout + r.stderr;
   expect(all, `${what}: ${JSON.stringify(all)}`).not.toMatch(RAW_CONTROL);
-  expect(all, what).toContain('\\x1b');
+  expect(all, what).toMatch(/\\x1b|\\u001b/);
 }
 
 afterAll(async () => {

@@ -85,8 +85,7 @@ const closeServer = (server: Server) =>
 /** Start scoped with a resolved config. */
 export async function startDaemon(config: ResolvedConfig, opts: { log?: Logger; plugins?: readonly PluginDef[] } = {}): Promise<RunningDaemon> {
   const started = Date.now();
-  let scrub = (t: string) => t;
-  const log = opts.log ?? jsonLogger({ level: config.logLevel, scrub: (l) => scrub(l) });
+  const log = opts.log ?? jsonLogger({ level: config.logLevel });
   const registry = new Registry();
   for (const plugin of opts.plugins ?? firstPartyPlugins) {
     const status = registry.add(plugin);
@@ -110,12 +109,10 @@ export async function startDaemon(config: ResolvedConfig, opts: { log?: Logger; 
   const tokens = new TokenRegistry(store);
   await tokens.init();
   const jobs = new JobManager(publish, log);
-  scrub = (t) => engine.scrub(t);
 
   const rpc = new RpcDispatcher(
     log,
     { maxBatch: config.maxBatch },
-    scrub,
     (method, params, ctx) => authorize(method, params, ctx.principal, engine),
     async (method, params, ctx, err) => {
       if (engine.audited.has(err)) return;
