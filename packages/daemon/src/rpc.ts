@@ -133,7 +133,8 @@ export class RpcDispatcher {
       return errorResponse(hasId ? r.id : null, ErrorCodes.InvalidRequest, 'Invalid Request: needs jsonrpc "2.0", a method name, an optional params object and an optional id');
     }
     if (!this.server.hasMethod(r.method)) {
-      const named = /^[a-z]+\.[a-zA-Z]+$/.test(r.method) && r.method.length <= 64 ? `: ${r.method}` : ' (method names look like scope.get)';
+      // Repeated only when it looks like a method name: anything else could be escape sequences.
+      const named = /^[A-Za-z][\w.]*$/.test(r.method) && r.method.length <= 64 ? `: ${r.method}` : ' (method names look like scope.get)';
       return hasId ? errorResponse(r.id, ErrorCodes.MethodNotFound, `Method not found${named}; rpc.discover lists them`) : null;
     }
     // Validation recurses; params nested deeper than any method needs are refused before it runs.
