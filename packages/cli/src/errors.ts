@@ -1,4 +1,5 @@
 import { ErrorCodes } from '@scoped/protocol/errors';
+import { escapeControls } from './terminal.js';
 
 /** Exit codes, one per class of error; documented in the README. */
 export const ExitCodes = {
@@ -56,11 +57,15 @@ export function exitCodeOf(err: unknown): number {
   return ExitCodes.internal;
 }
 
-/** The one line (two with a hint) cpcmd prints for an error; the stack only with DEBUG=1. */
+/**
+ * The one line (two with a hint) cpcmd prints for an error; the stack only with DEBUG=1. The
+ * message may quote a daemon's or a relay's text, so its control characters (newlines too:
+ * it stays one line) are shown escaped.
+ */
 export function formatError(err: unknown): string {
   const e = err as { message?: string; suggestion?: string; stack?: string };
-  const lines = [`cpcmd: ${e?.message ?? String(err)}`];
-  if (e?.suggestion) lines.push(`hint: ${e.suggestion}`);
-  if (process.env.DEBUG === '1' && e?.stack) lines.push(e.stack);
+  const lines = [`cpcmd: ${escapeControls(e?.message ?? String(err))}`];
+  if (e?.suggestion) lines.push(`hint: ${escapeControls(e.suggestion)}`);
+  if (process.env.DEBUG === '1' && e?.stack) lines.push(escapeControls(e.stack, true));
   return `${lines.join('\n')}\n`;
 }

@@ -1,5 +1,6 @@
 import { CliError, ExitCodes, formatError } from './errors.js';
 import { execute } from './runner.js';
+import { escapeControls } from './terminal.js';
 import { type CommandSpec, type FlagSpec, commandsById, globalFlags } from './specs.js';
 
 const NUMBER = /^-\d/;
@@ -78,7 +79,7 @@ export function unknownCommand(argv: readonly string[]): string | undefined {
   const ids = [...commandsById.keys()];
   const near = ids.map((c) => [c, editDistance(id, c)] as const).sort((a, b) => a[1] - b[1])[0];
   const hint = near && near[1] <= 3 ? `did you mean ${near[0]}?` : `commands: ${ids.join(', ')}`;
-  return `cpcmd: unknown command ${id}; ${hint}\n`;
+  return `cpcmd: unknown command ${escapeControls(id)}; ${hint}\n`;
 }
 
 function editDistance(a: string, b: string): number {

@@ -1,6 +1,7 @@
 import type { Client } from '@scoped/client/light';
 import type { ApplyResult, Job } from '@scoped/protocol';
 import { RpcError } from '@scoped/protocol/errors';
+import { escapeControls } from './terminal.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const SHOW_AFTER_MS = 300;
@@ -14,10 +15,10 @@ function progressView(stream: NodeJS.WriteStream) {
       if (stream.isTTY) {
         const width = 24;
         const filled = Math.round((job.done / job.total) * width);
-        const line = `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${job.done}/${job.total} ${job.step ?? ''}`;
+        const line = `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${job.done}/${job.total} ${escapeControls(job.step ?? '')}`;
         stream.write(`\r${line.slice(0, (stream.columns || 80) - 1).padEnd((stream.columns || 80) - 1)}`);
       } else if (job.step && job.step !== lastStep) {
-        stream.write(`${job.done}/${job.total} ${job.step}\n`);
+        stream.write(`${job.done}/${job.total} ${escapeControls(job.step)}\n`);
       }
       lastStep = job.step ?? lastStep;
     },

@@ -2,6 +2,7 @@ import { Client } from '@scoped/client/light';
 import type { Endpoint } from '@scoped/client/light';
 import { CliError, ExitCodes, exitCodeOf, formatError } from './errors.js';
 import type { CommandSpec, Outcome } from './specs.js';
+import { escapeControls, terminalJson, terminalYaml } from './terminal.js';
 
 export const DEFAULT_SOCKET = '/run/scoped/scoped.sock';
 
@@ -24,14 +25,17 @@ export function formatFrom(flags: Record<string, unknown>): 'cli' | 'json' | 'ya
   return o;
 }
 
+/**
+ * Print an outcome. Every form is safe for a terminal: the cli text was rendered with values
+ * escaped and is escaped once more as a whole (keeping its own lines), JSON and YAML escape
+ * what their serializers leave raw and still parse back to the same data.
+ */
 async function print(outcome: Outcome, format: 'cli' | 'json' | 'yaml'): Promise<void> {
-  if (format === 'json') process.stdout.write(`${JSON.stringify(outcome.data, null, 2)}\n`);
-  else if (format === 'yaml') {
-    const { stringify } = await import('yaml');
-    process.stdout.write(stringify(outcome.data));
-  } else {
-    if (outcome.text !== undefined && outcome.text !== '') process.stdout.write(`${outcome.text}\n`);
-    if (outcome.notice) process.stderr.write(`${outcome.notice}\n`);
+  if (format === 'json') process.stdout.write(`${terminalJson(outcome.data)}\n`);
+  else if (format === 'yaml') process.stdout.write(await terminalYaml(outcome.data));
+  else {
+    if (outcome.text !== undefined && outcome.text !== '') process.stdout.write(`${escapeControls(outcome.text, true)}\n`);
+    if (outcome.notice) process.stderr.write(`${escapeControls(outcome.notice, true)}\n`);
   }
 }
 

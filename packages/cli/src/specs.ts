@@ -4,6 +4,7 @@ import { CliError, ExitCodes } from './errors.js';
 import { formatWord, parseArgs as parseWords } from './grammar.js';
 import { waitForJob } from './jobs.js';
 import { columns, renderPlain } from './render.js';
+import { escapeControls as safe } from './terminal.js';
 
 /** A flag, described once for both the oclif commands and the fast path. */
 export interface FlagSpec {
@@ -61,21 +62,22 @@ const wait: FlagSpec = { type: 'boolean', allowNo: true, description: 'wait for 
 async function viaJob(client: Client, start: () => Promise<ApplyResult | { status: 'queued'; job: string }>, flags: Record<string, unknown>, what: string): Promise<Outcome> {
   const r = await start();
   if (!('job' in r)) return { data: r, text: applyText(r, what) };
-  if (flags.wait === false) return { data: r, text: r.job };
+  if (flags.wait === false) return { data: r, text: safe(r.job) };
   const done = await waitForJob(client, r.job);
   return { data: done, text: applyText(done, what) };
 }
 
 const driftLines = (drift: readonly Drift[]): string =>
-  drift.map((d) => `drift: ${[d.scope, d.var].filter(Boolean).join(' ')} ${d.unit} ${d.target}: expected ${show(d.expected)}, found ${show(d.actual)}`).join('\n');
+  drift.map((d) => safe(`drift: ${[d.scope, d.var].filter(Boolean).join(' ')} ${d.unit} ${d.target}: expected ${show(d.expected)}, found ${show(d.actual)}`)).join('\n');
 
 const show = (v: string | null): string => (v === null ? '(unset)' : JSON.stringify(v));
 
 function applyText(r: ApplyResult, what: string): string {
-  const plan = r.plan.map((c) => `  ${c.unit}: ${c.summary}`);
-  if (r.status === 'planned') return [`dry run: ${what} would make ${r.plan.length} change${r.plan.length === 1 ? '' : 's'}, nothing written`, ...plan].join('\n');
-  if (r.status === 'unchanged') return `${what}: unchanged`;
-  return [`${what}: applied (revision ${r.revision})`, ...plan].join('\n');
+  const plan = r.plan.map((c) => `  ${safe(c.unit)}: ${safe(c.summary)}`);
+  const shown = safe(what);
+  if (r.status === 'planned') return [`dry run: ${shown} would make ${r.plan.length} change${r.plan.length === 1 ? '' : 's'}, nothing written`, ...plan].join('\n');
+  if (r.status === 'unchanged') return `${shown}: unchanged`;
+  return [`${shown}: applied (revision ${r.revision})`, ...plan].join('\n');
 }
 
 /** Words after the scope name, parsed with ApisCP's grammar. */
@@ -105,16 +107,16 @@ export const commands: CommandSpec[] = [
     async run({ args }, client) {
       const r = await client.call('scope.info', { name: args[0]! });
       const text = [
-        `${r.name}: ${r.summary}`,
+        `${safe(r.name)}: ${safe(r.summary)}`,
         '',
-        `usage: cpcmd scope:set ${r.name} ${r.usage}`,
+        `usage: cpcmd scope:set ${safe(r.name)} ${safe(r.usage)}`,
         '',
-        r.help,
+        safe(r.help),
         '',
         'examples:',
-        ...r.examples.map((e) => `  ${e}`),
-        ...(r.vars.length ? ['', `vars: ${r.vars.join(', ')}`] : []),
-        ...(r.units.length ? [`units: ${r.units.join(', ')}`] : []),
+        ...r.examples.map((e) => `  ${safe(e)}`),
+        ...(r.vars.length ? ['', `vars: ${safe(r.vars.join(', '))}`] : []),
+        ...(r.units.length ? [`units: ${safe(r.units.join(', '))}`] : []),
       ].join('\n');
       return { data: r, text };
     },
@@ -270,7 +272,7 @@ commands.push(
     flags: {},
     async run({ args }, client) {
       const job = await client.call('job.cancel', { id: args[0]! });
-      return { data: job, text: `${job.id}: cancel requested (${job.state}, ${job.done}/${job.total} changes applied so far)` };
+      return { data: job, text: safe(`${job.id}: cancel requested (${job.state}, ${job.done}/${job.total} changes applied so far)`) };
     },
   },
   {
@@ -306,7 +308,7 @@ commands.push(
       if (flags.expires) params.expires = flags.expires;
       if (flags.name) params.name = flags.name;
       const r = await client.call('token.create', params as never);
-      const text = [r.token, `(${r.name}, ${r.role}${r.scopes.length ? ` on ${r.scopes.join(',')}` : ''}${r.expiresAt ? `, expires ${r.expiresAt}` : ''}; shown once: store it now)`].join('\n');
+      const text = [r.token, `(${r.name}, ${r.role}${r.scopes.length ? ` on ${r.scopes.join(',')}` : ''}${r.expiresAt ? `, expires ${r.expiresAt}` : ''}; shown once: store it now)`].map((l) => safe(l)).join('\n');
       return { data: r, text };
     },
   },
@@ -330,7 +332,7 @@ commands.push(
     flags: {},
     async run({ args }, client) {
       const r = await client.call('token.revoke', { id: args[0]! });
-      return { data: r, text: `revoked ${r.name} (${r.id})` };
+      return { data: r, text: safe(`revoked ${r.name} (${r.id})`) };
     },
   },
   {
@@ -364,7 +366,7 @@ commands.push(
         return { data: rows, text: text || 'no refused calls' };
       }
       const text = r.entries
-        .map((e) => `${e.time}  ${e.actor} via ${e.transport}  ${e.action} ${e.target}  ${e.outcome}${e.reason ? `: ${e.reason}` : ''}${e.new !== undefined ? `  -> ${JSON.stringify(e.new)}` : ''}`)
+        .map((e) => safe(`${e.time}  ${e.actor} via ${e.transport}  ${e.action} ${e.target}  ${e.outcome}${e.reason ? `: ${e.reason}` : ''}${e.new !== undefined ? `  -> ${JSON.stringify(e.new)}` : ''}`))
         .join('\n');
       return { data: r.entries, text: text || 'no entries' };
     },

@@ -85,8 +85,7 @@ const closeServer = (server: Server) =>
 /** Start scoped with a resolved config. */
 export async function startDaemon(config: ResolvedConfig, opts: { log?: Logger; plugins?: readonly PluginDef[] } = {}): Promise<RunningDaemon> {
   const started = Date.now();
-  let scrub = (t: string) => t;
-  const log = opts.log ?? jsonLogger({ level: config.logLevel, scrub: (l) => scrub(l) });
+  const log = opts.log ?? jsonLogger({ level: config.logLevel });
   const registry = new Registry();
   for (const plugin of opts.plugins ?? firstPartyPlugins) {
     const status = registry.add(plugin);
@@ -130,12 +129,10 @@ export async function startDaemon(config: ResolvedConfig, opts: { log?: Logger; 
   const tokens = new TokenRegistry(store);
   await tokens.init();
   const jobs = new JobManager(publish, log);
-  scrub = (t) => engine.scrub(t);
 
   const rpc = new RpcDispatcher(
     log,
     { maxBatch: config.maxBatch },
-    scrub,
     (method, params, ctx) => authorize(method, params, ctx.principal, engine),
     // Refused calls go to the refusal store (collapsed, rate-limited), apart from the history of changes.
     async (method, params, ctx, err) => {

@@ -14,8 +14,9 @@ import {
 } from '@scoped/sdk';
 import { type HostSystem, type SerializedSnapshot, crashpoint, parseSnapshot, serializeSnapshot } from '@scoped/system';
 import { z } from 'zod';
-import type { Logger } from './log.js';
+import { type Logger, stackFrames, thrownSummary } from './log.js';
 import { Mutex } from './mutex.js';
+import { isName } from './names.js';
 import type { Registry } from './registry.js';
 import type { AuditEntry, Refusal, State, Store } from './store.js';
 
@@ -271,32 +272,31 @@ export class Engine {
     return redactValue(value, this.registry.vars.get(name)?.secret);
   }
 
-  /** Every secret string the vars hold now, so messages and logs can be scrubbed of them. */
-  secrets(extra: Record<string, unknown> = {}): string[] {
-    const out = new Set<string>();
-    const collect = (value: unknown, secret: true | readonly string[] | undefined) => {
-      if (secret === undefined || value === null || value === undefined) return;
-      if (secret === true) {
-        if (typeof value === 'string' && value !== '') out.add(value);
-        else if (typeof value === 'object') for (const v of Object.values(value)) collect(v, true);
-        return;
-      }
-      if (typeof value === 'object') for (const [k, v] of Object.entries(value)) collect(v, secret.includes(k) ? true : secret);
-    };
-    const vars = { ...this.vars(), ...extra };
-    for (const [name, def] of this.registry.vars) collect(vars[name], def.secret);
-    return [...out].sort((a, b) => b.length - a.length);
+  /**
+   * Whether a change carries secret content: its unit marked it (the credentials map and its
+   * postmap), or it serves a var that is secret as a whole. Such a change is described without
+   * its content, and the output of the tool that carries it out is never passed on.
+   */
+  secretChange(c: Change): boolean {
+    return c.secret === true || (c.var !== undefined && this.registry.vars.get(c.var)?.secret === true);
   }
 
-  /** Replace every secret in a text with the redaction marker. */
-  scrub(text: string, extra: Record<string, unknown> = {}): string {
-    let out = text;
-    for (const s of this.secrets(extra)) {
-      out = out.split(s).join(REDACTED);
-      const json = JSON.stringify(s).slice(1, -1);
-      if (json !== s) out = out.split(json).join(REDACTED);
-    }
-    return out;
+  /** The change, marked secret when it is one, for describing it. */
+  private marked(c: Change): Change {
+    return this.secretChange(c) && !c.secret ? { ...c, secret: true } : c;
+  }
+
+  /** A change as users read it (plans, job steps, verification): secret content never enters the text. */
+  describe(c: Change): string {
+    return describeChange(this.marked(c));
+  }
+
+  /** Whether a scope's or a unit's own code sees a secret, so what it throws may carry one. */
+  private handlesSecret(kind: 'unit' | 'scope', name: string): boolean {
+    const secret = (v: string) => this.registry.vars.get(v)?.secret !== undefined;
+    if (kind === 'unit') return this.registry.units.get(name)?.reads.some(secret) ?? false;
+    const scope = this.registry.scopes.get(name);
+    return scope !== undefined && (Boolean(scope.secretFields?.length) || scope.redact !== undefined || scope.vars.some(secret));
   }
 
   scopeContext(vars: Record<string, unknown> = this.vars()): ScopeContext {
@@ -308,6 +308,8 @@ export class Engine {
     const off = scope && this.registry.disabled('scope', name);
     if (off) throw new RpcError(ErrorCodes.PluginError, off);
     if (scope) return scope;
+    // Only a well-formed name is repeated (and hinted from): anything else could be escape sequences or a guessed secret.
+    if (!isName('scope', name)) throw new RpcError(ErrorCodes.ScopeNotFound, 'no scope has that name: a scope name is group.kebab-name, such as mail.smart-host (cpcmd scope:list shows them all)');
     const hint = [...this.registry.scopes.keys()].find((s) => s.split('.')[1] === name.split('.')[1] || s.startsWith(name));
     throw new RpcError(ErrorCodes.ScopeNotFound, `no scope named ${name}${hint ? `; did you mean ${hint}?` : ''} (cpcmd scope:list shows them all)`);
   }
@@ -315,13 +317,15 @@ export class Engine {
   unit(name: string): UnitDef {
     const unit = this.registry.units.get(name);
     if (unit) return unit;
-    throw new RpcError(ErrorCodes.ScopeNotFound, `no unit named ${name} (cpcmd converge takes one of: ${[...this.registry.units.keys()].join(', ')})`);
+    const named = isName('unit', name) ? `named ${name}` : 'has that name';
+    throw new RpcError(ErrorCodes.ScopeNotFound, `no unit ${named} (cpcmd converge takes one of: ${[...this.registry.units.keys()].join(', ')})`);
   }
 
   varDef(name: string): VarDef {
     const def = this.registry.vars.get(name);
     if (def) return def;
-    throw new RpcError(ErrorCodes.ScopeNotFound, `no var named ${name} (cpcmd scope:get cp.bootstrapper lists the vars that are set)`);
+    const named = isName('var', name) ? `named ${name}` : 'has that name (a var name is snake_case)';
+    throw new RpcError(ErrorCodes.ScopeNotFound, `no var ${named} (cpcmd var:list shows them all)`);
   }
 
   /** A scope's value shown safely. */
@@ -371,7 +375,7 @@ export class Engine {
       const signature = JSON.stringify(mine);
       if ((this.driftSeen.get(unit.name) ?? '[]') === signature) continue;
       this.driftSeen.set(unit.name, signature);
-      if (mine.length) void this.onEvents([{ topic: 'drift.detected', data: JSON.parse(this.scrub(JSON.stringify({ unit: unit.name, scope, drift: mine }))) }]);
+      if (mine.length) void this.onEvents([{ topic: 'drift.detected', data: { unit: unit.name, scope, drift: mine } }]);
     }
     return drift;
   }
@@ -385,7 +389,7 @@ export class Engine {
       changes
         .filter((c) => c.kind !== 'service')
         .map((c) => {
-          const d: Drift = { unit: unit.name, target: changeTarget(c), ...changeDrift(c, REDACTED) };
+          const d: Drift = { unit: unit.name, target: changeTarget(c), ...changeDrift(this.marked(c), REDACTED) };
           const v = c.var ?? (unit.reads.length === 1 ? unit.reads[0] : undefined);
           const owner = v ? this.scopeOfVar(v) : undefined;
           if (owner ?? scope) d.scope = (owner ?? scope)!;
@@ -475,7 +479,7 @@ export class Engine {
         throw new RpcError(ErrorCodes.PluginError, `${err.message}; its plugin is disabled until scoped restarts`);
       }
       if (err instanceof RpcError || err instanceof ScopeInputError) throw err;
-      throw new RpcError(ErrorCodes.PluginError, `${kind} ${name} failed in ${what}: ${this.scrub(err instanceof Error ? err.message : String(err))}`);
+      throw new RpcError(ErrorCodes.PluginError, `${kind} ${name} failed in ${what}: ${this.thrownBy(kind, name, err)}`);
     };
     // Written without async/await: this runs several times for every scope.get.
     let running: Promise<T>;
@@ -492,10 +496,18 @@ export class Engine {
     await withTimeout(this.lock.run(async () => {}), ms, 'a converge was still running').catch(() => undefined);
   }
 
-  private show(planned: readonly Planned[], extraSecrets: Record<string, unknown>): PlanChange[] {
-    return planned.flatMap(({ unit, changes }) =>
-      changes.map((c) => ({ unit: unit.name, kind: c.kind, target: changeTarget(c), summary: this.scrub(describeChange(c), extraSecrets) })),
-    );
+  /**
+   * What plugin code threw, as a caller may read it. Code that sees a secret may have put it in
+   * its message, so from such code only the error's kind goes out (and its stack to the log).
+   */
+  private thrownBy(kind: 'unit' | 'scope', name: string, err: unknown): string {
+    if (!this.handlesSecret(kind, name)) return err instanceof Error ? err.message : String(err);
+    this.log.error(`${kind} failed; its message is withheld because it handles a secret`, { [kind]: name, error: thrownSummary(err), at: stackFrames(err) });
+    return `${thrownSummary(err)} (the message is withheld: this ${kind} handles a secret; the daemon log has where it was thrown)`;
+  }
+
+  private show(planned: readonly Planned[]): PlanChange[] {
+    return planned.flatMap(({ unit, changes }) => changes.map((c) => ({ unit: unit.name, kind: c.kind, target: changeTarget(c), summary: this.describe(c) })));
   }
 
   /** Turn a scope's value (or CLI words) into validated var changes. */
@@ -683,9 +695,10 @@ export class Engine {
   }
 
   /**
-   * Record one audit entry durably; secrets in its reason are scrubbed. A refusal goes to the
-   * refusal store, collapsed per caller, action and target and limited per caller, never into
-   * the history of changes, which refusals could otherwise push out of its bounded log.
+   * Record one audit entry durably; its values are already redacted and its reason built
+   * without secrets. A refusal goes to the refusal store, collapsed per caller, action and
+   * target and limited per caller, never into the history of changes, which refusals could
+   * otherwise push out of its bounded log.
    */
   audit(e: { actor: Actor; action: string; target: string; old?: unknown; new?: unknown; plan?: string[]; outcome: AuditEntry['outcome']; reason?: string }): Promise<void> {
     if (e.outcome === 'refused') {
@@ -696,7 +709,7 @@ export class Engine {
           transport: clip(e.actor.transport, 200),
           action: clip(e.action, 100),
           target: clip(e.target, 200),
-          ...(e.reason ? { reason: clip(this.scrub(e.reason), 300) } : {}),
+          ...(e.reason ? { reason: clip(e.reason, 300) } : {}),
         },
         { keep: this.options.refusalKeep ?? 1_000, newPerMinute: this.options.refusalNewPerMinute ?? 30 },
       );
@@ -712,7 +725,7 @@ export class Engine {
         ...(e.new !== undefined ? { new: e.new } : {}),
         plan: e.plan ?? [],
         outcome: e.outcome,
-        ...(e.reason ? { reason: clip(this.scrub(e.reason), 1_000) } : {}),
+        ...(e.reason ? { reason: clip(e.reason, 1_000) } : {}),
         revision: this.state.revision,
       },
       { keep: this.options.auditKeep ?? 10_000, maxAgeDays: this.options.auditMaxAgeDays ?? 0 },
@@ -754,11 +767,11 @@ export class Engine {
         }
         const units = m.units ?? (m.converge ? this.registry.unitsReading(changedVars) : []);
         planned = await this.plan(units, next);
-        plan = this.show(planned, m.varChanges);
+        plan = this.show(planned);
       } catch (err) {
         // Refused inside the lock (also when running as a job): audited here, once.
         if (err instanceof RpcError) {
-          await this.audit({ actor: m.actor, action: m.action, target: m.target, old, new: m.new, outcome: 'refused', reason: this.scrub(err.message, m.varChanges) });
+          await this.audit({ actor: m.actor, action: m.action, target: m.target, old, new: m.new, outcome: 'refused', reason: err.message });
           this.audited.add(err);
         }
         throw err;
@@ -777,7 +790,7 @@ export class Engine {
         try {
           await this.applyPlanned(planned, next, journal, m.progress);
         } catch (err) {
-          const reason = this.scrub(err instanceof Error ? err.message : String(err), m.varChanges);
+          const reason = err instanceof Error ? err.message : String(err);
           this.log.error('converge failed; rolled back', { target: m.target, reason });
           await audit('rolled-back', reason);
           throw new RpcError(ErrorCodes.ConvergeFailed, `converge failed and was rolled back: ${reason}`, { plan });
@@ -835,11 +848,14 @@ export class Engine {
     let done = 0;
     // Set when an apply overran its time limit: it stops at its next change instead of writing over the rollback.
     let overran = false;
+    // The change being carried out, so a failure is reported as that change's.
+    let inFlight: Change | undefined = all[0];
     const afterEach = (c: Change) => {
       done++;
-      if (overran) throw new Error('stopped: the apply overran its time limit');
-      progress?.step(this.scrub(describeChange(c), vars), done, all.length);
-      if (progress?.signal.aborted) throw new Error(`cancelled after ${done} of ${all.length} changes`);
+      inFlight = all[done];
+      if (overran) throw new RpcError(ErrorCodes.ConvergeFailed, 'stopped: the apply overran its time limit');
+      progress?.step(this.describe(c), done, all.length);
+      if (progress?.signal.aborted) throw new RpcError(ErrorCodes.ConvergeFailed, `cancelled after ${done} of ${all.length} changes`);
     };
     progress?.begin(all.length);
     const snapshot = await this.system.snapshot(all);
@@ -853,7 +869,9 @@ export class Engine {
     crashpoint();
     try {
       for (const { unit, changes } of planned) {
-        const applying = this.system.apply(changes, afterEach);
+        const applying = this.system.apply(changes, afterEach).catch((err: unknown) => {
+          throw this.applyFailure(err, inFlight);
+        });
         try {
           await withTimeout(applying, unit.timeoutMs ?? 30_000, `unit ${unit.name} did not finish applying in ${unit.timeoutMs ?? 30_000} ms`);
         } catch (err) {
@@ -863,7 +881,7 @@ export class Engine {
           throw err;
         }
       }
-      const left = (await this.plan(planned.map((p) => p.unit), vars)).flatMap((p) => p.changes.filter((c) => c.kind !== 'service').map((c) => `${p.unit.name}: ${describeChange(c)}`));
+      const left = (await this.plan(planned.map((p) => p.unit), vars)).flatMap((p) => p.changes.filter((c) => c.kind !== 'service').map((c) => `${p.unit.name}: ${this.describe(c)}`));
       if (left.length) throw new Error(`verification found the system still differs: ${left.join('; ')}`);
     } catch (err) {
       try {
@@ -873,10 +891,20 @@ export class Engine {
         await this.store.saveJournal(undefined);
       } catch (restoreErr) {
         // The journal stays: the next start tries the rollback again.
-        this.log.error('rollback failed', { reason: this.scrub(String(restoreErr), vars) });
+        this.log.error('rollback failed', { error: thrownSummary(restoreErr), at: stackFrames(restoreErr) });
       }
       throw err;
     }
+  }
+
+  /**
+   * A failure while carrying out a change, as the caller and the audit trail get it. A tool's
+   * output (postmap, postconf, a file write) may quote what it was given, so for a change that
+   * holds a secret only what failed and how is told, built from what the engine knows.
+   */
+  private applyFailure(err: unknown, change: Change | undefined): unknown {
+    if (err instanceof RpcError || !change || !this.secretChange(change)) return err;
+    return new Error(`${this.describe(change)} failed: ${thrownSummary(err)} (its output is withheld because the change holds a secret; run that step by hand to see it)`);
   }
 }
 

@@ -55,14 +55,19 @@ export class EventBus {
    */
   subscribe(
     topics: readonly string[],
-    send: (event: ScopedEvent, subscription: string) => void,
+    deliver: (event: ScopedEvent, subscription: string) => void,
     since?: number,
-    visible: (event: ScopedEvent) => boolean = () => true,
+    /** What of an event this subscriber may see (a filtered copy), or nothing. */
+    view: (event: ScopedEvent) => ScopedEvent | undefined = (e) => e,
   ): Promise<{ id: string; revision: number; gap: boolean }> {
     const id = `sub-${this.nextId++}`;
+    const send = (e: ScopedEvent, subscription: string) => {
+      const shown = view(e);
+      if (shown) deliver(shown, subscription);
+    };
     return this.lock.run(async () => {
       const tests = topics.map(globTest);
-      const matches = (e: ScopedEvent) => tests.some((t) => t(e.topic)) && visible(e);
+      const matches = (e: ScopedEvent) => tests.some((t) => t(e.topic));
       let gap = false;
       // A since beyond what this daemon has seen (its store was replaced) is a gap too.
       if (since !== undefined && since > this.revision) gap = true;

@@ -28,13 +28,37 @@ const ownerKey = (p: Principal) => p.tokenId ?? p.name;
 /** Whose jobs a caller may see: every job for admins and tokens without scope limits, else its own. */
 const viewerKey = (p: Principal) => (p.role === 'admin' || p.scopes.length === 0 ? undefined : ownerKey(p));
 
-/** Whether an event may reach a subscriber: a token limited to some scopes hears about those and its own jobs only. */
-function eventVisible(p: Principal, e: ScopedEvent): boolean {
-  if (p.role === 'admin' || p.scopes.length === 0) return true;
-  const data = (e.data ?? {}) as { scope?: unknown; target?: unknown; owner?: unknown };
-  if (e.topic.startsWith('job.')) return data.owner === ownerKey(p);
+/** Whether a principal sees everything: admins and tokens without scope limits. */
+const unlimited = (p: Principal) => p.role === 'admin' || p.scopes.length === 0;
+
+/** The scope a drift item belongs to; an item no scope declares is a raw var's, which counts as cp.bootstrapper. */
+const driftScope = (d: { scope?: unknown }) => (typeof d.scope === 'string' ? d.scope : 'cp.bootstrapper');
+
+/** The drift items a principal may see: those of its scopes. */
+function visibleDrift<T extends { scope?: unknown }>(p: Principal, drift: readonly T[]): T[] {
+  return unlimited(p) ? [...drift] : drift.filter((d) => scopeAllowed(p, driftScope(d)));
+}
+
+/**
+ * What of an event a subscriber may see, or nothing: a token limited to some scopes hears about
+ * those and its own jobs only. drift.detected carries the drift of a whole unit, which can span
+ * scopes (main.cf's relayhost and myhostname), so such a token gets a copy with its scopes'
+ * items only, and nothing when none is left. Events are shared by every subscriber: never changed.
+ */
+function eventView(p: Principal, e: ScopedEvent): ScopedEvent | undefined {
+  if (unlimited(p)) return e;
+  const data = (e.data ?? {}) as { scope?: unknown; target?: unknown; owner?: unknown; drift?: unknown };
+  if (e.topic.startsWith('job.')) return data.owner === ownerKey(p) ? e : undefined;
+  if (e.topic === 'drift.detected' && Array.isArray(data.drift)) {
+    const items = visibleDrift(p, data.drift as { scope?: unknown }[]);
+    if (items.length === 0) return undefined;
+    if (items.length === data.drift.length && typeof data.scope === 'string' && scopeAllowed(p, data.scope)) return e;
+    // The scope whose read noticed it is told only when the token may see that scope.
+    const { scope, ...rest } = data;
+    return { ...e, data: { ...rest, ...(typeof scope === 'string' && scopeAllowed(p, scope) ? { scope } : {}), drift: items } };
+  }
   const about = typeof data.scope === 'string' ? data.scope : typeof data.target === 'string' ? data.target : undefined;
-  return about !== undefined && scopeAllowed(p, about);
+  return about !== undefined && scopeAllowed(p, about) ? e : undefined;
 }
 
 /** Wire every protocol method to the engine. */
@@ -70,14 +94,22 @@ export function registerHandlers(
     };
   });
 
-  rpc.register(m.scopeGet, ({ name, args }) => engine.get(name, args ?? []) as never);
+  // Answers are shared (reused while nothing changed): a limited token gets a copy with its scopes' drift only.
+  rpc.register(m.scopeGet, async ({ name, args }, ctx) => {
+    const r = await engine.get(name, args ?? []);
+    return (unlimited(ctx.principal) ? r : { ...r, drift: visibleDrift(ctx.principal, r.drift) }) as never;
+  });
   rpc.register(m.scopeSet, (p, ctx) => {
     const { async: background, ...params } = defined(p);
     if (!background || params.dryRun) return engine.set(params, actor(ctx)) as never;
     return engine.prepareSet(params, actor(ctx)).then((run) => ({ status: 'queued' as const, job: jobs.start('scope.set', params.name, ownerKey(ctx.principal), run).id }));
   });
   rpc.register(m.scopeReset, (p, ctx) => engine.reset(defined(p), actor(ctx)) as never);
-  rpc.register(m.scopeCheck, ({ name }) => engine.check(name));
+  rpc.register(m.scopeCheck, async ({ name }, ctx) => {
+    const r = await engine.check(name);
+    const drift = visibleDrift(ctx.principal, r.drift);
+    return { ok: drift.length === 0, drift };
+  });
   rpc.register(m.scopeAdopt, (p, ctx) => engine.adopt(defined(p), actor(ctx)) as never);
 
   const varInfo = (name: string) => {
@@ -115,7 +147,7 @@ export function registerHandlers(
     if (!conn) throw new RpcError(ErrorCodes.InvalidRequest, 'events.subscribe works over a WebSocket only (ws://HOST:PORT/rpc)');
     const principal = ctx.principal;
     // Replayed events (since) go out before this answer, already carrying the subscription's id.
-    const sub = await bus.subscribe(topics, (e, subscription) => conn.notify(m.EVENT_NOTIFICATION, { subscription, ...e }), since, (e) => eventVisible(principal, e));
+    const sub = await bus.subscribe(topics, (e, subscription) => conn.notify(m.EVENT_NOTIFICATION, { subscription, ...e }), since, (e) => eventView(principal, e));
     conn.subscriptions.add(sub.id);
     // Registered after the await: onClose runs at once when the socket closed meanwhile.
     conn.onClose(() => bus.unsubscribe(sub.id));
@@ -169,7 +201,7 @@ function parseSince(since: string): number {
   const m = /^(\d+)([smhd])$/.exec(since);
   if (m) return Date.now() - Number(m[1]) * { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as 's' | 'm' | 'h' | 'd'];
   const t = Date.parse(since);
-  if (Number.isNaN(t)) throw new RpcError(ErrorCodes.InvalidParams, `--since takes an ISO time such as 2026-01-31T12:00:00Z or a duration such as 2h or 7d, not ${since}`);
+  if (Number.isNaN(t)) throw new RpcError(ErrorCodes.InvalidParams, '--since takes an ISO time such as 2026-01-31T12:00:00Z or a duration such as 2h or 7d');
   return t;
 }
 

@@ -3,7 +3,8 @@ import { ScopeInputError } from '@scoped/sdk';
 import { JSONRPCServer, type JSONRPCResponse } from 'json-rpc-2.0';
 import type { z } from 'zod';
 import { invalid } from './engine.js';
-import type { Logger } from './log.js';
+import { type Logger, stackFrames, thrownSummary } from './log.js';
+import { checkNames } from './names.js';
 import type { Principal } from './tokens.js';
 
 /** A connection that can carry notifications back (WebSocket). */
@@ -52,7 +53,9 @@ export function depthExceeds(value: unknown, max: number): boolean {
 /**
  * JSON-RPC 2.0 dispatch over any transport: parses text, enforces the batch limit, answers
  * batches as arrays and notifications with nothing, validates params with each method's zod
- * schema, and maps every error to a code that is never 0.
+ * schema, and maps every error to a code that is never 0. Error messages go out as they were
+ * built: they are made safe where they are made (by which field is secret), never by searching
+ * their text for secrets, which would answer "[redacted]" to a caller who guessed one.
  */
 export class RpcDispatcher {
   private readonly server: JSONRPCServer<CallContext>;
@@ -60,7 +63,6 @@ export class RpcDispatcher {
   constructor(
     private readonly log: Logger,
     private readonly limits: RpcLimits,
-    private readonly scrub: (text: string) => string = (t) => t,
     private readonly authorize: (method: string, params: Record<string, unknown>, ctx: CallContext) => void = () => {},
     /** Told of every refused call of a mutating method, for the audit trail. */
     private readonly onRefused: (method: string, params: Record<string, unknown>, ctx: CallContext, err: RpcError) => Promise<void> = async () => {},
@@ -74,6 +76,8 @@ export class RpcDispatcher {
       if (Array.isArray(params)) throw new RpcError(ErrorCodes.InvalidParams, `${method.name} takes params by name (an object), not by position`);
       const raw = (params ?? {}) as Record<string, unknown>;
       try {
+        // Before anything can repeat a name in a message: names that fail their grammar are refused unrepeated.
+        checkNames(method.name, raw);
         this.authorize(method.name, raw, ctx);
         const parsed = method.params.safeParse(raw);
         if (!parsed.success) throw invalid(`invalid params for ${method.name}`, parsed.error);
@@ -82,7 +86,7 @@ export class RpcDispatcher {
         const refusal = err instanceof ScopeInputError ? new RpcError(ErrorCodes.InvalidParams, err.message) : err;
         if (method.mutates && refusal instanceof RpcError && refusal.code !== ErrorCodes.ConvergeFailed) {
           // The refusal is the answer, even if recording it fails.
-          await this.onRefused(method.name, raw, ctx, refusal).catch((e: unknown) => this.log.error('refusal not audited', { method: method.name, error: this.scrub(String(e)) }));
+          await this.onRefused(method.name, raw, ctx, refusal).catch((e: unknown) => this.log.error('refusal not audited', { method: method.name, error: String(e) }));
         }
         throw refusal;
       }
@@ -90,10 +94,10 @@ export class RpcDispatcher {
   }
 
   private mapError(id: unknown, error: unknown): JSONRPCResponse {
-    if (error instanceof RpcError) return errorResponse(id, error.code, this.scrub(error.message), error.data);
-    if (error instanceof ScopeInputError) return errorResponse(id, ErrorCodes.InvalidParams, this.scrub(error.message));
-    const detail = error instanceof Error ? (error.stack ?? error.message) : String(error);
-    this.log.error('internal error', { detail: this.scrub(detail) });
+    if (error instanceof RpcError) return errorResponse(id, error.code, error.message, error.data);
+    if (error instanceof ScopeInputError) return errorResponse(id, ErrorCodes.InvalidParams, error.message);
+    // An unexpected error's message may hold anything: the log gets where it was thrown, not what it said.
+    this.log.error('internal error', { error: thrownSummary(error), at: stackFrames(error) });
     return errorResponse(id, ErrorCodes.InternalError, 'Internal error (the daemon log has the detail)');
   }
 
@@ -129,7 +133,9 @@ export class RpcDispatcher {
       return errorResponse(hasId ? r.id : null, ErrorCodes.InvalidRequest, 'Invalid Request: needs jsonrpc "2.0", a method name, an optional params object and an optional id');
     }
     if (!this.server.hasMethod(r.method)) {
-      return hasId ? errorResponse(r.id, ErrorCodes.MethodNotFound, `Method not found: ${r.method.slice(0, 100)}`) : null;
+      // Repeated only when it looks like a method name: anything else could be escape sequences.
+      const named = /^[A-Za-z][\w.]*$/.test(r.method) && r.method.length <= 64 ? `: ${r.method}` : ' (method names look like scope.get)';
+      return hasId ? errorResponse(r.id, ErrorCodes.MethodNotFound, `Method not found${named}; rpc.discover lists them`) : null;
     }
     // Validation recurses; params nested deeper than any method needs are refused before it runs.
     if (depthExceeds(r.params, MAX_PARAMS_DEPTH)) {

@@ -49,7 +49,7 @@ export interface Refusal {
   count: number;
   first: string;
   last: string;
-  /** The last reason, already scrubbed and clipped. */
+  /** The last reason, built without secrets and clipped. */
   reason?: string;
 }
 

@@ -6,6 +6,13 @@
 export type Change = (FileChange | FileRemoval | PostconfChange | PostmapChange | ServiceChange | KernelHostnameChange) & {
   /** The var this change serves, for drift reports that name it. */
   var?: string;
+  /**
+   * The change carries a secret (a credentials file, its postmap, a parameter holding a
+   * password): plans, drift and logs never show its content, and the output of the tool that
+   * carries it out is not passed on. A change serving a var that is secret as a whole counts
+   * as secret without this.
+   */
+  secret?: boolean;
 };
 
 /** Write a whole file atomically with this mode. */
@@ -16,8 +23,6 @@ export interface FileChange {
   mode: number;
   /** What the file holds now (null when absent), for the plan and for drift. */
   current: string | null;
-  /** The content holds a secret: plans, drift and logs never show it. */
-  secret?: boolean;
 }
 
 /** Remove a file (and nothing when it is already gone). */
@@ -25,7 +30,6 @@ export interface FileRemoval {
   kind: 'file.remove';
   path: string;
   current: string | null;
-  secret?: boolean;
 }
 
 /** Set (value) or remove (null) one main.cf parameter. All of one converge go into one write. */
@@ -76,7 +80,10 @@ export function changeTarget(change: Change): string {
   }
 }
 
-/** A one-line human description of a change, safe to show: secret content is never included. */
+/**
+ * A one-line human description of a change, safe to show: built from the change's fields, with
+ * the content of a secret change left out (never cut out of the text afterwards).
+ */
 export function describeChange(change: Change): string {
   switch (change.kind) {
     case 'file': {
@@ -88,12 +95,14 @@ export function describeChange(change: Change): string {
     case 'file.remove':
       return `remove ${change.path}`;
     case 'postconf':
+      if (change.secret) return `main.cf ${change.param}: ${change.value === null ? 'unset' : change.current === null ? 'set' : 'changed'} (value redacted)`;
       return `main.cf ${change.param}: ${show(change.current)} -> ${show(change.value)}`;
     case 'postmap':
       return `postmap ${change.path} (${change.reason})`;
     case 'service':
       return `${change.action} ${change.service} if running`;
     case 'kernel-hostname':
+      if (change.secret) return 'kernel hostname (value redacted)';
       return `kernel hostname: ${show(change.current)} -> ${show(change.name)}`;
   }
 }
@@ -108,12 +117,12 @@ export function changeDrift(change: Change, redacted: string): { expected: strin
     case 'file.remove':
       return { expected: null, actual: change.secret ? redacted : change.current };
     case 'postconf':
-      return { expected: change.value, actual: change.current };
+      return change.secret ? { expected: change.value === null ? null : redacted, actual: change.current === null ? null : redacted } : { expected: change.value, actual: change.current };
     case 'postmap':
       return { expected: 'database up to date', actual: change.reason };
     case 'service':
       return { expected: `${change.action}ed`, actual: null };
     case 'kernel-hostname':
-      return { expected: change.name, actual: change.current };
+      return change.secret ? { expected: redacted, actual: redacted } : { expected: change.name, actual: change.current };
   }
 }

@@ -10,10 +10,15 @@ export interface VarAssignment {
   value: unknown;
 }
 
+/** The grammar of var names (as defineVar enforces it). */
+const VAR_NAME = /^[a-z][a-z0-9_]*$/;
+
 function lookup(name: unknown, ctx: ScopeContext): VarDef {
   if (typeof name !== 'string' || name === '') throw new ScopeInputError('name a var, such as postfix_relay_mynetworks; cpcmd scope:get cp.bootstrapper lists the ones set');
   const def = ctx.varDefs.get(name);
   if (def) return def;
+  // Only a well-formed name is repeated (and hinted from): anything else could be escape sequences or a guessed secret.
+  if (!VAR_NAME.test(name) || name.length > 100) throw new ScopeInputError('no var has that name: a var name is snake_case, such as postfix_relay_mynetworks (cpcmd var:list shows them all)', ['var'], 'not-found');
   const hint = closest(name, ctx.varDefs.keys());
   throw new ScopeInputError(`unknown var ${name}${hint ? `; did you mean ${hint}?` : ''} (cpcmd var:list shows them all)`, ['var'], 'not-found');
 }

@@ -145,7 +145,7 @@ export const configurePostfix = defineUnit<PostfixObserved>({
       if (rewrite) changes.push({ kind: 'file', path: AUTH_MAP, content: text, mode: 0o600, current: o.auth, secret: true, var: 'postfix_smarthost' });
       const stale = o.dbMtime === null || (o.authMtime !== null && o.dbMtime < o.authMtime);
       if (o.auth !== text || stale) {
-        changes.push({ kind: 'postmap', path: AUTH_MAP, reason: o.dbMtime === null ? 'database missing' : o.auth !== text ? 'credentials changed' : 'database older than its source', var: 'postfix_smarthost' });
+        changes.push({ kind: 'postmap', path: AUTH_MAP, reason: o.dbMtime === null ? 'database missing' : o.auth !== text ? 'credentials changed' : 'database older than its source', var: 'postfix_smarthost', secret: true });
         postfixChanged = true;
       }
     } else {
