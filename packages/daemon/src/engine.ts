@@ -23,6 +23,8 @@ import type { AuditEntry, State, Store } from './store.js';
 export interface Actor {
   name: string;
   transport: string;
+  /** Whether the caller holds the admin role: only an admin changes an adminOnly var. */
+  admin?: boolean;
 }
 
 interface Planned {
@@ -529,11 +531,13 @@ export class Engine {
   }
 
   /** Take what the system has now into the scope's vars, then converge whatever else differs. */
-  async adopt(params: { name: string; dryRun?: boolean }, actor: Actor): Promise<ApplyResult & { name: string; value: unknown }> {
+  async adopt(params: { name: string; dryRun?: boolean }, actor: Actor): Promise<ApplyResult & { name: string; value: unknown; notes?: string[] }> {
     const scope = this.scope(params.name);
     if (!scope.adopt) throw new RpcError(ErrorCodes.InvalidParams, `${scope.name} cannot adopt what the system has; converge it instead (cpcmd converge)`);
     const ctx = this.scopeContext();
-    const vars = this.validateVars(await this.scopeCode(scope, 'adopt', () => scope.adopt!(ctx)));
+    const adopted = await this.scopeCode(scope, 'adopt', () => scope.adopt!(ctx));
+    const vars = this.validateVars(adopted.vars);
+    const notes = adopted.notes?.length ? { notes: [...adopted.notes] } : {};
     const shown = Object.fromEntries(Object.entries(vars).map(([k, v]) => [k, this.redactVar(k, v)]));
     const result = await this.mutate({
       action: 'scope.adopt',
@@ -546,7 +550,7 @@ export class Engine {
       new: shown,
       actor,
     });
-    return { ...result, name: scope.name, value: shown };
+    return { ...result, name: scope.name, value: shown, ...notes };
   }
 
   async setVar(params: { name: string; value: unknown; dryRun?: boolean; converge?: boolean; ifRevision?: number }, actor: Actor) {
@@ -632,6 +636,7 @@ export class Engine {
         before = this.vars();
         next = { ...before, ...m.varChanges };
         changedVars = Object.keys(m.varChanges).filter((k) => !same(before[k], next[k]));
+        requireAdmin(m.actor, Object.keys(m.varChanges).filter((v) => this.registry.vars.get(v)?.adminOnly));
         for (const unit of this.registry.unitsReading(changedVars)) {
           const problem = await this.unitCode(unit, 'validate', async () => unit.validate?.(next, this.planContext));
           if (problem) throw new RpcError(ErrorCodes.InvalidParams, problem);
@@ -809,6 +814,15 @@ export function invalid(prefix: string, error: z.ZodError, usage?: string): RpcE
 }
 
 /** Runs scope code, turning its ScopeInputError into invalid params. */
+/** Refuse a non-admin whose mutation touches adminOnly vars, on every path (var.set, cp.bootstrapper, a scope's set, reset, adopt). */
+function requireAdmin(actor: Actor, adminOnly: readonly string[]): void {
+  if (adminOnly.length === 0 || actor.admin) return;
+  const vars = adminOnly.join(', ');
+  throw new RpcError(ErrorCodes.Forbidden, `forbidden: ${actor.name} lacks the admin role needed to change ${vars}; ask an admin (the unix socket or an admin token)`, {
+    missing: `the admin role needed to change ${vars}`,
+  });
+}
+
 function inputErrors<T>(fn: () => T | Promise<T>): Promise<T> {
   const convert = (err: unknown): never => {
     if (err instanceof ScopeInputError && err.kind === 'not-found') throw new RpcError(ErrorCodes.ScopeNotFound, err.message);
