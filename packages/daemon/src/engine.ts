@@ -436,6 +436,11 @@ export class Engine {
     return { value: parsed.data, vars: this.validateVars(vars) };
   }
 
+  /** The vars among these that only an admin may change. */
+  private adminOnly(vars: Record<string, unknown>): string[] {
+    return Object.keys(vars).filter((v) => this.registry.vars.get(v)?.adminOnly);
+  }
+
   validateVars(vars: Record<string, unknown>): Record<string, unknown> {
     const out: Record<string, unknown> = {};
     for (const [name, value] of Object.entries(vars)) {
@@ -470,6 +475,8 @@ export class Engine {
     if (params.value !== undefined) input.value = params.value;
     if (params.args !== undefined) input.args = params.args;
     const { value, vars } = await this.scopeVars(scope, input);
+    // Refused now rather than in a queued job; mutate checks again.
+    requireAdmin(actor, this.adminOnly(vars));
     const ctx = this.scopeContext();
     if (params.verify) {
       if (!scope.verify) throw new RpcError(ErrorCodes.InvalidParams, `${scope.name} has nothing to verify; --verify applies to scopes that reach outside, such as mail.smart-host`);
@@ -636,7 +643,7 @@ export class Engine {
         before = this.vars();
         next = { ...before, ...m.varChanges };
         changedVars = Object.keys(m.varChanges).filter((k) => !same(before[k], next[k]));
-        requireAdmin(m.actor, Object.keys(m.varChanges).filter((v) => this.registry.vars.get(v)?.adminOnly));
+        requireAdmin(m.actor, this.adminOnly(m.varChanges));
         for (const unit of this.registry.unitsReading(changedVars)) {
           const problem = await this.unitCode(unit, 'validate', async () => unit.validate?.(next, this.planContext));
           if (problem) throw new RpcError(ErrorCodes.InvalidParams, problem);
