@@ -12,6 +12,7 @@
  * the running Postfix delivers to B without ever sending the password there.
  */
 import { existsSync, readFileSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RELAY_PASSWORD, RELAY_USER, RelaySink } from '../helpers/relay.js';
 import { Daemon, PostfixRoot, type RunResult, cleanupAll, cpcmd, mustRun, waitFor } from '../helpers/sandbox.js';
@@ -89,5 +90,17 @@ describe('scope.adopt never moves the relay password to another host', { timeout
     expect(await stored()).toEqual({ host: relayB.relayhost, username: '', password: '' });
     expect(authLines()).toEqual([]);
     expect(relayB.auths).toEqual([]);
+  });
+
+  it('with the relayhost unchanged and only the map removed by hand, adopt keeps the credentials with their own host and converge writes the map again', async () => {
+    expectOk(await d.cpcmd(['scope:set', 'mail.smart-host', `'${HOST_A}'`, RELAY_USER, RELAY_PASSWORD]));
+    await rm(box.authMap);
+    await rm(box.authDb, { force: true });
+    const adopt = await cpcmd(['scope:check', '--adopt', 'mail.smart-host'], { url: d.url, token: operator });
+    expectOk(adopt);
+    expect(adopt.stderr).not.toMatch(/note:/);
+    expect(await stored()).toEqual({ host: HOST_A, username: RELAY_USER, password: '[redacted]' });
+    expectOk(await d.cpcmd(['converge', 'mail/configure-postfix']));
+    expect(authLines()).toEqual([`${HOST_A} ${RELAY_USER}:${RELAY_PASSWORD}`]);
   });
 });

@@ -83,17 +83,14 @@ export const smartHostScope = defineScope<SmartHostValue>({
   adopt: async (ctx) => {
     const observed = await observedSmartHost(ctx, true);
     const stored = ctx.vars.postfix_smarthost as SmartHostValue;
-    // The stored credentials stay with the host they were given for: a hand-set host is adopted without them.
-    if (observed !== false && observed.username === '' && stored !== false && stored.username !== '') {
-      return {
-        vars: { postfix_smarthost: observed },
-        notes: [
-          `credentials were not adopted: the credentials map has no entry for ${JSON.stringify(observed.host)}, and the stored ones ` +
-            `belong to ${JSON.stringify(stored.host)}; give them again with cpcmd scope:set mail.smart-host HOST USER PASS`,
-        ],
-      };
-    }
-    return { vars: { postfix_smarthost: observed } };
+    if (observed === false || observed.username !== '' || stored === false || stored.username === '') return { vars: { postfix_smarthost: observed } };
+    // Only the map is gone: the stored credentials stay with their own host (converging writes the map again).
+    if (observed.host === stored.host) return { vars: { postfix_smarthost: stored } };
+    // A credential is never moved to another host: the hand-set host is adopted without one, and the user is told.
+    const note =
+      `credentials were not adopted: the credentials map has no entry for ${JSON.stringify(observed.host)}, and the stored ones ` +
+      `belong to ${JSON.stringify(stored.host)}; give them again with cpcmd scope:set mail.smart-host HOST USER PASS`;
+    return { vars: { postfix_smarthost: observed }, notes: [note] };
   },
   async verify(value, ctx) {
     if (value === false) return;
