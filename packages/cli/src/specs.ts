@@ -202,7 +202,7 @@ export const commands: CommandSpec[] = [
       if (flags.adopt) {
         if (!args[0]) throw new CliError('--adopt needs the scope whose drift to keep', ExitCodes.usage, 'cpcmd scope:check --adopt mail.smart-host');
         const r = await client.call('scope.adopt', flags['dry-run'] ? { name: args[0], dryRun: true } : { name: args[0] });
-        return { data: r, text: applyText(r, `${args[0]} adopted`) };
+        return { data: r, text: applyText(r, `${args[0]} adopted`), ...(r.notes?.length ? { notice: r.notes.map((n) => `note: ${n}`).join('\n') } : {}) };
       }
       const r = await client.call('scope.check', args[0] ? { name: args[0] } : {});
       return { data: r, text: r.ok ? 'ok: no drift' : driftLines(r.drift), exitCode: r.ok ? 0 : ExitCodes.drift };

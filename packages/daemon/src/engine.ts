@@ -42,6 +42,8 @@ export const MAX_VAR_BYTES = 64 * 1024;
 export interface Actor {
   name: string;
   transport: string;
+  /** Whether the caller holds the admin role: only an admin changes an adminOnly var. */
+  admin?: boolean;
 }
 
 interface Planned {
@@ -524,6 +526,11 @@ export class Engine {
     return { value: parsed.data, vars: this.validateVars(vars) };
   }
 
+  /** The vars among these that only an admin may change. */
+  private adminOnly(vars: Record<string, unknown>): string[] {
+    return Object.keys(vars).filter((v) => this.registry.vars.get(v)?.adminOnly);
+  }
+
   /**
    * Every var of a change checked once, here, for every way in (scope.set, var.set, adopt): its
    * size, text no config file line can carry, then its schema.
@@ -573,6 +580,8 @@ export class Engine {
     if (params.value !== undefined) input.value = params.value;
     if (params.args !== undefined) input.args = params.args;
     const { value, vars } = await this.scopeVars(scope, input);
+    // Refused now rather than in a queued job; mutate checks again.
+    requireAdmin(actor, this.adminOnly(vars));
     const ctx = this.scopeContext();
     if (params.verify) {
       if (!scope.verify) throw new RpcError(ErrorCodes.InvalidParams, `${scope.name} has nothing to verify; --verify applies to scopes that reach outside, such as mail.smart-host`);
@@ -634,11 +643,13 @@ export class Engine {
   }
 
   /** Take what the system has now into the scope's vars, then converge whatever else differs. */
-  async adopt(params: { name: string; dryRun?: boolean }, actor: Actor): Promise<ApplyResult & { name: string; value: unknown }> {
+  async adopt(params: { name: string; dryRun?: boolean }, actor: Actor): Promise<ApplyResult & { name: string; value: unknown; notes?: string[] }> {
     const scope = this.scope(params.name);
     if (!scope.adopt) throw new RpcError(ErrorCodes.InvalidParams, `${scope.name} cannot adopt what the system has; converge it instead (cpcmd converge)`);
     const ctx = this.scopeContext();
-    const vars = this.validateVars(await this.scopeCode(scope, 'adopt', () => scope.adopt!(ctx)));
+    const adopted = await this.scopeCode(scope, 'adopt', () => scope.adopt!(ctx));
+    const vars = this.validateVars(adopted.vars);
+    const notes = adopted.notes?.length ? { notes: [...adopted.notes] } : {};
     const shown = Object.fromEntries(Object.entries(vars).map(([k, v]) => [k, this.redactVar(k, v)]));
     const result = await this.mutate({
       action: 'scope.adopt',
@@ -651,7 +662,7 @@ export class Engine {
       new: shown,
       actor,
     });
-    return { ...result, name: scope.name, value: shown };
+    return { ...result, name: scope.name, value: shown, ...notes };
   }
 
   async setVar(params: { name: string; value: unknown; dryRun?: boolean; converge?: boolean; ifRevision?: number }, actor: Actor) {
@@ -761,6 +772,7 @@ export class Engine {
         before = this.vars();
         next = { ...before, ...m.varChanges };
         changedVars = Object.keys(m.varChanges).filter((k) => !same(before[k], next[k]));
+        requireAdmin(m.actor, this.adminOnly(m.varChanges));
         for (const unit of this.registry.unitsReading(changedVars)) {
           const problem = await this.unitCode(unit, 'validate', async () => unit.validate?.(next, this.planContext));
           if (problem) throw new RpcError(ErrorCodes.InvalidParams, problem);
@@ -1025,6 +1037,15 @@ export function invalid(prefix: string, error: z.ZodError, usage?: string): RpcE
 }
 
 /** Runs scope code, turning its ScopeInputError into invalid params. */
+/** Refuse a non-admin whose mutation touches adminOnly vars, on every path (var.set, cp.bootstrapper, a scope's set, reset, adopt). */
+function requireAdmin(actor: Actor, adminOnly: readonly string[]): void {
+  if (adminOnly.length === 0 || actor.admin) return;
+  const vars = adminOnly.join(', ');
+  throw new RpcError(ErrorCodes.Forbidden, `forbidden: ${actor.name} lacks the admin role needed to change ${vars}; ask an admin (the unix socket or an admin token)`, {
+    missing: `the admin role needed to change ${vars}`,
+  });
+}
+
 function inputErrors<T>(fn: () => T | Promise<T>): Promise<T> {
   const convert = (err: unknown): never => {
     if (err instanceof ScopeInputError && err.kind === 'not-found') throw new RpcError(ErrorCodes.ScopeNotFound, err.message);

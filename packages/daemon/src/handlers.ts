@@ -13,6 +13,7 @@ import { z } from 'zod';
 export const actorOf = (ctx: CallContext): Actor => ({
   name: ctx.principal.tokenId ? `${ctx.principal.name} (${ctx.principal.tokenId})` : ctx.principal.name,
   transport: ctx.peer && ctx.transport !== 'unix' ? `${ctx.transport} ${ctx.peer}` : ctx.transport,
+  admin: ctx.principal.role === 'admin',
 });
 const actor = actorOf;
 

@@ -36,11 +36,15 @@ const forbidden = (p: Principal, what: string) =>
 /**
  * Refuse a call the principal may not make: readers read, operators also set, reset and
  * converge on the scopes their globs match (and the units those scopes drive), admins do
- * everything. Raw vars count as the scope cp.bootstrapper.
+ * everything. Raw vars count as the scope cp.bootstrapper; an adminOnly var is the admin's alone.
  */
 export function authorize(method: string, params: Record<string, unknown>, p: Principal, engine: Engine): void {
   const role = NEEDS[method] ?? 'admin';
   if (!hasRole(p, role)) throw forbidden(p, `the ${role} role needed for ${method}`);
+  // Refused here before the value is even read; the engine refuses adminOnly vars on every other path too.
+  if (method === 'var.set' && p.role !== 'admin' && engine.registry.vars.get(String(params.name))?.adminOnly) {
+    throw forbidden(p, `the admin role needed to change ${String(params.name)}`);
+  }
   if (p.role === 'admin' || p.scopes.length === 0) return;
   const scope = (name: string) => {
     if (!scopeAllowed(p, name)) throw forbidden(p, `${role === 'reader' ? 'read' : 'write'} access to scope ${name}`);

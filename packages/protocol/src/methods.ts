@@ -103,7 +103,8 @@ export const scopeCheck = defineMethod('scope.check', {
 export const scopeAdopt = defineMethod('scope.adopt', {
   summary: 'Take what the system has now into the vars of a scope (the answer to drift that should stay)',
   params: z.object({ name: Name, dryRun: z.boolean().optional() }).strict(),
-  result: ApplyResult.extend({ name: z.string(), value: Json }),
+  // notes: what the user should know, such as credentials that were not adopted (cpcmd prints them on stderr).
+  result: ApplyResult.extend({ name: z.string(), value: Json, notes: z.array(z.string()).optional() }),
   mutates: true,
 });
 

@@ -16,6 +16,12 @@ export interface VarDef<T = unknown> {
    * Secret parts never appear in output, plans, logs or the audit trail.
    */
   readonly secret?: true | readonly string[];
+  /**
+   * Only an admin may change this var, through any path (var.set, cp.bootstrapper, a scope's
+   * set, reset or adopt): for vars that are powers over the whole machine, such as raw
+   * Postfix parameters. The daemon refuses other principals with forbidden, naming the var.
+   */
+  readonly adminOnly?: boolean;
 }
 
 export function defineVar<T>(def: VarDef<T>): VarDef<T> {
@@ -63,6 +69,13 @@ export interface ScopeContext {
   redactVar(name: string, value: unknown): unknown;
 }
 
+/** What a scope's adopt takes into its vars, and what the user should know about it (such as what it left out). */
+export interface Adoption {
+  readonly vars: Record<string, unknown>;
+  /** Shown to the user with the answer (cpcmd prints them on stderr), such as credentials that were not adopted. */
+  readonly notes?: readonly string[];
+}
+
 /** The typed public face over vars. */
 export interface ScopeDef<V = unknown> {
   readonly name: string;
@@ -93,7 +106,7 @@ export interface ScopeDef<V = unknown> {
    */
   redact?(value: V, ctx: ScopeContext): unknown;
   /** The vars that would make the system's current state the desired one (`scope:check --adopt`). */
-  adopt?(ctx: ScopeContext): Record<string, unknown> | Promise<Record<string, unknown>>;
+  adopt?(ctx: ScopeContext): Adoption | Promise<Adoption>;
   /**
    * Check a value against the outside world before anything is written (`--verify`), such
    * as logging in to a relay; throw ScopeInputError with what went wrong.

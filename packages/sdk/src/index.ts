@@ -1,7 +1,7 @@
 export { changeDrift, changeTarget, describeChange } from './changes.js';
 export type { Change, FileChange, FileRemoval, KernelHostnameChange, PostconfChange, PostmapChange, ServiceChange } from './changes.js';
 export { API_VERSION, ScopeInputError, definePlugin, defineScope, defineUnit, defineVar } from './define.js';
-export type { PlanContext, PluginDef, ScopeContext, ScopeDef, UnitDef, VarDef, VarValues } from './define.js';
+export type { Adoption, PlanContext, PluginDef, ScopeContext, ScopeDef, UnitDef, VarDef, VarValues } from './define.js';
 export type { PostfixView, ServiceView, System } from './system.js';
 export { redactValue } from './redact.js';
 /** zod, re-exported so a plugin's schemas are made by the same zod the daemon reads them with. */

@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs';
-import { chmod } from 'node:fs/promises';
+import { chmod, realpath } from 'node:fs/promises';
+import path from 'node:path';
 import type { PostfixView } from '@scoped/sdk';
 import { crashpoint } from './crash.js';
 import { exec } from './exec.js';
@@ -18,6 +19,17 @@ const POSTMAP = process.env.SCOPED_POSTMAP ?? 'postmap';
  * program that reads it next (reload, postmap, postconf) from pausing.
  */
 const COOL_DOWN_MS = 3_000;
+
+/** A file's real path (symlinks resolved) when it exists under the root (on `/`, anywhere); null otherwise. */
+async function realPathUnder(root: string, file: string): Promise<string | null> {
+  if (!path.isAbsolute(file)) return null;
+  try {
+    const [realRoot, real] = await Promise.all([realpath(root), realpath(file)]);
+    return realRoot === '/' || real.startsWith(`${realRoot}/`) ? real : null;
+  } catch {
+    return null;
+  }
+}
 
 /** Postfix's configuration under a root: read like `postconf -n`, written in one atomic write. */
 export class PostfixAdapter implements PostfixView {
@@ -77,10 +89,19 @@ export class PostfixAdapter implements PostfixView {
     return (await this.defaultOf('default_database_type')) || 'hash';
   }
 
-  /** The master's pid file: `pid/master.pid` under queue_directory (main.cf's, else the built-in default). */
-  async masterPidFile(): Promise<string> {
+  /**
+   * The master's pid file: `pid/master.pid` under queue_directory (main.cf's, else the built-in
+   * default), symlinks resolved; null when it is missing or lies outside the root, where it is
+   * never read (main.cf's queue_directory may name any directory).
+   */
+  async masterPidFile(): Promise<string | null> {
     const queue = (await this.mainCf()).get('queue_directory') ?? (await this.defaultOf('queue_directory'));
-    return `${queue}/pid/master.pid`;
+    return realPathUnder(this.root, `${queue}/pid/master.pid`);
+  }
+
+  /** Postfix's master program in its built-in daemon_directory (never main.cf's, which could name any directory). */
+  async masterProgram(): Promise<string> {
+    return `${await this.defaultOf('daemon_directory')}/master`;
   }
 
   /** All main.cf edits of one converge, in one atomic write. */

@@ -100,7 +100,7 @@ function contract(name: string, make: (dir: string) => Promise<Harness>) {
   });
 }
 
-const nowhere = { hostConfigDir: '/nonexistent', masterPidFile: async () => '/nonexistent/master.pid' };
+const nowhere = { hostConfigDir: '/nonexistent', masterPidFile: async () => null, masterProgram: async () => '/nonexistent/master' };
 
 contract('direct', async (dir) => {
   const script = path.join(dir, 'filterd.cjs');

@@ -1,6 +1,6 @@
-import { existsSync } from 'node:fs';
+import { constants, existsSync } from 'node:fs';
 import path from 'node:path';
-import { readFile } from 'node:fs/promises';
+import { open, readFile, readlink, realpath, stat } from 'node:fs/promises';
 import type { ServiceView } from '@scoped/sdk';
 import { exec } from './exec.js';
 
@@ -12,10 +12,13 @@ export interface ServiceDriver extends ServiceView {
   control(service: string, action: ServiceAction): Promise<void>;
 }
 
-/** What the direct driver needs of Postfix: its config dir and where its master keeps its pid. */
+/** What the direct driver needs of Postfix: its config dir, where its master keeps its pid, and the master's program. */
 export interface PostfixProcess {
   readonly hostConfigDir: string;
-  masterPidFile(): Promise<string>;
+  /** The pid file as a host path inside the root, or null when it is missing or outside the root. */
+  masterPidFile(): Promise<string | null>;
+  /** Postfix's own master program (from Postfix's built-in daemon_directory). */
+  masterProgram(): Promise<string>;
 }
 
 /** Whether a process with this pid exists (signal 0 tests without sending anything). */
@@ -47,13 +50,38 @@ async function until(done: () => Promise<boolean>, ms: number): Promise<boolean>
   return done();
 }
 
+/** A pid file's text: a regular file, not a symlink, a FIFO or a device that could block or mislead the read. */
+async function readPidFile(file: string): Promise<string> {
+  const handle = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  try {
+    const st = await handle.stat();
+    if (!st.isFile() || st.size > 64) throw new Error(`${file} is not a pid file`);
+    return await handle.readFile('utf8');
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Whether a process is Postfix's master: owned by root and running the master program itself
+ * (its /proc/PID/exe), so a pid file naming any other live process is not taken for Postfix.
+ */
+async function isPostfixMaster(pid: number, program: string): Promise<boolean> {
+  try {
+    const [exe, real, st] = await Promise.all([readlink(`/proc/${pid}/exe`), realpath(program), stat(`/proc/${pid}`)]);
+    return exe === real && st.uid === 0;
+  } catch {
+    return false;
+  }
+}
+
 /**
  * The pid in a pid file when that process is alive and is the program (a stale pid file may
  * name a pid the kernel has since given to something else, which root must never signal).
  */
 async function livePid(file: string, program?: string): Promise<number | null> {
   try {
-    const pid = Number((await readFile(file, 'utf8')).trim());
+    const pid = Number((await readPidFile(file)).trim());
     if (!Number.isInteger(pid) || pid <= 0 || !alive(pid)) return null;
     if (program === undefined) return pid;
     const cmdline = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0');
@@ -87,9 +115,19 @@ export class DirectServiceDriver implements ServiceDriver {
   }
 
   async running(service: string): Promise<boolean> {
-    if (service === 'postfix') return (await livePid(await this.postfix.masterPidFile())) !== null;
+    if (service === 'postfix') return (await this.postfixMaster()) !== null;
     const daemon = this.daemons[service];
     return daemon !== undefined && (await livePid(daemon.pidFile, daemon.program)) !== null;
+  }
+
+  /**
+   * The live Postfix master's pid: its pid file inside the root (never read elsewhere), naming
+   * a live root process whose executable is Postfix's master program.
+   */
+  private async postfixMaster(): Promise<number | null> {
+    const file = await this.postfix.masterPidFile();
+    const pid = file === null ? null : await livePid(file);
+    return pid !== null && (await isPostfixMaster(pid, await this.postfix.masterProgram())) ? pid : null;
   }
 
   async control(service: string, action: ServiceAction): Promise<void> {

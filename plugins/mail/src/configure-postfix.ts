@@ -10,8 +10,8 @@ export const CUSTOM_KEYS = '/etc/postfix/scoped-custom-keys';
 const RELAY_WITH_MYNETWORKS = 'permit_mynetworks, permit_sasl_authenticated, defer_unauth_destination';
 const RELAY_AUTHENTICATED = 'permit_sasl_authenticated, defer_unauth_destination';
 
-/** Which var each owned parameter serves, for drift reports. */
-const VAR_OF: Record<string, string> = {
+/** Which var each owned parameter serves, for drift reports; postfix_custom_config may not override them. */
+export const PARAM_VARS: Record<string, string> = {
   relayhost: 'postfix_smarthost',
   smtp_sasl_auth_enable: 'postfix_smarthost',
   smtp_sasl_password_maps: 'postfix_smarthost',
@@ -126,7 +126,7 @@ export const configurePostfix = defineUnit<PostfixObserved>({
     for (const [param, value] of desired) {
       const current = o.params.get(param) ?? null;
       if (current === value) continue;
-      changes.push({ kind: 'postconf', param, value, current, var: param in custom ? 'postfix_custom_config' : (VAR_OF[param] ?? 'postfix_custom_config') });
+      changes.push({ kind: 'postconf', param, value, current, var: param in custom ? 'postfix_custom_config' : (PARAM_VARS[param] ?? 'postfix_custom_config') });
       postfixChanged = true;
     }
 

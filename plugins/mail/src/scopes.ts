@@ -22,14 +22,17 @@ function credential(word: unknown, what: string): string {
   throw new ScopeInputError(`the ${what} must be text; quote it as "'…'" if it looks like a list or null`);
 }
 
-/** The credentials map's entry for a relayhost, or its only entry when the host changed by hand. */
+/**
+ * The credentials map's entry for exactly this relayhost. Never another host's entry: a
+ * credential is only ever sent to the host it was given for, so a relayhost changed by hand
+ * has no credentials until they are given again.
+ */
 function credentialsFor(authMap: string | null, host: string): { username: string; password: string } | undefined {
-  const entries = (authMap ?? '')
+  const m = (authMap ?? '')
     .split('\n')
     .filter((l) => l.trim() && !l.startsWith('#'))
     .map((l) => /^(\S+)\s+([^:]*):(.*)$/.exec(l))
-    .filter((m): m is RegExpExecArray => m !== null);
-  const m = entries.find((e) => e[1] === host) ?? (entries.length === 1 ? entries[0] : undefined);
+    .find((e) => e !== null && e[1] === host);
   return m ? { username: m[2]!, password: m[3]! } : undefined;
 }
 
@@ -79,12 +82,15 @@ export const smartHostScope = defineScope<SmartHostValue>({
   get: (ctx) => observedSmartHost(ctx, false),
   adopt: async (ctx) => {
     const observed = await observedSmartHost(ctx, true);
-    if (observed !== false && observed.username === '' && ctx.vars.postfix_smarthost !== false) {
-      // The map has no entry for the hand-set host: keep the stored credentials with it.
-      const stored = ctx.vars.postfix_smarthost as SmartHost;
-      return { postfix_smarthost: { host: observed.host, username: stored.username, password: stored.password } };
-    }
-    return { postfix_smarthost: observed };
+    const stored = ctx.vars.postfix_smarthost as SmartHostValue;
+    if (observed === false || observed.username !== '' || stored === false || stored.username === '') return { vars: { postfix_smarthost: observed } };
+    // Only the map is gone: the stored credentials stay with their own host (converging writes the map again).
+    if (observed.host === stored.host) return { vars: { postfix_smarthost: stored } };
+    // A credential is never moved to another host: the hand-set host is adopted without one, and the user is told.
+    const note =
+      `credentials were not adopted: the credentials map has no entry for ${JSON.stringify(observed.host)}, and the stored ones ` +
+      `belong to ${JSON.stringify(stored.host)}; give them again with cpcmd scope:set mail.smart-host HOST USER PASS`;
+    return { vars: { postfix_smarthost: observed }, notes: [note] };
   },
   async verify(value, ctx) {
     if (value === false) return;

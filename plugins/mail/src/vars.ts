@@ -1,5 +1,6 @@
 import { defineVar } from '@scoped/sdk';
 import { z } from 'zod';
+import { customParameterProblem } from './dangerous-params.js';
 import { passwordProblem, relayProblem, userProblem } from './relay.js';
 
 const check = (problem: (s: string) => string | null) =>
@@ -58,9 +59,14 @@ export const postfixRelayMynetworks = defineVar({
 
 const PARAM = /^[a-z][a-z0-9_]*$/;
 
+/**
+ * Raw main.cf parameters: an admin-only power (an operator could otherwise become root through
+ * them), and even for the admin the dangerous classes in dangerous-params.ts are refused.
+ */
 export const postfixCustomConfig = defineVar({
   name: 'postfix_custom_config',
-  description: 'Extra main.cf parameters, applied last: they override the parameters the units own',
+  description: 'Extra main.cf parameters (admin only); programs, directories, owners, environment, filters, transports, relay credentials and files outside /etc/postfix are refused',
+  adminOnly: true,
   schema: z.record(
     z.string().regex(PARAM, 'a main.cf parameter name is lowercase letters, digits and underscores'),
     z.union([z.string(), z.number(), z.boolean()]).transform((v, ctx) => {
@@ -71,7 +77,12 @@ export const postfixCustomConfig = defineVar({
       }
       return s.trim();
     }),
-  ),
+  ).superRefine((params, ctx) => {
+    for (const [name, value] of Object.entries(params)) {
+      const problem = customParameterProblem(name, value);
+      if (problem) ctx.addIssue({ code: 'custom', path: [name], message: problem });
+    }
+  }),
   default: {} as Record<string, string>,
 });
 

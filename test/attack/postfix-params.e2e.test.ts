@@ -1,0 +1,232 @@
+/**
+ * Attack: an operator becomes root through raw Postfix parameters (issue 9, item 1).
+ *
+ * Before the fix, any token that could write cp.bootstrapper set postfix_custom_config to any
+ * name `postconf -d` knows: daemon_directory made `postfix reload` run a postfix-script of the
+ * attacker's choosing as root, and queue_directory pointed the "is Postfix running" check at a
+ * pid file the attacker wrote (outside --root), which was trusted for any live pid.
+ *
+ * From the attacker's side, against the real scoped on a real Postfix config under a temp root:
+ * - operator tokens (unlimited, limited to cp.bootstrapper, limited to a plugin scope that
+ *   writes postfix_custom_config) get -32003 naming the var on every path: var.set,
+ *   scope.set cp.bootstrapper (RPC and cpcmd), a scope's set, reset and adopt; main.cf is unchanged;
+ * - the admin is refused, with the reason, the dangerous classes, and nothing changes; a
+ *   harmless parameter still works;
+ * - the running check: a hand-edited main.cf whose queue_directory lies outside the root is
+ *   never read there (a FIFO would block a reader), a planted postfix-script never runs, and a
+ *   pid file inside the root naming a live process that is not Postfix's master is not Postfix.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { constants, openSync, closeSync, existsSync } from 'node:fs';
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PluginDirs } from '../helpers/plugin-dir.js';
+import { Daemon, PostfixRoot, type RunResult, cleanupAll, cpcmd, makeRoot, mustRun, tcpCall } from '../helpers/sandbox.js';
+
+const FORBIDDEN = -32003;
+const INVALID = -32602;
+/** cpcmd's exit codes: forbidden shares 5 with unauthorized. */
+const EXIT = { ok: 0, forbidden: 5, invalid: 6 } as const;
+
+/** A third-party scope over postfix_custom_config: operators limited to it may call it, yet never change the var. */
+const RAW_PLUGIN = `
+import { defineScope, definePlugin, z } from '@scoped/sdk';
+const raw = defineScope({
+  name: 'attack.raw',
+  summary: 'Raw main.cf parameters through a scope',
+  help: 'test only',
+  usage: 'MAP',
+  examples: [],
+  schema: z.record(z.string(), z.string()),
+  vars: ['postfix_custom_config'],
+  parseArgs: (args) => args[0],
+  toVars: (value) => ({ postfix_custom_config: value }),
+  get: (ctx) => ctx.vars.postfix_custom_config,
+  adopt: () => ({ vars: { postfix_custom_config: { smtpd_banner: 'adopted by an operator' } } }),
+});
+export default definePlugin({ name: 'scoped-plugin-attack-raw', version: '1.0.0', apiVersion: 1, scopes: [raw] });
+`;
+
+let box: PostfixRoot;
+let d: Daemon;
+let plugins: PluginDirs;
+const tok = { operator: '', bootstrapOnly: '', rawOnly: '', reader: '' };
+
+async function token(role: string, scopes?: string): Promise<string> {
+  const r = await d.cpcmd(['token:create', '--role', role, ...(scopes ? ['--scopes', scopes] : []), '-o', 'json']);
+  expect(r.code, r.stderr).toBe(0);
+  return JSON.parse(r.stdout).token as string;
+}
+
+const relayhostOf = async (b: PostfixRoot) => (await b.postconf(['-h', 'relayhost'])).trim();
+const mainCf = () => readFile(box.mainCf, 'utf8');
+const customVar = async () => (await d.ok('var.get', { name: 'postfix_custom_config' })).value;
+
+function expectError(a: Awaited<ReturnType<typeof tcpCall>>, code: number, why: RegExp): void {
+  expect('error' in a ? a.error : a.result, JSON.stringify(a)).toMatchObject({ code, message: expect.stringMatching(why) });
+}
+
+afterAll(async () => {
+  await cleanupAll();
+  await plugins?.remove();
+}, 60_000);
+
+describe('operator to root through postfix_custom_config', { timeout: 60_000 }, () => {
+  beforeAll(async () => {
+    box = await PostfixRoot.create();
+    plugins = await PluginDirs.create();
+    const dir = await plugins.write('attack-raw', RAW_PLUGIN);
+    d = await Daemon.start(box.root, { args: ['--plugin', dir] });
+    tok.operator = await token('operator');
+    tok.bootstrapOnly = await token('operator', 'cp.bootstrapper');
+    tok.rawOnly = await token('operator', 'attack.*');
+    tok.reader = await token('reader');
+  });
+
+  it('operators, limited or not, are forbidden postfix_custom_config on every path, and main.cf stays as it was', async () => {
+    const before = await mainCf();
+    const evil = { daemon_directory: '/tmp/evil', smtpd_banner: 'owned' };
+    for (const t of [tok.operator, tok.bootstrapOnly]) {
+      // The original attack: refused before the value is read.
+      expectError(await tcpCall(d.port!, t, 'var.set', { name: 'postfix_custom_config', value: evil }), FORBIDDEN, /admin role needed to change postfix_custom_config/);
+      // Through cp.bootstrapper the value is parsed first: refused as invalid, the harmless one as forbidden.
+      expectError(await tcpCall(d.port!, t, 'scope.set', { name: 'cp.bootstrapper', value: { var: 'postfix_custom_config', value: evil } }), INVALID, /postfix_custom_config/);
+      const value = { smtpd_banner: 'owned' };
+      expectError(await tcpCall(d.port!, t, 'var.set', { name: 'postfix_custom_config', value }), FORBIDDEN, /admin role needed to change postfix_custom_config/);
+      expectError(await tcpCall(d.port!, t, 'scope.set', { name: 'cp.bootstrapper', value: { var: 'postfix_custom_config', value } }), FORBIDDEN, /admin role needed to change postfix_custom_config/);
+      expectError(await tcpCall(d.port!, t, 'scope.set', { name: 'cp.bootstrapper', args: ['postfix_custom_config', value], dryRun: true }), FORBIDDEN, /postfix_custom_config/);
+      expectError(await tcpCall(d.port!, t, 'scope.set', { name: 'cp.bootstrapper', value: { var: 'postfix_custom_config', value }, async: true }), FORBIDDEN, /postfix_custom_config/);
+      // As the attacker types it.
+      const r: RunResult = await cpcmd(['scope:set', 'cp.bootstrapper', 'postfix_custom_config', '[smtpd_banner:owned]'], { url: d.url, token: t });
+      expect(r.code, r.stderr).toBe(EXIT.forbidden);
+      expect(r.stderr).toMatch(/forbidden.*postfix_custom_config/);
+    }
+    // A scope of a plugin that writes the var: the operator may call the scope, but not change the var through it.
+    const raw = { smtpd_banner: 'owned' };
+    expectError(await tcpCall(d.port!, tok.rawOnly, 'scope.set', { name: 'attack.raw', value: raw }), FORBIDDEN, /postfix_custom_config/);
+    expectError(await tcpCall(d.port!, tok.rawOnly, 'scope.reset', { name: 'attack.raw' }), FORBIDDEN, /postfix_custom_config/);
+    expectError(await tcpCall(d.port!, tok.rawOnly, 'scope.adopt', { name: 'attack.raw' }), FORBIDDEN, /postfix_custom_config/);
+    expectError(await tcpCall(d.port!, tok.reader, 'var.set', { name: 'postfix_custom_config', value: raw }), FORBIDDEN, /operator role/);
+
+    expect(await mainCf()).toBe(before);
+    expect(await customVar()).toEqual({});
+    // The refusals are in the audit trail, naming the var.
+    const audit = await d.ok('audit.list', { limit: 50 });
+    expect(audit.entries.filter((e: { outcome: string; reason?: string }) => e.outcome === 'refused' && /postfix_custom_config/.test(e.reason ?? '')).length).toBeGreaterThan(0);
+  });
+
+  it('the admin is refused the dangerous classes with the reason, and nothing changes', async () => {
+    const before = await mainCf();
+    const refused: [Record<string, string>, RegExp][] = [
+      [{ daemon_directory: '/tmp/evil' }, /daemon_directory is refused \(directories\)/],
+      [{ queue_directory: '/tmp/evil' }, /queue_directory is refused \(directories\)/],
+      [{ mailbox_command: '/tmp/evil/run' }, /mailbox_command is refused \(programs and commands\)/],
+      [{ import_environment: 'LD_PRELOAD=/tmp/evil.so' }, /import_environment is refused \(environment\)/],
+      [{ smtpd_milters: 'inet:127.0.0.1:9' }, /smtpd_milters is refused \(filters and milters\)/],
+      [{ header_checks: 'regexp:/tmp/evil/checks' }, /header_checks is refused: "\/tmp\/evil\/checks" is a path outside \/etc\/postfix/],
+      [{ virtual_alias_maps: 'tcp:127.0.0.1:9' }, /tcp: lookup table/],
+      [{ relayhost: '[evil.example.org]:25' }, /relayhost is owned by the var postfix_smarthost/],
+      [{ smtpd_banner: 'fine', default_transport: 'maildrop' }, /default_transport is refused \(transports and services\)/],
+    ];
+    for (const [value, why] of refused) {
+      const a = await d.call('var.set', { name: 'postfix_custom_config', value });
+      expect('error' in a && a.error, JSON.stringify(a)).toMatchObject({ code: INVALID, message: expect.stringMatching(/postfix_custom_config/) });
+      expect(('error' in a ? (a.error.data.issues as { message: string }[]) : []).map((i) => i.message).join('\n')).toMatch(why);
+      // The same through cp.bootstrapper, as cpcmd prints it.
+      const name = Object.keys(value).at(-1)!;
+      const r = await d.cpcmd(['scope:set', 'cp.bootstrapper', 'postfix_custom_config', `[${name}:'${value[name]}']`]);
+      expect(r.code, r.stderr).toBe(EXIT.invalid);
+      expect(r.stderr).toMatch(why);
+    }
+    expect(await mainCf()).toBe(before);
+    expect(await customVar()).toEqual({});
+  });
+
+  it('a harmless parameter still works for the admin', async () => {
+    const r = await d.cpcmd(['scope:set', 'cp.bootstrapper', 'postfix_custom_config', '[smtpd_banner:"$myhostname ESMTP ready",message_size_limit:20480000]']);
+    expect(r.code, r.stderr).toBe(EXIT.ok);
+    const params = await box.postconf(['-n']);
+    expect(params).toMatch(/^smtpd_banner = \$myhostname ESMTP ready$/m);
+    expect(params).toMatch(/^message_size_limit = 20480000$/m);
+    expect(await customVar()).toEqual({ smtpd_banner: '$myhostname ESMTP ready', message_size_limit: '20480000' });
+  });
+});
+
+describe('the "is Postfix running" check trusts only Postfix\'s master under --root', { timeout: 60_000 }, () => {
+  const children: ChildProcess[] = [];
+  /** A live process that is not Postfix: a sleep of the test's own. */
+  const liveStranger = () => {
+    const child = spawn('sleep', ['600'], { stdio: 'ignore' });
+    children.push(child);
+    return child.pid!;
+  };
+
+  afterAll(() => {
+    for (const c of children) c.kill('SIGKILL');
+  });
+
+  /** A sandbox root whose main.cf was hand-edited (as root could) with these parameters, and scoped on it. */
+  async function handEdited(params: string[]): Promise<{ box: PostfixRoot; d: Daemon }> {
+    const b = await PostfixRoot.create();
+    if (params.length) await mustRun('postconf', ['-c', b.dir, '-e', ...params]);
+    b.backdateMainCf();
+    return { box: b, d: await Daemon.start(b.root) };
+  }
+
+  /** An admin change that plans a Postfix reload. */
+  const setRelay = (daemon: Daemon) => daemon.cpcmd(['scope:set', 'mail.smart-host', "'[relay.example.test]:587'"]);
+
+  it('a queue_directory outside the root with a planted postfix-script and a pid file naming a live process: no reload, the script never runs', async () => {
+    const outside = await makeRoot();
+    const marker = path.join(outside, 'RAN-AS-ROOT');
+    await mkdir(path.join(outside, 'pid'), { recursive: true });
+    await writeFile(path.join(outside, 'pid/master.pid'), `${String(liveStranger()).padStart(10)}\n`);
+    await writeFile(path.join(outside, 'postfix-script'), `#!/bin/sh\ntouch ${marker}\n`);
+    await chmod(path.join(outside, 'postfix-script'), 0o755);
+    const { box: b, d: daemon } = await handEdited([`queue_directory=${outside}`, `daemon_directory=${outside}`]);
+
+    const r = await setRelay(daemon);
+    expect(r.code, r.stderr).toBe(EXIT.ok);
+    expect(await relayhostOf(b)).toBe('[relay.example.test]:587');
+    expect(existsSync(marker), 'the planted postfix-script ran').toBe(false);
+  });
+
+  it('a pid file outside the root is never opened: a FIFO there would block any reader', async () => {
+    const outside = await makeRoot();
+    const fifo = path.join(outside, 'pid/master.pid');
+    await mkdir(path.dirname(fifo), { recursive: true });
+    await mustRun('mkfifo', [fifo]);
+    const { d: daemon } = await handEdited([`queue_directory=${outside}`]);
+
+    let writer: number | undefined;
+    try {
+      const r = await Promise.race([setRelay(daemon), new Promise<'hung'>((res) => setTimeout(() => res('hung'), 20_000))]);
+      expect(r, 'the set hung reading a pid file outside the root').not.toBe('hung');
+      expect((r as RunResult).code, (r as RunResult).stderr).toBe(EXIT.ok);
+      // No reader has the FIFO open: a non-blocking open for writing fails with ENXIO.
+      expect(() => (writer = openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK))).toThrow(/ENXIO/);
+    } finally {
+      // Unblock a reader left hanging (the code before the fix), so the daemon can stop.
+      if (writer === undefined) {
+        try {
+          writer = openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK);
+        } catch {
+          // nobody reading
+        }
+      }
+      if (writer !== undefined) closeSync(writer);
+    }
+  });
+
+  it('a pid file inside the root naming a live process that is not Postfix\'s master is not Postfix', async () => {
+    const { box: b, d: daemon } = await handEdited([]);
+    await mkdir(path.join(b.queueDir, 'pid'), { recursive: true });
+    await writeFile(path.join(b.queueDir, 'pid/master.pid'), `${String(liveStranger()).padStart(10)}\n`);
+
+    // Taken for Postfix, the reload would fail (postfix-script: not running) and roll the change back.
+    const r = await setRelay(daemon);
+    expect(r.code, r.stderr).toBe(EXIT.ok);
+    expect(await relayhostOf(b)).toBe('[relay.example.test]:587');
+  });
+});
