@@ -112,8 +112,8 @@ describe('operator to root through postfix_custom_config', { timeout: 60_000 }, 
     expect(await mainCf()).toBe(before);
     expect(await customVar()).toEqual({});
     // The refusals are in the audit trail, naming the var.
-    const audit = await d.ok('audit.list', { limit: 50 });
-    expect(audit.entries.filter((e: { outcome: string; reason?: string }) => e.outcome === 'refused' && /postfix_custom_config/.test(e.reason ?? '')).length).toBeGreaterThan(0);
+    const audit = await d.ok('audit.list', { limit: 50, refused: true });
+    expect(audit.refusals.filter((e: { reason?: string }) => /postfix_custom_config/.test(e.reason ?? '')).length).toBeGreaterThan(0);
   });
 
   it('the admin is refused the dangerous classes with the reason, and nothing changes', async () => {
