@@ -26,6 +26,14 @@ export const DaemonConfig = z
     authFailureWindowMs: z.number().int().min(1).max(MAX_TIMER_MS).default(60_000),
     auditKeep: z.number().int().positive().default(10_000),
     eventKeep: z.number().int().positive().default(10_000),
+    // Flood limits: unauthenticated sockets, event subscribers that do not read, queued jobs.
+    authTimeoutMs: z.number().int().min(100).max(MAX_TIMER_MS).default(5_000),
+    maxPendingConnections: z.number().int().positive().default(64),
+    maxConnectionsPerPeer: z.number().int().positive().default(128),
+    maxSubscriptionsPerConnection: z.number().int().positive().default(32),
+    maxWsBufferedBytes: z.number().int().positive().default(1024 * 1024),
+    maxJobsPerPrincipal: z.number().int().positive().default(8),
+    maxJobs: z.number().int().positive().default(64),
     plugins: z.array(z.string().min(1)).default([]),
     pluginDir: z.string().optional(),
   })
@@ -50,6 +58,20 @@ export interface ResolvedConfig {
   auditKeep: number;
   /** Events kept for subscribers that resume with `since`. */
   eventKeep: number;
+  /** A TCP connection that has not sent an authenticated request by then is destroyed. */
+  authTimeoutMs: number;
+  /** TCP connections not yet authenticated; beyond, the oldest is dropped. */
+  maxPendingConnections: number;
+  /** TCP connections from one peer address. */
+  maxConnectionsPerPeer: number;
+  /** Event subscriptions on one WebSocket. */
+  maxSubscriptionsPerConnection: number;
+  /** Bytes a WebSocket may leave unread before it is closed (4008). */
+  maxWsBufferedBytes: number;
+  /** Queued and running jobs per token (admins: bounded by maxJobs only). */
+  maxJobsPerPrincipal: number;
+  /** Queued and running jobs in all. */
+  maxJobs: number;
   /** Third-party plugins: directories or npm package names. */
   plugins: string[];
   /** A directory whose subdirectories are plugins. */
@@ -72,9 +94,16 @@ Options:
                          logLevel) and the limits: maxBodyBytes (1 MiB), maxBatch (100), maxWsPayloadBytes (1 MiB),
                          wsPingIntervalMs (30000), maxConnections (256 TCP connections), authFailureLimit (10
                          failed logins per peer per authFailureWindowMs, 60000), auditKeep (10000 entries),
-                         eventKeep (10000 events kept for subscribers resuming with since); flags win
+                         eventKeep (10000 events kept for subscribers resuming with since); and against floods:
+                         authTimeoutMs (5000: a TCP connection without an authenticated request by then is
+                         closed), maxPendingConnections (64 not yet authenticated; the oldest is dropped for a
+                         new one), maxConnectionsPerPeer (128 from one address), maxSubscriptionsPerConnection
+                         (32), maxWsBufferedBytes (1 MiB unread before a WebSocket is closed with 4008),
+                         maxJobsPerPrincipal (8 queued or running per token), maxJobs (64 in all); flags win
   --max-body-bytes N, --max-batch N, --max-ws-payload-bytes N, --ws-ping-interval-ms N, --max-connections N,
-  --auth-failure-limit N, --auth-failure-window-ms N, --audit-keep N, --event-keep N
+  --auth-failure-limit N, --auth-failure-window-ms N, --audit-keep N, --event-keep N, --auth-timeout-ms N,
+  --max-pending-connections N, --max-connections-per-peer N, --max-subscriptions-per-connection N,
+  --max-ws-buffered-bytes N, --max-jobs-per-principal N, --max-jobs N
                          the same limits as flags
   --plugin DIR|PACKAGE   load a third-party plugin (repeatable; also the config key plugins: [...])
   --plugin-dir DIR       load every plugin directory in DIR (default ROOT/usr/local/lib/scoped/plugins)
@@ -110,6 +139,13 @@ const LIMITS = [
   ['auth-failure-window-ms', 'authFailureWindowMs'],
   ['audit-keep', 'auditKeep'],
   ['event-keep', 'eventKeep'],
+  ['auth-timeout-ms', 'authTimeoutMs'],
+  ['max-pending-connections', 'maxPendingConnections'],
+  ['max-connections-per-peer', 'maxConnectionsPerPeer'],
+  ['max-subscriptions-per-connection', 'maxSubscriptionsPerConnection'],
+  ['max-ws-buffered-bytes', 'maxWsBufferedBytes'],
+  ['max-jobs-per-principal', 'maxJobsPerPrincipal'],
+  ['max-jobs', 'maxJobs'],
 ] as const;
 
 /** Parse argv (and the config file it names) into a resolved config. */
@@ -189,6 +225,13 @@ export function loadConfig(argv: readonly string[]): ResolvedConfig | 'help' {
     authFailureWindowMs: c.authFailureWindowMs,
     auditKeep: c.auditKeep,
     eventKeep: c.eventKeep,
+    authTimeoutMs: c.authTimeoutMs,
+    maxPendingConnections: c.maxPendingConnections,
+    maxConnectionsPerPeer: c.maxConnectionsPerPeer,
+    maxSubscriptionsPerConnection: c.maxSubscriptionsPerConnection,
+    maxWsBufferedBytes: c.maxWsBufferedBytes,
+    maxJobsPerPrincipal: c.maxJobsPerPrincipal,
+    maxJobs: c.maxJobs,
     plugins: c.plugins,
     pluginDir: path.resolve(c.pluginDir ?? under('usr/local/lib/scoped/plugins')),
   };

@@ -9,6 +9,7 @@ import { HostSystem } from '@scoped/system';
 import cpPlugin from '@scoped/plugin-cp';
 import mailPlugin from '@scoped/plugin-mail';
 import netPlugin from '@scoped/plugin-net';
+import { ErrorCodes } from '@scoped/protocol';
 import { Gate, loadOrCreateToken } from './auth.js';
 import { ConnectionCap, answerClientErrors } from './transports/edge.js';
 import type { ResolvedConfig } from './config.js';
@@ -109,7 +110,7 @@ export async function startDaemon(config: ResolvedConfig, opts: { log?: Logger; 
   await engine.init();
   const tokens = new TokenRegistry(store);
   await tokens.init();
-  const jobs = new JobManager(publish, log);
+  const jobs = new JobManager(publish, log, { perPrincipal: config.maxJobsPerPrincipal, total: config.maxJobs });
   scrub = (t) => engine.scrub(t);
 
   const rpc = new RpcDispatcher(
@@ -118,7 +119,9 @@ export async function startDaemon(config: ResolvedConfig, opts: { log?: Logger; 
     scrub,
     (method, params, ctx) => authorize(method, params, ctx.principal, engine),
     async (method, params, ctx, err) => {
-      if (engine.audited.has(err)) return;
+      // Busy is load shedding (a job cap), like a 429 or 503 at the door, not a decision about
+      // the change: recording each would make a flood cost one durable write per call.
+      if (engine.audited.has(err) || err.code === ErrorCodes.Busy) return;
       await engine.audit({ actor: actorOf(ctx), action: method, target: auditTarget(params), outcome: 'refused', reason: err.message });
     },
   );
@@ -150,7 +153,7 @@ export async function startDaemon(config: ResolvedConfig, opts: { log?: Logger; 
     if (config.listen) {
       const gate = new Gate(await loadOrCreateToken(config.tokenFile), tokens, new FailureLimiter(config.authFailureLimit, config.authFailureWindowMs));
       const tcp = createServer();
-      const cap = new ConnectionCap(tcp, config.maxConnections);
+      const cap = new ConnectionCap(tcp, config);
       answerClientErrors(tcp);
       tcp.on('request', httpHandler(rpc, { maxBodyBytes: config.maxBodyBytes, gate, transport: 'http', cap }));
       const ws = attachWebSocket(tcp, rpc, { maxPayloadBytes: config.maxWsPayloadBytes, gate, pingIntervalMs: config.wsPingIntervalMs, cap });

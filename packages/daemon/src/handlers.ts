@@ -46,6 +46,9 @@ export function registerHandlers(
   bus: EventBus,
   status: () => z.input<typeof m.daemonStatus.result>,
 ): void {
+  /** A place for a job of this caller, taken before its plan is prepared (busy when it has too many). */
+  const jobSlot = (p: Principal) => jobs.reserve(ownerKey(p), p.role === 'admin');
+
   rpc.register(m.scopeList, ({ glob }, ctx) => {
     const test = glob ? globTest(glob) : () => true;
     const scopes = [...engine.registry.scopes.values()]
@@ -74,7 +77,14 @@ export function registerHandlers(
   rpc.register(m.scopeSet, (p, ctx) => {
     const { async: background, ...params } = defined(p);
     if (!background || params.dryRun) return engine.set(params, actor(ctx)) as never;
-    return engine.prepareSet(params, actor(ctx)).then((run) => ({ status: 'queued' as const, job: jobs.start('scope.set', params.name, ownerKey(ctx.principal), run).id }));
+    const slot = jobSlot(ctx.principal);
+    return engine.prepareSet(params, actor(ctx)).then(
+      (run) => ({ status: 'queued' as const, job: slot.start('scope.set', params.name, run).id }),
+      (err: unknown) => {
+        slot.release();
+        throw err;
+      },
+    );
   });
   rpc.register(m.scopeReset, (p, ctx) => engine.reset(defined(p), actor(ctx)) as never);
   rpc.register(m.scopeCheck, ({ name }) => engine.check(name));
@@ -104,8 +114,14 @@ export function registerHandlers(
   rpc.register(m.unitConverge, (p, ctx) => {
     const { async: background, ...params } = defined(p);
     if (!background || params.dryRun) return engine.converge(params, actor(ctx));
-    const run = engine.prepareConverge(params, actor(ctx));
-    return { status: 'queued' as const, job: jobs.start('unit.converge', params.units?.join(',') || 'all', ownerKey(ctx.principal), run).id };
+    const slot = jobSlot(ctx.principal);
+    try {
+      const run = engine.prepareConverge(params, actor(ctx));
+      return { status: 'queued' as const, job: slot.start('unit.converge', params.units?.join(',') || 'all', run).id };
+    } catch (err) {
+      slot.release();
+      throw err;
+    }
   });
   rpc.register(m.jobGet, ({ id }, ctx) => jobs.get(id, viewerKey(ctx.principal)));
   rpc.register(m.jobCancel, ({ id }, ctx) => jobs.cancel(id, viewerKey(ctx.principal)));

@@ -23,9 +23,11 @@ export function attachWebSocket(server: Server, dispatcher: RpcDispatcher, opts:
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     const url = (req.url ?? '/').split('?')[0];
     if (url !== '/rpc') return endWithRefusal(socket, refusal(404, ErrorCodes.InvalidRequest, 'Not found: JSON-RPC is served at POST /rpc and WebSocket /rpc'));
-    if (opts.cap.refuses(req.socket)) return endWithRefusal(socket, opts.cap.answer);
+    const over = opts.cap.refusalFor(req.socket);
+    if (over) return endWithRefusal(socket, over);
     const verdict = opts.gate.check(req.headers.authorization, req.socket.remoteAddress ?? 'unknown');
     if (!verdict.ok) return endWithRefusal(socket, gateRefusal(verdict));
+    opts.cap.admit(req.socket);
     wss.handleUpgrade(req, socket, head, (ws) => {
       const closers: (() => void)[] = [];
       // A token revoked or expired while the connection is open ends it at its next message or event.
