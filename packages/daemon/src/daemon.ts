@@ -156,7 +156,14 @@ export async function startDaemon(config: ResolvedConfig, opts: { log?: Logger; 
       const cap = new ConnectionCap(tcp, config);
       answerClientErrors(tcp);
       tcp.on('request', httpHandler(rpc, { maxBodyBytes: config.maxBodyBytes, gate, transport: 'http', cap }));
-      const ws = attachWebSocket(tcp, rpc, { maxPayloadBytes: config.maxWsPayloadBytes, gate, pingIntervalMs: config.wsPingIntervalMs, cap });
+      const ws = attachWebSocket(tcp, rpc, {
+        maxPayloadBytes: config.maxWsPayloadBytes,
+        gate,
+        pingIntervalMs: config.wsPingIntervalMs,
+        cap,
+        maxBufferedBytes: config.maxWsBufferedBytes,
+        maxSubscriptions: config.maxSubscriptionsPerConnection,
+      });
       closers.push(() => ws.close());
       await listen(tcp, config.listen);
       servers.push(tcp);

@@ -126,12 +126,24 @@ export function registerHandlers(
   rpc.register(m.jobGet, ({ id }, ctx) => jobs.get(id, viewerKey(ctx.principal)));
   rpc.register(m.jobCancel, ({ id }, ctx) => jobs.cancel(id, viewerKey(ctx.principal)));
 
+  /** Subscriptions still replaying, per connection: they count against its limit too. */
+  const opening = new WeakMap<object, number>();
   rpc.register(m.eventsSubscribe, async ({ topics, since }, ctx) => {
     const conn = ctx.connection;
     if (!conn) throw new RpcError(ErrorCodes.InvalidRequest, 'events.subscribe works over a WebSocket only (ws://HOST:PORT/rpc)');
+    const held = conn.subscriptions.size + (opening.get(conn) ?? 0);
+    if (held >= conn.maxSubscriptions) {
+      throw new RpcError(ErrorCodes.Busy, `Too many subscriptions: a connection carries at most ${conn.maxSubscriptions} subscriptions (maxSubscriptionsPerConnection); subscribe to several topics in one, or events.unsubscribe one first`);
+    }
     const principal = ctx.principal;
-    // Replayed events (since) go out before this answer, already carrying the subscription's id.
-    const sub = await bus.subscribe(topics, (e, subscription) => conn.notify(m.EVENT_NOTIFICATION, { subscription, ...e }), since, (e) => eventVisible(principal, e));
+    opening.set(conn, (opening.get(conn) ?? 0) + 1);
+    let sub;
+    try {
+      // Replayed events (since) go out before this answer, already carrying the subscription's id, as fast as the peer reads.
+      sub = await bus.subscribe(topics, (e, subscription) => conn.notify(m.EVENT_NOTIFICATION, { subscription, ...e }), since, (e) => eventVisible(principal, e), () => conn.ready());
+    } finally {
+      opening.set(conn, opening.get(conn)! - 1);
+    }
     conn.subscriptions.add(sub.id);
     // Registered after the await: onClose runs at once when the socket closed meanwhile.
     conn.onClose(() => bus.unsubscribe(sub.id));
