@@ -16,6 +16,12 @@ const BUSY = -32008;
 /** The daemon's default cap (maxConnections): the attacker opens more sockets than that. */
 const IDLE = 300;
 const TRICKLING = 40;
+/**
+ * How soon the attacker reopens a socket the daemon closed. A reconnect loop with no pause at
+ * all is a connection storm at the daemon's accept rate: from the admin's own address it
+ * cannot be told apart from the admin at connect time, and it is a CPU flood, not a slowloris.
+ */
+const REOPEN_MS = 200;
 const body = (method: string) => JSON.stringify({ jsonrpc: '2.0', id: 1, method, params: {} });
 
 /** A raw TCP connection to the daemon from an optional local address; resolves once connected. */
@@ -30,7 +36,7 @@ function open(port: number, localAddress?: string): Promise<Socket> {
 /**
  * The attacker: `idle` sockets that never send a byte and `trickling` ones that send a request
  * one byte a second (never finishing its headers); every socket the daemon closes is reopened
- * while the flood runs. Counts how long the daemon let each socket live.
+ * REOPEN_MS later while the flood runs. Counts how long the daemon let each socket live.
  */
 class Flood {
   readonly sockets = new Set<Socket>();
@@ -55,9 +61,7 @@ class Flood {
       s = await open(this.port);
     } catch {
       // Refused or reset while the daemon is busy: try again shortly, as a real flood would.
-      const t = setTimeout(() => (this.timers.delete(t), void this.one(trickle)), 100);
-      this.timers.add(t);
-      return;
+      return this.later(trickle);
     }
     const opened = Date.now();
     this.sockets.add(s);
@@ -75,8 +79,13 @@ class Flood {
       if (timer) clearInterval(timer);
       this.sockets.delete(s);
       this.lifetimes.push(Date.now() - opened);
-      void this.one(trickle);
+      this.later(trickle);
     });
+  }
+
+  private later(trickle: boolean): void {
+    const t = setTimeout(() => (this.timers.delete(t), void this.one(trickle)), REOPEN_MS);
+    this.timers.add(t);
   }
 
   stop(): void {
@@ -124,6 +133,38 @@ describe('slowloris: sockets without a token cannot keep an admin out', { timeou
       expect(Math.max(...flood.lifetimes)).toBeLessThan(15_000);
     } finally {
       flood.stop();
+    }
+  });
+
+  it('a few sockets that never finish an authenticated request are closed after authTimeoutMs (5 s); an authenticated WebSocket stays', async () => {
+    await sleep(6_000); // the flood of the previous test is gone
+    const ws = await WsClient.open(d.port!, admin);
+    const idle = await Promise.all(Array.from({ length: 5 }, () => open(d.port!)));
+    const trickling = await Promise.all(Array.from({ length: 5 }, () => open(d.port!)));
+    const unauthorized = await open(d.port!);
+    const lifetimes = [...idle, ...trickling, unauthorized].map((s) => {
+      const opened = Date.now();
+      s.on('error', () => undefined);
+      s.on('data', () => undefined);
+      return new Promise<number>((resolve) => s.once('close', () => resolve(Date.now() - opened)));
+    });
+    const request = 'POST /rpc HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ' + 'a'.repeat(100);
+    const timers = trickling.map((s) => {
+      let at = 0;
+      return setInterval(() => s.writable && s.write(request[at++ % request.length]!), 1_000);
+    });
+    // A complete request with a wrong token is answered, and does not buy the socket more time.
+    unauthorized.write('POST /rpc HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer wrong-token-xxxxxxxxxxxxxxxx\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\n{}');
+    try {
+      const closed = await Promise.all(lifetimes.map((p) => Promise.race([p, sleep(15_000).then(() => Infinity)])));
+      for (const ms of closed) expect(ms).toBeLessThan(15_000);
+      expect(Math.min(...closed.slice(0, 10))).toBeGreaterThan(3_000);
+      expect(ws.isClosed).toBe(false);
+      expect(await ws.call('daemon.status')).toHaveProperty('result');
+    } finally {
+      for (const t of timers) clearInterval(t);
+      for (const s of [...idle, ...trickling, unauthorized]) s.destroy();
+      ws.close();
     }
   });
 

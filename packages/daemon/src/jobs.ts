@@ -49,7 +49,8 @@ export class JobManager {
     }
     const forTokens = total - Math.min(perPrincipal, Math.floor(total / 2));
     if (this.activeTotal >= (admin ? total : forTokens)) {
-      throw new RpcError(ErrorCodes.Busy, `Too many jobs: ${this.activeTotal} are queued or running, at most ${total} in all (maxJobs); try again shortly`);
+      const share = admin ? `at most ${total} in all (maxJobs)` : `tokens may fill ${forTokens} of the ${total} places (maxJobs; the rest are kept for admins)`;
+      throw new RpcError(ErrorCodes.Busy, `Too many jobs: ${this.activeTotal} are queued or running, and ${share}; try again shortly`);
     }
     this.active.set(owner, mine + 1);
     this.activeTotal++;
