@@ -65,12 +65,6 @@ export interface CapLimits {
   authTimeoutMs: number;
 }
 
-/** A connection that has not authenticated a request yet. */
-interface Pending {
-  peer: string;
-  timer: NodeJS.Timeout;
-}
-
 /**
  * A cap on open TCP connections that holds against a flood without a token. Every connection
  * starts pending: it must send a complete, authenticated request (HTTP or WebSocket upgrade)
