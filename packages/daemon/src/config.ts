@@ -29,6 +29,14 @@ export const DaemonConfig = z
     refusalKeep: z.number().int().positive().default(1_000),
     refusalNewPerMinute: z.number().int().positive().default(30),
     eventKeep: z.number().int().positive().default(10_000),
+    // Flood limits: unauthenticated sockets, event subscribers that do not read, queued jobs.
+    authTimeoutMs: z.number().int().min(100).max(MAX_TIMER_MS).default(5_000),
+    maxPendingConnections: z.number().int().positive().default(64),
+    maxConnectionsPerPeer: z.number().int().positive().default(128),
+    maxSubscriptionsPerConnection: z.number().int().positive().default(32),
+    maxWsBufferedBytes: z.number().int().positive().default(1024 * 1024),
+    maxJobsPerPrincipal: z.number().int().positive().default(8),
+    maxJobs: z.number().int().positive().default(64),
     plugins: z.array(z.string().min(1)).default([]),
     pluginDir: z.string().optional(),
   })
@@ -62,6 +70,20 @@ export interface ResolvedConfig {
   resetVars: string[];
   /** Events kept for subscribers that resume with `since`. */
   eventKeep: number;
+  /** A TCP connection that has not sent an authenticated request by then is destroyed. */
+  authTimeoutMs: number;
+  /** TCP connections not yet authenticated; beyond, the oldest is dropped. */
+  maxPendingConnections: number;
+  /** TCP connections from one peer address. */
+  maxConnectionsPerPeer: number;
+  /** Event subscriptions on one WebSocket. */
+  maxSubscriptionsPerConnection: number;
+  /** Bytes a WebSocket may leave unread before it is closed (4008). */
+  maxWsBufferedBytes: number;
+  /** Queued and running jobs per token (admins: bounded by maxJobs only). */
+  maxJobsPerPrincipal: number;
+  /** Queued and running jobs in all. */
+  maxJobs: number;
   /** Third-party plugins: directories or npm package names. */
   plugins: string[];
   /** A directory whose subdirectories are plugins; outside the install, so installing scoped never adds one. */
@@ -88,10 +110,17 @@ Options:
                          refusalKeep (1000 rows of refused calls, each counting the refusals of one caller,
                          action and target) and refusalNewPerMinute (30 new rows per caller a minute; beyond
                          that they are only counted), eventKeep (10000 events kept for subscribers resuming
-                         with since); flags win
+                         with since); and against floods: authTimeoutMs (5000: a TCP connection without an
+                         authenticated request by then is closed), maxPendingConnections (64 not yet
+                         authenticated; the oldest is dropped for a new one), maxConnectionsPerPeer (128 from
+                         one address), maxSubscriptionsPerConnection (32), maxWsBufferedBytes (1 MiB unread
+                         before a WebSocket is closed with 4008), maxJobsPerPrincipal (8 queued or running per
+                         token), maxJobs (64 in all); flags win
   --max-body-bytes N, --max-batch N, --max-ws-payload-bytes N, --ws-ping-interval-ms N, --max-connections N,
   --auth-failure-limit N, --auth-failure-window-ms N, --audit-keep N, --audit-max-age-days N, --refusal-keep N,
-  --refusal-new-per-minute N, --event-keep N
+  --refusal-new-per-minute N, --event-keep N, --auth-timeout-ms N, --max-pending-connections N,
+  --max-connections-per-peer N, --max-subscriptions-per-connection N, --max-ws-buffered-bytes N,
+  --max-jobs-per-principal N, --max-jobs N
                          the same limits as flags
   --reset-var NAME       put a var back to its default in the store before starting (repeatable), when the
                          start was refused because the store holds a value the var's schema refuses; nothing
@@ -135,6 +164,13 @@ const LIMITS = [
   ['refusal-keep', 'refusalKeep'],
   ['refusal-new-per-minute', 'refusalNewPerMinute'],
   ['event-keep', 'eventKeep'],
+  ['auth-timeout-ms', 'authTimeoutMs'],
+  ['max-pending-connections', 'maxPendingConnections'],
+  ['max-connections-per-peer', 'maxConnectionsPerPeer'],
+  ['max-subscriptions-per-connection', 'maxSubscriptionsPerConnection'],
+  ['max-ws-buffered-bytes', 'maxWsBufferedBytes'],
+  ['max-jobs-per-principal', 'maxJobsPerPrincipal'],
+  ['max-jobs', 'maxJobs'],
 ] as const;
 
 /** Parse argv (and the config file it names) into a resolved config. */
@@ -219,6 +255,13 @@ export function loadConfig(argv: readonly string[]): ResolvedConfig | 'help' {
     refusalNewPerMinute: c.refusalNewPerMinute,
     resetVars: v['reset-var'] ?? [],
     eventKeep: c.eventKeep,
+    authTimeoutMs: c.authTimeoutMs,
+    maxPendingConnections: c.maxPendingConnections,
+    maxConnectionsPerPeer: c.maxConnectionsPerPeer,
+    maxSubscriptionsPerConnection: c.maxSubscriptionsPerConnection,
+    maxWsBufferedBytes: c.maxWsBufferedBytes,
+    maxJobsPerPrincipal: c.maxJobsPerPrincipal,
+    maxJobs: c.maxJobs,
     plugins: c.plugins,
     pluginDir: path.resolve(c.pluginDir ?? under('etc/scoped/plugins')),
   };

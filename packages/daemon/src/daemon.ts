@@ -9,6 +9,7 @@ import { HostSystem } from '@scoped/system';
 import cpPlugin from '@scoped/plugin-cp';
 import mailPlugin from '@scoped/plugin-mail';
 import netPlugin from '@scoped/plugin-net';
+import { ErrorCodes } from '@scoped/protocol';
 import { Gate, loadOrCreateToken } from './auth.js';
 import { ConnectionCap, answerClientErrors } from './transports/edge.js';
 import type { ResolvedConfig } from './config.js';
@@ -128,7 +129,7 @@ export async function startDaemon(config: ResolvedConfig, opts: { log?: Logger; 
   }
   const tokens = new TokenRegistry(store);
   await tokens.init();
-  const jobs = new JobManager(publish, log);
+  const jobs = new JobManager(publish, log, { perPrincipal: config.maxJobsPerPrincipal, total: config.maxJobs });
 
   const rpc = new RpcDispatcher(
     log,
@@ -136,7 +137,9 @@ export async function startDaemon(config: ResolvedConfig, opts: { log?: Logger; 
     (method, params, ctx) => authorize(method, params, ctx.principal, engine),
     // Refused calls go to the refusal store (collapsed, rate-limited), apart from the history of changes.
     async (method, params, ctx, err) => {
-      if (engine.audited.has(err)) return;
+      // Busy is load shedding (a job cap), like a 429 or 503 at the door, not a decision about
+      // the change: recording each would make a flood cost one durable write per call.
+      if (engine.audited.has(err) || err.code === ErrorCodes.Busy) return;
       await engine.audit({ actor: actorOf(ctx), action: method, target: auditTarget(params), outcome: 'refused', reason: err.message });
     },
   );
@@ -168,10 +171,17 @@ export async function startDaemon(config: ResolvedConfig, opts: { log?: Logger; 
     if (config.listen) {
       const gate = new Gate(await loadOrCreateToken(config.tokenFile), tokens, new FailureLimiter(config.authFailureLimit, config.authFailureWindowMs));
       const tcp = createServer();
-      const cap = new ConnectionCap(tcp, config.maxConnections);
+      const cap = new ConnectionCap(tcp, config);
       answerClientErrors(tcp);
       tcp.on('request', httpHandler(rpc, { maxBodyBytes: config.maxBodyBytes, gate, transport: 'http', cap }));
-      const ws = attachWebSocket(tcp, rpc, { maxPayloadBytes: config.maxWsPayloadBytes, gate, pingIntervalMs: config.wsPingIntervalMs, cap });
+      const ws = attachWebSocket(tcp, rpc, {
+        maxPayloadBytes: config.maxWsPayloadBytes,
+        gate,
+        pingIntervalMs: config.wsPingIntervalMs,
+        cap,
+        maxBufferedBytes: config.maxWsBufferedBytes,
+        maxSubscriptions: config.maxSubscriptionsPerConnection,
+      });
       closers.push(() => ws.close());
       await listen(tcp, config.listen);
       servers.push(tcp);

@@ -10,6 +10,15 @@ export interface ScopedEvent {
   data: unknown;
 }
 
+/**
+ * Whether a subscriber can take another event now: true, or a promise that settles when it
+ * can (true) or has gone away (false).
+ */
+export type Pace = () => true | Promise<boolean>;
+
+/** How many kept events a replay reads and holds at once, per subscription. */
+const REPLAY_PAGE = 100;
+
 interface Subscriber {
   matches: (event: ScopedEvent) => boolean;
   send: (event: ScopedEvent) => void;
@@ -17,9 +26,9 @@ interface Subscriber {
 
 /**
  * Events with revisions, kept durably (the newest `keep`) so a client that reconnects with
- * `since` gets exactly what it missed, then live ones. Publishing and subscribing run under
- * one lock: no event can fall between a subscriber's replay and its going live, and none is
- * sent twice.
+ * `since` gets exactly what it missed, then live ones. Publishing and a subscriber's going
+ * live run under one lock: no event can fall between a subscriber's replay and its going
+ * live, and none is sent twice.
  */
 export class EventBus {
   private readonly lock = new Mutex();
@@ -51,7 +60,8 @@ export class EventBus {
   /**
    * Subscribe to topics (globs such as `scope.*` or `job.*`). With `since`, first every kept
    * event after that revision is sent, then live ones. `gap` is true when some events after
-   * `since` are no longer kept.
+   * `since` are no longer kept. `pace` says whether the subscriber can take another event now
+   * (true), or promises to say when it can (false: it went away); the replay keeps to it.
    */
   subscribe(
     topics: readonly string[],
@@ -59,26 +69,57 @@ export class EventBus {
     since?: number,
     /** What of an event this subscriber may see (a filtered copy), or nothing. */
     view: (event: ScopedEvent) => ScopedEvent | undefined = (e) => e,
+    pace: Pace = () => true,
   ): Promise<{ id: string; revision: number; gap: boolean }> {
     const id = `sub-${this.nextId++}`;
-    const send = (e: ScopedEvent, subscription: string) => {
+    const tests = topics.map(globTest);
+    const send = (e: ScopedEvent) => {
       const shown = view(e);
-      if (shown) deliver(shown, subscription);
+      if (shown) deliver(shown, id);
     };
-    return this.lock.run(async () => {
-      const tests = topics.map(globTest);
-      const matches = (e: ScopedEvent) => tests.some((t) => t(e.topic));
-      let gap = false;
-      // A since beyond what this daemon has seen (its store was replaced) is a gap too.
-      if (since !== undefined && since > this.revision) gap = true;
-      if (since !== undefined && since < this.revision) {
-        const missed = await this.store.eventsAfter<ScopedEvent>(since, this.keep);
-        gap = (missed[0]?.revision ?? this.revision + 1) > since + 1;
-        for (const e of missed) if (matches(e)) send(e, id);
+    const subscriber: Subscriber = { matches: (e) => tests.some((t) => t(e.topic)), send };
+    return this.catchUp(id, subscriber, since, pace);
+  }
+
+  /**
+   * Send a subscriber what it missed since `since`, then make it live. A replay far behind
+   * goes out a page at a time, read from the store and sent at the pace the subscriber reads,
+   * outside the lock: a slow reader holds up neither publishing nor more than a page of
+   * memory. The last page (at most REPLAY_PAGE events) is sent under the lock, in the same
+   * step that makes the subscriber live, so no event falls between replay and live and none
+   * is sent twice.
+   */
+  private async catchUp(id: string, s: Subscriber, since: number | undefined, pace: Pace): Promise<{ id: string; revision: number; gap: boolean }> {
+    let cursor = since;
+    let gap = false;
+    // Events after `from` that are no longer kept: the page does not start right after it.
+    const noteGap = (page: readonly ScopedEvent[], from: number) => void ((page[0]?.revision ?? Infinity) > from + 1 && (gap = true));
+    for (;;) {
+      const revision = await this.lock.run(async () => {
+        if (cursor !== undefined && this.revision - cursor > REPLAY_PAGE) return undefined;
+        // A since beyond what this daemon has seen (its store was replaced) is a gap too.
+        if (cursor !== undefined && cursor > this.revision) gap = true;
+        if (cursor !== undefined && cursor < this.revision) {
+          const rest = await this.store.eventsAfter<ScopedEvent>(cursor, this.keep);
+          noteGap(rest, cursor);
+          for (const e of rest) if (s.matches(e)) s.send(e);
+        }
+        this.subscribers.set(id, s);
+        return this.revision;
+      });
+      if (revision !== undefined) return { id, revision, gap };
+      const from = cursor!;
+      const page = await this.store.eventsAfter<ScopedEvent>(from, this.keep, REPLAY_PAGE);
+      noteGap(page, from);
+      for (const e of page) {
+        if (!s.matches(e)) continue;
+        const ready = pace();
+        // Gone while catching up: it never goes live.
+        if (ready !== true && !(await ready)) return { id, revision: from, gap };
+        s.send(e);
       }
-      this.subscribers.set(id, { matches, send: (e) => send(e, id) });
-      return { id, revision: this.revision, gap };
-    });
+      cursor = page.at(-1)?.revision ?? from + REPLAY_PAGE;
+    }
   }
 
   /** Wait until every event published so far is stored (before the store closes). */

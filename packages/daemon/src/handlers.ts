@@ -71,6 +71,9 @@ export function registerHandlers(
   bus: EventBus,
   status: () => z.input<typeof m.daemonStatus.result>,
 ): void {
+  /** A place for a job of this caller, taken before its plan is prepared (busy when it has too many). */
+  const jobSlot = (p: Principal) => jobs.reserve(ownerKey(p), p.role === 'admin');
+
   rpc.register(m.scopeList, ({ glob }, ctx) => {
     const test = glob ? globTest(glob) : () => true;
     const scopes = [...engine.registry.scopes.values()]
@@ -103,7 +106,14 @@ export function registerHandlers(
   rpc.register(m.scopeSet, (p, ctx) => {
     const { async: background, ...params } = defined(p);
     if (!background || params.dryRun) return engine.set(params, actor(ctx)) as never;
-    return engine.prepareSet(params, actor(ctx)).then((run) => ({ status: 'queued' as const, job: jobs.start('scope.set', params.name, ownerKey(ctx.principal), run).id }));
+    const slot = jobSlot(ctx.principal);
+    return engine.prepareSet(params, actor(ctx)).then(
+      (run) => ({ status: 'queued' as const, job: slot.start('scope.set', params.name, run).id }),
+      (err: unknown) => {
+        slot.release();
+        throw err;
+      },
+    );
   });
   rpc.register(m.scopeReset, (p, ctx) => engine.reset(defined(p), actor(ctx)) as never);
   rpc.register(m.scopeCheck, async ({ name }, ctx) => {
@@ -137,18 +147,36 @@ export function registerHandlers(
   rpc.register(m.unitConverge, (p, ctx) => {
     const { async: background, ...params } = defined(p);
     if (!background || params.dryRun) return engine.converge(params, actor(ctx));
-    const run = engine.prepareConverge(params, actor(ctx));
-    return { status: 'queued' as const, job: jobs.start('unit.converge', params.units?.join(',') || 'all', ownerKey(ctx.principal), run).id };
+    const slot = jobSlot(ctx.principal);
+    try {
+      const run = engine.prepareConverge(params, actor(ctx));
+      return { status: 'queued' as const, job: slot.start('unit.converge', params.units?.join(',') || 'all', run).id };
+    } catch (err) {
+      slot.release();
+      throw err;
+    }
   });
   rpc.register(m.jobGet, ({ id }, ctx) => jobs.get(id, viewerKey(ctx.principal)));
   rpc.register(m.jobCancel, ({ id }, ctx) => jobs.cancel(id, viewerKey(ctx.principal)));
 
+  /** Subscriptions still replaying, per connection: they count against its limit too. */
+  const opening = new WeakMap<object, number>();
   rpc.register(m.eventsSubscribe, async ({ topics, since }, ctx) => {
     const conn = ctx.connection;
     if (!conn) throw new RpcError(ErrorCodes.InvalidRequest, 'events.subscribe works over a WebSocket only (ws://HOST:PORT/rpc)');
+    const held = conn.subscriptions.size + (opening.get(conn) ?? 0);
+    if (held >= conn.maxSubscriptions) {
+      throw new RpcError(ErrorCodes.Busy, `Too many subscriptions: a connection carries at most ${conn.maxSubscriptions} subscriptions (maxSubscriptionsPerConnection); subscribe to several topics in one, or events.unsubscribe one first`);
+    }
     const principal = ctx.principal;
-    // Replayed events (since) go out before this answer, already carrying the subscription's id.
-    const sub = await bus.subscribe(topics, (e, subscription) => conn.notify(m.EVENT_NOTIFICATION, { subscription, ...e }), since, (e) => eventView(principal, e));
+    opening.set(conn, (opening.get(conn) ?? 0) + 1);
+    let sub;
+    try {
+      // Replayed events (since) go out before this answer, already carrying the subscription's id, as fast as the peer reads.
+      sub = await bus.subscribe(topics, (e, subscription) => conn.notify(m.EVENT_NOTIFICATION, { subscription, ...e }), since, (e) => eventView(principal, e), () => conn.ready());
+    } finally {
+      opening.set(conn, opening.get(conn)! - 1);
+    }
     conn.subscriptions.add(sub.id);
     // Registered after the await: onClose runs at once when the socket closed meanwhile.
     conn.onClose(() => bus.unsubscribe(sub.id));

@@ -3,21 +3,74 @@ import { ErrorCodes, type Job, RpcError } from '@scoped/protocol';
 import type { Progress } from './engine.js';
 import type { Logger } from './log.js';
 
+/** How many jobs may be queued or running at once (config maxJobsPerPrincipal, maxJobs). */
+export interface JobLimits {
+  perPrincipal: number;
+  total: number;
+}
+
+/** A place for one job, taken before its plan is prepared: start the job in it, or release it. */
+export interface JobSlot {
+  start(action: string, target: string, work: (ctl: Progress) => Promise<unknown>): Job;
+  release(): void;
+}
+
 /**
  * Jobs in memory (the newest `keep`); every state change and step is published as an event
  * (`job.progress`, `job.done`, `job.failed`, `job.cancelled`).
+ *
+ * Jobs wait for the engine one after another, so a flood of them would make every later call
+ * wait: each principal may have `perPrincipal` queued or running, and all together `total`,
+ * of which the last `perPrincipal` are kept for admins so that tokens cannot take them all.
+ * An admin is bounded by the total only.
  */
 export class JobManager {
   private readonly jobs = new Map<string, { job: Job; abort: AbortController; owner: string }>();
+  /** Queued and running jobs (and slots taken for jobs being prepared), per owner. */
+  private readonly active = new Map<string, number>();
+  private activeTotal = 0;
 
   constructor(
     private readonly publish: (topic: string, data: unknown) => void,
     private readonly log: Logger,
+    private readonly limits: JobLimits = { perPrincipal: Infinity, total: Infinity },
     private readonly keep = 1_000,
   ) {}
 
+  /**
+   * Take a place for a job of `owner` now, before its plan is prepared, so a flood is refused
+   * before any work is done; busy (-32008) when the owner or the daemon has too many.
+   */
+  reserve(owner: string, admin: boolean): JobSlot {
+    const { perPrincipal, total } = this.limits;
+    const mine = this.active.get(owner) ?? 0;
+    if (!admin && mine >= perPrincipal) {
+      throw new RpcError(ErrorCodes.Busy, `Too many jobs: this token has ${mine} queued or running, at most ${perPrincipal} (maxJobsPerPrincipal); wait for one to end (cpcmd job:get ID --wait) and try again`);
+    }
+    const forTokens = total - Math.min(perPrincipal, Math.floor(total / 2));
+    if (this.activeTotal >= (admin ? total : forTokens)) {
+      const share = admin ? `at most ${total} in all (maxJobs)` : `tokens may fill ${forTokens} of the ${total} places (maxJobs; the rest are kept for admins)`;
+      throw new RpcError(ErrorCodes.Busy, `Too many jobs: ${this.activeTotal} are queued or running, and ${share}; try again shortly`);
+    }
+    this.active.set(owner, mine + 1);
+    this.activeTotal++;
+    let held = true;
+    const release = () => {
+      if (!held) return;
+      held = false;
+      this.activeTotal--;
+      const left = (this.active.get(owner) ?? 1) - 1;
+      if (left > 0) this.active.set(owner, left);
+      else this.active.delete(owner);
+    };
+    return {
+      start: (action, target, work) => this.start(action, target, owner, work, release),
+      release,
+    };
+  }
+
   /** `owner` identifies who started it (a token id, or the admin's name): only they and admins may see or cancel it. */
-  start(action: string, target: string, owner: string, work: (ctl: Progress) => Promise<unknown>): Job {
+  private start(action: string, target: string, owner: string, work: (ctl: Progress) => Promise<unknown>, ended: () => void): Job {
     const now = new Date().toISOString();
     const job: Job = { id: `job-${randomBytes(6).toString('hex')}`, action, target, state: 'queued', done: 0, total: 0, step: null, createdAt: now, updatedAt: now };
     const abort = new AbortController();
@@ -44,11 +97,13 @@ export class JobManager {
       work(ctl).then(
         // Done when the work finished, even if a cancel came after its last change: it was applied and stands.
         (result) => {
+          ended();
           touch({ state: 'done', result: result as Job['result'] });
           this.publish('job.done', { job: job.id, action, target, owner });
         },
         // Failed or cancelled: either way the engine rolled back what the job had applied.
         (err: unknown) => {
+          ended();
           if (!(err instanceof RpcError)) this.log.error('job failed', { job: job.id, action, target, error: err instanceof Error ? (err.stack ?? err.message) : String(err) });
           const e = err instanceof RpcError ? err : new RpcError(ErrorCodes.InternalError, 'Internal error (the daemon log has the detail)');
           touch({ state: abort.signal.aborted ? 'cancelled' : 'failed', error: e.toJSON() as Job['error'] });

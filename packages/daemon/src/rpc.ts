@@ -9,11 +9,19 @@ import type { Principal } from './tokens.js';
 
 /** A connection that can carry notifications back (WebSocket). */
 export interface Connection {
+  /** Send a notification; a peer that leaves too much unread is closed instead (4008), to resume with `since`. */
   notify(method: string, params: unknown): void;
+  /**
+   * Whether the peer has read enough for more to be sent now: true, or a promise that settles
+   * when it has (true) or the connection closed (false). A replay waits on it.
+   */
+  ready(): true | Promise<boolean>;
   /** Run `fn` when the connection closes (at once if it already has), to drop its subscriptions. */
   onClose(fn: () => void): void;
   /** The event subscriptions made on this connection. */
   readonly subscriptions: Set<string>;
+  /** How many subscriptions it may carry (maxSubscriptionsPerConnection). */
+  readonly maxSubscriptions: number;
 }
 
 /** Who is calling and how; handed to every handler. */

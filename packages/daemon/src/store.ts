@@ -225,11 +225,13 @@ export class Store {
     await this.appendBounded('event', events.map((e) => [e.revision, e]), keep);
   }
 
-  /** The kept events after a revision, oldest first. */
-  async eventsAfter<T extends { revision: number }>(since: number, keep: number): Promise<T[]> {
-    const last = await this.eventRevision();
+  /** The kept events after a revision, oldest first; at most the first `limit` revisions of them. */
+  async eventsAfter<T extends { revision: number }>(since: number, keep: number, limit = Infinity): Promise<T[]> {
+    const newest = await this.eventRevision();
+    const first = Math.max(since + 1, newest - keep + 1);
+    const last = Math.min(newest, first + limit - 1);
     const out: T[] = [];
-    for (let lo = Math.max(since + 1, last - keep + 1); lo <= last; lo += SPAN) out.push(...(await this.span<T>(eventKey, lo, Math.min(lo + SPAN - 1, last))));
+    for (let lo = first; lo <= last; lo += SPAN) out.push(...(await this.span<T>(eventKey, lo, Math.min(lo + SPAN - 1, last))));
     return out;
   }
 

@@ -53,36 +53,113 @@ export function endWithRefusal(socket: Duplex, r: Refusal): void {
 
 const OVER_CAP_WAITING = 32;
 
+/** The limits of a ConnectionCap (config keys of the same names). */
+export interface CapLimits {
+  /** Open TCP connections, authenticated or not. */
+  maxConnections: number;
+  /** Connections from one peer address. */
+  maxConnectionsPerPeer: number;
+  /** Connections that have not yet authenticated a request; beyond, the oldest of them is dropped. */
+  maxPendingConnections: number;
+  /** How long a connection may take to send a complete, authenticated request before it is destroyed. */
+  authTimeoutMs: number;
+}
+
 /**
- * A cap on open TCP connections that answers the ones over it (HTTP 503 with a JSON-RPC
- * error and Retry-After) instead of dropping them unseen, so a client can tell "busy" from
- * "down". Connections over the cap do not count, and are closed after their answer.
+ * A cap on open TCP connections that holds against a flood without a token. Every connection
+ * starts pending: it must send a complete, authenticated request (HTTP or WebSocket upgrade)
+ * within authTimeoutMs, or it is destroyed (Node's own header timeout only half-closes it).
+ * Pending connections may take only part of the cap (maxPendingConnections); a new one
+ * beyond that, or beyond the whole cap, pushes out the oldest pending one. So sockets that
+ * send nothing or trickle bytes can never hold the slots an admin needs: every local process
+ * shares 127.0.0.1, so a limit per address alone cannot tell the admin from the flood, but
+ * a request with a valid token is authenticated within moments of connecting, long before
+ * it would be the oldest. Authenticated connections (an HTTP keep-alive, a WebSocket) hold
+ * their slot until they close, at most maxConnectionsPerPeer of them from one address.
+ *
+ * Connections that find the cap full of authenticated ones are answered (HTTP 503 with a
+ * JSON-RPC error and Retry-After) instead of dropped unseen, so a client can tell "busy" from
+ * "down"; they do not count, and are closed after their answer.
  */
 export class ConnectionCap {
-  private open = 0;
+  /** Every connection holding a slot, with its peer address. */
+  private readonly held = new Map<Socket, string>();
+  /** The pending ones among them, oldest first (a Map keeps insertion order), with their deadline. */
+  private readonly pending = new Map<Socket, NodeJS.Timeout>();
+  private readonly perPeer = new Map<string, number>();
   private waiting = 0;
-  private readonly over = new WeakSet<Socket>();
-  readonly answer: Refusal;
+  private readonly over = new WeakMap<Socket, Refusal>();
+  private readonly full: Refusal;
 
-  constructor(server: Server, max: number) {
-    this.answer = refusal(503, ErrorCodes.Busy, `Too many connections: scoped serves at most ${max} at once (maxConnections); try again shortly`, { 'retry-after': '1' });
-    server.prependListener('connection', (socket: Socket) => {
-      if (this.open >= max) {
-        // Answered 503 if it sends its request within a second; beyond a few waiting, dropped at once (a flood must not eat file descriptors).
-        if (this.waiting >= OVER_CAP_WAITING) return void socket.destroy();
-        this.waiting++;
-        socket.once('close', () => this.waiting--);
-        this.over.add(socket);
-        socket.setTimeout(1_000, () => socket.destroy());
-        return;
-      }
-      this.open++;
-      socket.once('close', () => this.open--);
-    });
+  constructor(
+    server: Server,
+    private readonly limits: CapLimits,
+  ) {
+    this.full = refusal(503, ErrorCodes.Busy, `Too many connections: scoped serves at most ${limits.maxConnections} at once (maxConnections); try again shortly`, { 'retry-after': '1' });
+    server.prependListener('connection', (socket: Socket) => this.accept(socket));
   }
 
-  refuses(socket: Socket): boolean {
-    return this.over.has(socket);
+  /** The answer for a connection let in only to be refused, or undefined when it holds a slot. */
+  refusalFor(socket: Socket): Refusal | undefined {
+    return this.over.get(socket);
+  }
+
+  /** A request on this connection passed the gate: it keeps its slot until it closes. */
+  admit(socket: Socket): void {
+    clearTimeout(this.pending.get(socket));
+    this.pending.delete(socket);
+  }
+
+  private accept(socket: Socket): void {
+    const peer = socket.remoteAddress ?? 'unknown';
+    const { maxConnections, maxConnectionsPerPeer, maxPendingConnections, authTimeoutMs } = this.limits;
+    if (this.fromPeer(peer) >= maxConnectionsPerPeer) this.dropOldestPending(peer);
+    if (this.pending.size >= maxPendingConnections || this.held.size >= maxConnections) this.dropOldestPending();
+    if (this.fromPeer(peer) >= maxConnectionsPerPeer) {
+      const answer = `Too many connections from ${peer}: scoped serves at most ${maxConnectionsPerPeer} from one address (maxConnectionsPerPeer); close some or try again shortly`;
+      return this.refuse(socket, refusal(503, ErrorCodes.Busy, answer, { 'retry-after': '1' }));
+    }
+    if (this.held.size >= maxConnections) return this.refuse(socket, this.full);
+    this.held.set(socket, peer);
+    this.perPeer.set(peer, this.fromPeer(peer) + 1);
+    const deadline = setTimeout(() => socket.destroy(), authTimeoutMs);
+    deadline.unref();
+    this.pending.set(socket, deadline);
+    socket.once('close', () => this.release(socket));
+  }
+
+  private fromPeer(peer: string): number {
+    return this.perPeer.get(peer) ?? 0;
+  }
+
+  /** Give a connection's slot back (once: when it is dropped, and again when it closes). */
+  private release(socket: Socket): void {
+    const peer = this.held.get(socket);
+    if (peer === undefined) return;
+    this.held.delete(socket);
+    this.admit(socket);
+    const left = this.fromPeer(peer) - 1;
+    if (left > 0) this.perPeer.set(peer, left);
+    else this.perPeer.delete(peer);
+  }
+
+  /** Destroy the oldest pending connection (of one peer, when given); its slot is free at once. */
+  private dropOldestPending(peer?: string): void {
+    for (const socket of this.pending.keys()) {
+      if (peer !== undefined && this.held.get(socket) !== peer) continue;
+      this.release(socket);
+      socket.destroy();
+      return;
+    }
+  }
+
+  /** Answer 503 if the request comes within a second; beyond a few waiting, drop at once (a flood must not eat file descriptors). */
+  private refuse(socket: Socket, answer: Refusal): void {
+    if (this.waiting >= OVER_CAP_WAITING) return void socket.destroy();
+    this.waiting++;
+    socket.once('close', () => this.waiting--);
+    this.over.set(socket, answer);
+    socket.setTimeout(1_000, () => socket.destroy());
   }
 }
 

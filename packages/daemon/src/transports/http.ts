@@ -10,7 +10,7 @@ export interface HttpOptions {
   /** Null on the unix socket, whose file permissions are its authentication (admin). */
   gate: Gate | null;
   transport: 'unix' | 'http';
-  /** The TCP connection cap; its refused connections are answered 503. */
+  /** The TCP connection cap: refused connections are answered 503; an authenticated request admits its connection. */
   cap?: ConnectionCap;
 }
 
@@ -26,11 +26,13 @@ function send(res: ServerResponse, status: number, body?: string): void {
 export function httpHandler(dispatcher: RpcDispatcher, opts: HttpOptions) {
   return (req: IncomingMessage, res: ServerResponse): void => {
     let principal = ADMIN_SOCKET;
-    if (opts.cap?.refuses(req.socket)) return void (writeRefusal(res, opts.cap.answer), req.resume());
+    const over = opts.cap?.refusalFor(req.socket);
+    if (over) return void (writeRefusal(res, over), req.resume());
     if (opts.gate) {
       const verdict = opts.gate.check(req.headers.authorization, req.socket.remoteAddress ?? 'unknown');
       if (!verdict.ok) return void (writeRefusal(res, gateRefusal(verdict)), req.resume());
       principal = verdict.principal;
+      opts.cap?.admit(req.socket);
     }
     const url = (req.url ?? '/').split('?')[0];
     if (url !== '/rpc') return void (send(res, 404, errorText(ErrorCodes.InvalidRequest, 'Not found: JSON-RPC is served at POST /rpc')), req.resume());

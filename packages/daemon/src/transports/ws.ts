@@ -13,6 +13,43 @@ export interface WsOptions {
   cap: ConnectionCap;
   /** How often to ping; a peer that has not answered the previous ping is dropped. */
   pingIntervalMs: number;
+  /** Bytes a peer may leave unread before it is closed with TOO_FAR_BEHIND (maxWsBufferedBytes). */
+  maxBufferedBytes: number;
+  /** Event subscriptions one connection may carry (maxSubscriptionsPerConnection). */
+  maxSubscriptions: number;
+}
+
+/** The close code for a peer that left more than maxBufferedBytes unread; it may resume with `since`. */
+export const TOO_FAR_BEHIND = 4008;
+
+/**
+ * Sending on one WebSocket within a memory bound. Every answer and notification goes through
+ * `send`; once more than `max` bytes wait to be written (the peer stopped reading), the
+ * connection is closed with TOO_FAR_BEHIND instead of buffering on: what was sent before still
+ * arrives first, so the peer knows the last event it got and resumes from there. `ready` lets
+ * a replay go no faster than the peer reads (below a quarter of `max`), so a replay alone
+ * never closes a peer that does read.
+ */
+function boundedSender(ws: WebSocket, max: number) {
+  const low = Math.floor(max / 4);
+  const waiting: ((open: boolean) => void)[] = [];
+  const open = () => ws.readyState === ws.OPEN;
+  // Called as each message is written out (or fails): wake a replay once the backlog is low.
+  const written = () => {
+    if (waiting.length && (!open() || ws.bufferedAmount <= low)) for (const w of waiting.splice(0)) w(open());
+  };
+  ws.once('close', written);
+  return {
+    send(text: string): void {
+      if (!open()) return;
+      ws.send(text, written);
+      if (ws.bufferedAmount > max) ws.close(TOO_FAR_BEHIND, `too far behind (over ${max} bytes unread); resubscribe with since=the last revision received`);
+    },
+    ready(): true | Promise<boolean> {
+      if (!open()) return Promise.resolve(false);
+      return ws.bufferedAmount <= low || new Promise((resolve) => waiting.push(resolve));
+    },
+  };
 }
 
 /** WebSocket `/rpc` on an HTTP server: one JSON-RPC message (or batch) per WebSocket message. */
@@ -23,11 +60,14 @@ export function attachWebSocket(server: Server, dispatcher: RpcDispatcher, opts:
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     const url = (req.url ?? '/').split('?')[0];
     if (url !== '/rpc') return endWithRefusal(socket, refusal(404, ErrorCodes.InvalidRequest, 'Not found: JSON-RPC is served at POST /rpc and WebSocket /rpc'));
-    if (opts.cap.refuses(req.socket)) return endWithRefusal(socket, opts.cap.answer);
+    const over = opts.cap.refusalFor(req.socket);
+    if (over) return endWithRefusal(socket, over);
     const verdict = opts.gate.check(req.headers.authorization, req.socket.remoteAddress ?? 'unknown');
     if (!verdict.ok) return endWithRefusal(socket, gateRefusal(verdict));
+    opts.cap.admit(req.socket);
     wss.handleUpgrade(req, socket, head, (ws) => {
       const closers: (() => void)[] = [];
+      const out = boundedSender(ws, opts.maxBufferedBytes);
       // A token revoked or expired while the connection is open ends it at its next message or event.
       const revoked = (): boolean => {
         if (opts.gate.stillValid(verdict.principal)) return false;
@@ -39,13 +79,15 @@ export function attachWebSocket(server: Server, dispatcher: RpcDispatcher, opts:
       };
       const connection: Connection = {
         notify: (method, params) => {
-          if (ws.readyState === ws.OPEN && !revoked()) ws.send(JSON.stringify({ jsonrpc: '2.0', method, params }));
+          if (ws.readyState === ws.OPEN && !revoked()) out.send(JSON.stringify({ jsonrpc: '2.0', method, params }));
         },
+        ready: () => out.ready(),
         onClose: (fn) => {
           if (ws.readyState === ws.CLOSED || ws.readyState === ws.CLOSING) fn();
           else closers.push(fn);
         },
         subscriptions: new Set(),
+        maxSubscriptions: opts.maxSubscriptions,
       };
       ws.once('close', () => {
         for (const fn of closers) fn();
@@ -60,7 +102,7 @@ export function attachWebSocket(server: Server, dispatcher: RpcDispatcher, opts:
         const text = isBinary ? Buffer.from(data as Buffer).toString('utf8') : data.toString();
         dispatcher.handleText(text, ctx).then(
           (reply) => {
-            if (reply !== null && ws.readyState === ws.OPEN) ws.send(reply);
+            if (reply !== null) out.send(reply);
           },
           () => ws.close(1011, 'internal error'),
         );
