@@ -111,7 +111,7 @@ export const DANGEROUS_CLASSES: readonly ParameterClass[] = [
 ];
 
 /** Map types that reach outside Postfix's own files: the network, databases, the environment, or other maps' combinations. */
-const REFUSED_MAP_TYPES = new Set(['tcp', 'socketmap', 'memcache', 'ldap', 'mysql', 'pgsql', 'sqlite', 'mongodb', 'nis', 'nisplus', 'netinfo', 'environ', 'pipemap', 'unionmap']);
+export const REFUSED_MAP_TYPES = new Set(['tcp', 'socketmap', 'memcache', 'ldap', 'mysql', 'pgsql', 'sqlite', 'mongodb', 'nis', 'nisplus', 'netinfo', 'environ', 'pipemap', 'unionmap']);
 /** Map types read from a file (or from the value itself, or the password database). */
 const FILE_MAP_TYPES = ['btree', 'cdb', 'cidr', 'dbm', 'hash', 'lmdb', 'pcre', 'regexp', 'sdbm', 'texthash', 'inline', 'static', 'fail', 'randmap', 'unix', 'proxy', 'internal'];
 const MAP_TYPES = new Set([...FILE_MAP_TYPES, ...REFUSED_MAP_TYPES]);
