@@ -3,7 +3,8 @@
  * (3,000 scope.set with async: true, in concurrent batches) so that an admin's calls wait
  * behind them. Most of the flood must be refused busy (-32008; cpcmd exit 10) with a clear
  * message, and the admin's calls, synchronous or as jobs, complete within a few seconds while
- * the flood goes on. Real scoped, real HTTP, the real cpcmd.
+ * the flood goes on. The same holds for a flood of synchronous calls, which wait for the
+ * engine as jobs do. Real scoped, real HTTP, the real cpcmd.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Daemon, type RpcAnswer, cleanupAll, cpcmd, httpPost, makeRoot, sleep } from '../helpers/sandbox.js';
@@ -28,9 +29,9 @@ describe('job flooding: an operator cannot make an admin wait', { timeout: 120_0
   let operator: string;
   let n = 0;
 
-  /** One batch of async sets of net.hostname from the operator over HTTP; the answers. */
-  async function batch(): Promise<RpcAnswer[]> {
-    const calls = Array.from({ length: BATCH }, (_, i) => ({ jsonrpc: '2.0', id: i, method: 'scope.set', params: { name: 'net.hostname', value: `flood-${n++}.example.test`, async: true } }));
+  /** One batch of sets of net.hostname from the operator over HTTP, as jobs or answered when done; the answers. */
+  async function batch(async = true): Promise<RpcAnswer[]> {
+    const calls = Array.from({ length: BATCH }, (_, i) => ({ jsonrpc: '2.0', id: i, method: 'scope.set', params: { name: 'net.hostname', value: `flood-${n++}.example.test`, async } }));
     const r = await httpPost({ port: d.port! }, JSON.stringify(calls), { token: operator });
     return JSON.parse(r.text) as RpcAnswer[];
   }
@@ -41,7 +42,7 @@ describe('job flooding: an operator cannot make an admin wait', { timeout: 120_0
   });
 
   it(`${FLOOD} async sets at once: most refused busy with a clear message; the admin's scope.get and scope.set complete within a few seconds`, async () => {
-    const answers = (await Promise.all(Array.from({ length: FLOOD / BATCH }, batch))).flat();
+    const answers = (await Promise.all(Array.from({ length: FLOOD / BATCH }, () => batch()))).flat();
     // The admin comes in right behind the flood, while its jobs are queued.
     const started = Date.now();
     const get = await within(d.call('scope.get', { name: 'net.hostname' }), FEW_SECONDS);
@@ -58,6 +59,23 @@ describe('job flooding: an operator cannot make an admin wait', { timeout: 120_0
     expect(get, `scope.get after ${took} ms`).toMatchObject({ result: expect.anything() });
     expect(set, 'scope.set').toMatchObject({ result: { status: 'applied' } });
     expect(viaCpcmd, 'cpcmd scope:set').toMatchObject({ code: EXIT.ok });
+  });
+
+  it(`${FLOOD} synchronous sets at once (answered when done, not as jobs): most refused busy; the admin's set completes within a few seconds`, async () => {
+    const flood = Promise.all(Array.from({ length: FLOOD / BATCH }, () => batch(false)));
+    // The admin comes in while the flood's calls wait for the engine.
+    await sleep(50);
+    const started = Date.now();
+    const set = await within(d.call('scope.set', { name: 'net.hostname', value: 'admin-sync.example.test' }), FEW_SECONDS);
+    const took = Date.now() - started;
+    const answers = (await flood).flat();
+
+    const applied = answers.filter((a) => 'result' in a);
+    const refused = answers.filter((a) => 'error' in a);
+    expect(applied.length + refused.length).toBe(FLOOD);
+    expect(refused.length, `${applied.length} applied`).toBeGreaterThan(FLOOD / 2);
+    for (const r of refused) expect('error' in r && r.error).toEqual({ code: BUSY, message: expect.stringMatching(TOO_MANY) });
+    expect(set, `the admin's scope.set after ${took} ms`).toMatchObject({ result: { status: 'applied' } });
   });
 
   it('cpcmd --url with the flooding token exits 10 (busy) with the daemon\'s message while its jobs fill its share; the admin is still served', async () => {

@@ -73,6 +73,15 @@ export function registerHandlers(
 ): void {
   /** A place for a job of this caller, taken before its plan is prepared (busy when it has too many). */
   const jobSlot = (p: Principal) => jobs.reserve(ownerKey(p), p.role === 'admin');
+  /**
+   * A change answered when done (not as a job) waits for the engine's lock as a job does, so it
+   * holds a place among the caller's jobs while it waits and runs: a flood of synchronous calls
+   * is refused busy like a flood of jobs, and an admin never waits behind thousands of them.
+   */
+  const held = <T>(p: Principal, run: () => Promise<T>): Promise<T> => {
+    const slot = jobSlot(p);
+    return Promise.resolve().then(run).finally(() => slot.release());
+  };
 
   rpc.register(m.scopeList, ({ glob }, ctx) => {
     const test = glob ? globTest(glob) : () => true;
@@ -105,7 +114,7 @@ export function registerHandlers(
   });
   rpc.register(m.scopeSet, (p, ctx) => {
     const { async: background, ...params } = defined(p);
-    if (!background || params.dryRun) return engine.set(params, actor(ctx)) as never;
+    if (!background || params.dryRun) return held(ctx.principal, () => engine.set(params, actor(ctx))) as never;
     const slot = jobSlot(ctx.principal);
     return engine.prepareSet(params, actor(ctx)).then(
       (run) => ({ status: 'queued' as const, job: slot.start('scope.set', params.name, run).id }),
@@ -115,13 +124,13 @@ export function registerHandlers(
       },
     );
   });
-  rpc.register(m.scopeReset, (p, ctx) => engine.reset(defined(p), actor(ctx)) as never);
+  rpc.register(m.scopeReset, (p, ctx) => held(ctx.principal, () => engine.reset(defined(p), actor(ctx))) as never);
   rpc.register(m.scopeCheck, async ({ name }, ctx) => {
     const r = await engine.check(name);
     const drift = visibleDrift(ctx.principal, r.drift);
     return { ok: drift.length === 0, drift };
   });
-  rpc.register(m.scopeAdopt, (p, ctx) => engine.adopt(defined(p), actor(ctx)) as never);
+  rpc.register(m.scopeAdopt, (p, ctx) => held(ctx.principal, () => engine.adopt(defined(p), actor(ctx))) as never);
 
   const varInfo = (name: string) => {
     const def = engine.varDef(name);
@@ -139,14 +148,14 @@ export function registerHandlers(
   };
   rpc.register(m.varList, () => ({ vars: [...engine.registry.vars.keys()].sort().map(varInfo) }));
   rpc.register(m.varGet, ({ name }) => varInfo(name));
-  rpc.register(m.varSet, (p, ctx) => engine.setVar(defined(p), actor(ctx)) as never);
+  rpc.register(m.varSet, (p, ctx) => held(ctx.principal, () => engine.setVar(defined(p), actor(ctx))) as never);
 
   rpc.register(m.unitList, () => ({
     units: [...engine.registry.units.values()].map((u) => ({ name: u.name, description: u.description, reads: [...u.reads] })),
   }));
   rpc.register(m.unitConverge, (p, ctx) => {
     const { async: background, ...params } = defined(p);
-    if (!background || params.dryRun) return engine.converge(params, actor(ctx));
+    if (!background || params.dryRun) return held(ctx.principal, () => engine.converge(params, actor(ctx)));
     const slot = jobSlot(ctx.principal);
     try {
       const run = engine.prepareConverge(params, actor(ctx));
