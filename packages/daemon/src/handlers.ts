@@ -166,7 +166,19 @@ export function registerHandlers(
     }
   });
   rpc.register(m.jobGet, ({ id }, ctx) => jobs.get(id, viewerKey(ctx.principal)));
-  rpc.register(m.jobCancel, ({ id }, ctx) => jobs.cancel(id, viewerKey(ctx.principal)));
+  // Seeing a job is not owning it: only the token that started a job, and admins, may cancel it
+  // (an operator must not undo an admin's change it could not have made itself).
+  rpc.register(m.jobCancel, ({ id }, ctx) => {
+    const p = ctx.principal;
+    if (p.role === 'admin') return jobs.cancel(id);
+    jobs.get(id, viewerKey(p));
+    try {
+      return jobs.cancel(id, ownerKey(p));
+    } catch (err) {
+      if (err instanceof RpcError && err.code === ErrorCodes.NotFound) throw new RpcError(ErrorCodes.Forbidden, `forbidden: job ${id} was started by another caller; only it and admins may cancel it`);
+      throw err;
+    }
+  });
 
   /** Subscriptions still replaying, per connection: they count against its limit too. */
   const opening = new WeakMap<object, number>();
