@@ -179,6 +179,10 @@ describe('operator to root through postfix_custom_config', { timeout: 60_000 }, 
       [{ luser_relay: 'thief@evil.example' }, /luser_relay is refused \(filters and milters\)/],
       [{ smtpd_command_filter: 'pcre:/etc/postfix/command_filter' }, /smtpd_command_filter is refused \(filters and milters\)/],
       [{ recipient_canonical_maps: 'static:thief@evil.example' }, /recipient_canonical_maps is refused: .*written into the value/],
+      // Open relays: anyone relaying through the server and its smart host's credentials.
+      [{ mynetworks: '127.0.0.0/8, 0.0.0.0/1, 128.0.0.0/1' }, /mynetworks is refused: 0\.0\.0\.0\/1 is wider than \/8.*open relay/],
+      [{ relay_domains: 'static:all' }, /relay_domains is refused: a static: table/],
+      [{ mynetworks_style: 'class' }, /mynetworks_style is refused \(who may relay\)/],
     ];
     for (const [value, why] of refused) {
       const a = await d.call('var.set', { name: 'postfix_custom_config', value });

@@ -65,7 +65,7 @@ const PARAM = /^[a-z][a-z0-9_]*$/;
  */
 export const postfixCustomConfig = defineVar({
   name: 'postfix_custom_config',
-  description: 'Extra main.cf parameters (admin only); programs, directories, owners, environment, filters, transports, relay credentials and files outside /etc/postfix are refused',
+  description: 'Extra main.cf parameters (admin only); programs, directories, owners, environment, filters and copies of mail, transports, relay credentials and TLS, open relays and files outside /etc/postfix are refused (SECURITY.md lists them)',
   adminOnly: true,
   schema: z.record(
     z.string().regex(PARAM, 'a main.cf parameter name is lowercase letters, digits and underscores'),
