@@ -97,6 +97,8 @@ interface Mutation {
   new?: unknown;
   actor: Actor;
   progress?: Progress | undefined;
+  /** The caller gave these values (scope.set, var.set): secrets they carry are written anew (see PlanContext.rewrite). */
+  supplied?: boolean;
 }
 
 const same = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b);
@@ -430,17 +432,32 @@ export class Engine {
    * out of service (reported in daemon.status) so it cannot hold up anything again; a unit
    * that throws answers plugin-error.
    */
-  private async plan(units: readonly UnitDef[], vars: Record<string, unknown>, reuse = false): Promise<Planned[]> {
+  private async plan(units: readonly UnitDef[], vars: Record<string, unknown>, reuse = false, ctx = this.planContext): Promise<Planned[]> {
     const out: Planned[] = [];
     for (const unit of units) {
-      const changes = reuse ? await this.planForRead(unit, vars) : await this.planUnit(unit, vars);
+      const changes = reuse ? await this.planForRead(unit, vars) : await this.planUnit(unit, vars, ctx);
       if (changes.length) out.push({ unit, changes });
     }
     return out;
   }
 
-  private planUnit(unit: UnitDef, vars: Record<string, unknown>): Promise<Change[]> {
-    return this.unitCode(unit, 'observe and plan', async () => unit.plan(vars, await unit.observe(this.planContext), this.planContext));
+  private planUnit(unit: UnitDef, vars: Record<string, unknown>, ctx = this.planContext): Promise<Change[]> {
+    return this.unitCode(unit, 'observe and plan', async () => unit.plan(vars, await unit.observe(ctx), ctx));
+  }
+
+  /**
+   * The vars among a caller's values that carry a non-empty secret part (VarDef.secret): a
+   * password given again must be planned and applied as a new one (PlanContext.rewrite).
+   */
+  private secretsGiven(values: Record<string, unknown>): Set<string> {
+    const filled = (v: unknown) => v !== undefined && v !== null && v !== '' && v !== false;
+    const given = new Set<string>();
+    for (const [name, value] of Object.entries(values)) {
+      const secret = this.registry.vars.get(name)?.secret;
+      if (secret === undefined) continue;
+      if (secret === true ? filled(value) : value !== null && typeof value === 'object' && secret.some((k) => filled((value as Record<string, unknown>)[k]))) given.add(name);
+    }
+    return given;
   }
 
   /**
@@ -602,6 +619,7 @@ export class Engine {
         new: shown,
         actor,
         progress,
+        supplied: true,
       });
       return { ...result, name: scope.name, value: shown };
     };
@@ -679,6 +697,7 @@ export class Engine {
       old: () => this.redactVar(def.name, this.vars()[def.name]),
       new: this.redactVar(def.name, vars[def.name]),
       actor,
+      supplied: true,
     });
     return { ...result, name: def.name, value: this.redactVar(def.name, vars[def.name]) };
   }
@@ -771,14 +790,16 @@ export class Engine {
         }
         before = this.vars();
         next = { ...before, ...m.varChanges };
-        changedVars = Object.keys(m.varChanges).filter((k) => !same(before[k], next[k]));
+        // A supplied secret counts as a change even when it equals the stored one, or the answer would say whether it does.
+        const rewrite = m.supplied ? this.secretsGiven(m.varChanges) : new Set<string>();
+        changedVars = Object.keys(m.varChanges).filter((k) => rewrite.has(k) || !same(before[k], next[k]));
         requireAdmin(m.actor, this.adminOnly(m.varChanges));
         for (const unit of this.registry.unitsReading(changedVars)) {
           const problem = await this.unitCode(unit, 'validate', async () => unit.validate?.(next, this.planContext));
           if (problem) throw new RpcError(ErrorCodes.InvalidParams, problem);
         }
         const units = m.units ?? (m.converge ? this.registry.unitsReading(changedVars) : []);
-        planned = await this.plan(units, next);
+        planned = await this.plan(units, next, false, rewrite.size ? { ...this.planContext, rewrite } : this.planContext);
         plan = this.show(planned);
       } catch (err) {
         // Refused inside the lock (also when running as a job): audited here, once.

@@ -34,6 +34,15 @@ export interface PlanContext {
   readonly system: System;
   /** Options of the daemon that change what units do, such as managing the kernel hostname. */
   readonly options: Readonly<{ kernelHostname: boolean }>;
+  /**
+   * Vars whose secret parts the caller has just supplied (a set that gives a password): the
+   * unit plans the writing of their secrets anew (the file, postmap, reload) even when the
+   * system already has them, exactly as for a new secret. Otherwise the plan, the status and
+   * the revision would tell the caller whether a guessed secret equals the stored one. Only
+   * set while planning such a set; reads, drift, converge and the verification after an apply
+   * plan without it, so they stay idempotent.
+   */
+  readonly rewrite?: ReadonlySet<string>;
 }
 
 /** A converger: observes part of the machine and plans the changes that make it match the vars. */

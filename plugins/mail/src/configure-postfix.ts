@@ -62,6 +62,17 @@ export function desiredParams(vars: VarValues, mapType: string): Map<string, str
   return p;
 }
 
+/**
+ * Why the credentials map is rebuilt, as the plan shows it. Credentials the caller just gave
+ * (PlanContext.rewrite) are always 'credentials given', never 'credentials changed': the
+ * reason must not say whether they equal the stored ones.
+ */
+function postmapReason(o: PostfixObserved, text: string, given: boolean): string {
+  if (o.dbMtime === null) return 'database missing';
+  if (given) return 'credentials given';
+  return o.auth !== text ? 'credentials changed' : 'database older than its source';
+}
+
 export const configurePostfix = defineUnit<PostfixObserved>({
   name: 'mail/configure-postfix',
   description: 'main.cf: smart host, SASL client and credentials map, TLS level, relay restrictions, myhostname, custom parameters',
@@ -111,7 +122,7 @@ export const configurePostfix = defineUnit<PostfixObserved>({
     };
   },
 
-  plan(vars, o) {
+  plan(vars, o, ctx) {
     // No main.cf: Postfix is not set up under this root, so there is nothing to converge (the mail scopes refuse to set).
     if (!o.present) return [];
     const changes: Change[] = [];
@@ -141,11 +152,13 @@ export const configurePostfix = defineUnit<PostfixObserved>({
 
     if (hasCredentials(sh)) {
       const text = authMapText(sh);
-      const rewrite = o.auth !== text || o.authMode !== 0o600;
+      // Credentials the caller just gave are written anew whether or not they match the map, so the plan cannot tell a right guess from a wrong one.
+      const given = ctx.rewrite?.has('postfix_smarthost') ?? false;
+      const rewrite = given || o.auth !== text || o.authMode !== 0o600;
       if (rewrite) changes.push({ kind: 'file', path: AUTH_MAP, content: text, mode: 0o600, current: o.auth, secret: true, var: 'postfix_smarthost' });
       const stale = o.dbMtime === null || (o.authMtime !== null && o.dbMtime < o.authMtime);
-      if (o.auth !== text || stale) {
-        changes.push({ kind: 'postmap', path: AUTH_MAP, reason: o.dbMtime === null ? 'database missing' : o.auth !== text ? 'credentials changed' : 'database older than its source', var: 'postfix_smarthost', secret: true });
+      if (given || o.auth !== text || stale) {
+        changes.push({ kind: 'postmap', path: AUTH_MAP, reason: postmapReason(o, text, given), var: 'postfix_smarthost', secret: true });
         postfixChanged = true;
       }
     } else {

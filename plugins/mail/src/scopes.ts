@@ -52,7 +52,8 @@ export const smartHostScope = defineScope<SmartHostValue>({
     'quote brackets twice on the shell: "\'[relay.example.com]:587\'". With USER PASS, Postfix logs in with SASL ' +
     '(smtp_sasl_auth_enable, a 0600 credentials map) and TLS is required (smtp_tls_security_level=encrypt) unless ' +
     'postfix_smtp_tls_security_level says otherwise; credentials with level none are refused. false turns relaying off ' +
-    'and the TLS level back to may. --verify logs in to the relay first and changes nothing if that fails. ' +
+    'and the TLS level back to may. --verify looks the relay up in DNS as Postfix does (never in /etc/hosts), logs in to it first and ' +
+    'changes nothing if that fails. ' +
     'scope:get shows what Postfix uses now; the password always comes back redacted.',
   usage: 'HOST [USER PASS] | false',
   examples: [
@@ -96,7 +97,9 @@ export const smartHostScope = defineScope<SmartHostValue>({
     if (value === false) return;
     const level = (ctx.vars.postfix_smtp_tls_security_level as string) || 'encrypt';
     try {
-      await verifyRelay(value, { tlsLevel: level, timeoutMs: verifyDeadlineMs() });
+      // The hostname an operator sets (net.hostname) is refused as a relay name: /etc/hosts maps it to this machine.
+      const hostname = typeof ctx.vars.system_hostname === 'string' ? ctx.vars.system_hostname : '';
+      await verifyRelay(value, { tlsLevel: level, timeoutMs: verifyDeadlineMs(), hostname });
     } catch (err) {
       throw new ScopeInputError(`--verify failed, nothing was changed: ${(err as Error).message}`);
     }

@@ -1,4 +1,6 @@
-import { connect, type Socket } from 'node:net';
+import { Resolver } from 'node:dns/promises';
+import type { MxRecord } from 'node:dns';
+import { connect, isIP, type Socket } from 'node:net';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import type { SmartHost } from './vars.js';
 
@@ -159,16 +161,163 @@ class Replies {
 
 const code = (reply: string) => Number(reply.slice(0, 3));
 
+/** The DNS queries --verify makes; node's Resolver by default, or one pointed at other servers (the tests' own). */
+export type DnsResolver = Pick<Resolver, 'resolveMx' | 'resolve4' | 'resolve6' | 'cancel'>;
+
+/** One address to try, and the name it was found under (the TLS server name; none for a literal address). */
+interface Target {
+  address: string;
+  servername?: string;
+}
+
+/** DNS answers that mean "no such record" (NODATA) or "no such name" (NXDOMAIN), as opposed to a lookup that failed. */
+const NOT_FOUND = new Set(['ENODATA', 'ENOTFOUND']);
+
+const dnsCode = (err: unknown) => String((err as { code?: unknown }).code ?? '');
+
+/** A lookup that failed (no DNS server answered, SERVFAIL, ...), not an answer that the name has no records. */
+function dnsFailure(name: string, err: unknown): VerifyError {
+  return new VerifyError(`the DNS lookup of ${name} failed (${sanitizeRelayText(dnsCode(err) || (err as Error).message)}); check the DNS servers in /etc/resolv.conf, or give the relay's address in brackets, such as [192.0.2.1]:587`);
+}
+
+/** Loopback and unspecified addresses: what a resolver that serves /etc/hosts (or synthesizes local names) answers for local names. */
+function isLoopback(address: string): boolean {
+  const a = address.toLowerCase();
+  return /^127\./.test(a) || a === '0.0.0.0' || a === '::1' || a === '::' || /^::ffff:(127\.|0\.0\.0\.0$)/.test(a);
+}
+
 /**
- * Connect to a relay as Postfix would and log in: greeting, EHLO, STARTTLS when offered or
- * required, EHLO again, AUTH. Rejects with the relay's answer (its code and sanitized text)
- * when anything fails. One deadline covers the whole exchange, and the promise settles
- * whatever the relay does: refuse, close at any point, or say nothing at all.
+ * Refuses a relay name that is this machine's own hostname or its first label: net.hostname
+ * (an operator's scope) writes both into /etc/hosts as 127.0.1.1, and a resolver that serves
+ * /etc/hosts (systemd-resolved, dnsmasq) or synthesizes the local hostname would send the login
+ * to this machine, where any local user may listen on a high port. A relay of that name is a
+ * mail loop at best.
  */
-export async function verifyRelay(sh: SmartHost, opts: { tlsLevel: string; timeoutMs?: number }): Promise<void> {
+function refuseOwnName(name: string, hostname: string | undefined): void {
+  const own = (hostname ?? '').toLowerCase().replace(/\.$/, '');
+  if (!own) return;
+  const n = name.toLowerCase().replace(/\.$/, '');
+  if (n === own || n === own.split('.')[0]) {
+    throw new VerifyError(
+      `${name} is this machine's own hostname (net.hostname), which /etc/hosts maps to this machine: the login would go to whoever listens here, ` +
+        `and Postfix would loop its mail back to itself. Give the relay's own name, or its address in brackets, such as [192.0.2.1]:587`,
+    );
+  }
+}
+
+/**
+ * A name's addresses through DNS only (A, then AAAA records), as Postfix looks them up with
+ * smtp_host_lookup = dns: never /etc/hosts, never getaddrinfo. A name DNS gives a loopback
+ * address is refused: that answer comes from a local resolver serving /etc/hosts, which is
+ * where an operator can put names.
+ */
+async function addressesOf(name: string, resolver: DnsResolver, hostname: string | undefined): Promise<Target[]> {
+  refuseOwnName(name, hostname);
+  const answers = await Promise.allSettled([resolver.resolve4(name), resolver.resolve6(name)]);
+  const found = answers.flatMap((a) => (a.status === 'fulfilled' ? a.value : []));
+  const failed = answers.flatMap((a) => (a.status === 'rejected' ? [a.reason as unknown] : []));
+  if (!found.length) {
+    const broken = failed.find((e) => !NOT_FOUND.has(dnsCode(e)));
+    if (broken) throw dnsFailure(name, broken);
+    throw new VerifyError(
+      `DNS has no address (A or AAAA record) for ${name}, so Postfix would not find it either (it looks relays up in DNS, not in /etc/hosts); ` +
+        `give the relay's name as DNS knows it, or its address in brackets, such as [192.0.2.1]:587`,
+    );
+  }
+  const local = found.find(isLoopback);
+  if (local) {
+    throw new VerifyError(
+      `DNS gives ${name} the loopback address ${local}, an answer that comes from /etc/hosts or a local name, not from the relay's domain; ` +
+        `for a relay on this machine give its address in brackets, such as [127.0.0.1]:10025`,
+    );
+  }
+  return found.map((address) => ({ address, servername: name }));
+}
+
+/**
+ * Where Postfix would connect for this relayhost, looked up the way it does by default
+ * (smtp_host_lookup = dns): an address in brackets as it is; a bracketed name by its A and
+ * AAAA records; a bare name by its MX records in order of preference, or by its own A and
+ * AAAA records when it has no MX (Postfix's fallback).
+ */
+export async function relayTargets(relayhost: string, resolver: DnsResolver, hostname?: string): Promise<Target[]> {
+  const { host } = relayAddress(relayhost);
+  if (isIP(host)) return [{ address: host }];
+  if (relayhost.startsWith('[')) return addressesOf(host, resolver, hostname);
+  refuseOwnName(host, hostname);
+  let mx: MxRecord[];
+  try {
+    mx = await resolver.resolveMx(host);
+  } catch (err) {
+    if (!NOT_FOUND.has(dnsCode(err))) throw dnsFailure(host, err);
+    return addressesOf(host, resolver, hostname);
+  }
+  const exchanges = mx.filter((r) => r.exchange !== '' && r.exchange !== '.').sort((a, b) => a.priority - b.priority);
+  if (!exchanges.length) throw new VerifyError(`${host} publishes a null MX: it takes no mail, so Postfix cannot relay through it; give the relay's own name in brackets, such as [smtp.example.com]:587`);
+  const targets: Target[] = [];
+  let problem: unknown;
+  for (const { exchange } of exchanges) {
+    try {
+      targets.push(...(await addressesOf(exchange, resolver, hostname)));
+    } catch (err) {
+      problem ??= err;
+    }
+  }
+  if (!targets.length) throw problem;
+  return targets;
+}
+
+/**
+ * The first target that accepts a TCP connection, tried in order (as Postfix walks its list),
+ * before `deadline` (a Date.now() time). Connects to the address itself, so nothing but the
+ * DNS answer above decides where the login goes.
+ */
+async function openConnection(targets: readonly Target[], port: number, where: string, deadline: number, timeoutMs: number): Promise<{ socket: Socket; target: Target }> {
+  const failures: string[] = [];
+  for (const target of targets) {
+    const left = deadline - Date.now();
+    if (left <= 0) break;
+    const socket = connect({ host: target.address, port });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new VerifyError(`no answer from ${where} within ${timeoutMs / 1000} s (waiting for the connection)`)), left);
+        socket.once('connect', () => (clearTimeout(timer), resolve()));
+        socket.on('error', (err) => (clearTimeout(timer), reject(err)));
+      });
+      return { socket, target };
+    } catch (err) {
+      socket.destroy();
+      if (err instanceof VerifyError) throw err;
+      const why = sanitizeRelayText((err as Error).message);
+      failures.push(target.servername ? `${target.address}: ${why}` : why);
+    }
+  }
+  if (!failures.length) throw new VerifyError(`no answer from ${where} within ${timeoutMs / 1000} s (waiting for the connection)`);
+  throw new VerifyError(`cannot reach ${where}: ${failures.join('; ')}`);
+}
+
+/** What verifyRelay needs besides the smart host. */
+export interface VerifyOptions {
+  tlsLevel: string;
+  timeoutMs?: number;
+  /** This machine's hostname (net.hostname's var): a relay of that name is refused. */
+  hostname?: string;
+  /** The DNS resolver; by default node's, which asks the servers in /etc/resolv.conf and never reads /etc/hosts. */
+  resolver?: DnsResolver;
+}
+
+/**
+ * Connect to a relay as Postfix would and log in: look it up in DNS only, then greeting,
+ * EHLO, STARTTLS when offered or required, EHLO again, AUTH. Rejects with the relay's answer
+ * (its code and sanitized text) when anything fails. One deadline covers the whole exchange,
+ * lookups included, and the promise settles whatever the relay does: refuse, close at any
+ * point, or say nothing at all.
+ */
+export async function verifyRelay(sh: SmartHost, opts: VerifyOptions): Promise<void> {
   const { host, port } = relayAddress(sh.host);
   const where = `${host}:${port}`;
   const timeoutMs = opts.timeoutMs ?? VERIFY_DEADLINE_MS;
+  const deadline = Date.now() + timeoutMs;
   const secrets = credentialForms(sh);
   /** A relay's reply as shown; withheld when it repeats our login back. */
   const said = (reply: string) => {
@@ -178,11 +327,30 @@ export async function verifyRelay(sh: SmartHost, opts: { tlsLevel: string; timeo
   /** A socket or TLS error, whose text may carry the relay's certificate names. */
   const cause = (err: Error) => sanitizeRelayText(err.message);
 
-  const plain = connect({ host, port });
+  const resolver = opts.resolver ?? new Resolver({ timeout: Math.min(timeoutMs, 5_000), tries: 2 });
+  let lookupTimer: NodeJS.Timeout | undefined;
+  let opened: { socket: Socket; target: Target };
+  try {
+    const lookupOver = new Promise<never>((_, reject) => {
+      lookupTimer = setTimeout(() => {
+        resolver.cancel();
+        reject(new VerifyError(`no answer from DNS for ${host} within ${timeoutMs / 1000} s`));
+      }, timeoutMs);
+    });
+    const targets = await Promise.race([relayTargets(sh.host, resolver, opts.hostname), lookupOver]);
+    clearTimeout(lookupTimer);
+    opened = await openConnection(targets, port, where, deadline, timeoutMs);
+  } catch (err) {
+    throw err instanceof VerifyError ? err : new VerifyError(`verifying ${where} failed: ${sanitizeRelayText((err as Error).message)}`);
+  } finally {
+    clearTimeout(lookupTimer);
+  }
+  const plain = opened.socket;
+  const servername = opened.target.servername;
   let tls: TLSSocket | undefined;
   const replies = new Replies(plain);
   /** What we wait for, named in the errors. */
-  let stage = 'the connection';
+  let stage = 'its greeting';
   let timer: NodeJS.Timeout | undefined;
 
   const ended = new Promise<never>((_, reject) => {
@@ -190,15 +358,14 @@ export async function verifyRelay(sh: SmartHost, opts: { tlsLevel: string; timeo
       replies.end(err);
       reject(err);
     };
-    timer = setTimeout(() => stop(new VerifyError(`no answer from ${where} within ${timeoutMs / 1000} s (waiting for ${stage})`)), timeoutMs);
+    timer = setTimeout(() => stop(new VerifyError(`no answer from ${where} within ${timeoutMs / 1000} s (waiting for ${stage})`)), Math.max(0, deadline - Date.now()));
     // `on`, not `once`: a second error (the TLS layer forwards its own) must not go unhandled.
-    plain.on('error', (err) => stop(new VerifyError(stage === 'the connection' ? `cannot reach ${where}: ${cause(err)}` : `the connection to ${where} failed before ${stage}: ${cause(err)}`)));
+    plain.on('error', (err) => stop(new VerifyError(`the connection to ${where} failed before ${stage}: ${cause(err)}`)));
     plain.once('close', () => stop(new VerifyError(`${where} closed the connection before ${stage}`)));
   });
   ended.catch(() => undefined);
 
   const talk = async () => {
-    plain.once('connect', () => (stage = 'its greeting'));
     const greeting = await replies.next();
     if (code(greeting) !== 220) throw new VerifyError(`the relay greeted with: ${said(greeting)}`);
     stage = 'the reply to EHLO';
@@ -212,7 +379,7 @@ export async function verifyRelay(sh: SmartHost, opts: { tlsLevel: string; timeo
       plain.removeAllListeners('data');
       stage = 'the TLS handshake';
       tls = await new Promise<TLSSocket>((resolve, reject) => {
-        const t = tlsConnect({ socket: plain, servername: /^[\d.:]+$/.test(host) ? undefined : host, rejectUnauthorized: ['verify', 'secure'].includes(opts.tlsLevel) } as never, () => resolve(t));
+        const t = tlsConnect({ socket: plain, servername, rejectUnauthorized: ['verify', 'secure'].includes(opts.tlsLevel) } as never, () => resolve(t));
         t.on('error', (err) => reject(new VerifyError(`TLS handshake with ${where} failed: ${cause(err)}`)));
       });
       replies.attach(tls);
