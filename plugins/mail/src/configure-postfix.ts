@@ -1,5 +1,6 @@
 import { type Change, type PlanContext, type VarValues, defineUnit } from '@scoped/sdk';
 import type { SmartHost } from './vars.js';
+import { isOwnName, relayName } from './relay.js';
 
 export const MAIN_CF = '/etc/postfix/main.cf';
 /** The SASL credentials map, under Postfix's config dir. */
@@ -90,6 +91,13 @@ export const configurePostfix = defineUnit<PostfixObserved>({
     if (hasCredentials(sh) && vars.postfix_smtp_tls_security_level === 'none') {
       return 'credentials are refused with TLS level none: the password would cross the network in the clear. ' +
         'Set postfix_smtp_tls_security_level to encrypt (or may), or give the smart host without USER PASS';
+    }
+    // Either order: a smart host named as this machine, or a hostname set to the smart host's name.
+    const relay = sh === false ? null : relayName(sh.host);
+    if (relay !== null && isOwnName(relay, vars.system_hostname as string)) {
+      return `the smart host ${relay} and this machine's hostname would be the same name, which /etc/hosts maps to this machine ` +
+        '(127.0.1.1): Postfix could hand the relay login to whoever listens here, and would loop its mail. ' +
+        'Give the relay its own name, or its address in brackets such as [192.0.2.1]:587, or pick another hostname';
     }
     const custom = vars.postfix_custom_config as Record<string, string>;
     const unknown: string[] = [];

@@ -62,3 +62,23 @@ export function passwordProblem(pass: string): string | null {
   if (/^\s|\s$/.test(pass)) return 'the password may not start or end with whitespace (the credentials map would drop it)';
   return null;
 }
+
+/**
+ * Whether a relay name is this machine's own hostname or its first label. net.hostname (an
+ * operator's scope) writes both into /etc/hosts as 127.0.1.1, and a resolver that serves
+ * /etc/hosts (systemd-resolved, dnsmasq) would send Postfix's login to this machine, where any
+ * local user may listen on a high port.
+ */
+export function isOwnName(name: string, hostname: string | undefined): boolean {
+  const own = (hostname ?? '').toLowerCase().replace(/\.$/, '');
+  const n = name.toLowerCase().replace(/\.$/, '');
+  return own !== '' && (n === own || n === own.split('.')[0]);
+}
+
+/** The name a relayhost value names (brackets and port removed), or null for an address literal. */
+export function relayName(host: string): string | null {
+  const m = /^(\[[^\]]*\]|[^[\]:]+)(?::\d+)?$/.exec(host);
+  const target = m?.[1] ?? host;
+  const inner = target.startsWith('[') ? target.slice(1, -1) : target;
+  return inner.toLowerCase().startsWith('ipv6:') || isIpv4(inner) ? null : inner;
+}

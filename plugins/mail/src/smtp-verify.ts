@@ -3,6 +3,7 @@ import type { MxRecord } from 'node:dns';
 import { connect, isIP, type Socket } from 'node:net';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import type { SmartHost } from './vars.js';
+import { isOwnName } from './relay.js';
 
 /** Where a relayhost value points: brackets and the optional port removed (Postfix's default port is 25). */
 export function relayAddress(host: string): { host: string; port: number } {
@@ -194,10 +195,7 @@ function isLoopback(address: string): boolean {
  * mail loop at best.
  */
 function refuseOwnName(name: string, hostname: string | undefined): void {
-  const own = (hostname ?? '').toLowerCase().replace(/\.$/, '');
-  if (!own) return;
-  const n = name.toLowerCase().replace(/\.$/, '');
-  if (n === own || n === own.split('.')[0]) {
+  if (isOwnName(name, hostname)) {
     throw new VerifyError(
       `${name} is this machine's own hostname (net.hostname), which /etc/hosts maps to this machine: the login would go to whoever listens here, ` +
         `and Postfix would loop its mail back to itself. Give the relay's own name, or its address in brackets, such as [192.0.2.1]:587`,

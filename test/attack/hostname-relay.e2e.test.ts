@@ -1,0 +1,64 @@
+/**
+ * Attack (second pass): net.hostname, an operator's scope, writes `127.0.1.1 FQDN SHORT` into
+ * /etc/hosts. An operator limited to net.* names the machine after the smart host, so that on a
+ * machine whose resolver serves /etc/hosts (systemd-resolved, dnsmasq) Postfix hands the relay
+ * login to 127.0.1.1, where any local user may listen on the relay's port. The smart host and
+ * the hostname may never be the same name (nor the hostname's first label), in either order.
+ * Real scoped on a sandbox root with Postfix's config (Postfix is not started).
+ */
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Daemon, PostfixRoot, type RunResult, cleanupAll, cpcmd } from '../helpers/sandbox.js';
+
+const EXIT = { ok: 0, invalid: 6 } as const;
+const SAME_NAME = /the smart host .* and this machine's hostname would be the same name/;
+
+function expectExit(r: RunResult, code: number): void {
+  expect(r.code, `exit ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`).toBe(code);
+}
+
+afterAll(async () => {
+  await cleanupAll();
+}, 60_000);
+
+describe('the hostname cannot be pointed at the smart host', { timeout: 60_000 }, () => {
+  let box: PostfixRoot;
+  let d: Daemon;
+  let netOperator = '';
+  const hosts = () => readFile(path.join(box.root, 'etc/hosts'), 'utf8').catch(() => '');
+  const setHostname = (name: string) => cpcmd(['scope:set', 'net.hostname', name], { url: d.url, token: netOperator });
+
+  beforeAll(async () => {
+    box = await PostfixRoot.create();
+    d = await Daemon.start(box.root);
+    netOperator = (await d.ok<{ token: string }>('token.create', { role: 'operator', scopes: ['net.*'] })).token;
+    expectExit(await d.cpcmd(['scope:set', 'net.hostname', 'mail.example.test']), EXIT.ok);
+  });
+
+  it('an operator limited to net.* cannot take the smart host\'s name or its short name; /etc/hosts keeps its line', async () => {
+    expectExit(await d.cpcmd(['scope:set', 'mail.smart-host', "'[relay.example.test]:2525'", 'alice', 'Adm1nRelayPW']), EXIT.ok);
+    const before = await hosts();
+    for (const name of ['relay.example.test', 'Relay.Example.Test.']) {
+      const r = await setHostname(name);
+      expectExit(r, EXIT.invalid);
+      expect(r.stderr).toMatch(SAME_NAME);
+      expect(r.stderr).not.toContain('Adm1nRelayPW');
+    }
+    expect(await hosts()).toBe(before);
+    // A bare relay name and a hostname whose first label is that name: /etc/hosts would map it too.
+    expectExit(await d.cpcmd(['scope:set', 'mail.smart-host', 'relay', 'alice', 'Adm1nRelayPW']), EXIT.ok);
+    const r = await setHostname('relay.corp.example.test');
+    expectExit(r, EXIT.invalid);
+    expect(r.stderr).toMatch(SAME_NAME);
+    expect(await hosts()).toBe(before);
+    expect(await d.ok('scope.get', { name: 'net.hostname' })).toMatchObject({ value: 'mail.example.test' });
+  });
+
+  it('the other order too: the smart host cannot be set to the machine\'s own name; an address in brackets still can', async () => {
+    const r = await d.cpcmd(['scope:set', 'mail.smart-host', "'[mail.example.test]:587'"]);
+    expectExit(r, EXIT.invalid);
+    expect(r.stderr).toMatch(SAME_NAME);
+    expectExit(await d.cpcmd(['scope:set', 'mail.smart-host', "'[127.0.1.1]:587'"]), EXIT.ok);
+  });
+});
