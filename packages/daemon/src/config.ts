@@ -19,6 +19,7 @@ export const DaemonConfig = z
     logLevel: z.enum(['info', 'warn', 'error', 'silent']).default('info'),
     maxBodyBytes: z.number().int().positive().default(1024 * 1024),
     maxBatch: z.number().int().positive().default(100),
+    maxResponseBytes: z.number().int().min(65_536).default(8 * 1024 * 1024),
     maxWsPayloadBytes: z.number().int().positive().default(1024 * 1024),
     wsPingIntervalMs: z.number().int().min(100).max(MAX_TIMER_MS).default(30_000),
     maxConnections: z.number().int().positive().default(256),
@@ -53,6 +54,8 @@ export interface ResolvedConfig {
   logLevel: 'info' | 'warn' | 'error' | 'silent';
   maxBodyBytes: number;
   maxBatch: number;
+  /** Most bytes one answer (a whole batch's) may take. */
+  maxResponseBytes: number;
   maxWsPayloadBytes: number;
   wsPingIntervalMs: number;
   maxConnections: number;
@@ -103,24 +106,25 @@ Options:
   --kernel-hostname      also set the kernel hostname (default: on only when --root is /)
   --no-kernel-hostname   never set the kernel hostname
   --config FILE          a YAML file with the same keys (root, socket, listen, store, tokenFile, kernelHostname,
-                         logLevel) and the limits: maxBodyBytes (1 MiB), maxBatch (100), maxWsPayloadBytes (1 MiB),
-                         wsPingIntervalMs (30000), maxConnections (256 TCP connections), authFailureLimit (10
-                         failed logins per peer per authFailureWindowMs, 60000), auditKeep (10000 entries of
-                         the history of changes) and auditMaxAgeDays (365; 0 keeps them regardless of age),
-                         refusalKeep (1000 rows of refused calls, each counting the refusals of one caller,
-                         action and target) and refusalNewPerMinute (30 new rows per caller a minute; beyond
-                         that they are only counted), eventKeep (10000 events kept for subscribers resuming
-                         with since); and against floods: authTimeoutMs (5000: a TCP connection without an
-                         authenticated request by then is closed), maxPendingConnections (64 not yet
-                         authenticated; the oldest is dropped for a new one), maxConnectionsPerPeer (128 from
-                         one address), maxSubscriptionsPerConnection (32), maxWsBufferedBytes (1 MiB unread
-                         before a WebSocket is closed with 4008), maxJobsPerPrincipal (8 queued or running per
-                         token), maxJobs (64 in all); flags win
-  --max-body-bytes N, --max-batch N, --max-ws-payload-bytes N, --ws-ping-interval-ms N, --max-connections N,
-  --auth-failure-limit N, --auth-failure-window-ms N, --audit-keep N, --audit-max-age-days N, --refusal-keep N,
-  --refusal-new-per-minute N, --event-keep N, --auth-timeout-ms N, --max-pending-connections N,
-  --max-connections-per-peer N, --max-subscriptions-per-connection N, --max-ws-buffered-bytes N,
-  --max-jobs-per-principal N, --max-jobs N
+                         logLevel) and the limits: maxBodyBytes (1 MiB), maxBatch (100), maxResponseBytes
+                         (8 MiB for one answer, a whole batch's), maxWsPayloadBytes (1 MiB), wsPingIntervalMs
+                         (30000), maxConnections (256 TCP connections), authFailureLimit (10 failed logins per
+                         peer per authFailureWindowMs, 60000), auditKeep (10000 entries of the history of
+                         changes) and auditMaxAgeDays (365; 0 keeps them regardless of age), refusalKeep (1000
+                         rows of refused calls, each counting the refusals of one caller, action and target)
+                         and refusalNewPerMinute (30 new rows per caller a minute; beyond that they are only
+                         counted), eventKeep (10000 events kept for subscribers resuming with since); and
+                         against floods: authTimeoutMs (5000: a TCP connection without an authenticated
+                         request by then is closed), maxPendingConnections (64 not yet authenticated; the
+                         oldest is dropped for a new one), maxConnectionsPerPeer (128 from one address),
+                         maxSubscriptionsPerConnection (32), maxWsBufferedBytes (1 MiB unread before a
+                         WebSocket is closed with 4008), maxJobsPerPrincipal (8 queued or running per token),
+                         maxJobs (64 in all); flags win
+  --max-body-bytes N, --max-batch N, --max-response-bytes N, --max-ws-payload-bytes N, --ws-ping-interval-ms N,
+  --max-connections N, --auth-failure-limit N, --auth-failure-window-ms N, --audit-keep N,
+  --audit-max-age-days N, --refusal-keep N, --refusal-new-per-minute N, --event-keep N, --auth-timeout-ms N,
+  --max-pending-connections N, --max-connections-per-peer N, --max-subscriptions-per-connection N,
+  --max-ws-buffered-bytes N, --max-jobs-per-principal N, --max-jobs N
                          the same limits as flags
   --reset-var NAME       put a var back to its default in the store before starting (repeatable), when the
                          start was refused because the store holds a value the var's schema refuses; nothing
@@ -154,6 +158,7 @@ function parseListen(value: string): ResolvedConfig['listen'] {
 const LIMITS = [
   ['max-body-bytes', 'maxBodyBytes'],
   ['max-batch', 'maxBatch'],
+  ['max-response-bytes', 'maxResponseBytes'],
   ['max-ws-payload-bytes', 'maxWsPayloadBytes'],
   ['ws-ping-interval-ms', 'wsPingIntervalMs'],
   ['max-connections', 'maxConnections'],
@@ -244,6 +249,7 @@ export function loadConfig(argv: readonly string[]): ResolvedConfig | 'help' {
     logLevel: c.logLevel,
     maxBodyBytes: c.maxBodyBytes,
     maxBatch: c.maxBatch,
+    maxResponseBytes: c.maxResponseBytes,
     maxWsPayloadBytes: c.maxWsPayloadBytes,
     wsPingIntervalMs: c.wsPingIntervalMs,
     maxConnections: c.maxConnections,

@@ -133,7 +133,7 @@ export async function startDaemon(config: ResolvedConfig, opts: { log?: Logger; 
 
   const rpc = new RpcDispatcher(
     log,
-    { maxBatch: config.maxBatch },
+    { maxBatch: config.maxBatch, maxResponseBytes: config.maxResponseBytes },
     (method, params, ctx) => authorize(method, params, ctx.principal, engine),
     // Refused calls go to the refusal store (collapsed, rate-limited), apart from the history of changes.
     async (method, params, ctx, err) => {

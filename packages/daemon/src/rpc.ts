@@ -35,6 +35,8 @@ export interface CallContext {
 export interface RpcLimits {
   /** Most requests in one batch. */
   maxBatch: number;
+  /** Most bytes one answer (a whole batch's) may take; beyond, the calls that do not fit answer too-large. */
+  maxResponseBytes: number;
 }
 
 type Handler<P extends z.ZodType, R extends z.ZodType> = (params: z.output<P>, ctx: CallContext) => Promise<z.input<R>> | z.input<R>;
@@ -110,6 +112,12 @@ export class RpcDispatcher {
   }
 
   /** Answer one JSON text; null when nothing is to be sent back (only notifications). */
+  /**
+   * Answer one JSON text; null when nothing is to be sent back (only notifications). A batch is
+   * answered one call after another within a byte budget, so no request, however it is batched,
+   * makes the daemon hold more than one call's answer beyond maxResponseBytes: a call whose
+   * answer does not fit answers too-large, naming the limit.
+   */
   async handleText(text: string, ctx: CallContext): Promise<string | null> {
     let request: unknown;
     try {
@@ -117,18 +125,37 @@ export class RpcDispatcher {
     } catch {
       return JSON.stringify(errorResponse(null, ErrorCodes.ParseError, 'Parse error: the request is not valid JSON'));
     }
-    const response = await this.handle(request, ctx);
-    return response === null ? null : JSON.stringify(response);
+    if (!Array.isArray(request)) {
+      const response = await this.single(request, ctx);
+      return response === null ? null : this.fit(response, 0);
+    }
+    if (request.length === 0) return JSON.stringify(errorResponse(null, ErrorCodes.InvalidRequest, 'Invalid Request: an empty batch'));
+    if (request.length > this.limits.maxBatch) {
+      return JSON.stringify(errorResponse(null, ErrorCodes.InvalidRequest, `Invalid Request: a batch of ${request.length} requests exceeds the limit of ${this.limits.maxBatch}`));
+    }
+    const parts: string[] = [];
+    let used = 2;
+    for (const r of request) {
+      const response = await this.single(r, ctx);
+      if (response === null) continue;
+      const part = this.fit(response, used);
+      used += Buffer.byteLength(part) + 1;
+      parts.push(part);
+    }
+    return parts.length ? `[${parts.join(',')}]` : null;
   }
 
-  async handle(request: unknown, ctx: CallContext): Promise<JSONRPCResponse | JSONRPCResponse[] | null> {
-    if (!Array.isArray(request)) return this.single(request, ctx);
-    if (request.length === 0) return errorResponse(null, ErrorCodes.InvalidRequest, 'Invalid Request: an empty batch');
-    if (request.length > this.limits.maxBatch) {
-      return errorResponse(null, ErrorCodes.InvalidRequest, `Invalid Request: a batch of ${request.length} requests exceeds the limit of ${this.limits.maxBatch}`);
-    }
-    const responses = (await Promise.all(request.map((r) => this.single(r, ctx)))).filter((r): r is JSONRPCResponse => r !== null);
-    return responses.length ? responses : null;
+  /** A response as text, or a too-large error in its place when it would take the answer past maxResponseBytes. */
+  private fit(response: JSONRPCResponse, used: number): string {
+    const text = JSON.stringify(response);
+    if (used + Buffer.byteLength(text) <= this.limits.maxResponseBytes) return text;
+    return JSON.stringify(
+      errorResponse(
+        response.id,
+        ErrorCodes.TooLarge,
+        `Response too large: the answer would exceed maxResponseBytes (${this.limits.maxResponseBytes} bytes); ask for less (a smaller limit, fewer calls in one batch)`,
+      ),
+    );
   }
 
   private async single(request: unknown, ctx: CallContext): Promise<JSONRPCResponse | null> {

@@ -1,0 +1,59 @@
+/**
+ * Attack (second pass): a reader batched 100 copies of audit.list {limit: 10000} into one
+ * 7 KB request; the daemon built a 361 MB answer (RSS 85 MB -> 2.1 GB), and twelve such requests
+ * at once killed it. One answer, a whole batch's, is now bounded by maxResponseBytes: the calls
+ * of a batch are answered one after another, and a call whose answer does not fit answers
+ * too-large (-32010) in its place. Real scoped over real HTTP; the limit is lowered to its
+ * minimum so a small history shows it.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Daemon, cleanupAll, httpPost, makeRoot, rssBytes } from '../helpers/sandbox.js';
+
+const TOO_LARGE = -32010;
+const MAX = 65_536;
+
+afterAll(async () => {
+  await cleanupAll();
+}, 60_000);
+
+describe('answers are bounded in bytes, however the calls are batched', { timeout: 90_000 }, () => {
+  let d: Daemon;
+  let reader = '';
+
+  beforeAll(async () => {
+    d = await Daemon.start(await makeRoot(), { args: ['--max-response-bytes', String(MAX)] });
+    reader = (await d.ok<{ token: string }>('token.create', { role: 'reader' })).token;
+    // A history of a few hundred applied changes: one audit.list of it is a few tens of KB.
+    const sets = Array.from({ length: 300 }, (_, i) => ({ jsonrpc: '2.0', id: i, method: 'scope.set', params: { name: 'net.hostname', value: `host-${i}.example.test` } }));
+    for (let i = 0; i < sets.length; i += 100) await httpPost({ socket: d.socket }, JSON.stringify(sets.slice(i, i + 100)));
+  });
+
+  it('a batch of 100 audit.list answers at most maxResponseBytes; the calls past it answer too-large, naming the limit', async () => {
+    const rssBefore = rssBytes(d.pid);
+    const batch = Array.from({ length: 100 }, (_, i) => ({ jsonrpc: '2.0', id: i, method: 'audit.list', params: { limit: 100 } }));
+    const r = await httpPost({ port: d.port! }, JSON.stringify(batch), { token: reader });
+    expect(r.status).toBe(200);
+    expect(Buffer.byteLength(r.text)).toBeLessThanOrEqual(MAX + 100 * 300);
+    const answers = JSON.parse(r.text) as { id: number; result?: { entries: unknown[] }; error?: { code: number; message: string } }[];
+    expect(answers.map((a) => a.id)).toEqual(batch.map((b) => b.id));
+    const full = answers.filter((a) => a.result);
+    const refused = answers.filter((a) => a.error);
+    expect(full.length, 'at least one answer fits').toBeGreaterThan(0);
+    expect(full[0]!.result!.entries).toHaveLength(100);
+    expect(refused.length).toBeGreaterThan(90);
+    for (const a of refused) expect(a.error).toEqual({ code: TOO_LARGE, message: expect.stringMatching(/maxResponseBytes \(65536 bytes\)/) });
+    // Nothing near the old growth: the daemon held one call's answer at a time.
+    expect(rssBytes(d.pid) - rssBefore).toBeLessThan(64 * 1024 * 1024);
+    // The daemon still answers.
+    expect(await d.ok('daemon.status')).toMatchObject({ revision: expect.any(Number) });
+  });
+
+  it('a single answer over the limit is refused too-large; a smaller limit gets through', async () => {
+    const big = await httpPost({ port: d.port! }, JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'audit.list', params: { limit: 1000 } }), { token: reader });
+    const small = await httpPost({ port: d.port! }, JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'audit.list', params: { limit: 10 } }), { token: reader });
+    const bigAnswer = JSON.parse(big.text) as { result?: { entries: unknown[] }; error?: { code: number } };
+    // 300 entries of a few hundred bytes each: over 64 KiB.
+    expect(bigAnswer.error?.code ?? `${Buffer.byteLength(big.text)} bytes`).toBe(TOO_LARGE);
+    expect(JSON.parse(small.text)).toMatchObject({ id: 2, result: { entries: expect.any(Array) } });
+  });
+});
