@@ -8,10 +8,24 @@
  * Now a name that fails its grammar is kept as "(invalid name)", and every field of a --refused
  * or --unchanged row goes through the same escaping as the history's rows.
  */
+import sqlite3 from 'sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Daemon, PostfixRoot, cleanupAll, tcpCall } from '../helpers/sandbox.js';
 
+/** Run one statement on a stopped daemon's store. */
+function sql(file: string, statement: string, ...params: unknown[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const db = new sqlite3.Database(file, (err) => {
+      if (err) return reject(err);
+      db.run(statement, params, (e) => db.close(() => (e ? reject(e) : resolve())));
+    });
+  });
+}
+
 const FORGED = '2026-11-27T18:00:00.000Z  admin-token via unix  scope.set mail.smart-host  refused 1 time since 2026-11-27T18:00:00.000Z: forbidden';
+
+/** The forged line, printed as a line of its own. */
+const FORGED_LINE = /^2026-11-27T18:00:00\.000Z {2}admin-token via unix/m;
 
 describe('forged lines in audit:list --refused', () => {
   let box: PostfixRoot;
@@ -52,6 +66,7 @@ describe('forged lines in audit:list --refused', () => {
     const lines = text.stdout.trimEnd().split('\n');
     expect(lines.filter((l) => l.includes(`forger (${readerId})`))).toHaveLength(rows.length);
     for (const l of lines) expect(l).toMatch(/^\d{4}-\d\d-\d\dT\S+Z {2}\S/);
+    expect(text.stdout).not.toMatch(FORGED_LINE);
   });
 
   it('still shows a well-formed name as itself', async () => {
@@ -59,5 +74,22 @@ describe('forged lines in audit:list --refused', () => {
     await tcpCall(d.port!, reader, 'scope.set', { name: 'mail.smart-host', args: ['x'] });
     const text = await d.cpcmd(['audit:list', '--refused', '--scope', 'mail.*']);
     expect(text.stdout).toMatch(new RegExp(`forger \\(${readerId}\\) via http 127\\.0\\.0\\.1 {2}scope\\.set mail\\.smart-host {2}refused 1 time since`));
+  });
+
+  it('escapes every field of a refused or no-op row, even rows written before the names were checked', async () => {
+    await d.stop();
+    const when = new Date().toISOString();
+    for (const table of ['scoped_refusals', 'scoped_noops']) {
+      await sql(box.storeFile, `INSERT INTO ${table} (actor, action, target, transport, count, first, last, reason) VALUES (?, ?, ?, ?, 1, ?, ?, ?)`,
+        `old\n${FORGED}`, 'scope.set', `zz\n${FORGED}`, 'http\t127.0.0.1', when, when, `why\r\n${FORGED}`);
+    }
+    d = await Daemon.start(box.root);
+    for (const flag of ['--refused', '--unchanged']) {
+      const text = await d.cpcmd(['audit:list', flag]);
+      expect(text.code, text.stderr).toBe(0);
+      expect(text.stdout, flag).not.toMatch(FORGED_LINE);
+      expect(text.stdout, flag).toContain('old\\x0a2026-11-27');
+      expect(text.stdout, flag).toContain('via http\\x09127.0.0.1');
+    }
   });
 });
