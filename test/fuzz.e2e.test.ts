@@ -949,7 +949,7 @@ describe('fuzzing HTTP and WebSocket /rpc with hostile requests', () => {
     token = d.token();
     stateBefore = await storeState();
     treeBefore = await sandboxTree();
-    const audit = await d.ok<{ entries: { seq: number }[] }>('audit.list', { limit: 10_000 });
+    const audit = await d.ok<{ entries: { seq: number }[] }>('audit.list', { limit: 1_000 });
     auditSeqBefore = Math.max(0, ...audit.entries.map((e) => e.seq));
     stats.rss.start = rssBytes(d.pid);
     stats.store.before = await storeBytes();
@@ -1199,9 +1199,9 @@ describe('fuzzing HTTP and WebSocket /rpc with hostile requests', () => {
     expect(fuzzDone).toBe(true);
     expect(await storeState()).toEqual(stateBefore);
     expect(await sandboxTree()).toEqual(treeBefore);
-    const audit = await d.ok<{ entries: { seq: number; outcome: string; action: string }[] }>('audit.list', { limit: 10_000 });
+    const audit = await d.ok<{ entries: { seq: number; outcome: string; action: string }[] }>('audit.list', { limit: 1_000 });
     expect(audit.entries.filter((e) => e.seq > auditSeqBefore)).toEqual([]);
-    const refused = await d.ok<{ refusals: { actor: string; action: string; count: number }[] }>('audit.list', { limit: 10_000, refused: true });
+    const refused = await d.ok<{ refusals: { actor: string; action: string; count: number }[] }>('audit.list', { limit: 1_000, refused: true });
     const calls = refused.refusals.reduce((n, r) => n + r.count, 0);
     console.log(`audit: no new history entries; ${calls} refused calls in ${refused.refusals.length} rows`);
     expect(calls).toBeGreaterThan(0);

@@ -82,7 +82,7 @@ describe('attack: guessing the relay password through redacted error messages', 
     // A refused set of a postfix_ var, recorded with its reason.
     const refused = await tcpCall(d.port!, tok.operator, 'var.set', { name: 'postfix_relay_mynetworks', value: 'yes please' });
     expect(refused).toMatchObject({ error: { message: expect.stringMatching(/postfix_relay_mynetworks/) } });
-    const audit = await tcpCall(d.port!, tok.reader, 'audit.list', { limit: 10_000, refused: true });
+    const audit = await tcpCall(d.port!, tok.reader, 'audit.list', { limit: 1_000, refused: true });
     const entry = (audit as { result: { refusals: { action: string; target: string; reason?: string }[] } }).result.refusals.findLast(
       (e) => e.action === 'var.set' && e.target === 'postfix_relay_mynetworks',
     );

@@ -339,17 +339,26 @@ commands.push(
     id: 'audit:list',
     summary: 'Show the audit trail: who changed what, when, and how it ended',
     description:
-      'Every change is recorded before it is answered, secrets redacted: applied, unchanged, rolled back, tokens made and revoked. ' +
-      'Oldest first; --limit counts from the newest. --refused shows the refused calls instead: one row per caller, action and target, ' +
-      'with how many times, the first and last time and the last reason (a caller refused in more than a few different ways a minute ' +
-      'gets one row, action *, counting the rest).',
-    examples: ['cpcmd audit:list', "cpcmd audit:list --scope 'mail.*' --since 2h", 'cpcmd audit:list --since 2026-01-31T00:00:00Z -o json', 'cpcmd audit:list --refused --since 1d'],
+      'The history of changes: every change is recorded before it is answered, secrets redacted: applied, rolled back, tokens made and revoked; ' +
+      'a value whose JSON passes 1 KiB is shown as "(not kept: N bytes of JSON)" (an object keeps its small members). ' +
+      'Oldest first; --limit counts from the newest. --refused shows the refused calls instead, and --unchanged the calls that ' +
+      'changed nothing (answered unchanged): one row per caller, action and target, with how many times, the first and last time, ' +
+      'and the last reason (--refused) or the last value set (--unchanged); a caller who adds more than a few new rows a minute ' +
+      'gets one row, action *, counting the rest.',
+    examples: [
+      'cpcmd audit:list',
+      "cpcmd audit:list --scope 'mail.*' --since 2h",
+      'cpcmd audit:list --since 2026-01-31T00:00:00Z -o json',
+      'cpcmd audit:list --refused --since 1d',
+      'cpcmd audit:list --unchanged --since 1h',
+    ],
     args: [],
     flags: {
       scope: { type: 'string', description: 'only entries whose target matches this glob' },
-      since: { type: 'string', description: 'only entries since an ISO time or a duration back from now (2h, 7d); with --refused, refused since then' },
-      limit: { type: 'integer', description: 'at most this many entries (default 100)' },
+      since: { type: 'string', description: 'only entries since an ISO time or a duration back from now (2h, 7d); with --refused or --unchanged, rows seen since then' },
+      limit: { type: 'integer', description: 'at most this many entries (default 100, at most 1000; read older ones with --since or --scope)' },
       refused: { type: 'boolean', description: 'the refused calls, with counts, instead of the changes' },
+      unchanged: { type: 'boolean', description: 'the calls that changed nothing, with counts and the last value, instead of the changes' },
     },
     async run({ flags }, client) {
       const params: Record<string, unknown> = {};
@@ -357,13 +366,25 @@ commands.push(
       if (flags.since) params.since = flags.since;
       if (flags.limit !== undefined) params.limit = flags.limit;
       if (flags.refused) params.refused = true;
+      if (flags.unchanged) params.unchanged = true;
       const r = await client.call('audit.list', params as never);
+      const times = (n: number) => `${n} time${n === 1 ? '' : 's'}`;
+      // Every line goes through safe() whole: a field (a target, a reason, a value) cannot start a line of its own.
       if (flags.refused) {
         const rows = r.refusals ?? [];
         const text = rows
-          .map((e) => `${e.last}  ${e.actor} via ${e.transport}  ${e.action} ${e.target}  refused ${e.count} time${e.count === 1 ? '' : 's'} since ${e.first}${e.reason ? `: ${e.reason}` : ''}`)
+          .map((e) => safe(`${e.last}  ${e.actor} via ${e.transport}  ${e.action} ${e.target}  refused ${times(e.count)} since ${e.first}${e.reason ? `: ${e.reason}` : ''}`))
           .join('\n');
         return { data: rows, text: text || 'no refused calls' };
+      }
+      if (flags.unchanged) {
+        const rows = r.unchanged ?? [];
+        const text = rows
+          .map((e) =>
+            safe(`${e.last}  ${e.actor} via ${e.transport}  ${e.action} ${e.target}  unchanged ${times(e.count)} since ${e.first}${e.reason ? `: ${e.reason}` : ''}${e.value !== undefined ? `  -> ${JSON.stringify(e.value)}` : ''}`),
+          )
+          .join('\n');
+        return { data: rows, text: text || 'no unchanged calls' };
       }
       const text = r.entries
         .map((e) => safe(`${e.time}  ${e.actor} via ${e.transport}  ${e.action} ${e.target}  ${e.outcome}${e.reason ? `: ${e.reason}` : ''}${e.new !== undefined ? `  -> ${JSON.stringify(e.new)}` : ''}`))

@@ -17,6 +17,7 @@ import { Engine } from './engine.js';
 import { EventBus } from './events.js';
 import { JobManager } from './jobs.js';
 import { actorOf, registerHandlers } from './handlers.js';
+import { type NameKind, isName } from './names.js';
 import { authorize } from './permissions.js';
 import { loadPlugins } from './plugins.js';
 import { FailureLimiter } from './ratelimit.js';
@@ -33,11 +34,24 @@ export const VERSION = '0.1.0';
 /** The plugins that ship with scoped. */
 export const firstPartyPlugins: readonly PluginDef[] = [netPlugin, mailPlugin, cpPlugin];
 
-/** What a refused call was about, from params that may be anything at all (the audit clips it). */
+/** What the audit keeps for a name that fails every name grammar: never the caller's text. */
+export const INVALID_NAME = '(invalid name)';
+
+/** Every kind of name a call can give (the method's own grammar refused it already if it is wrong for it). */
+const NAME_KINDS: readonly NameKind[] = ['scope', 'var', 'unit', 'job', 'token'];
+
+/** `text` when it is a well-formed name of some kind, else the placeholder. */
+const named = (text: string) => (NAME_KINDS.some((kind) => isName(kind, text)) ? text : INVALID_NAME);
+
+/**
+ * What a refused call was about, from params that may be anything at all. Only well-formed
+ * names are kept: a refused call's name is the caller's text, which may hold line breaks or
+ * escape sequences that would forge lines in the admin's `cpcmd audit:list --refused`.
+ */
 export function auditTarget(params: Record<string, unknown>): string {
-  const scalar = (v: unknown) => (typeof v === 'string' || typeof v === 'number' ? String(v) : undefined);
-  const units = Array.isArray(params.units) ? params.units.filter((u): u is string => typeof u === 'string').join(',') : undefined;
-  return scalar(params.name) ?? scalar(params.id) ?? (units || undefined) ?? 'all';
+  const scalar = (v: unknown) => (typeof v === 'string' || typeof v === 'number' ? named(String(v)) : undefined);
+  const units = Array.isArray(params.units) ? params.units.filter((u): u is string => typeof u === 'string').map(named) : [];
+  return scalar(params.name) ?? scalar(params.id) ?? (units.length ? (units.includes(INVALID_NAME) ? INVALID_NAME : units.join(',')) : undefined) ?? 'all';
 }
 
 /** A running daemon; close() stops every listener and removes the socket. */

@@ -18,7 +18,7 @@ import { type Logger, stackFrames, thrownSummary } from './log.js';
 import { Mutex } from './mutex.js';
 import { isName } from './names.js';
 import type { Registry } from './registry.js';
-import type { AuditEntry, Refusal, State, Store } from './store.js';
+import type { AuditEntry, Noop, Refusal, State, Store } from './store.js';
 
 /** The engine's settings, from the daemon's config. */
 export interface EngineOptions {
@@ -105,6 +105,32 @@ const same = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.str
 
 /** Audit entries keep bounded text: a hostile 1 MiB name must not become a 1 MiB row. */
 const clip = (text: string, max: number) => (text.length > max ? `${text.slice(0, max)}…` : text);
+
+/** The most of a value's JSON an audit entry keeps; beyond it, a marker with the size. */
+const AUDIT_VALUE_BYTES = 1024;
+/** Within a larger object, the most of one member's JSON kept as itself. */
+const AUDIT_MEMBER_BYTES = 256;
+
+const jsonBytes = (value: unknown) => Buffer.byteLength(JSON.stringify(value) ?? '');
+const notKept = (bytes: number) => `(not kept: ${bytes.toLocaleString('en-US')} bytes of JSON)`;
+
+/**
+ * A value as the audit keeps it: itself when its JSON is at most 1 KiB; else an object keeps
+ * its small members and each large one becomes a marker with its size (so a smart host's host
+ * stays readable), and anything still too large becomes one marker. Every set writes the old
+ * and the new value into the history, and every audit.list reads them back: a 64 KiB value
+ * must not cost 128 KiB of disk per set and of answer per entry.
+ */
+export function auditValue(value: unknown): unknown {
+  const bytes = jsonBytes(value);
+  if (bytes <= AUDIT_VALUE_BYTES) return value;
+  if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
+    const members = Object.entries(value).map(([k, v]) => [k, jsonBytes(v) <= AUDIT_MEMBER_BYTES ? v : notKept(jsonBytes(v))] as const);
+    const small = Object.fromEntries(members);
+    if (jsonBytes(small) <= AUDIT_VALUE_BYTES) return small;
+  }
+  return notKept(bytes);
+}
 
 /**
  * Turns a glob such as `mail.*` into a test: `*` any run of characters, `?` one, everything else itself. Linear in the
@@ -726,34 +752,26 @@ export class Engine {
 
   /**
    * Record one audit entry durably; its values are already redacted and its reason built
-   * without secrets. A refusal goes to the refusal store, collapsed per caller, action and
-   * target and limited per caller, never into the history of changes, which refusals could
-   * otherwise push out of its bounded log.
+   * without secrets. A refusal goes to the refusal store and a call that changed nothing to
+   * the no-op store, each collapsed per caller, action and target and limited per caller,
+   * never into the history of changes, which they could otherwise push out of its bounded log.
+   * Values are kept small (auditValue).
    */
   audit(e: { actor: Actor; action: string; target: string; old?: unknown; new?: unknown; plan?: string[]; outcome: AuditEntry['outcome']; reason?: string }): Promise<void> {
-    if (e.outcome === 'refused') {
-      return this.store.refusals.record(
-        {
-          time: new Date().toISOString(),
-          actor: clip(e.actor.name, 200),
-          transport: clip(e.actor.transport, 200),
-          action: clip(e.action, 100),
-          target: clip(e.target, 200),
-          ...(e.reason ? { reason: clip(e.reason, 300) } : {}),
-        },
-        { keep: this.options.refusalKeep ?? 1_000, newPerMinute: this.options.refusalNewPerMinute ?? 30 },
-      );
-    }
+    const limits = { keep: this.options.refusalKeep ?? 1_000, newPerMinute: this.options.refusalNewPerMinute ?? 30 };
+    const who = { time: new Date().toISOString(), actor: clip(e.actor.name, 200), transport: clip(e.actor.transport, 200), action: clip(e.action, 100), target: clip(e.target, 200) };
+    if (e.outcome === 'refused') return this.store.refusals.record({ ...who, ...(e.reason ? { reason: clip(e.reason, 300) } : {}) }, limits);
+    if (e.outcome === 'unchanged') return this.store.noops.record({ ...who, ...(e.new !== undefined ? { value: auditValue(e.new) } : {}) }, limits);
     return this.store.appendAudit(
       {
-        time: new Date().toISOString(),
+        time: who.time,
         actor: e.actor.name,
         transport: e.actor.transport,
         action: e.action,
-        target: clip(e.target, 200),
-        ...(e.old !== undefined ? { old: e.old } : {}),
-        ...(e.new !== undefined ? { new: e.new } : {}),
-        plan: e.plan ?? [],
+        target: who.target,
+        ...(e.old !== undefined ? { old: auditValue(e.old) } : {}),
+        ...(e.new !== undefined ? { new: auditValue(e.new) } : {}),
+        plan: (e.plan ?? []).map((p) => clip(p, 300)),
         outcome: e.outcome,
         ...(e.reason ? { reason: clip(e.reason, 1_000) } : {}),
         revision: this.state.revision,
@@ -762,14 +780,19 @@ export class Engine {
     );
   }
 
-  /** The history of changes (never refusals, even from trails written before they had a store of their own). */
+  /** The history of changes (never refusals or no-ops, even from trails written before they had stores of their own). */
   auditEntries(limit: number, filter: (e: AuditEntry) => boolean): Promise<AuditEntry[]> {
-    return this.store.auditEntries(limit, (e) => e.outcome !== 'refused' && filter(e));
+    return this.store.auditEntries(limit, (e) => e.outcome !== 'refused' && e.outcome !== 'unchanged' && filter(e));
   }
 
   /** The refused calls, one row per caller, action and target, with counts. */
   refusals(limit: number, filter: (r: Refusal) => boolean): Promise<Refusal[]> {
     return this.store.refusals.list(limit, filter);
+  }
+
+  /** The calls that changed nothing, one row per caller, action and target, with counts and the last value. */
+  noops(limit: number, filter: (r: Noop) => boolean): Promise<Noop[]> {
+    return this.store.noops.list(limit, filter);
   }
 
   /** The eight steps: validate (done by the caller), diff vars, plan, apply, verify, persist, audit, notify. */

@@ -235,12 +235,16 @@ export function registerHandlers(
     return tokenInfo(revoked);
   });
 
-  // The history of changes, or with refused the refused calls, collapsed with counts; a token limited to some scopes sees those only.
-  rpc.register(m.auditList, async ({ scope, since, limit, refused }, ctx) => {
+  // The history of changes, or with refused the refused calls, or with unchanged the calls that
+  // changed nothing, both collapsed with counts; a token limited to some scopes sees those only.
+  rpc.register(m.auditList, async ({ scope, since, limit, refused, unchanged }, ctx) => {
+    if (refused && unchanged) throw new RpcError(ErrorCodes.InvalidParams, 'refused and unchanged list different tables: ask for one (cpcmd audit:list --refused or --unchanged)');
     const from = since ? parseSince(since) : 0;
     const test = scope ? globTest(scope) : () => true;
     const visible = (target: string) => test(target) && (ctx.principal.scopes.length === 0 || scopeAllowed(ctx.principal, target));
-    if (refused) return { entries: [], refusals: await engine.refusals(limit ?? 100, (r) => Date.parse(r.last) >= from && visible(r.target)) };
+    const rows = <T extends { last: string; target: string }>(r: T) => Date.parse(r.last) >= from && visible(r.target);
+    if (refused) return { entries: [], refusals: await engine.refusals(limit ?? 100, rows) };
+    if (unchanged) return { entries: [], unchanged: (await engine.noops(limit ?? 100, rows)) as never };
     const entries = await engine.auditEntries(limit ?? 100, (e) => Date.parse(e.time) >= from && visible(e.target));
     return { entries: entries as never };
   });

@@ -23,7 +23,7 @@ export interface AuditEntry {
   old?: unknown;
   new?: unknown;
   plan: string[];
-  /** 'refused' only in trails written before refusals got a store of their own. */
+  /** 'unchanged' and 'refused' only in trails written before no-ops and refusals got stores of their own. */
   outcome: 'applied' | 'unchanged' | 'refused' | 'rolled-back';
   reason?: string;
   revision: number;
@@ -53,7 +53,18 @@ export interface Refusal {
   reason?: string;
 }
 
-/** How much refused calls may write: `keep` rows in all, at most `newPerMinute` new rows per caller a minute. */
+/**
+ * The calls of one caller, action and target that changed nothing (answered 'unchanged'),
+ * collapsed into one row like refusals: a flood of no-ops is one row with a count.
+ */
+export interface Noop extends Omit<Refusal, 'reason'> {
+  /** The value of the last such call, redacted and clipped as in the history. */
+  value?: unknown;
+  /** Only on the row counting the no-ops over the caller's rate limit. */
+  reason?: string;
+}
+
+/** How much a collapsed log may write: `keep` rows in all, at most `newPerMinute` new rows per caller a minute. */
 export interface RefusalLimits {
   keep: number;
   newPerMinute: number;
@@ -68,8 +79,9 @@ const auditKey = logKey('audit');
 const eventKey = logKey('event');
 /** Entries read from a log in one query at most. */
 const SPAN = 500;
-/** The table of collapsed refusals, next to keyv's own table in the same database. */
+/** The tables of collapsed refusals and no-ops, next to keyv's own table in the same database. */
 const REFUSALS = 'scoped_refusals';
+const NOOPS = 'scoped_noops';
 
 /** SQLite that writes several keys in one statement, so one commit (one fsync) instead of one each. */
 class BatchingSqlite extends KeyvSqlite {
@@ -88,7 +100,9 @@ export class Store {
     private readonly kv: Keyv,
     readonly uri: string,
     /** Refused calls, collapsed and rate-limited, apart from the history. */
-    readonly refusals: RefusalLog,
+    readonly refusals: CollapsedLog<Refusal>,
+    /** Calls that changed nothing, collapsed and rate-limited the same way, apart from the history. */
+    readonly noops: CollapsedLog<Noop>,
   ) {}
 
   /**
@@ -110,14 +124,16 @@ export class Store {
     // A failed write must fail the mutation, never pass silently.
     const kv = new Keyv({ store: sqlite, namespace: 'scoped', throwOnErrors: true });
     kv.on('error', () => {});
-    // Refusals live in a table of their own, one row per caller, action and target, so they
-    // can never push the history of changes out of its bounded log.
-    await sqlite.query(
-      `CREATE TABLE IF NOT EXISTS ${REFUSALS} (actor TEXT NOT NULL, action TEXT NOT NULL, target TEXT NOT NULL, transport TEXT NOT NULL, ` +
-        'count INTEGER NOT NULL, first TEXT NOT NULL, last TEXT NOT NULL, reason TEXT, PRIMARY KEY (actor, action, target))',
-    );
-    await sqlite.query(`CREATE INDEX IF NOT EXISTS ${REFUSALS}_last ON ${REFUSALS} (last)`);
-    const store = new Store(kv, uri, new RefusalLog(sqlite));
+    // Refusals and no-ops live in tables of their own, one row per caller, action and target,
+    // so neither can push the history of changes out of its bounded log.
+    for (const [table, extra] of [[REFUSALS, ''], [NOOPS, ', value TEXT']]) {
+      await sqlite.query(
+        `CREATE TABLE IF NOT EXISTS ${table} (actor TEXT NOT NULL, action TEXT NOT NULL, target TEXT NOT NULL, transport TEXT NOT NULL, ` +
+          `count INTEGER NOT NULL, first TEXT NOT NULL, last TEXT NOT NULL, reason TEXT${extra}, PRIMARY KEY (actor, action, target))`,
+      );
+      await sqlite.query(`CREATE INDEX IF NOT EXISTS ${table}_last ON ${table} (last)`);
+    }
+    const store = new Store(kv, uri, new CollapsedLog<Refusal>(sqlite, REFUSALS, 'refused'), new CollapsedLog<Noop>(sqlite, NOOPS, 'unchanged'));
     await kv.get('state');
     return store;
   }
@@ -137,8 +153,9 @@ export class Store {
 
   /**
    * Append an entry to the history of changes durably (SQLite commits before this resolves).
-   * Beyond `keep` entries, or older than `maxAgeDays`, the oldest are deleted. Refusals never
-   * come here (see `refusals`), so nobody can push changes out of the history by being refused.
+   * Beyond `keep` entries, or older than `maxAgeDays`, the oldest are deleted. Refusals and
+   * no-ops never come here (see `refusals` and `noops`), so nobody can push changes out of the
+   * history by being refused or by setting what is already set.
    */
   async appendAudit(entry: AuditEntry, retention: AuditRetention = { keep: 10_000, maxAgeDays: 0 }): Promise<void> {
     this.auditSeq ??= ((await this.kv.get('auditSeq')) as number | undefined) ?? 0;
@@ -255,48 +272,71 @@ export class Store {
 
   async close(): Promise<void> {
     await this.refusals.settle();
+    await this.noops.settle();
     await this.kv.disconnect();
   }
 }
 
 type Sql = Pick<KeyvSqlite, 'query'>;
 
+/** A row of a collapsed log: one caller, action and target, with a count. */
+interface CollapsedRow {
+  actor: string;
+  transport: string;
+  action: string;
+  target: string;
+  count: number;
+  first: string;
+  last: string;
+  reason?: string;
+  value?: unknown;
+}
+
 /** A row's identity: one per caller, action and target. */
-const refusalKey = (r: Pick<Refusal, 'actor' | 'action' | 'target'>) => `${r.actor}\0${r.action}\0${r.target}`;
+const rowKey = (r: Pick<CollapsedRow, 'actor' | 'action' | 'target'>) => `${r.actor}\0${r.action}\0${r.target}`;
 
 /**
- * Refused calls, apart from the history of changes: collapsed into one row per caller, action
- * and target (count, first and last time, last reason); a caller adds at most `newPerMinute`
- * new rows a minute, beyond which only its over-the-limit row counts; `keep` rows in all,
- * the least recently refused dropped first. Refusals that arrive while a write is in flight
- * go out together in the next one, so a flood costs one commit per write, not one per call.
+ * Calls collapsed apart from the history of changes (refused ones, and ones that changed
+ * nothing): one row per caller, action and target (count, first and last time, last reason or
+ * value); a caller adds at most `newPerMinute` new rows a minute, beyond which only its
+ * over-the-limit row counts; `keep` rows in all, the least recently seen dropped first. Calls
+ * that arrive while a write is in flight go out together in the next one, so a flood costs one
+ * commit per write, not one per call.
  */
-export class RefusalLog {
-  /** The rows in the table, once read: whether a refusal makes a new row. */
+export class CollapsedLog<Row extends CollapsedRow> {
+  /** The rows in the table, once read: whether a call makes a new row. */
   private known: Set<string> | undefined;
   /** Per caller: the minute being counted and the new rows made in it. */
   private readonly minutes = new Map<string, { start: number; fresh: number }>();
   /** Counts waiting for the next write, by row. */
-  private pending = new Map<string, Refusal>();
+  private pending = new Map<string, CollapsedRow>();
   private writing: Promise<void> = Promise.resolve();
   private queued: Promise<void> | undefined;
+  /** Only the no-op table has a value column (the refusal table predates it). */
+  private readonly columns: string[];
 
-  constructor(private readonly sql: Sql) {}
+  /** `outcome` names the calls in the over-the-limit row's reason: 'refused', 'unchanged'. */
+  constructor(
+    private readonly sql: Sql,
+    private readonly table: string,
+    private readonly outcome: string,
+  ) {
+    this.columns = ['actor', 'action', 'target', 'transport', 'count', 'first', 'last', 'reason', ...(table === NOOPS ? ['value'] : [])];
+  }
 
-  /** Count one refused call; resolves once it is on disk. */
-  async record(r: Omit<Refusal, 'count' | 'first' | 'last'> & { time: string }, limits: RefusalLimits): Promise<void> {
-    this.known ??= new Set(((await this.sql.query(`SELECT actor, action, target FROM ${REFUSALS}`)) as Refusal[]).map(refusalKey));
-    let key = refusalKey(r);
-    let row: Omit<Refusal, 'count' | 'first' | 'last'> = r;
+  /** Count one call; resolves once it is on disk. */
+  async record(r: Omit<Row, 'count' | 'first' | 'last'> & { time: string }, limits: RefusalLimits): Promise<void> {
+    this.known ??= new Set(((await this.sql.query(`SELECT actor, action, target FROM ${this.table}`)) as CollapsedRow[]).map(rowKey));
+    let key = rowKey(r);
+    let row = r as Omit<CollapsedRow, 'count' | 'first' | 'last'>;
     if (!this.known.has(key) && !this.pending.has(key) && !this.allowNew(r.actor, r.time, limits.newPerMinute)) {
-      row = { actor: r.actor, transport: r.transport, action: OVER_LIMIT, target: OVER_LIMIT, reason: `more than ${limits.newPerMinute} different refused calls a minute: the rest are counted here only` };
-      key = refusalKey(row);
+      row = { actor: r.actor, transport: r.transport, action: OVER_LIMIT, target: OVER_LIMIT, reason: `more than ${limits.newPerMinute} different ${this.outcome} calls a minute: the rest are counted here only` };
+      key = rowKey(row);
     }
     const waiting = this.pending.get(key);
     this.pending.set(key, { ...row, count: (waiting?.count ?? 0) + 1, first: waiting?.first ?? r.time, last: r.time });
     return this.flush(limits.keep);
   }
-
   /** Whether a caller may make another new row this minute (a fixed window per caller). */
   private allowNew(actor: string, time: string, perMinute: number): boolean {
     const now = Date.parse(time);
@@ -306,7 +346,7 @@ export class RefusalLog {
     return ++m.fresh <= perMinute;
   }
 
-  /** Write what is pending once the write in flight is done; every refusal waiting joins that one write. */
+  /** Write what is pending once the write in flight is done; every call waiting joins that one write. */
   private flush(keep: number): Promise<void> {
     this.queued ??= (async () => {
       await this.writing;
@@ -320,33 +360,38 @@ export class RefusalLog {
     return this.queued;
   }
 
-  /** One statement (one commit) adds the counts; then the least recently refused rows beyond `keep` go. */
-  private async write(rows: Refusal[], keep: number): Promise<void> {
+  /** One statement (one commit) adds the counts; then the least recently seen rows beyond `keep` go. */
+  private async write(rows: CollapsedRow[], keep: number): Promise<void> {
+    const cols = this.columns;
+    const updates = ['count = count + excluded.count', 'last = excluded.last', 'transport = excluded.transport', 'reason = excluded.reason', ...(cols.includes('value') ? ['value = excluded.value'] : [])];
     // Chunked under SQLite's limit of bound parameters in one statement.
     for (let i = 0; i < rows.length; i += SPAN) {
       const chunk = rows.slice(i, i + SPAN);
       await this.sql.query(
-        `INSERT INTO ${REFUSALS} (actor, action, target, transport, count, first, last, reason) VALUES ${chunk.map(() => '(?, ?, ?, ?, ?, ?, ?, ?)').join(', ')} ` +
-          'ON CONFLICT (actor, action, target) DO UPDATE SET count = count + excluded.count, last = excluded.last, transport = excluded.transport, reason = excluded.reason',
-        ...chunk.flatMap((r) => [r.actor, r.action, r.target, r.transport, r.count, r.first, r.last, r.reason ?? null]),
+        `INSERT INTO ${this.table} (${cols.join(', ')}) VALUES ${chunk.map(() => `(${cols.map(() => '?').join(', ')})`).join(', ')} ` +
+          `ON CONFLICT (actor, action, target) DO UPDATE SET ${updates.join(', ')}`,
+        ...chunk.flatMap((r) => [r.actor, r.action, r.target, r.transport, r.count, r.first, r.last, r.reason ?? null, ...(cols.includes('value') ? [r.value === undefined ? null : JSON.stringify(r.value)] : [])]),
       );
     }
-    for (const r of rows) this.known!.add(refusalKey(r));
+    for (const r of rows) this.known!.add(rowKey(r));
     if (this.known!.size <= keep) return;
     const gone = (await this.sql.query(
-      `DELETE FROM ${REFUSALS} WHERE rowid IN (SELECT rowid FROM ${REFUSALS} ORDER BY last DESC, rowid DESC LIMIT -1 OFFSET ?) RETURNING actor, action, target`,
+      `DELETE FROM ${this.table} WHERE rowid IN (SELECT rowid FROM ${this.table} ORDER BY last DESC, rowid DESC LIMIT -1 OFFSET ?) RETURNING actor, action, target`,
       keep,
-    )) as Refusal[];
-    for (const r of gone) this.known!.delete(refusalKey(r));
+    )) as CollapsedRow[];
+    for (const r of gone) this.known!.delete(rowKey(r));
   }
 
-  /** The `limit` most recently refused rows that pass `filter`, least recent first. */
-  async list(limit: number, filter: (r: Refusal) => boolean): Promise<Refusal[]> {
+  /** The `limit` most recently seen rows that pass `filter`, least recent first. */
+  async list(limit: number, filter: (r: Row) => boolean): Promise<Row[]> {
     await this.writing;
-    const out: Refusal[] = [];
+    const out: Row[] = [];
     for (let offset = 0; out.length < limit; offset += SPAN) {
-      const page = (await this.sql.query(`SELECT * FROM ${REFUSALS} ORDER BY last DESC, rowid DESC LIMIT ? OFFSET ?`, SPAN, offset)) as (Refusal & { reason: string | null })[];
-      for (const { reason, ...r } of page) if (out.length < limit && filter({ ...r, ...(reason !== null ? { reason } : {}) })) out.push({ ...r, ...(reason !== null ? { reason } : {}) });
+      const page = (await this.sql.query(`SELECT ${this.columns.join(', ')} FROM ${this.table} ORDER BY last DESC, rowid DESC LIMIT ? OFFSET ?`, SPAN, offset)) as (CollapsedRow & { reason: string | null; value?: string | null })[];
+      for (const { reason, value, ...r } of page) {
+        const row = { ...r, ...(reason !== null ? { reason } : {}), ...(typeof value === 'string' ? { value: JSON.parse(value) as unknown } : {}) } as Row;
+        if (out.length < limit && filter(row)) out.push(row);
+      }
       if (page.length < SPAN) break;
     }
     return out.reverse();

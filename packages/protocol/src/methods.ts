@@ -226,7 +226,8 @@ export const AuditEntry = z.object({
   old: Json.optional(),
   new: Json.optional(),
   plan: z.array(z.string()),
-  outcome: z.enum(['applied', 'unchanged', 'rolled-back']),
+  /** Calls that changed nothing are not in the history: audit.list with unchanged lists them. */
+  outcome: z.enum(['applied', 'rolled-back']),
   reason: z.string().optional(),
   revision: z.number().int(),
 });
@@ -248,9 +249,30 @@ export const AuditRefusal = z.object({
 });
 export type AuditRefusal = z.infer<typeof AuditRefusal>;
 
+/** The calls of one caller, action and target that changed nothing ('unchanged'), collapsed into one row with a count. */
+export const AuditNoop = z.object({
+  actor: z.string(),
+  /** The transport (and peer) of the last such call. */
+  transport: z.string(),
+  /** `*`, with target `*`, for the row counting a caller's no-ops beyond its rate limit. */
+  action: z.string(),
+  target: z.string(),
+  count: z.number().int(),
+  first: z.string(),
+  last: z.string(),
+  /** The value the last one set (secrets redacted; a value over 1 KiB of JSON as a marker with its size). */
+  value: Json.optional(),
+  /** Only on the over-the-limit row: what it counts. */
+  reason: z.string().optional(),
+});
+export type AuditNoop = z.infer<typeof AuditNoop>;
+
+/** The most entries or rows one audit.list answers: more are read with since or scope. */
+export const AUDIT_LIST_MAX = 1_000;
+
 export const auditList = defineMethod('audit.list', {
   summary:
-    'The audit trail, newest last: who changed what, when, and how it ended (secrets redacted); with refused, the refused calls instead, one row per caller, action and target with a count',
+    'The audit trail, newest last: who changed what, when, and how it ended (secrets redacted); with refused, the refused calls instead, and with unchanged, the calls that changed nothing, each one row per caller, action and target with a count',
   params: z
     .object({
       scope: z
@@ -260,12 +282,14 @@ export const auditList = defineMethod('audit.list', {
         .regex(/^[A-Za-z0-9._*?/,-]+$/, 'a glob over what was changed (a scope, a unit, a var), such as mail.* or net/hostname')
         .optional(),
       since: z.string().max(64).optional(),
-      limit: z.number().int().min(1).max(10_000).optional(),
+      limit: z.number().int().min(1).max(AUDIT_LIST_MAX, `limit is at most ${AUDIT_LIST_MAX}; read older entries with since or scope`).optional(),
       /** The refused calls (in refusals, entries then empty) instead of the history of changes. */
       refused: z.boolean().optional(),
+      /** The calls that changed nothing (in unchanged, entries then empty) instead of the history of changes. */
+      unchanged: z.boolean().optional(),
     })
     .strict(),
-  result: z.object({ entries: z.array(AuditEntry), refusals: z.array(AuditRefusal).optional() }),
+  result: z.object({ entries: z.array(AuditEntry), refusals: z.array(AuditRefusal).optional(), unchanged: z.array(AuditNoop).optional() }),
 });
 
 export const Job = z.object({

@@ -32,6 +32,18 @@ describe('credentials', () => {
     expect(userProblem('alice\n')).toMatch(/control/);
   });
 
+  it('takes usernames up to 256 characters and passwords up to 1,024, and says so beyond', () => {
+    expect(userProblem('u'.repeat(256))).toBeNull();
+    expect(userProblem('u'.repeat(60_000))).toMatch(/^the username is 60000 characters long, and may be at most 256 characters/);
+    expect(userProblem('u'.repeat(60_000))).not.toContain('uuuu');
+    expect(passwordProblem('p'.repeat(1024))).toBeNull();
+    const why = passwordProblem(`s3cret${'p'.repeat(1024)}`);
+    expect(why).toMatch(/at most 1024 characters/);
+    expect(why).not.toContain('s3cret');
+    // Nor its length: that tells something of the password.
+    expect(why).not.toMatch(/1030/);
+  });
+
   it('refuses passwords with a line break or NUL, and never quotes the password', () => {
     expect(passwordProblem('s3cret: with spaces')).toBeNull();
     for (const p of ['s3cret\nrelay x:y', 's3cret\0', 's3cret\r']) {

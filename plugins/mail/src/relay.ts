@@ -48,9 +48,18 @@ export function relayProblem(host: string): string | null {
   return isName(target!) ? null : `${JSON.stringify(target)} is not a hostname`;
 }
 
+/**
+ * The longest SASL username and password taken: far beyond any relay's (providers use an
+ * address, an account id or an API key), small enough that each set, the history of changes
+ * and the events keep small values.
+ */
+export const MAX_USERNAME = 256;
+export const MAX_PASSWORD = 1024;
+
 /** Why a SASL username is refused, or null. */
 export function userProblem(user: string): string | null {
   if (user === '') return 'the username is empty; give USER and PASS, or neither';
+  if (user.length > MAX_USERNAME) return `the username is ${user.length} characters long, and may be at most ${MAX_USERNAME} characters; give the login name the relay expects`;
   if (/[\s\0-\x1f\x7f:]/.test(user)) return 'the username may not contain ":", whitespace or control characters';
   return null;
 }
@@ -58,6 +67,7 @@ export function userProblem(user: string): string | null {
 /** Why a SASL password is refused, or null. The password itself never appears in the reason. */
 export function passwordProblem(pass: string): string | null {
   if (pass === '') return 'the password is empty; give USER and PASS, or neither';
+  if (pass.length > MAX_PASSWORD) return `the password is too long: it may be at most ${MAX_PASSWORD} characters; give the password or API key the relay expects`;
   if (/[\r\n\0]/.test(pass)) return 'the password may not contain a line break or a NUL character';
   if (/^\s|\s$/.test(pass)) return 'the password may not start or end with whitespace (the credentials map would drop it)';
   return null;
