@@ -12,7 +12,7 @@
  */
 import { stat } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Daemon, PostfixRoot, cleanupAll, cpcmd, tcpCall } from '../helpers/sandbox.js';
+import { Daemon, PostfixRoot, WsClient, cleanupAll, cpcmd, tcpCall } from '../helpers/sandbox.js';
 
 /** The store's bytes on disk: the database and its write-ahead log. */
 async function storeBytes(file: string): Promise<number> {
@@ -83,6 +83,23 @@ describe('large values against the history of changes', () => {
     const smart = (await d.ok<{ entries: Entry[] }>('audit.list', { scope: 'mail.smart-host' })).entries.at(-1)!;
     expect(smart).toMatchObject({ outcome: 'applied', new: { host: '[relay.example.test]:587', username: 'u'.repeat(256), password: expect.any(String) } });
     expect(JSON.stringify(smart)).not.toContain('p'.repeat(50));
+  });
+
+  it('keeps such a value as the same marker in the scope.changed event, so a replay never carries it whole', async () => {
+    const ws = await WsClient.open(d.port!, reader);
+    try {
+      const { revision } = await d.ok<{ revision: number }>('daemon.status');
+      expect(await ws.call('events.subscribe', { topics: ['scope.changed'] })).toHaveProperty('result.subscription');
+      const banner = `$myhostname ESMTP ${'y'.repeat(20_000)}`;
+      const set = await d.ok('scope.set', { name: 'cp.bootstrapper', value: { var: 'postfix_custom_config', value: { smtpd_banner: banner } } });
+      expect(set).toMatchObject({ status: 'applied' });
+      const text = await ws.waitFor((m) => m.includes('"scope.changed"') && m.includes('cp.bootstrapper') && JSON.parse(m).params?.revision > revision);
+      expect(JSON.parse(text).params.data).toMatchObject({ scope: 'cp.bootstrapper', value: { var: 'postfix_custom_config', value: expect.stringMatching(/^\(not kept: 20,0\d\d bytes of JSON\)$/) } });
+      expect(text.length).toBeLessThan(2_048);
+      await d.ok('var.set', { name: 'postfix_custom_config', value: {} });
+    } finally {
+      ws.close();
+    }
   });
 
   it('answers audit.list with at most 1,000 entries a call, and says so', async () => {

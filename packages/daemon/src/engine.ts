@@ -115,11 +115,12 @@ const jsonBytes = (value: unknown) => Buffer.byteLength(JSON.stringify(value) ??
 const notKept = (bytes: number) => `(not kept: ${bytes.toLocaleString('en-US')} bytes of JSON)`;
 
 /**
- * A value as the audit keeps it: itself when its JSON is at most 1 KiB; else an object keeps
- * its small members and each large one becomes a marker with its size (so a smart host's host
- * stays readable), and anything still too large becomes one marker. Every set writes the old
- * and the new value into the history, and every audit.list reads them back: a 64 KiB value
- * must not cost 128 KiB of disk per set and of answer per entry.
+ * A value as the audit and events keep it: itself when its JSON is at most 1 KiB; else an
+ * object keeps its small members and each large one becomes a marker with its size (so a smart
+ * host's host stays readable), and anything still too large becomes one marker. Every set
+ * writes the old and the new value into the history and the new one into a scope.changed
+ * event, and audit.list and every replay read them back: a 64 KiB value must not cost 128 KiB
+ * of disk per set, nor a subscriber's replay 64 KiB per event.
  */
 export function auditValue(value: unknown): unknown {
   const bytes = jsonBytes(value);
@@ -886,7 +887,7 @@ export class Engine {
     if (changedVars.some((v) => this.scopeOfVar(v) === undefined)) scopes.add('cp.bootstrapper');
     const events: { topic: string; data: unknown }[] = [...scopes].map((scope) => ({
       topic: 'scope.changed',
-      data: { scope, action: m.action, revision, actor, ...(scope === m.target ? { value: m.new } : {}) },
+      data: { scope, action: m.action, revision, actor, ...(scope === m.target ? { value: auditValue(m.new) } : {}) },
     }));
     if (planned.length) events.push({ topic: 'unit.converged', data: { units: planned.map((p) => p.unit.name), action: m.action, target: m.target, revision, actor } });
     for (const p of planned) this.driftSeen.delete(p.unit.name);
