@@ -19,9 +19,9 @@ export type Pace = () => true | Promise<boolean>;
 /** The most kept events a replay reads and holds at once. */
 const REPLAY_PAGE = 100;
 /**
- * About how many bytes (as JSON) of them: a page shrinks to fit at once after a page of large
- * events, and grows back at most twofold a page, so a replay never holds a hundred large events
- * it guessed were small.
+ * About how many bytes (as JSON) of them. The size of a page is guessed from the last one: it
+ * shrinks to fit at once after large events and grows back at most twofold a page, so a
+ * replay reaching large events after small ones overshoots by one page at most.
  */
 const REPLAY_PAGE_BYTES = 256 * 1024;
 
@@ -35,7 +35,8 @@ export interface ReplayTurn {
 
 interface Waiting {
   turn: ReplayTurn;
-  start: (release: () => void) => void;
+  /** Its turn (the function that gives it back), or undefined: its connection went away first. */
+  start: (release: (() => void) | undefined) => void;
 }
 
 /**
@@ -54,8 +55,8 @@ export class ReplayTurns {
 
   constructor(private readonly max: number) {}
 
-  /** Wait for a turn; resolves with the function that gives it back (call it once). */
-  take(turn: ReplayTurn): Promise<() => void> {
+  /** Wait for a turn; resolves with the function that gives it back, or undefined when the connection went away first. */
+  take(turn: ReplayTurn): Promise<(() => void) | undefined> {
     return new Promise((resolve) => {
       this.queue.push({ turn, start: resolve });
       this.next();
@@ -67,10 +68,10 @@ export class ReplayTurns {
   }
 
   private next(): void {
-    // Replays of connections that closed while they waited start at once, to end at once (holding nothing).
+    // Replays of connections that closed while they waited are dropped, never run.
     const gone = this.queue.filter((w) => !w.turn.open());
     if (gone.length) this.queue = this.queue.filter((w) => w.turn.open());
-    for (const w of gone) w.start(() => undefined);
+    for (const w of gone) w.start(undefined);
     const perOwner = Math.max(1, Math.ceil(this.max / 2));
     while (this.running < this.max) {
       let best: Waiting | undefined;
@@ -177,7 +178,11 @@ export class EventBus {
     const subscriber: Subscriber = { matches: (e) => tests.some((t) => t(e.topic)), send };
     if (since === undefined) return this.catchUp(id, subscriber, since, pace);
     // A replay holds a page while its reader reads: it waits for a turn first, holding none.
-    return this.turns.take(turn ?? { lane: subscriber, owner: id, open: () => true }).then((release) => this.catchUp(id, subscriber, since, pace).finally(release));
+    return this.turns.take(turn ?? { lane: subscriber, owner: id, open: () => true }).then((release) => {
+      // Gone before its turn came: it never goes live.
+      if (!release) return { id, revision: since, gap: false };
+      return this.catchUp(id, subscriber, since, pace).finally(release);
+    });
   }
 
   /**
