@@ -169,14 +169,16 @@ describe('slowloris: sockets without a token cannot keep an admin out', { timeou
   });
 
   it('one address cannot take every slot: a token holder is refused beyond the per-peer limit, another address still gets in', async () => {
-    const reader = (await d.ok<{ token: string }>('token.create', { role: 'reader', name: 'hoarder' })).token;
+    // Several tokens, so that maxConnectionsPerToken (32) is not what stops it.
+    const readers: string[] = [];
+    for (let t = 0; t < 5; t++) readers.push((await d.ok<{ token: string }>('token.create', { role: 'reader', name: `hoarder-${t}` })).token);
     const peer = freshPeer();
     const held: WsClient[] = [];
     try {
       let refused: { status?: number; body?: string } | undefined;
       // Up to the whole default cap (256) from one address: the daemon must stop it before then.
       for (let i = 0; i < 256 && !refused; i++) {
-        await WsClient.open(d.port!, reader, { localAddress: peer }).then(
+        await WsClient.open(d.port!, readers[i % readers.length]!, { localAddress: peer }).then(
           (c) => void held.push(c),
           (err: { status?: number; body?: string }) => void (refused = err),
         );

@@ -42,10 +42,10 @@ describe('events.subscribe cannot grow the daemon without bound', { timeout: 120
   let reader: string;
   let changes = 0;
 
-  /** `n` changes of net.hostname over the unix socket, in batches (each makes events: scope.changed, unit.converged). */
+  /** `n` changes of net.hostname over the unix socket, in batches within maxJobs (each makes events: scope.changed, unit.converged). */
   async function makeEvents(n: number): Promise<void> {
-    for (let done = 0; done < n; done += 100) {
-      const batch = Array.from({ length: Math.min(100, n - done) }, (_, i) => ({ jsonrpc: '2.0', id: i, method: 'scope.set', params: { name: 'net.hostname', value: `h${changes + i}.example.test` } }));
+    for (let done = 0; done < n; done += 50) {
+      const batch = Array.from({ length: Math.min(50, n - done) }, (_, i) => ({ jsonrpc: '2.0', id: i, method: 'scope.set', params: { name: 'net.hostname', value: `h${changes + i}.example.test` } }));
       changes += batch.length;
       const answer = JSON.parse((await httpPost({ socket: d.socket }, JSON.stringify(batch))).text) as Message[];
       expect(answer.filter((a) => a.error), 'the sets that make the events').toEqual([]);

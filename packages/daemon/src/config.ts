@@ -38,6 +38,11 @@ export const DaemonConfig = z
     maxWsBufferedBytes: z.number().int().positive().default(1024 * 1024),
     maxJobsPerPrincipal: z.number().int().positive().default(8),
     maxJobs: z.number().int().positive().default(64),
+    // Token holders: connections per token and the admins' share, replays that hold memory.
+    maxConnectionsPerToken: z.number().int().positive().default(32),
+    adminReservedConnections: z.number().int().min(0).default(32),
+    maxReplays: z.number().int().positive().default(8),
+    wsStallTimeoutMs: z.number().int().min(100).max(MAX_TIMER_MS).default(10_000),
     plugins: z.array(z.string().min(1)).default([]),
     pluginDir: z.string().optional(),
   })
@@ -87,6 +92,14 @@ export interface ResolvedConfig {
   maxJobsPerPrincipal: number;
   /** Queued and running jobs in all. */
   maxJobs: number;
+  /** Authenticated TCP connections of one non-admin token. */
+  maxConnectionsPerToken: number;
+  /** The last of the maxConnections slots, kept for admins (at most half of them). */
+  adminReservedConnections: number;
+  /** Event replays (since) in progress at once; others wait their turn holding nothing. */
+  maxReplays: number;
+  /** A WebSocket whose peer leaves its backlog unread this long is closed (4008). */
+  wsStallTimeoutMs: number;
   /** Third-party plugins: directories or npm package names. */
   plugins: string[];
   /** A directory whose subdirectories are plugins; outside the install, so installing scoped never adds one. */
@@ -119,12 +132,17 @@ Options:
                          oldest is dropped for a new one), maxConnectionsPerPeer (128 from one address),
                          maxSubscriptionsPerConnection (32), maxWsBufferedBytes (1 MiB unread before a
                          WebSocket is closed with 4008), maxJobsPerPrincipal (8 queued or running per token),
-                         maxJobs (64 in all); flags win
+                         maxJobs (64 in all); and against token holders: maxConnectionsPerToken (32
+                         authenticated connections per non-admin token), adminReservedConnections (32: the last
+                         slots of maxConnections, which only admins take), maxReplays (8 event replays at once,
+                         one per connection; the others wait holding nothing), wsStallTimeoutMs (10000: a
+                         WebSocket that leaves its backlog unread this long is closed with 4008); flags win
   --max-body-bytes N, --max-batch N, --max-response-bytes N, --max-ws-payload-bytes N, --ws-ping-interval-ms N,
   --max-connections N, --auth-failure-limit N, --auth-failure-window-ms N, --audit-keep N,
   --audit-max-age-days N, --refusal-keep N, --refusal-new-per-minute N, --event-keep N, --auth-timeout-ms N,
   --max-pending-connections N, --max-connections-per-peer N, --max-subscriptions-per-connection N,
-  --max-ws-buffered-bytes N, --max-jobs-per-principal N, --max-jobs N
+  --max-ws-buffered-bytes N, --max-jobs-per-principal N, --max-jobs N, --max-connections-per-token N,
+  --admin-reserved-connections N, --max-replays N, --ws-stall-timeout-ms N
                          the same limits as flags
   --reset-var NAME       put a var back to its default in the store before starting (repeatable), when the
                          start was refused because the store holds a value the var's schema refuses; nothing
@@ -176,6 +194,10 @@ const LIMITS = [
   ['max-ws-buffered-bytes', 'maxWsBufferedBytes'],
   ['max-jobs-per-principal', 'maxJobsPerPrincipal'],
   ['max-jobs', 'maxJobs'],
+  ['max-connections-per-token', 'maxConnectionsPerToken'],
+  ['admin-reserved-connections', 'adminReservedConnections'],
+  ['max-replays', 'maxReplays'],
+  ['ws-stall-timeout-ms', 'wsStallTimeoutMs'],
 ] as const;
 
 /** Parse argv (and the config file it names) into a resolved config. */
@@ -268,6 +290,10 @@ export function loadConfig(argv: readonly string[]): ResolvedConfig | 'help' {
     maxWsBufferedBytes: c.maxWsBufferedBytes,
     maxJobsPerPrincipal: c.maxJobsPerPrincipal,
     maxJobs: c.maxJobs,
+    maxConnectionsPerToken: c.maxConnectionsPerToken,
+    adminReservedConnections: c.adminReservedConnections,
+    maxReplays: c.maxReplays,
+    wsStallTimeoutMs: c.wsStallTimeoutMs,
     plugins: c.plugins,
     pluginDir: path.resolve(c.pluginDir ?? under('etc/scoped/plugins')),
   };

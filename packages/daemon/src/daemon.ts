@@ -123,7 +123,7 @@ export async function startDaemon(config: ResolvedConfig, opts: { log?: Logger; 
     },
     log,
   );
-  const bus = new EventBus(store, config.eventKeep);
+  const bus = new EventBus(store, config.eventKeep, config.maxReplays);
   await bus.init();
   const publishMany = (events: { topic: string; data: unknown }[]): Promise<void> =>
     bus.publishMany(events).then(
@@ -195,6 +195,7 @@ export async function startDaemon(config: ResolvedConfig, opts: { log?: Logger; 
         cap,
         maxBufferedBytes: config.maxWsBufferedBytes,
         maxSubscriptions: config.maxSubscriptionsPerConnection,
+        stallTimeoutMs: config.wsStallTimeoutMs,
       });
       closers.push(() => ws.close());
       await listen(tcp, config.listen);

@@ -193,8 +193,10 @@ export function registerHandlers(
     opening.set(conn, (opening.get(conn) ?? 0) + 1);
     let sub;
     try {
-      // Replayed events (since) go out before this answer, already carrying the subscription's id, as fast as the peer reads.
-      sub = await bus.subscribe(topics, (e, subscription) => conn.notify(m.EVENT_NOTIFICATION, { subscription, ...e }), since, (e) => eventView(principal, e), () => conn.ready());
+      // Replayed events (since) go out before this answer, already carrying the subscription's id, as fast as the peer reads;
+      // the replay waits its turn (one per connection, a share of the daemon's per token).
+      const turn = { lane: conn, owner: principal.tokenId ?? principal.name, open: () => conn.isOpen() };
+      sub = await bus.subscribe(topics, (e, subscription) => conn.notify(m.EVENT_NOTIFICATION, { subscription, ...e }), since, (e) => eventView(principal, e), () => conn.ready(), turn);
     } finally {
       opening.set(conn, opening.get(conn)! - 1);
     }

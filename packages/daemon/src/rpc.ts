@@ -16,6 +16,8 @@ export interface Connection {
    * when it has (true) or the connection closed (false). A replay waits on it.
    */
   ready(): true | Promise<boolean>;
+  /** False once the connection is closing or closed: a replay still waiting for its turn is dropped. */
+  isOpen(): boolean;
   /** Run `fn` when the connection closes (at once if it already has), to drop its subscriptions. */
   onClose(fn: () => void): void;
   /** The event subscriptions made on this connection. */

@@ -3,6 +3,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { ErrorCodes } from '@scoped/protocol/errors';
 import type { GateResult } from '../auth.js';
+import type { Principal } from '../tokens.js';
 
 /**
  * What the transports answer before a request reaches the dispatcher (over the connection
@@ -63,6 +64,10 @@ export interface CapLimits {
   maxPendingConnections: number;
   /** How long a connection may take to send a complete, authenticated request before it is destroyed. */
   authTimeoutMs: number;
+  /** Authenticated connections of one non-admin token. */
+  maxConnectionsPerToken: number;
+  /** The last slots of maxConnections, which only admins may take (at most half the cap). */
+  adminReservedConnections: number;
 }
 
 /**
@@ -76,6 +81,10 @@ export interface CapLimits {
  * a request with a valid token is authenticated within moments of connecting, long before
  * it would be the oldest. Authenticated connections (an HTTP keep-alive, a WebSocket) hold
  * their slot until they close, at most maxConnectionsPerPeer of them from one address.
+ * Token holders are bounded like the flood: one non-admin token holds at most
+ * maxConnectionsPerToken authenticated connections, and non-admin tokens together leave the
+ * last adminReservedConnections slots free, so readers spread over several addresses (or
+ * several tokens) cannot keep an admin out either.
  *
  * Connections that find the cap full of authenticated ones are answered (HTTP 503 with a
  * JSON-RPC error and Retry-After) instead of dropped unseen, so a client can tell "busy" from
@@ -87,6 +96,9 @@ export class ConnectionCap {
   /** The pending ones among them, oldest first (a Map keeps insertion order), with their deadline. */
   private readonly pending = new Map<Socket, NodeJS.Timeout>();
   private readonly perPeer = new Map<string, number>();
+  /** The authenticated connections of non-admin tokens, with their token, and how many each token holds. */
+  private readonly byToken = new Map<Socket, string>();
+  private readonly perToken = new Map<string, number>();
   private waiting = 0;
   private readonly over = new WeakMap<Socket, Refusal>();
   private readonly full: Refusal;
@@ -104,8 +116,41 @@ export class ConnectionCap {
     return this.over.get(socket);
   }
 
-  /** A request on this connection passed the gate: it keeps its slot until it closes. */
-  admit(socket: Socket): void {
+  /**
+   * A request on this connection passed the gate: it keeps its slot until it closes, unless its
+   * token already holds its share (the answer to send instead; the connection is then closed).
+   * A connection is counted against the token of its first authenticated request.
+   */
+  admit(socket: Socket, principal: Principal): Refusal | undefined {
+    if (!this.pending.has(socket)) return undefined;
+    if (principal.role !== 'admin') {
+      const over = this.tokenRefusal(principal);
+      if (over) return over;
+      const token = tokenKey(principal);
+      this.byToken.set(socket, token);
+      this.perToken.set(token, (this.perToken.get(token) ?? 0) + 1);
+    }
+    this.settle(socket);
+    return undefined;
+  }
+
+  /** Why a non-admin token may not hold one more connection, if it may not. */
+  private tokenRefusal(principal: Principal): Refusal | undefined {
+    const { maxConnections, maxConnectionsPerToken } = this.limits;
+    if ((this.perToken.get(tokenKey(principal)) ?? 0) >= maxConnectionsPerToken) {
+      const answer = `Too many connections for token ${principal.name}: scoped serves at most ${maxConnectionsPerToken} at once with one token (maxConnectionsPerToken); close some or try again shortly`;
+      return refusal(503, ErrorCodes.Busy, answer, { 'retry-after': '1' });
+    }
+    const reserve = Math.min(this.limits.adminReservedConnections, Math.floor(maxConnections / 2));
+    if (this.byToken.size >= maxConnections - reserve) {
+      const answer = `Too many connections: the last ${reserve} of the ${maxConnections} slots are kept for admins (adminReservedConnections); try again shortly`;
+      return refusal(503, ErrorCodes.Busy, answer, { 'retry-after': '1' });
+    }
+    return undefined;
+  }
+
+  /** The connection is no longer pending: its deadline is off. */
+  private settle(socket: Socket): void {
     clearTimeout(this.pending.get(socket));
     this.pending.delete(socket);
   }
@@ -137,7 +182,14 @@ export class ConnectionCap {
     const peer = this.held.get(socket);
     if (peer === undefined) return;
     this.held.delete(socket);
-    this.admit(socket);
+    this.settle(socket);
+    const token = this.byToken.get(socket);
+    if (token !== undefined) {
+      this.byToken.delete(socket);
+      const others = (this.perToken.get(token) ?? 1) - 1;
+      if (others > 0) this.perToken.set(token, others);
+      else this.perToken.delete(token);
+    }
     const left = this.fromPeer(peer) - 1;
     if (left > 0) this.perPeer.set(peer, left);
     else this.perPeer.delete(peer);
@@ -162,6 +214,9 @@ export class ConnectionCap {
     socket.setTimeout(1_000, () => socket.destroy());
   }
 }
+
+/** What a connection is counted against: the token's id (the admin token file's has none). */
+const tokenKey = (p: Principal): string => p.tokenId ?? p.name;
 
 /**
  * Requests Node's HTTP parser rejects before any handler runs (a bad byte in the target, an

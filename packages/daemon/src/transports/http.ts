@@ -32,7 +32,8 @@ export function httpHandler(dispatcher: RpcDispatcher, opts: HttpOptions) {
       const verdict = opts.gate.check(req.headers.authorization, req.socket.remoteAddress ?? 'unknown');
       if (!verdict.ok) return void (writeRefusal(res, gateRefusal(verdict)), req.resume());
       principal = verdict.principal;
-      opts.cap?.admit(req.socket);
+      const refused = opts.cap?.admit(req.socket, principal);
+      if (refused) return void (writeRefusal(res, refused), req.resume());
     }
     const url = (req.url ?? '/').split('?')[0];
     if (url !== '/rpc') return void (send(res, 404, errorText(ErrorCodes.InvalidRequest, 'Not found: JSON-RPC is served at POST /rpc')), req.resume());

@@ -17,6 +17,8 @@ export interface WsOptions {
   maxBufferedBytes: number;
   /** Event subscriptions one connection may carry (maxSubscriptionsPerConnection). */
   maxSubscriptions: number;
+  /** How long a peer may leave its backlog unread before it is closed with TOO_FAR_BEHIND (wsStallTimeoutMs). */
+  stallTimeoutMs: number;
 }
 
 /** The close code for a peer that left more than maxBufferedBytes unread; it may resume with `since`. */
@@ -24,30 +26,58 @@ export const TOO_FAR_BEHIND = 4008;
 
 /**
  * Sending on one WebSocket within a memory bound. Every answer and notification goes through
- * `send`; once more than `max` bytes wait to be written (the peer stopped reading), the
- * connection is closed with TOO_FAR_BEHIND instead of buffering on: what was sent before still
- * arrives first, so the peer knows the last event it got and resumes from there. `ready` lets
- * a replay go no faster than the peer reads (below a quarter of `max`), so a replay alone
- * never closes a peer that does read.
+ * `send`; once more than `max` bytes wait to be written (the peer stopped reading), or more
+ * than a quarter of `max` has waited for `stallMs` without the peer reading it down (a replay
+ * or a live subscriber whose reader makes no progress), the connection is closed with
+ * TOO_FAR_BEHIND instead of buffering on or holding a replay's turn and page: what was sent
+ * before still arrives first, so the peer knows the last event it got and resumes from there.
+ * `ready` lets a replay go no faster than the peer reads (below a quarter of `max`), so a
+ * replay alone never closes a peer that does read.
  */
-function boundedSender(ws: WebSocket, max: number) {
+function boundedSender(ws: WebSocket, max: number, stallMs: number) {
   const low = Math.floor(max / 4);
   const waiting: ((open: boolean) => void)[] = [];
   const open = () => ws.readyState === ws.OPEN;
+  const wake = () => {
+    for (const w of waiting.splice(0)) w(open());
+  };
+  let stall: NodeJS.Timeout | undefined;
+  const caughtUp = () => {
+    clearTimeout(stall);
+    stall = undefined;
+  };
+  // Closing wakes a waiting replay at once (false): it gives back its turn and its page now,
+  // not when the peer at last reads the close.
+  const tooFarBehind = (why: string) => {
+    caughtUp();
+    ws.close(TOO_FAR_BEHIND, `too far behind (${why}); resubscribe with since=the last revision received`);
+    wake();
+  };
+  const behind = () => {
+    if (stall || !open()) return;
+    stall = setTimeout(() => tooFarBehind(`nothing read for ${stallMs} ms`), stallMs);
+    stall.unref();
+  };
   // Called as each message is written out (or fails): wake a replay once the backlog is low.
   const written = () => {
-    if (waiting.length && (!open() || ws.bufferedAmount <= low)) for (const w of waiting.splice(0)) w(open());
+    if (!open() || ws.bufferedAmount <= low) {
+      caughtUp();
+      if (waiting.length) wake();
+    }
   };
   ws.once('close', written);
   return {
     send(text: string): void {
       if (!open()) return;
       ws.send(text, written);
-      if (ws.bufferedAmount > max) ws.close(TOO_FAR_BEHIND, `too far behind (over ${max} bytes unread); resubscribe with since=the last revision received`);
+      if (ws.bufferedAmount > max) tooFarBehind(`over ${max} bytes unread`);
+      else if (ws.bufferedAmount > low) behind();
     },
     ready(): true | Promise<boolean> {
       if (!open()) return Promise.resolve(false);
-      return ws.bufferedAmount <= low || new Promise((resolve) => waiting.push(resolve));
+      if (ws.bufferedAmount <= low) return true;
+      behind();
+      return new Promise((resolve) => waiting.push(resolve));
     },
   };
 }
@@ -64,10 +94,11 @@ export function attachWebSocket(server: Server, dispatcher: RpcDispatcher, opts:
     if (over) return endWithRefusal(socket, over);
     const verdict = opts.gate.check(req.headers.authorization, req.socket.remoteAddress ?? 'unknown');
     if (!verdict.ok) return endWithRefusal(socket, gateRefusal(verdict));
-    opts.cap.admit(req.socket);
+    const refused = opts.cap.admit(req.socket, verdict.principal);
+    if (refused) return endWithRefusal(socket, refused);
     wss.handleUpgrade(req, socket, head, (ws) => {
       const closers: (() => void)[] = [];
-      const out = boundedSender(ws, opts.maxBufferedBytes);
+      const out = boundedSender(ws, opts.maxBufferedBytes, opts.stallTimeoutMs);
       // A token revoked or expired while the connection is open ends it at its next message or event.
       const revoked = (): boolean => {
         if (opts.gate.stillValid(verdict.principal)) return false;
@@ -82,6 +113,7 @@ export function attachWebSocket(server: Server, dispatcher: RpcDispatcher, opts:
           if (ws.readyState === ws.OPEN && !revoked()) out.send(JSON.stringify({ jsonrpc: '2.0', method, params }));
         },
         ready: () => out.ready(),
+        isOpen: () => ws.readyState === ws.OPEN,
         onClose: (fn) => {
           if (ws.readyState === ws.CLOSED || ws.readyState === ws.CLOSING) fn();
           else closers.push(fn);

@@ -1,0 +1,99 @@
+/**
+ * Attack (issue 9, second pass, finding B): token holders fill the TCP connection cap. A reader
+ * opens 300 authenticated WebSockets spread over three addresses, so that no per-address limit
+ * stops it, answers pings and keeps them open; then several non-admin tokens together try to
+ * take every slot. Meanwhile an admin calls over HTTP, over a WebSocket and through cpcmd --url.
+ * Real scoped on its default limits, real sockets.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freshPeer } from '../helpers/daemon.js';
+import { Daemon, WsClient, cleanupAll, cpcmd, httpPost, makeRoot } from '../helpers/sandbox.js';
+
+const EXIT_OK = 0;
+const BUSY = -32008;
+/** The default maxConnections, maxConnectionsPerToken and adminReservedConnections. */
+const MAX_CONNECTIONS = 256;
+const PER_TOKEN = 32;
+const ADMIN_RESERVE = 32;
+
+/** Open `n` WebSockets with a token, round robin over `peers`; the ones let in and the refusals. */
+async function flood(port: number, token: string, n: number, peers: readonly string[]) {
+  const held: WsClient[] = [];
+  const refused: { status?: number; body?: string }[] = [];
+  for (let i = 0; i < n; i++) {
+    await WsClient.open(port, token, { localAddress: peers[i % peers.length]!, handshakeTimeout: 5_000 }).then(
+      (c) => void held.push(c),
+      (err: { status?: number; body?: string }) => void refused.push(err),
+    );
+  }
+  return { held, refused };
+}
+
+afterAll(async () => {
+  await cleanupAll();
+}, 60_000);
+
+describe('token holders cannot fill the connection cap', { timeout: 120_000 }, () => {
+  let d: Daemon;
+  let admin: string;
+  const peers = [freshPeer(), freshPeer(), freshPeer()];
+
+  beforeAll(async () => {
+    d = await Daemon.start(await makeRoot());
+    admin = d.token();
+  });
+
+  /** The admin's three ways in, each answered while the flood holds its connections. */
+  async function adminGetsIn(): Promise<void> {
+    const r = await httpPost({ port: d.port! }, JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'daemon.status', params: {} }), { token: admin, timeoutMs: 5_000 });
+    expect(r.status, r.text).toBe(200);
+    expect(JSON.parse(r.text)).toHaveProperty('result.pid', d.pid);
+    const ws = await WsClient.open(d.port!, admin, { handshakeTimeout: 5_000 }).catch((err: { status?: number; body?: string }) => err);
+    expect(ws, `the admin's WebSocket: ${JSON.stringify(ws)}`).toBeInstanceOf(WsClient);
+    expect(await (ws as WsClient).call('scope.get', { name: 'net.hostname' })).toHaveProperty('result');
+    (ws as WsClient).close();
+    const c = await cpcmd(['daemon:status'], { url: d.url, token: admin });
+    expect(c.code, `cpcmd --url: ${c.stderr}`).toBe(EXIT_OK);
+  }
+
+  it(`a reader's 300 WebSockets over three addresses: at most ${PER_TOKEN} let in, the rest refused 503 naming maxConnectionsPerToken; the admin gets in`, async () => {
+    const reader = (await d.ok<{ token: string }>('token.create', { role: 'reader', name: 'hoarder' })).token;
+    const { held, refused } = await flood(d.port!, reader, 300, peers);
+    try {
+      expect(held.length).toBeLessThanOrEqual(PER_TOKEN);
+      expect(refused.length).toBeGreaterThanOrEqual(300 - PER_TOKEN);
+      for (const r of refused) {
+        expect(r.status).toBe(503);
+        expect(JSON.parse(r.body!)).toMatchObject({ error: { code: BUSY, message: expect.stringMatching(/at most 32 .*one token.*maxConnectionsPerToken/) } });
+      }
+      await adminGetsIn();
+      // The reader's own connections still work.
+      expect(await held[0]!.call('daemon.status')).toHaveProperty('result');
+    } finally {
+      for (const c of held) c.close();
+    }
+  });
+
+  it(`several non-admin tokens together: at most ${MAX_CONNECTIONS - ADMIN_RESERVE} let in, the last ${ADMIN_RESERVE} slots kept for admins`, async () => {
+    const tokens: string[] = [];
+    for (let t = 0; t < MAX_CONNECTIONS / PER_TOKEN; t++) tokens.push((await d.ok<{ token: string }>('token.create', { role: t % 2 ? 'operator' : 'reader', name: `crowd-${t}` })).token);
+    const held: WsClient[] = [];
+    const refused: { status?: number; body?: string }[] = [];
+    try {
+      for (const token of tokens) {
+        const r = await flood(d.port!, token, PER_TOKEN, peers);
+        held.push(...r.held);
+        refused.push(...r.refused);
+      }
+      expect(held.length).toBeLessThanOrEqual(MAX_CONNECTIONS - ADMIN_RESERVE);
+      expect(refused.length).toBeGreaterThan(0);
+      for (const r of refused) {
+        expect(r.status).toBe(503);
+        expect(JSON.parse(r.body!)).toMatchObject({ error: { code: BUSY, message: expect.stringMatching(/adminReservedConnections/) } });
+      }
+      await adminGetsIn();
+    } finally {
+      for (const c of held) c.close();
+    }
+  });
+});
