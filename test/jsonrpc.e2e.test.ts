@@ -396,4 +396,21 @@ describe('limits from a YAML --config file', () => {
       await ws.close();
     }
   });
+
+  it('still closes with 1009, not a reset (1006), when the peer keeps sending after its message over the limit', async () => {
+    const codes: unknown[] = [];
+    for (let i = 0; i < 10; i++) {
+      const ws = await WsConn.open(daemon.port!, token);
+      try {
+        ws.ws.send(call + ' '.repeat(1_500_000));
+        // The peer is still writing when the daemon refuses the first message.
+        for (let j = 0; j < 20; j++) ws.ws.send(' '.repeat(100_000), () => undefined);
+        const closed = await Promise.race([ws.closed, new Promise((r) => setTimeout(() => r('still open'), 5_000))]);
+        codes.push((closed as { code?: unknown }).code ?? closed);
+      } finally {
+        await ws.close();
+      }
+    }
+    expect(codes).toEqual(Array(10).fill(1009));
+  });
 });

@@ -6,6 +6,9 @@ import type { Gate } from '../auth.js';
 import { type ConnectionCap, endWithRefusal, errorText, gateRefusal, refusal } from './edge.js';
 import type { CallContext, Connection, RpcDispatcher } from '../rpc.js';
 
+/** How long a peer has to answer a closing handshake ws started over a protocol error. */
+const CLOSE_GRACE_MS = 2_000;
+
 export interface WsOptions {
   maxPayloadBytes: number;
   gate: Gate;
@@ -128,7 +131,14 @@ export function attachWebSocket(server: Server, dispatcher: RpcDispatcher, opts:
       if (req.socket.remoteAddress) ctx.peer = req.socket.remoteAddress;
       alive.set(ws, true);
       ws.on('pong', () => alive.set(ws, true));
-      ws.on('error', () => ws.terminate());
+      // A protocol error (a message over maxPayload: 1009, bad UTF-8: 1007) makes ws start the
+      // closing handshake itself: let its close frame reach the peer, which may still be sending,
+      // instead of cutting the socket under it (the peer then saw 1006); a peer that never answers
+      // is cut after a grace period. Any other error ends the socket at once.
+      ws.on('error', () => {
+        if (ws.readyState !== ws.CLOSING) return void ws.terminate();
+        setTimeout(() => ws.terminate(), CLOSE_GRACE_MS).unref();
+      });
       ws.on('message', (data, isBinary) => {
         if (revoked()) return;
         const text = isBinary ? Buffer.from(data as Buffer).toString('utf8') : data.toString();
