@@ -12,11 +12,11 @@
  * give back the exact text.
  */
 import { writeFile } from 'node:fs/promises';
-import { type AddressInfo, type Server, createServer } from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { Daemon, PostfixRoot, type RunResult, cleanupAll, cpcmd, tcpCall } from '../helpers/sandbox.js';
+import { HostileRelay } from '../helpers/hostile-relay.js';
 
 const ESC = '\u001b';
 const BEL = '\u0007';
@@ -43,31 +43,25 @@ afterAll(async () => {
 describe('attack: escape sequences reaching the admin terminal through cpcmd', { timeout: 60_000 }, () => {
   let box: PostfixRoot;
   let d: Daemon;
-  let relay: Server;
+  let relay: HostileRelay;
   let relayPort = 0;
 
   beforeAll(async () => {
     box = await PostfixRoot.create();
     await writeFile(path.join(box.root, 'etc/hostname'), 'before.example.test\n');
     d = await Daemon.start(box.root);
-    // A relay that answers every command with escape sequences, then refuses the login.
-    relay = createServer((socket) => {
-      socket.write(`220 relay.test ${CLEAR}${CLIPBOARD} ready\r\n`);
-      socket.on('data', (chunk) => {
-        for (const line of chunk.toString('latin1').split('\r\n').filter(Boolean)) {
-          if (line.startsWith('EHLO')) socket.write(`250-relay.test${C1_CSI}\r\n250 AUTH PLAIN LOGIN\r\n`);
-          else if (line.startsWith('AUTH')) socket.write(`535 5.7.8 no ${CLEAR}${CLIPBOARD}${C1_CSI}${BIDI}\r\n`);
-          else socket.end('221 bye\r\n');
-        }
-      });
-      socket.on('error', () => undefined);
+    // A relay that answers every command with escape sequences, then (over TLS) refuses the login.
+    relay = await HostileRelay.start({
+      greeting: `220 relay.test ${CLEAR}${CLIPBOARD} ready\r\n`,
+      ehlo: `250-relay.test${C1_CSI}\r\n250 STARTTLS\r\n`,
+      ehloTls: `250-relay.test${C1_CSI}\r\n250 AUTH PLAIN LOGIN\r\n`,
+      auth: () => `535 5.7.8 no ${CLEAR}${CLIPBOARD}${C1_CSI}${BIDI}\r\n`,
     });
-    await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
-    relayPort = (relay.address() as AddressInfo).port;
+    relayPort = relay.port;
   });
 
   afterAll(async () => {
-    await new Promise<void>((resolve) => relay?.close(() => resolve()));
+    await relay?.close();
   });
 
   it('escapes a hand-edited file shown by scope:get and its drift notice', async () => {
@@ -116,8 +110,6 @@ describe('attack: escape sequences reaching the admin terminal through cpcmd', {
   });
 
   it('escapes a relay reply shown by --verify', async () => {
-    // TLS level may: the relay offers no STARTTLS, so --verify goes on to the login.
-    await d.ok('var.set', { name: 'postfix_smtp_tls_security_level', value: 'may' });
     const r = await d.cpcmd(['scope:set', 'mail.smart-host', `'[127.0.0.1]:${relayPort}'`, 'alice', 'pw-verify-1', '--verify']);
     expect(r.code, r.stderr).not.toBe(0);
     expect(r.stderr).toMatch(/535/);

@@ -2,13 +2,14 @@
  * Attack: `scope:set mail.smart-host … --verify` pointed by an operator at a relay the attacker
  * runs. The relay hangs up before its greeting (the verification used to wait forever), says
  * nothing at all (it has one deadline, shortened here with SCOPED_VERIFY_DEADLINE_MS), or
- * answers with terminal escapes, C1 controls and a 10 KB line, then refuses the login with
- * more of them or with the credentials echoed back. Each time cpcmd exits with the
+ * answers with terminal escapes, C1 controls and a 10 KB line, then (after STARTTLS: credentials
+ * are never sent without TLS) refuses the login with more of them or with the credentials echoed back. Each time cpcmd exits with the
  * invalid-value code within the deadline, nothing under the root changes, and the error and
  * the audit entry carry the relay's code and sanitized text only.
  */
 import { type AddressInfo, type Server, type Socket, createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { HostileRelay } from '../helpers/hostile-relay.js';
 import { CPCMD_BIN, Daemon, PostfixRoot, type RunResult, cleanEnv, cleanupAll, hashTree, run } from '../helpers/sandbox.js';
 
 const INVALID = 6;
@@ -28,12 +29,11 @@ describe('attack: --verify against a hostile relay', () => {
   let operator = '';
   const servers: Server[] = [];
   const sockets = new Set<Socket>();
+  const hostile: HostileRelay[] = [];
 
   beforeAll(async () => {
     box = await PostfixRoot.create();
     d = await Daemon.start(box.root, { env: { SCOPED_VERIFY_DEADLINE_MS: String(DEADLINE_MS) } });
-    // The admin allows relays without TLS, so the hostile relay gets as far as AUTH in plain text.
-    expect((await d.cpcmd(['scope:set', 'cp.bootstrapper', 'postfix_smtp_tls_security_level', 'may'])).code).toBe(0);
     const made = await d.cpcmd(['token:create', '--role', 'operator', '--scopes', 'mail.*', '--name', 'relay-attacker', '-o', 'json']);
     operator = JSON.parse(made.stdout).token as string;
   });
@@ -41,6 +41,7 @@ describe('attack: --verify against a hostile relay', () => {
   afterAll(async () => {
     for (const s of sockets) s.destroy();
     await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+    await Promise.all(hostile.map((h) => h.close()));
     await cleanupAll();
   }, 60_000);
 
@@ -57,15 +58,11 @@ describe('attack: --verify against a hostile relay', () => {
   }
 
   /** A relay that greets and lists AUTH, then answers the login with `refusal`. */
-  function refusingRelay(greeting: string, refusal: (authLine: string) => string): Promise<string> {
-    return relay((s) => {
-      s.write(greeting);
-      s.on('data', (chunk: Buffer) => {
-        const line = chunk.toString();
-        if (/^EHLO/i.test(line)) s.write('250-hostile.example.test\r\n250 AUTH PLAIN LOGIN\r\n');
-        else if (/^AUTH/i.test(line)) s.write(refusal(line.trim()));
-      });
-    });
+  /** A relay that offers STARTTLS (TLS level encrypt takes its self-signed certificate) and then refuses the login. */
+  async function refusingRelay(greeting: string, refusal: (authLine: string) => string): Promise<string> {
+    const relay = await HostileRelay.start({ greeting, auth: refusal });
+    hostile.push(relay);
+    return relay.relayhost;
   }
 
   /** The attacker's cpcmd over TCP with the operator token; killed if it outlives the deadline. */

@@ -39,6 +39,21 @@ export interface PostfixObserved {
 const smartHost = (vars: VarValues) => vars.postfix_smarthost as false | SmartHost;
 const hasCredentials = (sh: false | SmartHost): sh is SmartHost => sh !== false && sh.username !== '';
 
+/**
+ * TLS levels at which Postfix may log in without TLS: none never encrypts, may and dane fall
+ * back to plain text when the relay (or someone between) offers no STARTTLS, and the SASL
+ * password would then cross the network in the clear.
+ */
+const PLAINTEXT_LEVELS = ['none', 'may', 'dane'];
+
+/** Why credentials are refused at this TLS level (empty picks encrypt), or undefined. */
+export function credentialsTlsProblem(sh: false | SmartHost, level: string): string | undefined {
+  if (!hasCredentials(sh) || !PLAINTEXT_LEVELS.includes(level)) return undefined;
+  return `credentials are refused with TLS level ${level}: Postfix would log in without TLS whenever the relay, or someone between, ` +
+    'offers no STARTTLS, and the password would cross the network in the clear. Set postfix_smtp_tls_security_level to encrypt ' +
+    '(or dane-only, fingerprint, verify, secure), or give the smart host without USER PASS';
+}
+
 /** The credentials map's text: one entry keyed by the relayhost exactly as main.cf names it. */
 export function authMapText(sh: SmartHost): string {
   return `${sh.host} ${sh.username}:${sh.password}\n`;
@@ -88,10 +103,8 @@ export const configurePostfix = defineUnit<PostfixObserved>({
 
   async validate(vars, { system }) {
     const sh = smartHost(vars);
-    if (hasCredentials(sh) && vars.postfix_smtp_tls_security_level === 'none') {
-      return 'credentials are refused with TLS level none: the password would cross the network in the clear. ' +
-        'Set postfix_smtp_tls_security_level to encrypt (or may), or give the smart host without USER PASS';
-    }
+    const weak = credentialsTlsProblem(sh, vars.postfix_smtp_tls_security_level as string);
+    if (weak) return weak;
     // Either order: a smart host named as this machine, or a hostname set to the smart host's name.
     const relay = sh === false ? null : relayName(sh.host);
     if (relay !== null && isOwnName(relay, vars.system_hostname as string)) {

@@ -1,7 +1,7 @@
 import { REDACTED } from '@scoped/protocol';
 import { ScopeInputError, type ScopeContext, defineScope } from '@scoped/sdk';
 import { z } from 'zod';
-import { AUTH_MAP, MAIN_CF } from './configure-postfix.js';
+import { AUTH_MAP, MAIN_CF, credentialsTlsProblem } from './configure-postfix.js';
 import { verifyDeadlineMs, verifyRelay } from './smtp-verify.js';
 import { filtersIn } from './spam-filter.js';
 import { SmartHost } from './vars.js';
@@ -51,7 +51,7 @@ export const smartHostScope = defineScope<SmartHostValue>({
     'HOST is name, name:port, [name], [name]:port, [192.0.2.1] or [ipv6:2001:db8::1] (brackets skip the MX lookup); ' +
     'quote brackets twice on the shell: "\'[relay.example.com]:587\'". With USER PASS, Postfix logs in with SASL ' +
     '(smtp_sasl_auth_enable, a 0600 credentials map) and TLS is required (smtp_tls_security_level=encrypt) unless ' +
-    'postfix_smtp_tls_security_level says otherwise; credentials with level none are refused. false turns relaying off ' +
+    'postfix_smtp_tls_security_level says otherwise; credentials with level none, may or dane are refused (Postfix could log in without TLS). false turns relaying off ' +
     'and the TLS level back to may. --verify looks the relay up in DNS as Postfix does (never in /etc/hosts), logs in to it first and ' +
     'changes nothing if that fails. ' +
     'scope:get shows what Postfix uses now; the password always comes back redacted.',
@@ -96,6 +96,9 @@ export const smartHostScope = defineScope<SmartHostValue>({
   async verify(value, ctx) {
     if (value === false) return;
     const level = (ctx.vars.postfix_smtp_tls_security_level as string) || 'encrypt';
+    // Refused before anything connects: the set itself would be refused for the same reason.
+    const weak = credentialsTlsProblem(value, level);
+    if (weak) throw new ScopeInputError(`--verify failed, nothing was changed: ${weak}`);
     try {
       // The hostname an operator sets (net.hostname) is refused as a relay name: /etc/hosts maps it to this machine.
       const hostname = typeof ctx.vars.system_hostname === 'string' ? ctx.vars.system_hostname : '';
