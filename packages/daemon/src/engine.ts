@@ -194,10 +194,13 @@ export class Engine {
 
   async init(): Promise<void> {
     this.state = await this.store.loadState();
+    // Whether an interrupted converge committed its vars is judged by the revision as stored,
+    // before --reset-var moves it on.
+    const storedRevision = this.state.revision;
     await this.resetStoredVars(this.options.resetVars ?? []);
     this.checkStoredVars();
     await this.store.pruneAudit(this.options.auditMaxAgeDays ?? 0);
-    await this.recover();
+    await this.recover(storedRevision);
   }
 
   /**
@@ -260,10 +263,10 @@ export class Engine {
    * vars were committed (or it changed no vars) the units converge to them; otherwise every
    * file goes back to the snapshot taken before the first write.
    */
-  private async recover(): Promise<void> {
+  private async recover(storedRevision: number): Promise<void> {
     const j = await this.store.loadJournal<Journal>();
     if (!j) return;
-    const committed = j.toRevision === j.fromRevision || this.state.revision === j.toRevision;
+    const committed = j.toRevision === j.fromRevision || storedRevision === j.toRevision;
     const actor = { name: 'scoped (recovery)', transport: 'startup' };
     if (committed) {
       const units = j.units.flatMap((n) => this.registry.units.get(n) ?? []);
