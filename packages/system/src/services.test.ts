@@ -6,11 +6,11 @@
  * is-active, list-unit-files lines).
  */
 import { spawn } from 'node:child_process';
-import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DirectServiceDriver, type ServiceDriver, SystemdServiceDriver } from './services.js';
+import { DirectServiceDriver, type ServiceDriver, SystemdServiceDriver, isPostfixMaster } from './services.js';
 
 const DAEMON = String.raw`
 const fs = require('node:fs');
@@ -145,5 +145,26 @@ describe('direct driver on a sandbox root', () => {
     const driver = new DirectServiceDriver(nowhere);
     expect(await driver.running('rspamd')).toBe(false);
     await expect(driver.control('rspamd', 'start')).rejects.toThrow(/sandbox root|by hand/);
+  });
+});
+
+describe('isPostfixMaster', () => {
+  it('knows a master still running from before a package upgrade, whose program shows as "PATH (deleted)"', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'scoped-master-'));
+    const program = path.join(dir, 'master');
+    const child = spawn('/bin/sh', ['-c', `cp /bin/sleep ${program} && exec ${program} 60`], { stdio: 'ignore' });
+    try {
+      // Wait until the child runs the copy, then replace the file, as a package upgrade does.
+      for (let i = 0; i < 100 && !(await readFile(`/proc/${child.pid}/cmdline`, 'utf8').catch(() => '')).startsWith(program); i++) await new Promise((r) => setTimeout(r, 20));
+      expect(await isPostfixMaster(child.pid!, program)).toBe(true);
+      await writeFile(`${program}.new`, await readFile('/bin/sleep'));
+      await rename(`${program}.new`, program);
+      expect(await isPostfixMaster(child.pid!, program)).toBe(true);
+      // Another program is not the master.
+      expect(await isPostfixMaster(child.pid!, '/bin/true')).toBe(false);
+    } finally {
+      child.kill('SIGKILL');
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

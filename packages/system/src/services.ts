@@ -66,10 +66,11 @@ async function readPidFile(file: string): Promise<string> {
  * Whether a process is Postfix's master: owned by root and running the master program itself
  * (its /proc/PID/exe), so a pid file naming any other live process is not taken for Postfix.
  */
-async function isPostfixMaster(pid: number, program: string): Promise<boolean> {
+export async function isPostfixMaster(pid: number, program: string): Promise<boolean> {
   try {
     const [exe, real, st] = await Promise.all([readlink(`/proc/${pid}/exe`), realpath(program), stat(`/proc/${pid}`)]);
-    return exe === real && st.uid === 0;
+    // A master still running from before a package upgrade shows its program as "PATH (deleted)".
+    return exe.replace(/ \(deleted\)$/, '') === real && st.uid === 0;
   } catch {
     return false;
   }
