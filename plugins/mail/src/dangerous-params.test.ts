@@ -35,6 +35,8 @@ describe('customParameterProblem', () => {
     ['smtpd_tls_cert_file', '$data_directory/cert.pem', /\$data_directory refers to another parameter/],
     ['mynetworks', '127.0.0.0/8 /home/attacker/nets', /who may relay/],
     ['virtual_alias_maps', 'tcp:127.0.0.1:9999', /tcp: lookup table/],
+    ['virtual_alias_maps', 'debug:tcp:127.0.0.1:9999', /tcp: lookup table/],
+    ['qmqpd_authorized_clients', '0.0.0.0/0', /owners/],
     ['virtual_alias_maps', 'proxy:mysql:/etc/postfix/sql.cf', /mysql: lookup table/],
     ['smtpd_recipient_restrictions', 'check_recipient_access inline:{ a@example.com=FILTER maildrop: }', /FILTER action/],
     // Who may relay: an open relay is refused, however it is spelled.

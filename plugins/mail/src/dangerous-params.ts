@@ -66,6 +66,7 @@ export const DANGEROUS_CLASSES: readonly ParameterClass[] = [
       'virtual_uid_maps',
       'virtual_gid_maps',
       'virtual_minimum_uid',
+      'qmqpd_authorized_clients',
     ],
     // XCLIENT, XFORWARD and the proxy protocol let clients claim another client's address or login, which relay restrictions trust.
     patterns: [/^authorized_.*_users$/, /_authorized_x(client|forward)_hosts$/, /authorized_verp_clients$/, /_upstream_proxy_protocol$/],
@@ -245,6 +246,9 @@ export function valueProblem(value: string, { rewritesAddresses = false } = {}):
   if (refProblem) return refProblem;
   const tokens = value.replace(CONFIG_DIR_REF, CONFIG_DIR).split(/[\s,{}=]+/).filter(Boolean);
   for (let token of tokens) {
+    // A refused table behind a wrapper this check does not unwrap (a newer Postfix's debug:, say) is refused all the same.
+    const hidden = new RegExp(`(?:^|:)(${[...REFUSED_MAP_TYPES].join('|')}):`).exec(token);
+    if (hidden) return `a ${hidden[1]}: lookup table reaches outside Postfix's own files (the network, a database or the environment)`;
     let mapArg = false;
     for (let m = /^([a-z0-9_]+):(.*)$/.exec(token); m && MAP_TYPES.has(m[1]!); m = /^([a-z0-9_]+):(.*)$/.exec(token)) {
       const type = m[1]!;
