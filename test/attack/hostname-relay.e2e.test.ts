@@ -55,6 +55,19 @@ describe('the hostname cannot be pointed at the smart host', { timeout: 60_000 }
     expect(await d.ok('scope.get', { name: 'net.hostname' })).toMatchObject({ value: 'mail.example.test' });
   });
 
+  it("a bare relay name is looked up by MX: the hostname may not be a name under it either", async () => {
+    expectExit(await d.cpcmd(['scope:set', 'mail.smart-host', 'relay-domain.example.test:2525', 'alice', 'Adm1nRelayPW']), EXIT.ok);
+    const before = await hosts();
+    const r = await setHostname('mx1.relay-domain.example.test');
+    expectExit(r, EXIT.invalid);
+    expect(r.stderr).toMatch(SAME_NAME);
+    expect(await hosts()).toBe(before);
+    // A bracketed relay is not looked up by MX: a name under it is another host.
+    expectExit(await d.cpcmd(['scope:set', 'mail.smart-host', "'[relay-domain.example.test]:2525'", 'alice', 'Adm1nRelayPW']), EXIT.ok);
+    expectExit(await setHostname('mx1.relay-domain.example.test'), EXIT.ok);
+    expectExit(await d.cpcmd(['scope:set', 'net.hostname', 'mail.example.test']), EXIT.ok);
+  });
+
   it('the other order too: the smart host cannot be set to the machine\'s own name; an address in brackets still can', async () => {
     const r = await d.cpcmd(['scope:set', 'mail.smart-host', "'[mail.example.test]:587'"]);
     expectExit(r, EXIT.invalid);

@@ -107,7 +107,10 @@ export const configurePostfix = defineUnit<PostfixObserved>({
     if (weak) return weak;
     // Either order: a smart host named as this machine, or a hostname set to the smart host's name.
     const relay = sh === false ? null : relayName(sh.host);
-    if (relay !== null && isOwnName(relay, vars.system_hostname as string)) {
+    const hostname = String(vars.system_hostname ?? '').toLowerCase();
+    // A bare relay name is looked up by MX, whose hosts usually lie under it: /etc/hosts must not answer for one of them either.
+    const underRelay = relay !== null && sh !== false && !sh.host.startsWith('[') && hostname.endsWith(`.${relay.toLowerCase()}`);
+    if (relay !== null && (isOwnName(relay, hostname) || underRelay)) {
       return `the smart host ${relay} and this machine's hostname would be the same name, which /etc/hosts maps to this machine ` +
         '(127.0.1.1): Postfix could hand the relay login to whoever listens here, and would loop its mail. ' +
         'Give the relay its own name, or its address in brackets such as [192.0.2.1]:587, or pick another hostname';
