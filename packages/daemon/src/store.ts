@@ -178,6 +178,12 @@ export class Store {
     if (this.auditOldest !== undefined && this.auditOldest >= cutoff) return;
     const seq = ((await this.kv.get('auditSeq')) as number | undefined) ?? 0;
     let low = (this.lows.audit ??= ((await this.kv.get('auditLow')) as number | undefined) ?? 1);
+    // The common case, once auditKeep trims an entry per append: the oldest kept one is young enough. One key read, not a span.
+    const [oldest] = await this.span<AuditEntry>(auditKey, low, low);
+    if (oldest && oldest.time >= cutoff) {
+      this.auditOldest = oldest.time;
+      return;
+    }
     while (low <= seq) {
       const batch = await this.span<AuditEntry>(auditKey, low, Math.min(low + SPAN - 1, seq));
       const keep = batch.find((e) => e.time >= cutoff);
