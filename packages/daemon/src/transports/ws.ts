@@ -22,6 +22,8 @@ export interface WsOptions {
   maxSubscriptions: number;
   /** How long a peer may leave its backlog unread before it is closed with TOO_FAR_BEHIND (wsStallTimeoutMs). */
   stallTimeoutMs: number;
+  /** Requests one connection may have in flight (maxWsRequestsInFlight); beyond, the socket is paused. */
+  maxInFlight: number;
 }
 
 /** The close code for a peer that left more than maxBufferedBytes unread; it may resume with `since`. */
@@ -70,11 +72,22 @@ function boundedSender(ws: WebSocket, max: number, stallMs: number) {
   };
   ws.once('close', written);
   return {
-    send(text: string): void {
-      if (!open()) return;
-      ws.send(text, written);
-      if (ws.bufferedAmount > max) tooFarBehind(`over ${max} bytes unread`);
-      else if (ws.bufferedAmount > low) behind();
+    /**
+     * Send `text`, then call `done` once it has been written (or was dropped). What decides is
+     * what the peer had already left unread: one answer larger than `max` still goes to a peer
+     * that reads, and a peer that does not read gets at most one more answer before it is closed.
+     */
+    send(text: string, done?: () => void): void {
+      if (!open()) return void done?.();
+      if (ws.bufferedAmount > max) {
+        tooFarBehind(`over ${max} bytes unread`);
+        return void done?.();
+      }
+      ws.send(text, () => {
+        done?.();
+        written();
+      });
+      if (ws.bufferedAmount > low) behind();
     },
     ready(): true | Promise<boolean> {
       if (!open()) return Promise.resolve(false);
@@ -139,15 +152,37 @@ export function attachWebSocket(server: Server, dispatcher: RpcDispatcher, opts:
         if (ws.readyState !== ws.CLOSING) return void ws.terminate();
         setTimeout(() => ws.terminate(), CLOSE_GRACE_MS).unref();
       });
+      // At most maxInFlight requests are answered at once; the next ones wait in `queue` and the
+      // socket is paused meanwhile, so a peer sending faster than it is answered is held back by
+      // TCP instead of buffered here (ws may still emit the few messages it had already read).
+      const queue: string[] = [];
+      let inFlight = 0;
+      const dispatch = (text: string): void => {
+        inFlight++;
+        dispatcher.handleText(text, ctx).then(
+          (answer) => {
+            if (answer !== null) out.send(answer.text, answer.release);
+            finished();
+          },
+          () => {
+            ws.close(1011, 'internal error');
+            finished();
+          },
+        );
+      };
+      const finished = (): void => {
+        inFlight--;
+        if (ws.readyState !== ws.OPEN || (queue.length && revoked())) return void queue.splice(0);
+        const next = queue.shift();
+        if (next !== undefined) return dispatch(next);
+        if (ws.isPaused) ws.resume();
+      };
       ws.on('message', (data, isBinary) => {
         if (revoked()) return;
         const text = isBinary ? Buffer.from(data as Buffer).toString('utf8') : data.toString();
-        dispatcher.handleText(text, ctx).then(
-          (reply) => {
-            if (reply !== null) out.send(reply);
-          },
-          () => ws.close(1011, 'internal error'),
-        );
+        if (inFlight < opts.maxInFlight) return dispatch(text);
+        queue.push(text);
+        if (!ws.isPaused) ws.pause();
       });
     });
   });
