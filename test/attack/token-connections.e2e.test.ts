@@ -74,6 +74,23 @@ describe('token holders cannot fill the connection cap', { timeout: 120_000 }, (
     }
   });
 
+  it(`four reader tokens × ${PER_TOKEN} WebSockets from 127.0.0.1 itself: the admin on 127.0.0.1 still gets in (the per-address limit counts only connections not yet authenticated)`, async () => {
+    const held: WsClient[] = [];
+    try {
+      for (let t = 0; t < 4; t++) {
+        const token = (await d.ok<{ token: string }>('token.create', { role: 'reader', name: `local-${t}` })).token;
+        const r = await flood(d.port!, token, PER_TOKEN, ['127.0.0.1']);
+        expect(r.refused).toEqual([]);
+        held.push(...r.held);
+      }
+      // 128 authenticated connections from 127.0.0.1: as many as maxConnectionsPerPeer.
+      expect(held.length).toBe(4 * PER_TOKEN);
+      await adminGetsIn();
+    } finally {
+      for (const c of held) c.close();
+    }
+  });
+
   it(`several non-admin tokens together: at most ${MAX_CONNECTIONS - ADMIN_RESERVE} let in, the last ${ADMIN_RESERVE} slots kept for admins`, async () => {
     const tokens: string[] = [];
     for (let t = 0; t < MAX_CONNECTIONS / PER_TOKEN; t++) tokens.push((await d.ok<{ token: string }>('token.create', { role: t % 2 ? 'operator' : 'reader', name: `crowd-${t}` })).token);
