@@ -30,6 +30,16 @@ export interface WsOptions {
 export const TOO_FAR_BEHIND = 4008;
 
 /**
+ * Start the closing handshake and read again if the socket was paused (requests in flight):
+ * the peer's closing frame must be read for the connection to end now rather than at ws's
+ * close timeout; messages read meanwhile are dropped (the connection is no longer open).
+ */
+function closeReading(ws: WebSocket, code: number, reason: string): void {
+  ws.close(code, reason);
+  if (ws.isPaused) ws.resume();
+}
+
+/**
  * Sending on one WebSocket within a memory bound. Every answer and notification goes through
  * `send`; once more than `max` bytes wait to be written (the peer stopped reading), or more
  * than a quarter of `max` has waited for `stallMs` without the peer reading it down (a replay
@@ -55,7 +65,7 @@ function boundedSender(ws: WebSocket, max: number, stallMs: number) {
   // not when the peer at last reads the close.
   const tooFarBehind = (why: string) => {
     caughtUp();
-    ws.close(TOO_FAR_BEHIND, `too far behind (${why}); resubscribe with since=the last revision received`);
+    closeReading(ws, TOO_FAR_BEHIND, `too far behind (${why}); resubscribe with since=the last revision received`);
     wake();
   };
   const behind = () => {
@@ -120,7 +130,7 @@ export function attachWebSocket(server: Server, dispatcher: RpcDispatcher, opts:
         if (opts.gate.stillValid(verdict.principal)) return false;
         if (ws.readyState === ws.OPEN) {
           ws.send(errorText(ErrorCodes.Unauthorized, 'Unauthorized: the token was revoked or has expired'));
-          ws.close(4401, 'token revoked or expired');
+          closeReading(ws, 4401, 'token revoked or expired');
         }
         return true;
       };
@@ -165,7 +175,7 @@ export function attachWebSocket(server: Server, dispatcher: RpcDispatcher, opts:
             finished();
           },
           () => {
-            ws.close(1011, 'internal error');
+            closeReading(ws, 1011, 'internal error');
             finished();
           },
         );
@@ -178,7 +188,7 @@ export function attachWebSocket(server: Server, dispatcher: RpcDispatcher, opts:
         if (ws.isPaused) ws.resume();
       };
       ws.on('message', (data, isBinary) => {
-        if (revoked()) return;
+        if (ws.readyState !== ws.OPEN || revoked()) return;
         const text = isBinary ? Buffer.from(data as Buffer).toString('utf8') : data.toString();
         if (inFlight < opts.maxInFlight) return dispatch(text);
         queue.push(text);
@@ -202,7 +212,7 @@ export function attachWebSocket(server: Server, dispatcher: RpcDispatcher, opts:
   return {
     close() {
       clearInterval(timer);
-      for (const ws of wss.clients) ws.close(1001, 'daemon shutting down');
+      for (const ws of wss.clients) closeReading(ws, 1001, 'daemon shutting down');
       // A peer that does not answer the closing handshake (hung, suspended) must not hold up the shutdown.
       setTimeout(() => {
         for (const ws of wss.clients) ws.terminate();
