@@ -7,7 +7,7 @@
  * minimum so a small history shows it.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Daemon, cleanupAll, httpPost, makeRoot, rssBytes } from '../helpers/sandbox.js';
+import { Daemon, WsClient, cleanupAll, httpPost, makeRoot, rssBytes, sleep } from '../helpers/sandbox.js';
 
 const TOO_LARGE = -32010;
 const MAX = 65_536;
@@ -55,5 +55,44 @@ describe('answers are bounded in bytes, however the calls are batched', { timeou
     // 300 entries of a few hundred bytes each: over 64 KiB.
     expect(bigAnswer.error?.code ?? `${Buffer.byteLength(big.text)} bytes`).toBe(TOO_LARGE);
     expect(JSON.parse(small.text)).toMatchObject({ id: 2, result: { entries: expect.any(Array) } });
+  });
+});
+
+describe('a large answer reaches a WebSocket peer that reads', { timeout: 90_000 }, () => {
+  /**
+   * Twelve times the default maxWsBufferedBytes (1 MiB): more than loopback's kernel buffers
+   * take in while the reader looks away (a 3 MiB answer fitted in them), so the rest waits on
+   * the daemon's side. maxResponseBytes and maxBatch are raised so that one answer is this large.
+   */
+  const LARGE = 12 * 1024 * 1024;
+
+  it('a reader gets a 12 MiB answer over its WebSocket without being closed for being too far behind', async () => {
+    // A batch of rpc.discover makes the answer; maxBatch is raised so that enough fit in one.
+    const d = await Daemon.start(await makeRoot(), { args: ['--max-batch', '1000', '--max-response-bytes', String(2 * LARGE)] });
+    const reader = (await d.ok<{ token: string }>('token.create', { role: 'reader' })).token;
+    const ws = await WsClient.open(d.port!, reader);
+    try {
+      const one = Buffer.byteLength(JSON.stringify(await ws.call('rpc.discover')));
+      const n = Math.ceil(LARGE / one) + 2;
+      expect(n, `one rpc.discover is ${one} bytes`).toBeLessThanOrEqual(1000);
+      const from = ws.messages.length;
+      // The reader looks away for a moment as the answer is sent (a scheduling hiccup, a slow
+      // start): more than maxWsBufferedBytes waits on the daemon's side, though nothing was
+      // waiting when the answer was sent.
+      ws.ws.pause();
+      ws.send(JSON.stringify(Array.from({ length: n }, (_, i) => ({ jsonrpc: '2.0', id: i, method: 'rpc.discover', params: {} }))));
+      await sleep(1_000);
+      ws.ws.resume();
+      const text = await ws.waitFor(() => true, 30_000, from);
+      expect(Buffer.byteLength(text)).toBeGreaterThanOrEqual(LARGE);
+      const answers = JSON.parse(text) as { result?: unknown }[];
+      expect(answers).toHaveLength(n);
+      expect(answers.every((a) => a.result)).toBe(true);
+      expect(ws.isClosed).toBe(false);
+      expect(await ws.call('daemon.status')).toHaveProperty('result');
+    } finally {
+      ws.close();
+      await d.stop();
+    }
   });
 });

@@ -5,9 +5,10 @@
  * take every slot. Meanwhile an admin calls over HTTP, over a WebSocket and through cpcmd --url.
  * Real scoped on its default limits, real sockets.
  */
+import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freshPeer } from '../helpers/daemon.js';
-import { Daemon, WsClient, cleanupAll, cpcmd, httpPost, makeRoot } from '../helpers/sandbox.js';
+import { Daemon, WsClient, cleanupAll, cpcmd, httpPost, makeRoot, sleep } from '../helpers/sandbox.js';
 
 const EXIT_OK = 0;
 const BUSY = -32008;
@@ -74,6 +75,23 @@ describe('token holders cannot fill the connection cap', { timeout: 120_000 }, (
     }
   });
 
+  it(`four reader tokens × ${PER_TOKEN} WebSockets from 127.0.0.1 itself: the admin on 127.0.0.1 still gets in (the per-address limit counts only connections not yet authenticated)`, async () => {
+    const held: WsClient[] = [];
+    try {
+      for (let t = 0; t < 4; t++) {
+        const token = (await d.ok<{ token: string }>('token.create', { role: 'reader', name: `local-${t}` })).token;
+        const r = await flood(d.port!, token, PER_TOKEN, ['127.0.0.1']);
+        expect(r.refused).toEqual([]);
+        held.push(...r.held);
+      }
+      // 128 authenticated connections from 127.0.0.1: as many as maxConnectionsPerPeer.
+      expect(held.length).toBe(4 * PER_TOKEN);
+      await adminGetsIn();
+    } finally {
+      for (const c of held) c.close();
+    }
+  });
+
   it(`several non-admin tokens together: at most ${MAX_CONNECTIONS - ADMIN_RESERVE} let in, the last ${ADMIN_RESERVE} slots kept for admins`, async () => {
     const tokens: string[] = [];
     for (let t = 0; t < MAX_CONNECTIONS / PER_TOKEN; t++) tokens.push((await d.ok<{ token: string }>('token.create', { role: t % 2 ? 'operator' : 'reader', name: `crowd-${t}` })).token);
@@ -94,6 +112,33 @@ describe('token holders cannot fill the connection cap', { timeout: 120_000 }, (
       await adminGetsIn();
     } finally {
       for (const c of held) c.close();
+    }
+  });
+});
+
+describe('a socket refused at the cap cannot be kept by trickling', { timeout: 30_000 }, () => {
+  it('with the cap full, a socket that sends a byte every 300 ms is closed within about a second, not kept while it trickles', async () => {
+    const d = await Daemon.start(await makeRoot(), { args: ['--max-connections', '4'] });
+    const held: WsClient[] = [];
+    for (let i = 0; i < 4; i++) held.push(await WsClient.open(d.port!, d.token()));
+    const socket = connect(d.port!, '127.0.0.1');
+    try {
+      await new Promise((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+      const opened = Date.now();
+      const closed = new Promise<number>((resolve) => socket.once('close', () => resolve(Date.now() - opened)));
+      socket.on('error', () => {});
+      const request = 'POST /rpc HTTP/1.1\r\nhost: x\r\n';
+      let sent = 0;
+      const trickle = setInterval(() => {
+        if (!socket.destroyed) socket.write(request[sent++ % request.length]!);
+      }, 300);
+      const ms = await Promise.race([closed, sleep(8_000).then(() => Infinity)]);
+      clearInterval(trickle);
+      expect(ms, 'how long the refused socket stayed open while trickling').toBeLessThan(3_000);
+    } finally {
+      socket.destroy();
+      for (const c of held) c.close();
+      await d.stop();
     }
   });
 });

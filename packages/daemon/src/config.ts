@@ -43,6 +43,9 @@ export const DaemonConfig = z
     adminReservedConnections: z.number().int().min(0).default(32),
     maxReplays: z.number().int().positive().default(8),
     wsStallTimeoutMs: z.number().int().min(100).max(MAX_TIMER_MS).default(10_000),
+    // Answers being built or written: requests in flight per WebSocket, answer bytes held daemon-wide.
+    maxWsRequestsInFlight: z.number().int().positive().default(8),
+    maxAnswerBytesInFlight: z.number().int().min(65_536).default(64 * 1024 * 1024),
     plugins: z.array(z.string().min(1)).default([]),
     pluginDir: z.string().optional(),
   })
@@ -100,6 +103,10 @@ export interface ResolvedConfig {
   maxReplays: number;
   /** A WebSocket whose peer leaves its backlog unread this long is closed (4008). */
   wsStallTimeoutMs: number;
+  /** Requests one WebSocket may have in flight; beyond, it is not read until one is answered. */
+  maxWsRequestsInFlight: number;
+  /** Bytes of answers held at once, daemon-wide; calls beyond answer busy (-32008). */
+  maxAnswerBytesInFlight: number;
   /** Third-party plugins: directories or npm package names. */
   plugins: string[];
   /** A directory whose subdirectories are plugins; outside the install, so installing scoped never adds one. */
@@ -129,20 +136,24 @@ Options:
                          counted), eventKeep (10000 events kept for subscribers resuming with since); and
                          against floods: authTimeoutMs (5000: a TCP connection without an authenticated
                          request by then is closed), maxPendingConnections (64 not yet authenticated; the
-                         oldest is dropped for a new one), maxConnectionsPerPeer (128 from one address),
+                         oldest is dropped for a new one), maxConnectionsPerPeer (128 pending from one address),
                          maxSubscriptionsPerConnection (32), maxWsBufferedBytes (1 MiB unread before a
                          WebSocket is closed with 4008), maxJobsPerPrincipal (8 queued or running per token),
                          maxJobs (64 in all); and against token holders: maxConnectionsPerToken (32
                          authenticated connections per non-admin token), adminReservedConnections (32: the last
                          slots of maxConnections, which only admins take), maxReplays (8 event replays at once,
                          one per connection; the others wait holding nothing), wsStallTimeoutMs (10000: a
-                         WebSocket that leaves its backlog unread this long is closed with 4008); flags win
+                         WebSocket that leaves its backlog unread this long is closed with 4008); and answers
+                         in flight: maxWsRequestsInFlight (8 per WebSocket; beyond, it is read no further until
+                         one is answered), maxAnswerBytesInFlight (64 MiB of answers held at once daemon-wide;
+                         beyond, calls answer busy -32008); flags win
   --max-body-bytes N, --max-batch N, --max-response-bytes N, --max-ws-payload-bytes N, --ws-ping-interval-ms N,
   --max-connections N, --auth-failure-limit N, --auth-failure-window-ms N, --audit-keep N,
   --audit-max-age-days N, --refusal-keep N, --refusal-new-per-minute N, --event-keep N, --auth-timeout-ms N,
   --max-pending-connections N, --max-connections-per-peer N, --max-subscriptions-per-connection N,
   --max-ws-buffered-bytes N, --max-jobs-per-principal N, --max-jobs N, --max-connections-per-token N,
-  --admin-reserved-connections N, --max-replays N, --ws-stall-timeout-ms N
+  --admin-reserved-connections N, --max-replays N, --ws-stall-timeout-ms N, --max-ws-requests-in-flight N,
+  --max-answer-bytes-in-flight N
                          the same limits as flags
   --reset-var NAME       put a var back to its default in the store before starting (repeatable), when the
                          start was refused because the store holds a value the var's schema refuses; nothing
@@ -198,6 +209,8 @@ const LIMITS = [
   ['admin-reserved-connections', 'adminReservedConnections'],
   ['max-replays', 'maxReplays'],
   ['ws-stall-timeout-ms', 'wsStallTimeoutMs'],
+  ['max-ws-requests-in-flight', 'maxWsRequestsInFlight'],
+  ['max-answer-bytes-in-flight', 'maxAnswerBytesInFlight'],
 ] as const;
 
 /** Parse argv (and the config file it names) into a resolved config. */
@@ -294,6 +307,8 @@ export function loadConfig(argv: readonly string[]): ResolvedConfig | 'help' {
     adminReservedConnections: c.adminReservedConnections,
     maxReplays: c.maxReplays,
     wsStallTimeoutMs: c.wsStallTimeoutMs,
+    maxWsRequestsInFlight: c.maxWsRequestsInFlight,
+    maxAnswerBytesInFlight: c.maxAnswerBytesInFlight,
     plugins: c.plugins,
     pluginDir: path.resolve(c.pluginDir ?? under('etc/scoped/plugins')),
   };

@@ -147,7 +147,7 @@ export async function startDaemon(config: ResolvedConfig, opts: { log?: Logger; 
 
   const rpc = new RpcDispatcher(
     log,
-    { maxBatch: config.maxBatch, maxResponseBytes: config.maxResponseBytes },
+    { maxBatch: config.maxBatch, maxResponseBytes: config.maxResponseBytes, maxAnswerBytesInFlight: config.maxAnswerBytesInFlight },
     (method, params, ctx) => authorize(method, params, ctx.principal, engine),
     // Refused calls go to the refusal store (collapsed, rate-limited), apart from the history of changes.
     async (method, params, ctx, err) => {
@@ -196,6 +196,7 @@ export async function startDaemon(config: ResolvedConfig, opts: { log?: Logger; 
         maxBufferedBytes: config.maxWsBufferedBytes,
         maxSubscriptions: config.maxSubscriptionsPerConnection,
         stallTimeoutMs: config.wsStallTimeoutMs,
+        maxInFlight: config.maxWsRequestsInFlight,
       });
       closers.push(() => ws.close());
       await listen(tcp, config.listen);

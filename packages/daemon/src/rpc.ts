@@ -39,6 +39,43 @@ export interface RpcLimits {
   maxBatch: number;
   /** Most bytes one answer (a whole batch's) may take; beyond, the calls that do not fit answer too-large. */
   maxResponseBytes: number;
+  /** Most bytes of answers the daemon holds at once, built or waiting to be written; beyond, calls answer busy. */
+  maxAnswerBytesInFlight: number;
+}
+
+/** An answer to send, and what to call once it has been written (or dropped): it gives its bytes back. */
+export interface Answer {
+  text: string;
+  release(): void;
+}
+
+/**
+ * The bytes of answers held at once, daemon-wide. maxResponseBytes bounds one answer, but not
+ * how many are being built or wait to be written at the same time (many connections, or one
+ * WebSocket's requests in flight); each part of an answer takes its bytes from here until the
+ * transport has written the answer. Admins' answers always get their bytes (they still count),
+ * so a flood of readers cannot keep an admin from being answered.
+ */
+export class AnswerBudget {
+  private held = 0;
+
+  constructor(readonly max: number) {}
+
+  /** Take `bytes`, unless that would pass the limit (an admin's take always succeeds). */
+  take(bytes: number, force: boolean): boolean {
+    if (!force && this.held + bytes > this.max) return false;
+    this.held += bytes;
+    return true;
+  }
+
+  give(bytes: number): void {
+    this.held -= bytes;
+  }
+
+  /** Bytes held now. */
+  get inUse(): number {
+    return this.held;
+  }
 }
 
 type Handler<P extends z.ZodType, R extends z.ZodType> = (params: z.output<P>, ctx: CallContext) => Promise<z.input<R>> | z.input<R>;
@@ -49,6 +86,11 @@ const errorResponse = (id: unknown, code: number, message: string, data?: unknow
 const validId = (id: unknown): id is string | number | null => typeof id === 'string' || typeof id === 'number' || id === null;
 
 const MAX_PARAMS_DEPTH = 32;
+
+const BUSY_ANSWERING = 'Busy: the daemon is answering too much at once (maxAnswerBytesInFlight); retry shortly';
+
+/** A small answer that holds no budget (a parse error, a refused batch). */
+const unheld = (text: string): Answer => ({ text, release: () => {} });
 
 /** Whether a JSON value nests deeper than `max` arrays and objects, found without recursion. */
 export function depthExceeds(value: unknown, max: number): boolean {
@@ -71,6 +113,8 @@ export function depthExceeds(value: unknown, max: number): boolean {
  */
 export class RpcDispatcher {
   private readonly server: JSONRPCServer<CallContext>;
+  /** Bytes of answers held at once, daemon-wide (maxAnswerBytesInFlight). */
+  readonly budget: AnswerBudget;
 
   constructor(
     private readonly log: Logger,
@@ -79,6 +123,7 @@ export class RpcDispatcher {
     /** Told of every refused call of a mutating method, for the audit trail. */
     private readonly onRefused: (method: string, params: Record<string, unknown>, ctx: CallContext, err: RpcError) => Promise<void> = async () => {},
   ) {
+    this.budget = new AnswerBudget(limits.maxAnswerBytesInFlight);
     this.server = new JSONRPCServer<CallContext>({ errorListener: () => {} });
     this.server.mapErrorToJSONRPCErrorResponse = (id, error) => this.mapError(id, error) as never;
   }
@@ -113,38 +158,62 @@ export class RpcDispatcher {
     return errorResponse(id, ErrorCodes.InternalError, 'Internal error (the daemon log has the detail)');
   }
 
-  /** Answer one JSON text; null when nothing is to be sent back (only notifications). */
   /**
    * Answer one JSON text; null when nothing is to be sent back (only notifications). A batch is
    * answered one call after another within a byte budget, so no request, however it is batched,
    * makes the daemon hold more than one call's answer beyond maxResponseBytes: a call whose
-   * answer does not fit answers too-large, naming the limit.
+   * answer does not fit answers too-large, naming the limit. Each part also takes its bytes from
+   * the daemon-wide AnswerBudget, or answers busy; the caller calls `release` once the answer
+   * has been written (or dropped), which gives them back.
    */
-  async handleText(text: string, ctx: CallContext): Promise<string | null> {
+  async handleText(text: string, ctx: CallContext): Promise<Answer | null> {
     let request: unknown;
     try {
       request = JSON.parse(text);
     } catch {
-      return JSON.stringify(errorResponse(null, ErrorCodes.ParseError, 'Parse error: the request is not valid JSON'));
+      return unheld(JSON.stringify(errorResponse(null, ErrorCodes.ParseError, 'Parse error: the request is not valid JSON')));
     }
+    let held = 0;
+    const release = () => {
+      this.budget.give(held);
+      held = 0;
+    };
+    /** A response as text within both budgets, its bytes taken. */
+    const take = (response: JSONRPCResponse, used: number): string => {
+      let part = this.fit(response, used);
+      let bytes = Buffer.byteLength(part);
+      if (!this.budget.take(bytes, ctx.principal.role === 'admin')) {
+        part = JSON.stringify(errorResponse(response.id, ErrorCodes.Busy, BUSY_ANSWERING));
+        bytes = Buffer.byteLength(part);
+        this.budget.take(bytes, true);
+      }
+      held += bytes;
+      return part;
+    };
     if (!Array.isArray(request)) {
       const response = await this.single(request, ctx);
-      return response === null ? null : this.fit(response, 0);
+      return response === null ? null : { text: take(response, 0), release };
     }
-    if (request.length === 0) return JSON.stringify(errorResponse(null, ErrorCodes.InvalidRequest, 'Invalid Request: an empty batch'));
+    if (request.length === 0) return unheld(JSON.stringify(errorResponse(null, ErrorCodes.InvalidRequest, 'Invalid Request: an empty batch')));
     if (request.length > this.limits.maxBatch) {
-      return JSON.stringify(errorResponse(null, ErrorCodes.InvalidRequest, `Invalid Request: a batch of ${request.length} requests exceeds the limit of ${this.limits.maxBatch}`));
+      return unheld(JSON.stringify(errorResponse(null, ErrorCodes.InvalidRequest, `Invalid Request: a batch of ${request.length} requests exceeds the limit of ${this.limits.maxBatch}`)));
     }
     const parts: string[] = [];
     let used = 2;
-    for (const r of request) {
-      const response = await this.single(r, ctx);
-      if (response === null) continue;
-      const part = this.fit(response, used);
-      used += Buffer.byteLength(part) + 1;
-      parts.push(part);
+    try {
+      for (const r of request) {
+        const response = await this.single(r, ctx);
+        if (response === null) continue;
+        const part = take(response, used);
+        used += Buffer.byteLength(part) + 1;
+        parts.push(part);
+      }
+    } catch (err) {
+      release();
+      throw err;
     }
-    return parts.length ? `[${parts.join(',')}]` : null;
+    if (!parts.length) return null;
+    return { text: `[${parts.join(',')}]`, release };
   }
 
   /** A response as text, or a too-large error in its place when it would take the answer past maxResponseBytes. */

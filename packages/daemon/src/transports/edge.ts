@@ -53,12 +53,14 @@ export function endWithRefusal(socket: Duplex, r: Refusal): void {
 }
 
 const OVER_CAP_WAITING = 32;
+/** How long a connection refused at the cap has to send its request and read the 503, in all. */
+const OVER_CAP_ANSWER_MS = 1_000;
 
 /** The limits of a ConnectionCap (config keys of the same names). */
 export interface CapLimits {
   /** Open TCP connections, authenticated or not. */
   maxConnections: number;
-  /** Connections from one peer address. */
+  /** Connections from one peer address not yet authenticated; beyond, its oldest pending one is dropped. */
   maxConnectionsPerPeer: number;
   /** Connections that have not yet authenticated a request; beyond, the oldest of them is dropped. */
   maxPendingConnections: number;
@@ -79,8 +81,10 @@ export interface CapLimits {
  * send nothing or trickle bytes can never hold the slots an admin needs: every local process
  * shares 127.0.0.1, so a limit per address alone cannot tell the admin from the flood, but
  * a request with a valid token is authenticated within moments of connecting, long before
- * it would be the oldest. Authenticated connections (an HTTP keep-alive, a WebSocket) hold
- * their slot until they close, at most maxConnectionsPerPeer of them from one address.
+ * it would be the oldest. One address holds at most maxConnectionsPerPeer pending
+ * connections (beyond, its oldest pending one is dropped); authenticated connections (an HTTP
+ * keep-alive, a WebSocket) hold their slot until they close and are not counted per address:
+ * they are bounded per token instead, so readers on 127.0.0.1 never lock out the admin there.
  * Token holders are bounded like the flood: one non-admin token holds at most
  * maxConnectionsPerToken authenticated connections, and non-admin tokens together leave the
  * last adminReservedConnections slots free, so readers spread over several addresses (or
@@ -95,6 +99,7 @@ export class ConnectionCap {
   private readonly held = new Map<Socket, string>();
   /** The pending ones among them, oldest first (a Map keeps insertion order), with their deadline. */
   private readonly pending = new Map<Socket, NodeJS.Timeout>();
+  /** Pending connections per peer address (authenticated ones are bounded per token instead). */
   private readonly perPeer = new Map<string, number>();
   /** The authenticated connections of non-admin tokens, with their token, and how many each token holds. */
   private readonly byToken = new Map<Socket, string>();
@@ -149,21 +154,28 @@ export class ConnectionCap {
     return undefined;
   }
 
-  /** The connection is no longer pending: its deadline is off. */
+  /** The connection is no longer pending: its deadline is off, and it no longer counts against its address. */
   private settle(socket: Socket): void {
+    if (!this.pending.has(socket)) return;
     clearTimeout(this.pending.get(socket));
     this.pending.delete(socket);
+    const peer = this.held.get(socket)!;
+    const left = this.fromPeer(peer) - 1;
+    if (left > 0) this.perPeer.set(peer, left);
+    else this.perPeer.delete(peer);
   }
 
+  /**
+   * A new connection takes a pending slot. Its address's oldest pending connection makes room
+   * when the address holds maxConnectionsPerPeer pending ones, so an address is never refused
+   * outright: who is behind a connection (an admin, a reader) is known only once it
+   * authenticates, and authenticated connections are bounded per token.
+   */
   private accept(socket: Socket): void {
     const peer = socket.remoteAddress ?? 'unknown';
     const { maxConnections, maxConnectionsPerPeer, maxPendingConnections, authTimeoutMs } = this.limits;
     if (this.fromPeer(peer) >= maxConnectionsPerPeer) this.dropOldestPending(peer);
     if (this.pending.size >= maxPendingConnections || this.held.size >= maxConnections) this.dropOldestPending();
-    if (this.fromPeer(peer) >= maxConnectionsPerPeer) {
-      const answer = `Too many connections from ${peer}: scoped serves at most ${maxConnectionsPerPeer} from one address (maxConnectionsPerPeer); close some or try again shortly`;
-      return this.refuse(socket, refusal(503, ErrorCodes.Busy, answer, { 'retry-after': '1' }));
-    }
     if (this.held.size >= maxConnections) return this.refuse(socket, this.full);
     this.held.set(socket, peer);
     this.perPeer.set(peer, this.fromPeer(peer) + 1);
@@ -181,8 +193,8 @@ export class ConnectionCap {
   private release(socket: Socket): void {
     const peer = this.held.get(socket);
     if (peer === undefined) return;
-    this.held.delete(socket);
     this.settle(socket);
+    this.held.delete(socket);
     const token = this.byToken.get(socket);
     if (token !== undefined) {
       this.byToken.delete(socket);
@@ -190,9 +202,6 @@ export class ConnectionCap {
       if (others > 0) this.perToken.set(token, others);
       else this.perToken.delete(token);
     }
-    const left = this.fromPeer(peer) - 1;
-    if (left > 0) this.perPeer.set(peer, left);
-    else this.perPeer.delete(peer);
   }
 
   /** Destroy the oldest pending connection (of one peer, when given); its slot is free at once. */
@@ -205,13 +214,21 @@ export class ConnectionCap {
     }
   }
 
-  /** Answer 503 if the request comes within a second; beyond a few waiting, drop at once (a flood must not eat file descriptors). */
+  /**
+   * Answer 503 if the request comes within a second; beyond a few waiting, drop at once (a flood
+   * must not eat file descriptors). The second is absolute, not an idle timeout, so a client
+   * trickling a byte at a time cannot keep a refused socket.
+   */
   private refuse(socket: Socket, answer: Refusal): void {
     if (this.waiting >= OVER_CAP_WAITING) return void socket.destroy();
     this.waiting++;
-    socket.once('close', () => this.waiting--);
+    const deadline = setTimeout(() => socket.destroy(), OVER_CAP_ANSWER_MS);
+    deadline.unref();
+    socket.once('close', () => {
+      clearTimeout(deadline);
+      this.waiting--;
+    });
     this.over.set(socket, answer);
-    socket.setTimeout(1_000, () => socket.destroy());
   }
 }
 

@@ -63,7 +63,12 @@ export function httpHandler(dispatcher: RpcDispatcher, opts: HttpOptions) {
       const peer = req.socket.remoteAddress;
       if (peer) ctx.peer = peer;
       dispatcher.handleText(Buffer.concat(chunks).toString('utf8'), ctx).then(
-        (body) => (body === null ? send(res, 204) : send(res, 200, body)),
+        (answer) => {
+          if (answer === null) return send(res, 204);
+          // The answer's bytes stay taken until it has been written out (or the peer went away).
+          res.once('finish', answer.release).once('close', answer.release);
+          send(res, 200, answer.text);
+        },
         () => send(res, 500, errorText(ErrorCodes.InternalError, 'Internal error')),
       );
     });

@@ -22,10 +22,22 @@ export interface WsOptions {
   maxSubscriptions: number;
   /** How long a peer may leave its backlog unread before it is closed with TOO_FAR_BEHIND (wsStallTimeoutMs). */
   stallTimeoutMs: number;
+  /** Requests one connection may have in flight (maxWsRequestsInFlight); beyond, the socket is paused. */
+  maxInFlight: number;
 }
 
 /** The close code for a peer that left more than maxBufferedBytes unread; it may resume with `since`. */
 export const TOO_FAR_BEHIND = 4008;
+
+/**
+ * Start the closing handshake and read again if the socket was paused (requests in flight):
+ * the peer's closing frame must be read for the connection to end now rather than at ws's
+ * close timeout; messages read meanwhile are dropped (the connection is no longer open).
+ */
+function closeReading(ws: WebSocket, code: number, reason: string): void {
+  ws.close(code, reason);
+  if (ws.isPaused) ws.resume();
+}
 
 /**
  * Sending on one WebSocket within a memory bound. Every answer and notification goes through
@@ -53,7 +65,7 @@ function boundedSender(ws: WebSocket, max: number, stallMs: number) {
   // not when the peer at last reads the close.
   const tooFarBehind = (why: string) => {
     caughtUp();
-    ws.close(TOO_FAR_BEHIND, `too far behind (${why}); resubscribe with since=the last revision received`);
+    closeReading(ws, TOO_FAR_BEHIND, `too far behind (${why}); resubscribe with since=the last revision received`);
     wake();
   };
   const behind = () => {
@@ -70,11 +82,22 @@ function boundedSender(ws: WebSocket, max: number, stallMs: number) {
   };
   ws.once('close', written);
   return {
-    send(text: string): void {
-      if (!open()) return;
-      ws.send(text, written);
-      if (ws.bufferedAmount > max) tooFarBehind(`over ${max} bytes unread`);
-      else if (ws.bufferedAmount > low) behind();
+    /**
+     * Send `text`, then call `done` once it has been written (or was dropped). What decides is
+     * what the peer had already left unread: one answer larger than `max` still goes to a peer
+     * that reads, and a peer that does not read gets at most one more answer before it is closed.
+     */
+    send(text: string, done?: () => void): void {
+      if (!open()) return void done?.();
+      if (ws.bufferedAmount > max) {
+        tooFarBehind(`over ${max} bytes unread`);
+        return void done?.();
+      }
+      ws.send(text, () => {
+        done?.();
+        written();
+      });
+      if (ws.bufferedAmount > low) behind();
     },
     ready(): true | Promise<boolean> {
       if (!open()) return Promise.resolve(false);
@@ -107,7 +130,7 @@ export function attachWebSocket(server: Server, dispatcher: RpcDispatcher, opts:
         if (opts.gate.stillValid(verdict.principal)) return false;
         if (ws.readyState === ws.OPEN) {
           ws.send(errorText(ErrorCodes.Unauthorized, 'Unauthorized: the token was revoked or has expired'));
-          ws.close(4401, 'token revoked or expired');
+          closeReading(ws, 4401, 'token revoked or expired');
         }
         return true;
       };
@@ -139,15 +162,37 @@ export function attachWebSocket(server: Server, dispatcher: RpcDispatcher, opts:
         if (ws.readyState !== ws.CLOSING) return void ws.terminate();
         setTimeout(() => ws.terminate(), CLOSE_GRACE_MS).unref();
       });
-      ws.on('message', (data, isBinary) => {
-        if (revoked()) return;
-        const text = isBinary ? Buffer.from(data as Buffer).toString('utf8') : data.toString();
+      // At most maxInFlight requests are answered at once; the next ones wait in `queue` and the
+      // socket is paused meanwhile, so a peer sending faster than it is answered is held back by
+      // TCP instead of buffered here (ws may still emit the few messages it had already read).
+      const queue: string[] = [];
+      let inFlight = 0;
+      const dispatch = (text: string): void => {
+        inFlight++;
         dispatcher.handleText(text, ctx).then(
-          (reply) => {
-            if (reply !== null) out.send(reply);
+          (answer) => {
+            if (answer !== null) out.send(answer.text, answer.release);
+            finished();
           },
-          () => ws.close(1011, 'internal error'),
+          () => {
+            closeReading(ws, 1011, 'internal error');
+            finished();
+          },
         );
+      };
+      const finished = (): void => {
+        inFlight--;
+        if (ws.readyState !== ws.OPEN || (queue.length && revoked())) return void queue.splice(0);
+        const next = queue.shift();
+        if (next !== undefined) return dispatch(next);
+        if (ws.isPaused) ws.resume();
+      };
+      ws.on('message', (data, isBinary) => {
+        if (ws.readyState !== ws.OPEN || revoked()) return;
+        const text = isBinary ? Buffer.from(data as Buffer).toString('utf8') : data.toString();
+        if (inFlight < opts.maxInFlight) return dispatch(text);
+        queue.push(text);
+        if (!ws.isPaused) ws.pause();
       });
     });
   });
@@ -167,7 +212,7 @@ export function attachWebSocket(server: Server, dispatcher: RpcDispatcher, opts:
   return {
     close() {
       clearInterval(timer);
-      for (const ws of wss.clients) ws.close(1001, 'daemon shutting down');
+      for (const ws of wss.clients) closeReading(ws, 1001, 'daemon shutting down');
       // A peer that does not answer the closing handshake (hung, suspended) must not hold up the shutdown.
       setTimeout(() => {
         for (const ws of wss.clients) ws.terminate();
