@@ -48,6 +48,21 @@ describe('answers are bounded in bytes, however the calls are batched', { timeou
     expect(await d.ok('daemon.status')).toMatchObject({ revision: expect.any(Number) });
   });
 
+  it('once a batch\'s answer is full, the calls after it are not run: no change is made and then answered too-large', async () => {
+    const before = (await d.ok<{ value: string }>('scope.get', { name: 'net.hostname' })).value;
+    const batch = [
+      { jsonrpc: '2.0', id: 1, method: 'audit.list', params: { limit: 1000 } },
+      { jsonrpc: '2.0', id: 2, method: 'scope.set', params: { name: 'net.hostname', value: 'not-run.example.test' } },
+    ];
+    const answers = JSON.parse((await httpPost({ socket: d.socket }, JSON.stringify(batch))).text) as { id: number; error?: { code: number; message: string } }[];
+    expect(answers.map((a) => [a.id, a.error?.code])).toEqual([
+      [1, TOO_LARGE],
+      [2, TOO_LARGE],
+    ]);
+    expect(answers[1]!.error!.message).toMatch(/^Not run: this batch's answer already reached maxResponseBytes/);
+    expect((await d.ok<{ value: string }>('scope.get', { name: 'net.hostname' })).value).toBe(before);
+  });
+
   it('a single answer over the limit is refused too-large; a smaller limit gets through', async () => {
     const big = await httpPost({ port: d.port! }, JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'audit.list', params: { limit: 1000 } }), { token: reader });
     const small = await httpPost({ port: d.port! }, JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'audit.list', params: { limit: 10 } }), { token: reader });

@@ -83,6 +83,13 @@ type Handler<P extends z.ZodType, R extends z.ZodType> = (params: z.output<P>, c
 const errorResponse = (id: unknown, code: number, message: string, data?: unknown): JSONRPCResponse =>
   ({ jsonrpc: '2.0', id: validId(id) ? id : null, error: data === undefined ? { code, message } : { code, message, data } }) as JSONRPCResponse;
 
+/** The answer to a call of a batch that was not run because the batch's answer was already full; none for a notification. */
+function notRun(request: unknown, max: number): JSONRPCResponse | null {
+  const r = request !== null && typeof request === 'object' && !Array.isArray(request) ? (request as Record<string, unknown>) : {};
+  if (!('id' in r)) return null;
+  return errorResponse(r.id, ErrorCodes.TooLarge, `Not run: this batch's answer already reached maxResponseBytes (${max} bytes); send the rest in another batch`);
+}
+
 const validId = (id: unknown): id is string | number | null => typeof id === 'string' || typeof id === 'number' || id === null;
 
 const MAX_PARAMS_DEPTH = 32;
@@ -178,9 +185,15 @@ export class RpcDispatcher {
       this.budget.give(held);
       held = 0;
     };
+    /** Set once a call's answer did not fit maxResponseBytes: the batch's answer is full. */
+    let full = false;
     /** A response as text within both budgets, its bytes taken. */
     const take = (response: JSONRPCResponse, used: number): string => {
       let part = this.fit(response, used);
+      if (part === undefined) {
+        full = true;
+        part = JSON.stringify(errorResponse(response.id, ErrorCodes.TooLarge, `Response too large: the answer would exceed maxResponseBytes (${this.limits.maxResponseBytes} bytes); ask for less (a smaller limit, fewer calls in one batch)`));
+      }
       let bytes = Buffer.byteLength(part);
       if (!this.budget.take(bytes, ctx.principal.role === 'admin')) {
         part = JSON.stringify(errorResponse(response.id, ErrorCodes.Busy, BUSY_ANSWERING));
@@ -202,7 +215,9 @@ export class RpcDispatcher {
     let used = 2;
     try {
       for (const r of request) {
-        const response = await this.single(r, ctx);
+        // Once the answer is full, the calls after it are not run at all (a change must never be
+        // made and then answered too-large); those with an id are told so.
+        const response = full ? notRun(r, this.limits.maxResponseBytes) : await this.single(r, ctx);
         if (response === null) continue;
         const part = take(response, used);
         used += Buffer.byteLength(part) + 1;
@@ -216,17 +231,10 @@ export class RpcDispatcher {
     return { text: `[${parts.join(',')}]`, release };
   }
 
-  /** A response as text, or a too-large error in its place when it would take the answer past maxResponseBytes. */
-  private fit(response: JSONRPCResponse, used: number): string {
+  /** A response as text, or undefined when it would take the answer past maxResponseBytes. */
+  private fit(response: JSONRPCResponse, used: number): string | undefined {
     const text = JSON.stringify(response);
-    if (used + Buffer.byteLength(text) <= this.limits.maxResponseBytes) return text;
-    return JSON.stringify(
-      errorResponse(
-        response.id,
-        ErrorCodes.TooLarge,
-        `Response too large: the answer would exceed maxResponseBytes (${this.limits.maxResponseBytes} bytes); ask for less (a smaller limit, fewer calls in one batch)`,
-      ),
-    );
+    return used + Buffer.byteLength(text) <= this.limits.maxResponseBytes ? text : undefined;
   }
 
   private async single(request: unknown, ctx: CallContext): Promise<JSONRPCResponse | null> {
