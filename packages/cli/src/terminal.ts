@@ -27,7 +27,7 @@ export function escapeControls(text: string, layout = false): string {
 }
 
 /** The characters JSON.stringify leaves raw that a terminal may still act on (C1, separators, bidi), as \uXXXX. */
-const JSON_UNSAFE = /[\u0080-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+const JSON_UNSAFE = /[\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
 
 /** JSON text safe for a terminal; it parses back to the same value. */
 export function terminalJson(value: unknown): string {
