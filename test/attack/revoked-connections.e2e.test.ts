@@ -90,4 +90,20 @@ describe('a revoked token loses its open connections at once', { timeout: 90_000
       for (const h of http) h.socket.destroy();
     }
   });
+
+  it('an idle WebSocket of a token that expires is closed 4401 at the next ping tick (wsPingIntervalMs 250), not kept', async () => {
+    const e = await Daemon.start(await makeRoot(), { args: ['--ws-ping-interval-ms', '250'] });
+    try {
+      const brief = (await e.ok<{ token: string }>('token.create', { role: 'reader', name: 'brief', expires: '1s' })).token;
+      const ws = await WsClient.open(e.port!, brief);
+      try {
+        expect(await within(ws.closed, 3_000), 'the WebSocket closed within 3 s of opening with a token that expires after 1 s').toBe(true);
+        expect(await ws.closed).toEqual({ code: 4401, reason: 'token revoked or expired' });
+      } finally {
+        ws.close();
+      }
+    } finally {
+      await e.stop();
+    }
+  });
 });
