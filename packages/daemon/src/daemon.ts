@@ -186,6 +186,7 @@ export async function startDaemon(config: ResolvedConfig, opts: { log?: Logger; 
       const gate = new Gate(await loadOrCreateToken(config.tokenFile), tokens, new FailureLimiter(config.authFailureLimit, config.authFailureWindowMs));
       const tcp = createServer();
       const cap = new ConnectionCap(tcp, config);
+      tokens.onRevoked((id) => cap.endToken(id));
       answerClientErrors(tcp);
       tcp.on('request', httpHandler(rpc, { maxBodyBytes: config.maxBodyBytes, gate, transport: 'http', cap }));
       const ws = attachWebSocket(tcp, rpc, {

@@ -37,6 +37,7 @@ export class TokenRegistry {
   private tokens: StoredToken[] = [];
   private dirty = false;
   private readonly flushTimer: NodeJS.Timeout;
+  private readonly revokedListeners: ((id: string) => void)[] = [];
 
   constructor(private readonly store: Store) {
     // Last-use times are kept in memory and written now and then, not on every request.
@@ -74,10 +75,20 @@ export class TokenRegistry {
     return this.tokens.map((t) => ({ ...t }));
   }
 
+  /**
+   * Call `fn` with a token's id as soon as it is revoked: the transports close its open
+   * connections then, instead of at their next message (an idle one would keep its slot).
+   */
+  onRevoked(fn: (id: string) => void): void {
+    this.revokedListeners.push(fn);
+  }
+
   async revoke(idOrName: string): Promise<StoredToken | undefined> {
     const t = this.tokens.find((x) => !x.revoked && (x.id === idOrName || x.name === idOrName));
     if (!t) return undefined;
     t.revoked = true;
+    // Its connections end now, even if saving fails below: the token is already refused in memory.
+    for (const fn of this.revokedListeners) fn(t.id);
     await this.store.saveTokens(this.tokens);
     return { ...t };
   }

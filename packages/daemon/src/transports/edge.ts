@@ -104,6 +104,10 @@ export class ConnectionCap {
   /** The authenticated connections of non-admin tokens, with their token, and how many each token holds. */
   private readonly byToken = new Map<Socket, string>();
   private readonly perToken = new Map<string, number>();
+  /** The authenticated connections of every created token (admins' too), by socket, with its id: revoking it ends them. */
+  private readonly ofToken = new Map<Socket, string>();
+  /** How a transport ends a connection whose token is revoked (else it is destroyed). */
+  private readonly enders = new Map<Socket, () => void>();
   private waiting = 0;
   private readonly over = new WeakMap<Socket, Refusal>();
   private readonly full: Refusal;
@@ -135,8 +139,28 @@ export class ConnectionCap {
       this.byToken.set(socket, token);
       this.perToken.set(token, (this.perToken.get(token) ?? 0) + 1);
     }
+    if (principal.tokenId !== undefined) this.ofToken.set(socket, principal.tokenId);
     this.settle(socket);
     return undefined;
+  }
+
+  /** How to end this connection when its token is revoked (a WebSocket says why first); replaces the previous one. */
+  whenRevoked(socket: Socket, end: () => void): void {
+    if (this.held.has(socket)) this.enders.set(socket, end);
+  }
+
+  /**
+   * A token was revoked: end its connections now, so that idle ones (a WebSocket whose pings
+   * the client library answers by itself, an HTTP keep-alive) do not keep their slots, or their
+   * share of the cap, until their next message or their idle timeout.
+   */
+  endToken(tokenId: string): void {
+    for (const [socket, id] of this.ofToken) {
+      if (id !== tokenId) continue;
+      const end = this.enders.get(socket);
+      if (end) end();
+      else socket.destroy();
+    }
   }
 
   /** Why a non-admin token may not hold one more connection, if it may not. */
@@ -195,6 +219,8 @@ export class ConnectionCap {
     if (peer === undefined) return;
     this.settle(socket);
     this.held.delete(socket);
+    this.ofToken.delete(socket);
+    this.enders.delete(socket);
     const token = this.byToken.get(socket);
     if (token !== undefined) {
       this.byToken.delete(socket);

@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import { ErrorCodes } from '@scoped/protocol';
 import type { Gate } from '../auth.js';
 import { type ConnectionCap, errorText, gateRefusal, writeRefusal } from './edge.js';
@@ -22,6 +23,16 @@ function send(res: ServerResponse, status: number, body?: string): void {
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }).end(body);
 }
 
+/**
+ * End a keep-alive connection whose token was revoked: at once when its last answer is out
+ * (it is idle), else right after the answer it is on (a call let in before the revocation).
+ */
+function endAfter(socket: Socket, res: ServerResponse): void {
+  if (res.writableFinished) socket.destroy();
+  else if (!res.headersSent) res.setHeader('connection', 'close');
+  else res.once('finish', () => socket.destroy());
+}
+
 /** `POST /rpc` over HTTP, for TCP (with a bearer token) and for the unix socket. */
 export function httpHandler(dispatcher: RpcDispatcher, opts: HttpOptions) {
   return (req: IncomingMessage, res: ServerResponse): void => {
@@ -34,6 +45,7 @@ export function httpHandler(dispatcher: RpcDispatcher, opts: HttpOptions) {
       principal = verdict.principal;
       const refused = opts.cap?.admit(req.socket, principal);
       if (refused) return void (writeRefusal(res, refused), req.resume());
+      opts.cap?.whenRevoked(req.socket, () => endAfter(req.socket, res));
     }
     const url = (req.url ?? '/').split('?')[0];
     if (url !== '/rpc') return void (send(res, 404, errorText(ErrorCodes.InvalidRequest, 'Not found: JSON-RPC is served at POST /rpc')), req.resume());

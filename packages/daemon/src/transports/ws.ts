@@ -112,6 +112,8 @@ function boundedSender(ws: WebSocket, max: number, stallMs: number) {
 export function attachWebSocket(server: Server, dispatcher: RpcDispatcher, opts: WsOptions): { close(): void } {
   const wss = new WebSocketServer({ noServer: true, maxPayload: opts.maxPayloadBytes });
   const alive = new WeakMap<WebSocket, boolean>();
+  /** Each connection's token check (closes it when its token is no longer good), run on every ping tick too. */
+  const tokenGone = new WeakMap<WebSocket, () => boolean>();
 
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     const url = (req.url ?? '/').split('?')[0];
@@ -125,15 +127,20 @@ export function attachWebSocket(server: Server, dispatcher: RpcDispatcher, opts:
     wss.handleUpgrade(req, socket, head, (ws) => {
       const closers: (() => void)[] = [];
       const out = boundedSender(ws, opts.maxBufferedBytes, opts.stallTimeoutMs);
-      // A token revoked or expired while the connection is open ends it at its next message or event.
+      // A token revoked while the connection is open ends it at once (the cap calls this from
+      // token.revoke); one that expires, at the next ping tick; either, at its next message or event.
+      // A peer that does not answer the closing handshake is cut after a grace period.
       const revoked = (): boolean => {
         if (opts.gate.stillValid(verdict.principal)) return false;
         if (ws.readyState === ws.OPEN) {
           ws.send(errorText(ErrorCodes.Unauthorized, 'Unauthorized: the token was revoked or has expired'));
           closeReading(ws, 4401, 'token revoked or expired');
+          setTimeout(() => ws.terminate(), CLOSE_GRACE_MS).unref();
         }
         return true;
       };
+      tokenGone.set(ws, revoked);
+      opts.cap.whenRevoked(req.socket, revoked);
       const connection: Connection = {
         notify: (method, params) => {
           if (ws.readyState === ws.OPEN && !revoked()) out.send(JSON.stringify({ jsonrpc: '2.0', method, params }));
@@ -199,6 +206,7 @@ export function attachWebSocket(server: Server, dispatcher: RpcDispatcher, opts:
 
   const timer = setInterval(() => {
     for (const ws of wss.clients) {
+      if (tokenGone.get(ws)?.()) continue;
       if (!alive.get(ws)) {
         ws.terminate();
         continue;
