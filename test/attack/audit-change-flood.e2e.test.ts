@@ -22,7 +22,7 @@ const LIMIT = 60;
 const BUSY = -32008;
 const FLOOD_MS = 3_000;
 const LOOPS = 4;
-const TOO_MANY = /^Too many changes: .*at most 60 a minute \(maxChangesPerMinute\)/;
+const TOO_MANY = /^Too many changes: .*at most 60 a minute \(maxChangesPerMinute;.*try again in \d+ s$/;
 
 interface Entry {
   actor: string;
