@@ -25,6 +25,8 @@ const LOOPS = 4;
 const TOO_MANY = /^Too many changes: .*at most 60 a minute \(maxChangesPerMinute;.*try again in \d+ s$/;
 
 interface Entry {
+  seq: number;
+  time: string;
   actor: string;
   action: string;
   target: string;
@@ -98,8 +100,10 @@ describe('an operator floods the history with applied changes', { timeout: 120_0
     const listed = await d.cpcmd(['audit:list', '--limit', '1000', '-o', 'json']);
     expect(listed.code, listed.stderr).toBe(0);
     expect((JSON.parse(listed.stdout) as Entry[]).filter((e) => e.action === 'token.create')).toHaveLength(2);
-    // Oldest first, token changes merged in by time.
-    const times = history.map((e) => Date.parse((e as unknown as { time: string }).time));
+    // Oldest first, token changes merged in where they were made.
+    const seqs = history.map((e) => e.seq);
+    expect(seqs).toEqual([...seqs].sort((a, b) => a - b));
+    const times = history.map((e) => Date.parse(e.time));
     expect(times).toEqual([...times].sort((a, b) => a - b));
     expect(history.length).toBe(KEEP + 2);
     // The operator sees its own scopes only: no token change, no mail.* change.

@@ -138,6 +138,7 @@ export class Store {
     }
     const store = new Store(kv, uri, new CollapsedLog<Refusal>(sqlite, REFUSALS, 'refused'), new CollapsedLog<Noop>(sqlite, NOOPS, 'unchanged'));
     await kv.get('state');
+    await store.loadCounters();
     return store;
   }
 
@@ -150,8 +151,20 @@ export class Store {
     await this.kv.set('state', state);
   }
 
-  /** The sequence numbers of the numbered logs, once read. */
-  private readonly seqs: Partial<Record<LogName, number>> = {};
+  /** The sequence numbers of the history logs (the newest key of each). */
+  private readonly seqs: Record<AuditLog, number> = { audit: 0, tokenAudit: 0 };
+  /**
+   * The `seq` of the newest history entry, counted across both logs, so entries sort by it as
+   * they were made; a store from before the token log began numbers on from its history's.
+   */
+  private auditNumber = 0;
+
+  /** Read the counters once, at open, so appends running at once never read the same one. */
+  private async loadCounters(): Promise<void> {
+    for (const name of AUDIT_LOGS) this.seqs[name] = ((await this.kv.get(`${name}Seq`)) as number | undefined) ?? 0;
+    this.auditNumber = ((await this.kv.get('auditNumber')) as number | undefined) ?? this.seqs.audit;
+  }
+
   /** The low-water marks of the numbered logs, once read. */
   private readonly lows: Record<string, number> = {};
 
@@ -165,9 +178,8 @@ export class Store {
    */
   async appendAudit(entry: AuditEntry, retention: AuditRetention = { keep: 10_000, maxAgeDays: 0 }, tokens = false): Promise<void> {
     const name: AuditLog = tokens ? 'tokenAudit' : 'audit';
-    this.seqs[name] ??= ((await this.kv.get(`${name}Seq`)) as number | undefined) ?? 0;
-    const seq = ++this.seqs[name];
-    await this.appendBounded(name, [[seq, { ...entry, seq }]], retention.keep);
+    const seq = ++this.auditNumber;
+    await this.appendBounded(name, [[++this.seqs[name], { ...entry, seq }]], retention.keep, [{ key: 'auditNumber', value: seq }]);
     await this.pruneAudit(retention.maxAgeDays);
   }
 
@@ -198,9 +210,11 @@ export class Store {
       return;
     }
     while (low <= seq) {
-      const batch = await this.span<AuditEntry>(key, low, Math.min(low + SPAN - 1, seq));
-      const keep = batch.find((e) => e.time >= cutoff);
-      const next = keep?.seq ?? Math.min(low + SPAN, seq + 1);
+      const hi = Math.min(low + SPAN - 1, seq);
+      const batch = (await this.kv.getMany(Array.from({ length: hi - low + 1 }, (_, i) => key(low + i)))) as (AuditEntry | undefined)[];
+      const at = batch.findIndex((e) => e !== undefined && e.time >= cutoff);
+      const keep = at >= 0 ? batch[at] : undefined;
+      const next = at >= 0 ? low + at : hi + 1;
       if (next > low) await this.kv.deleteMany(Array.from({ length: next - low }, (_, i) => key(low + i)));
       low = next;
       if (keep) {
@@ -219,11 +233,11 @@ export class Store {
    * older than the newest `keep`, from a stored low-water mark up, so a `keep` lowered
    * between restarts trims the whole excess at once.
    */
-  private async appendBounded(name: LogName, entries: [seq: number, value: unknown][], keep: number): Promise<void> {
+  private async appendBounded(name: LogName, entries: [seq: number, value: unknown][], keep: number, extra: { key: string; value: unknown }[] = []): Promise<void> {
     if (entries.length === 0) return;
     const key = LOG_KEYS[name];
     const seq = entries.at(-1)![0];
-    await this.kv.setMany([...entries.map(([n, value]) => ({ key: key(n), value })), { key: `${name}Seq`, value: seq }]);
+    await this.kv.setMany([...entries.map(([n, value]) => ({ key: key(n), value })), { key: `${name}Seq`, value: seq }, ...extra]);
     const low = (this.lows[name] ??= ((await this.kv.get(`${name}Low`)) as number | undefined) ?? 1);
     const first = seq - keep + 1;
     if (first <= low) return;
@@ -236,16 +250,16 @@ export class Store {
 
   /**
    * The newest `limit` entries that pass `filter`, oldest first: the history of changes and
-   * the token changes, merged by time (each entry's `seq` numbers it within its own log).
+   * the token changes, merged in the order they were made (by `seq`, which also orders them by time).
    */
   async auditEntries(limit = 100, filter: (e: AuditEntry) => boolean = () => true): Promise<AuditEntry[]> {
     const [changes, tokens] = await Promise.all(AUDIT_LOGS.map((name) => this.newest(name, limit, filter)));
     const merged: AuditEntry[] = [];
-    // Both are oldest first: take from their ends, newest first (on equal times, the change first).
+    // Both are oldest first: take from their ends, newest first.
     let i = changes!.length - 1;
     let j = tokens!.length - 1;
     while (merged.length < limit && (i >= 0 || j >= 0)) {
-      if (j < 0 || (i >= 0 && changes![i]!.time >= tokens![j]!.time)) merged.push(changes![i--]!);
+      if (j < 0 || (i >= 0 && changes![i]!.seq! > tokens![j]!.seq!)) merged.push(changes![i--]!);
       else merged.push(tokens![j--]!);
     }
     return merged.reverse();
