@@ -48,7 +48,8 @@ describe('an operator floods the history with no-ops', () => {
 
   beforeAll(async () => {
     box = await PostfixRoot.create();
-    d = await Daemon.start(box.root, { config: { auditKeep: KEEP, refusalNewPerMinute: NEW_PER_MINUTE } });
+    // No-ops count against maxChangesPerMinute too; raised here to show they cannot flush the history even unlimited.
+    d = await Daemon.start(box.root, { config: { auditKeep: KEEP, refusalNewPerMinute: NEW_PER_MINUTE, maxChangesPerMinute: 100_000 } });
     expect(await d.ok('scope.set', { name: 'net.hostname', value: 'noop.example.test' })).toMatchObject({ status: 'applied' });
     expect(await d.ok('scope.set', { name: 'mail.smart-host', args: ['[relay.example.test]:587'] })).toMatchObject({ status: 'applied' });
     const r = await d.ok<{ token: string; id: string }>('token.create', { role: 'operator', name: 'net-ops', scopes: ['net.*'] });

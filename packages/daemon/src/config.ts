@@ -38,6 +38,7 @@ export const DaemonConfig = z
     maxWsBufferedBytes: z.number().int().positive().default(1024 * 1024),
     maxJobsPerPrincipal: z.number().int().positive().default(8),
     maxJobs: z.number().int().positive().default(64),
+    maxChangesPerMinute: z.number().int().positive().default(60),
     // Token holders: connections per token and the admins' share, replays that hold memory.
     maxConnectionsPerToken: z.number().int().positive().default(32),
     adminReservedConnections: z.number().int().min(0).default(32),
@@ -95,6 +96,8 @@ export interface ResolvedConfig {
   maxJobsPerPrincipal: number;
   /** Queued and running jobs in all. */
   maxJobs: number;
+  /** Changes (scope, var and converge calls, dry runs too) one non-admin token may start a minute; beyond, busy. */
+  maxChangesPerMinute: number;
   /** Authenticated TCP connections of one non-admin token. */
   maxConnectionsPerToken: number;
   /** The last of the maxConnections slots, kept for admins (at most half of them). */
@@ -139,8 +142,10 @@ Options:
                          oldest is dropped for a new one), maxConnectionsPerPeer (128 pending from one address),
                          maxSubscriptionsPerConnection (32), maxWsBufferedBytes (1 MiB unread before a
                          WebSocket is closed with 4008), maxJobsPerPrincipal (8 queued or running per token),
-                         maxJobs (64 in all); and against token holders: maxConnectionsPerToken (32
-                         authenticated connections per non-admin token), adminReservedConnections (32: the last
+                         maxJobs (64 in all); and against token holders: maxChangesPerMinute (60 changes,
+                         dry runs included, per non-admin token a minute; beyond, busy -32008),
+                         maxConnectionsPerToken (32 authenticated connections per non-admin token),
+                         adminReservedConnections (32: the last
                          slots of maxConnections, which only admins take), maxReplays (8 event replays at once,
                          one per connection; the others wait holding nothing), wsStallTimeoutMs (10000: a
                          WebSocket that leaves its backlog unread this long is closed with 4008); and answers
@@ -151,9 +156,9 @@ Options:
   --max-connections N, --auth-failure-limit N, --auth-failure-window-ms N, --audit-keep N,
   --audit-max-age-days N, --refusal-keep N, --refusal-new-per-minute N, --event-keep N, --auth-timeout-ms N,
   --max-pending-connections N, --max-connections-per-peer N, --max-subscriptions-per-connection N,
-  --max-ws-buffered-bytes N, --max-jobs-per-principal N, --max-jobs N, --max-connections-per-token N,
-  --admin-reserved-connections N, --max-replays N, --ws-stall-timeout-ms N, --max-ws-requests-in-flight N,
-  --max-answer-bytes-in-flight N
+  --max-ws-buffered-bytes N, --max-jobs-per-principal N, --max-jobs N, --max-changes-per-minute N,
+  --max-connections-per-token N, --admin-reserved-connections N, --max-replays N, --ws-stall-timeout-ms N,
+  --max-ws-requests-in-flight N, --max-answer-bytes-in-flight N
                          the same limits as flags
   --reset-var NAME       put a var back to its default in the store before starting (repeatable), when the
                          start was refused because the store holds a value the var's schema refuses; nothing
@@ -205,6 +210,7 @@ const LIMITS = [
   ['max-ws-buffered-bytes', 'maxWsBufferedBytes'],
   ['max-jobs-per-principal', 'maxJobsPerPrincipal'],
   ['max-jobs', 'maxJobs'],
+  ['max-changes-per-minute', 'maxChangesPerMinute'],
   ['max-connections-per-token', 'maxConnectionsPerToken'],
   ['admin-reserved-connections', 'adminReservedConnections'],
   ['max-replays', 'maxReplays'],
@@ -303,6 +309,7 @@ export function loadConfig(argv: readonly string[]): ResolvedConfig | 'help' {
     maxWsBufferedBytes: c.maxWsBufferedBytes,
     maxJobsPerPrincipal: c.maxJobsPerPrincipal,
     maxJobs: c.maxJobs,
+    maxChangesPerMinute: c.maxChangesPerMinute,
     maxConnectionsPerToken: c.maxConnectionsPerToken,
     adminReservedConnections: c.adminReservedConnections,
     maxReplays: c.maxReplays,

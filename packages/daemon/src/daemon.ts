@@ -143,7 +143,7 @@ export async function startDaemon(config: ResolvedConfig, opts: { log?: Logger; 
   }
   const tokens = new TokenRegistry(store);
   await tokens.init();
-  const jobs = new JobManager(publish, log, { perPrincipal: config.maxJobsPerPrincipal, total: config.maxJobs });
+  const jobs = new JobManager(publish, log, { perPrincipal: config.maxJobsPerPrincipal, total: config.maxJobs, changesPerMinute: config.maxChangesPerMinute });
 
   const rpc = new RpcDispatcher(
     log,

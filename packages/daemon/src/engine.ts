@@ -781,6 +781,8 @@ export class Engine {
         revision: this.state.revision,
       },
       { keep: this.options.auditKeep ?? 10_000, maxAgeDays: this.options.auditMaxAgeDays ?? 0 },
+      // Token changes are kept in a log of their own: no token holder's changes can push them out.
+      e.action.startsWith('token.'),
     );
   }
 

@@ -247,7 +247,9 @@ export function registerHandlers(
     const rows = <T extends { last: string; target: string }>(r: T) => Date.parse(r.last) >= from && visible(r.target);
     if (refused) return { entries: [], refusals: await engine.refusals(limit ?? 100, rows) };
     if (unchanged) return { entries: [], unchanged: (await engine.noops(limit ?? 100, rows)) as never };
-    const entries = await engine.auditEntries(limit ?? 100, (e) => Date.parse(e.time) >= from && visible(e.target));
+    // A token change's target is a token's name, never a scope: a token limited to some scopes sees none.
+    const limited = ctx.principal.scopes.length > 0;
+    const entries = await engine.auditEntries(limit ?? 100, (e) => Date.parse(e.time) >= from && visible(e.target) && !(limited && e.action.startsWith('token.')));
     return { entries: entries as never };
   });
 }

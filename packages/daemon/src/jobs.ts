@@ -3,11 +3,14 @@ import { ErrorCodes, type Job, RpcError } from '@scoped/protocol';
 import type { Progress } from './engine.js';
 import type { Logger } from './log.js';
 
-/** How many jobs may be queued or running at once (config maxJobsPerPrincipal, maxJobs). */
+/** How many jobs may be queued or running at once (config maxJobsPerPrincipal, maxJobs), and changes a token may start a minute (maxChangesPerMinute). */
 export interface JobLimits {
   perPrincipal: number;
   total: number;
+  changesPerMinute?: number;
 }
+
+const MINUTE = 60_000;
 
 /** A place for one job, taken before its plan is prepared: start the job in it, or release it. */
 export interface JobSlot {
@@ -29,6 +32,8 @@ export class JobManager {
   /** Queued and running jobs (and slots taken for jobs being prepared), per owner. */
   private readonly active = new Map<string, number>();
   private activeTotal = 0;
+  /** When each non-admin owner started its changes of the last minute, oldest first. */
+  private readonly recent = new Map<string, number[]>();
 
   constructor(
     private readonly publish: (topic: string, data: unknown) => void,
@@ -52,6 +57,7 @@ export class JobManager {
       const share = admin ? `at most ${total} in all (maxJobs)` : `tokens may fill ${forTokens} of the ${total} places (maxJobs; the rest are kept for admins)`;
       throw new RpcError(ErrorCodes.Busy, `Too many jobs: ${this.activeTotal} are queued or running, and ${share}; try again shortly`);
     }
+    if (!admin) this.count(owner);
     this.active.set(owner, mine + 1);
     this.activeTotal++;
     let held = true;
@@ -67,6 +73,28 @@ export class JobManager {
       start: (action, target, work) => this.start(action, target, owner, work, release),
       release,
     };
+  }
+
+  /**
+   * Count a change of a token, or refuse it busy when the token started `changesPerMinute` in
+   * the last minute (a sliding window). Every change counts, applied or not, dry runs too: each
+   * takes the engine's lock, and each applied one is an entry of the bounded history, which a
+   * token must not be able to flush (at 60 a minute, 10,000 entries take nearly three hours).
+   */
+  private count(owner: string): void {
+    const limit = this.limits.changesPerMinute ?? Infinity;
+    if (limit === Infinity) return;
+    const now = Date.now();
+    const times = this.recent.get(owner) ?? [];
+    let stale = 0;
+    while (stale < times.length && times[stale]! <= now - MINUTE) stale++;
+    if (stale > 0) times.splice(0, stale);
+    if (times.length >= limit) {
+      const wait = Math.max(1, Math.ceil((times[0]! + MINUTE - now) / 1_000));
+      throw new RpcError(ErrorCodes.Busy, `Too many changes: this token made ${times.length} in the last minute, at most ${limit} a minute (maxChangesPerMinute; an admin may raise it); try again in ${wait} s`);
+    }
+    times.push(now);
+    this.recent.set(owner, times);
   }
 
   /** `owner` identifies who started it (a token id, or the admin's name): only they and admins may see or cancel it. */

@@ -75,8 +75,11 @@ export const OVER_LIMIT = '*';
 
 /** Keys of a numbered log, sorting in order: `audit:000000000042`. */
 const logKey = (name: string) => (seq: number) => `${name}:${String(seq).padStart(12, '0')}`;
-const auditKey = logKey('audit');
-const eventKey = logKey('event');
+/** The history of changes, the token changes (kept apart so no token holder's changes push them out), the events. */
+type LogName = 'audit' | 'tokenAudit' | 'event';
+type AuditLog = Exclude<LogName, 'event'>;
+const LOG_KEYS: Record<LogName, (seq: number) => string> = { audit: logKey('audit'), tokenAudit: logKey('token-audit'), event: logKey('event') };
+const AUDIT_LOGS: readonly AuditLog[] = ['audit', 'tokenAudit'];
 /** Entries read from a log in one query at most. */
 const SPAN = 500;
 /** The tables of collapsed refusals and no-ops, next to keyv's own table in the same database. */
@@ -135,6 +138,7 @@ export class Store {
     }
     const store = new Store(kv, uri, new CollapsedLog<Refusal>(sqlite, REFUSALS, 'refused'), new CollapsedLog<Noop>(sqlite, NOOPS, 'unchanged'));
     await kv.get('state');
+    await store.loadCounters();
     return store;
   }
 
@@ -147,7 +151,20 @@ export class Store {
     await this.kv.set('state', state);
   }
 
-  private auditSeq: number | undefined;
+  /** The sequence numbers of the history logs (the newest key of each). */
+  private readonly seqs: Record<AuditLog, number> = { audit: 0, tokenAudit: 0 };
+  /**
+   * The `seq` of the newest history entry, counted across both logs, so entries sort by it as
+   * they were made; a store from before the token log began numbers on from its history's.
+   */
+  private auditNumber = 0;
+
+  /** Read the counters once, at open, so appends running at once never read the same one. */
+  private async loadCounters(): Promise<void> {
+    for (const name of AUDIT_LOGS) this.seqs[name] = ((await this.kv.get(`${name}Seq`)) as number | undefined) ?? 0;
+    this.auditNumber = ((await this.kv.get('auditNumber')) as number | undefined) ?? this.seqs.audit;
+  }
+
   /** The low-water marks of the numbered logs, once read. */
   private readonly lows: Record<string, number> = {};
 
@@ -155,49 +172,59 @@ export class Store {
    * Append an entry to the history of changes durably (SQLite commits before this resolves).
    * Beyond `keep` entries, or older than `maxAgeDays`, the oldest are deleted. Refusals and
    * no-ops never come here (see `refusals` and `noops`), so nobody can push changes out of the
-   * history by being refused or by setting what is already set.
+   * history by being refused or by setting what is already set. Token changes (`tokens`) go to
+   * a log of their own, bounded by its own `keep`, so no token holder's changes can push them
+   * out either; `auditEntries` merges the two.
    */
-  async appendAudit(entry: AuditEntry, retention: AuditRetention = { keep: 10_000, maxAgeDays: 0 }): Promise<void> {
-    this.auditSeq ??= ((await this.kv.get('auditSeq')) as number | undefined) ?? 0;
-    const seq = ++this.auditSeq;
-    await this.appendBounded('audit', [[seq, { ...entry, seq }]], retention.keep);
+  async appendAudit(entry: AuditEntry, retention: AuditRetention = { keep: 10_000, maxAgeDays: 0 }, tokens = false): Promise<void> {
+    const name: AuditLog = tokens ? 'tokenAudit' : 'audit';
+    const seq = ++this.auditNumber;
+    await this.appendBounded(name, [[++this.seqs[name], { ...entry, seq }]], retention.keep, [{ key: 'auditNumber', value: seq }]);
     await this.pruneAudit(retention.maxAgeDays);
   }
 
-  /** The time of the oldest kept history entry, once read: the age limit is checked against it without a read per append. */
-  private auditOldest: string | undefined;
+  /** The time of the oldest kept entry of each history log, once read: the age limit is checked against it without a read per append. */
+  private readonly oldest: Partial<Record<AuditLog, string>> = {};
 
   /**
-   * Delete the history entries older than `maxAgeDays`, oldest first, stopping at the first
-   * younger one (entries are appended in time order). Also run at start-up, so a lowered age
-   * limit or a long-stopped daemon trims at once.
+   * Delete the history entries older than `maxAgeDays`, of both logs. Also run at start-up,
+   * so a lowered age limit or a long-stopped daemon trims at once.
    */
   async pruneAudit(maxAgeDays: number): Promise<void> {
     if (maxAgeDays <= 0) return;
     const cutoff = new Date(Date.now() - maxAgeDays * 86_400_000).toISOString();
-    if (this.auditOldest !== undefined && this.auditOldest >= cutoff) return;
-    const seq = ((await this.kv.get('auditSeq')) as number | undefined) ?? 0;
-    let low = (this.lows.audit ??= ((await this.kv.get('auditLow')) as number | undefined) ?? 1);
+    for (const name of AUDIT_LOGS) await this.pruneLog(name, cutoff);
+  }
+
+  /** Delete the entries of one history log older than `cutoff`, oldest first, stopping at the first younger one (entries are appended in time order). */
+  private async pruneLog(name: AuditLog, cutoff: string): Promise<void> {
+    const cached = this.oldest[name];
+    if (cached !== undefined && cached >= cutoff) return;
+    const key = LOG_KEYS[name];
+    const seq = ((await this.kv.get(`${name}Seq`)) as number | undefined) ?? 0;
+    let low = (this.lows[name] ??= ((await this.kv.get(`${name}Low`)) as number | undefined) ?? 1);
     // The common case, once auditKeep trims an entry per append: the oldest kept one is young enough. One key read, not a span.
-    const [oldest] = await this.span<AuditEntry>(auditKey, low, low);
-    if (oldest && oldest.time >= cutoff) {
-      this.auditOldest = oldest.time;
+    const [head] = await this.span<AuditEntry>(key, low, low);
+    if (head && head.time >= cutoff) {
+      this.oldest[name] = head.time;
       return;
     }
     while (low <= seq) {
-      const batch = await this.span<AuditEntry>(auditKey, low, Math.min(low + SPAN - 1, seq));
-      const keep = batch.find((e) => e.time >= cutoff);
-      const next = keep?.seq ?? Math.min(low + SPAN, seq + 1);
-      if (next > low) await this.kv.deleteMany(Array.from({ length: next - low }, (_, i) => auditKey(low + i)));
+      const hi = Math.min(low + SPAN - 1, seq);
+      const batch = (await this.kv.getMany(Array.from({ length: hi - low + 1 }, (_, i) => key(low + i)))) as (AuditEntry | undefined)[];
+      const at = batch.findIndex((e) => e !== undefined && e.time >= cutoff);
+      const keep = at >= 0 ? batch[at] : undefined;
+      const next = at >= 0 ? low + at : hi + 1;
+      if (next > low) await this.kv.deleteMany(Array.from({ length: next - low }, (_, i) => key(low + i)));
       low = next;
       if (keep) {
-        this.auditOldest = keep.time;
+        this.oldest[name] = keep.time;
         break;
       }
     }
-    if (low !== this.lows.audit) {
-      await this.kv.set('auditLow', low);
-      this.lows.audit = low;
+    if (low !== this.lows[name]) {
+      await this.kv.set(`${name}Low`, low);
+      this.lows[name] = low;
     }
   }
 
@@ -206,11 +233,11 @@ export class Store {
    * older than the newest `keep`, from a stored low-water mark up, so a `keep` lowered
    * between restarts trims the whole excess at once.
    */
-  private async appendBounded(name: 'audit' | 'event', entries: [seq: number, value: unknown][], keep: number): Promise<void> {
+  private async appendBounded(name: LogName, entries: [seq: number, value: unknown][], keep: number, extra: { key: string; value: unknown }[] = []): Promise<void> {
     if (entries.length === 0) return;
-    const key = name === 'audit' ? auditKey : eventKey;
+    const key = LOG_KEYS[name];
     const seq = entries.at(-1)![0];
-    await this.kv.setMany([...entries.map(([n, value]) => ({ key: key(n), value })), { key: `${name}Seq`, value: seq }]);
+    await this.kv.setMany([...entries.map(([n, value]) => ({ key: key(n), value })), { key: `${name}Seq`, value: seq }, ...extra]);
     const low = (this.lows[name] ??= ((await this.kv.get(`${name}Low`)) as number | undefined) ?? 1);
     const first = seq - keep + 1;
     if (first <= low) return;
@@ -218,15 +245,32 @@ export class Store {
     for (let i = 0; i < stale.length; i += SPAN) await this.kv.deleteMany(stale.slice(i, i + SPAN));
     await this.kv.set(`${name}Low`, first);
     this.lows[name] = first;
-    if (name === 'audit') this.auditOldest = undefined;
+    if (name !== 'event') delete this.oldest[name];
   }
 
-  /** The newest `limit` entries that pass `filter`, oldest first. */
+  /**
+   * The newest `limit` entries that pass `filter`, oldest first: the history of changes and
+   * the token changes, merged in the order they were made (by `seq`, which also orders them by time).
+   */
   async auditEntries(limit = 100, filter: (e: AuditEntry) => boolean = () => true): Promise<AuditEntry[]> {
-    const seq = ((await this.kv.get('auditSeq')) as number | undefined) ?? 0;
+    const [changes, tokens] = await Promise.all(AUDIT_LOGS.map((name) => this.newest(name, limit, filter)));
+    const merged: AuditEntry[] = [];
+    // Both are oldest first: take from their ends, newest first.
+    let i = changes!.length - 1;
+    let j = tokens!.length - 1;
+    while (merged.length < limit && (i >= 0 || j >= 0)) {
+      if (j < 0 || (i >= 0 && changes![i]!.seq! > tokens![j]!.seq!)) merged.push(changes![i--]!);
+      else merged.push(tokens![j--]!);
+    }
+    return merged.reverse();
+  }
+
+  /** The newest `limit` entries of one history log that pass `filter`, oldest first. */
+  private async newest(name: AuditLog, limit: number, filter: (e: AuditEntry) => boolean): Promise<AuditEntry[]> {
+    const seq = ((await this.kv.get(`${name}Seq`)) as number | undefined) ?? 0;
     const out: AuditEntry[] = [];
     for (let hi = seq; hi >= 1 && out.length < limit; hi -= SPAN) {
-      const batch = await this.span<AuditEntry>(auditKey, Math.max(1, hi - SPAN + 1), hi);
+      const batch = await this.span<AuditEntry>(LOG_KEYS[name], Math.max(1, hi - SPAN + 1), hi);
       if (batch.length === 0) break;
       for (const e of batch.reverse()) if (filter(e) && out.length < limit) out.push(e);
     }
@@ -254,7 +298,7 @@ export class Store {
     const first = Math.max(since + 1, newest - keep + 1);
     const last = Math.min(newest, first + limit - 1);
     const out: T[] = [];
-    for (let lo = first; lo <= last; lo += SPAN) out.push(...(await this.span<T>(eventKey, lo, Math.min(lo + SPAN - 1, last))));
+    for (let lo = first; lo <= last; lo += SPAN) out.push(...(await this.span<T>(LOG_KEYS.event, lo, Math.min(lo + SPAN - 1, last))));
     return out;
   }
 
