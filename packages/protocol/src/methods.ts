@@ -233,33 +233,28 @@ export const AuditEntry = z.object({
 });
 export type AuditEntry = z.infer<typeof AuditEntry>;
 
-/** The refused calls of one caller, action and target, collapsed into one row with a count. */
-export const AuditRefusal = z.object({
+/** Calls of one caller, action and target, collapsed into one row with a count (refused, or changing nothing). */
+const CollapsedRow = z.object({
   actor: z.string(),
   /** The transport (and peer) of the last such call. */
   transport: z.string(),
-  /** `*`, with target `*`, for the row counting a caller's refusals beyond its rate limit. */
+  /** `*`, with target `*`, for the row counting a caller's calls beyond its rate limit. */
   action: z.string(),
   target: z.string(),
   count: z.number().int(),
   first: z.string(),
   last: z.string(),
+});
+
+/** The refused calls of one caller, action and target. */
+export const AuditRefusal = CollapsedRow.extend({
   /** Why the last one was refused (secrets redacted, clipped). */
   reason: z.string().optional(),
 });
 export type AuditRefusal = z.infer<typeof AuditRefusal>;
 
-/** The calls of one caller, action and target that changed nothing ('unchanged'), collapsed into one row with a count. */
-export const AuditNoop = z.object({
-  actor: z.string(),
-  /** The transport (and peer) of the last such call. */
-  transport: z.string(),
-  /** `*`, with target `*`, for the row counting a caller's no-ops beyond its rate limit. */
-  action: z.string(),
-  target: z.string(),
-  count: z.number().int(),
-  first: z.string(),
-  last: z.string(),
+/** The calls of one caller, action and target that changed nothing ('unchanged'). */
+export const AuditNoop = CollapsedRow.extend({
   /** The value the last one set (secrets redacted; a value over 1 KiB of JSON as a marker with its size). */
   value: Json.optional(),
   /** Only on the over-the-limit row: what it counts. */
