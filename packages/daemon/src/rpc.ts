@@ -56,6 +56,12 @@ export interface Answer {
  * transport has written the answer. Admins' answers always get their bytes (they still count),
  * so a flood of readers cannot keep an admin from being answered.
  */
+/**
+ * Answers this small always get their bytes: the budget is for large reads, and a change's
+ * answer (a plan) must never be replaced by busy after the change was made.
+ */
+const SMALL_ANSWER_BYTES = 64 * 1024;
+
 export class AnswerBudget {
   private held = 0;
 
@@ -195,7 +201,7 @@ export class RpcDispatcher {
         part = JSON.stringify(errorResponse(response.id, ErrorCodes.TooLarge, `Response too large: the answer would exceed maxResponseBytes (${this.limits.maxResponseBytes} bytes); ask for less (a smaller limit, fewer calls in one batch)`));
       }
       let bytes = Buffer.byteLength(part);
-      if (!this.budget.take(bytes, ctx.principal.role === 'admin')) {
+      if (!this.budget.take(bytes, ctx.principal.role === 'admin' || bytes <= SMALL_ANSWER_BYTES)) {
         part = JSON.stringify(errorResponse(response.id, ErrorCodes.Busy, BUSY_ANSWERING));
         bytes = Buffer.byteLength(part);
         this.budget.take(bytes, true);
