@@ -37,32 +37,17 @@ export interface AuditRetention {
 
 /**
  * The refused calls of one caller, action and target, collapsed into one row: a flood of the
- * same refused call is one row with a count, never a row per call.
+ * same refused call is one row with a count, never a row per call. `reason` is the last one's,
+ * built without secrets and clipped.
  */
-export interface Refusal {
-  actor: string;
-  /** The transport (and peer) of the last such call. */
-  transport: string;
-  /** `*` (with target `*`) for the row counting the refusals over the caller's rate limit. */
-  action: string;
-  target: string;
-  count: number;
-  first: string;
-  last: string;
-  /** The last reason, built without secrets and clipped. */
-  reason?: string;
-}
+export type Refusal = Omit<CollapsedRow, 'value'>;
 
 /**
  * The calls of one caller, action and target that changed nothing (answered 'unchanged'),
- * collapsed into one row like refusals: a flood of no-ops is one row with a count.
+ * collapsed into one row like refusals. `value` is the last one's, redacted and clipped as in
+ * the history; `reason` appears only on the row counting the no-ops over the caller's limit.
  */
-export interface Noop extends Omit<Refusal, 'reason'> {
-  /** The value of the last such call, redacted and clipped as in the history. */
-  value?: unknown;
-  /** Only on the row counting the no-ops over the caller's rate limit. */
-  reason?: string;
-}
+export type Noop = CollapsedRow;
 
 /** How much a collapsed log may write: `keep` rows in all, at most `newPerMinute` new rows per caller a minute. */
 export interface RefusalLimits {
@@ -332,7 +317,9 @@ type Sql = Pick<KeyvSqlite, 'query'>;
 /** A row of a collapsed log: one caller, action and target, with a count. */
 interface CollapsedRow {
   actor: string;
+  /** The transport (and peer) of the last such call. */
   transport: string;
+  /** `*` (with target `*`) for the row counting the calls over the caller's rate limit. */
   action: string;
   target: string;
   count: number;
