@@ -9,6 +9,7 @@
  * scoped on its default limits, real WebSockets.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type EventMessage, makeEvents, parsedMessages } from '../helpers/events.js';
 import { freshPeer } from '../helpers/daemon.js';
 import { Daemon, WsClient, cleanupAll, httpPost, makeRoot, rssBytes, sleep } from '../helpers/sandbox.js';
 
@@ -30,14 +31,6 @@ const STALL_MS = 10_000;
  */
 const RSS_GROWTH = 96 * 1024 * 1024;
 
-interface Message {
-  id?: unknown;
-  method?: string;
-  result?: { subscription: string; revision: number };
-  error?: { code: number; message: string };
-  params?: { subscription: string; revision: number };
-}
-const parsed = (c: WsClient): Message[] => c.messages.map((m) => JSON.parse(m) as Message);
 
 afterAll(async () => {
   await cleanupAll();
@@ -48,20 +41,12 @@ describe('replays a reader never reads cannot hold the daemon’s memory', { tim
   const readers: string[] = [];
   let honest: string;
 
-  /** `n` changes of net.hostname over the unix socket, in batches of 50 (within maxJobs). */
-  async function makeEvents(n: number): Promise<void> {
-    for (let done = 0; done < n; done += 50) {
-      const batch = Array.from({ length: Math.min(50, n - done) }, (_, i) => ({ jsonrpc: '2.0', id: i, method: 'scope.set', params: { name: 'net.hostname', value: `h${done + i}.example.test` } }));
-      const answer = JSON.parse((await httpPost({ socket: d.socket }, JSON.stringify(batch))).text) as Message[];
-      expect(answer.filter((a) => a.error), 'the sets that make the events').toEqual([]);
-    }
-  }
 
   beforeAll(async () => {
     d = await Daemon.start(await makeRoot());
     for (let t = 0; t < TOKENS; t++) readers.push((await d.ok<{ token: string }>('token.create', { role: 'reader', name: `replayer-${t}` })).token);
     honest = (await d.ok<{ token: string }>('token.create', { role: 'reader', name: 'honest' })).token;
-    await makeEvents(CHANGES);
+    await makeEvents(d, CHANGES);
   }, 120_000);
 
   it(`${TOKENS * SOCKETS} paused WebSockets × ${SUBS} subscriptions since 0: RSS bounded, stalled ones closed with 4008, an admin answered, a reading subscriber gets every event once`, async () => {
@@ -97,8 +82,8 @@ describe('replays a reader never reads cannot hold the daemon’s memory', { tim
       const reading = await WsClient.open(d.port!, honest);
       reading.send(JSON.stringify({ jsonrpc: '2.0', id: 'honest', method: 'events.subscribe', params: { topics: ['*'], since: 0 } }));
       // Its replay may wait its turn behind the stalled ones, each closed within wsStallTimeoutMs.
-      const sub = JSON.parse(await reading.waitFor((m) => (JSON.parse(m) as Message).id === 'honest', 3 * STALL_MS)) as { result: { subscription: string; revision: number; gap: boolean } };
-      const got = parsed(reading).filter((m) => m.params?.subscription === sub.result!.subscription).map((m) => m.params!.revision);
+      const sub = JSON.parse(await reading.waitFor((m) => (JSON.parse(m) as EventMessage).id === 'honest', 3 * STALL_MS)) as { result: { subscription: string; revision: number; gap: boolean } };
+      const got = parsedMessages(reading).filter((m) => m.params?.subscription === sub.result!.subscription).map((m) => m.params!.revision);
       expect(got).toEqual(Array.from({ length: sub.result!.revision }, (_, i) => i + 1));
       reading.close();
 

@@ -7,7 +7,8 @@
  * resumes with `since` and gets every event exactly once. Real scoped, real WebSockets.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Daemon, WsClient, cleanupAll, httpPost, makeRoot, rssBytes, sleep } from '../helpers/sandbox.js';
+import { type EventMessage, makeEvents as makeEventsOf, parsedMessages } from '../helpers/events.js';
+import { Daemon, WsClient, cleanupAll, makeRoot, rssBytes, sleep } from '../helpers/sandbox.js';
 
 const BUSY = -32008;
 /** Events made before the attack: what each `since: 0` subscription would replay. */
@@ -24,14 +25,6 @@ const MAX_SUBS = 32;
  */
 const RSS_GROWTH = 64 * 1024 * 1024;
 
-interface Message {
-  id?: unknown;
-  method?: string;
-  result?: { subscription: string; revision: number };
-  error?: { code: number; message: string };
-  params?: { subscription: string; revision: number };
-}
-const parsed = (c: WsClient): Message[] => c.messages.map((m) => JSON.parse(m) as Message);
 
 afterAll(async () => {
   await cleanupAll();
@@ -42,14 +35,10 @@ describe('events.subscribe cannot grow the daemon without bound', { timeout: 120
   let reader: string;
   let changes = 0;
 
-  /** `n` changes of net.hostname over the unix socket, in batches within maxJobs (each makes events: scope.changed, unit.converged). */
+  /** `n` more changes of net.hostname (each makes events). */
   async function makeEvents(n: number): Promise<void> {
-    for (let done = 0; done < n; done += 50) {
-      const batch = Array.from({ length: Math.min(50, n - done) }, (_, i) => ({ jsonrpc: '2.0', id: i, method: 'scope.set', params: { name: 'net.hostname', value: `h${changes + i}.example.test` } }));
-      changes += batch.length;
-      const answer = JSON.parse((await httpPost({ socket: d.socket }, JSON.stringify(batch))).text) as Message[];
-      expect(answer.filter((a) => a.error), 'the sets that make the events').toEqual([]);
-    }
+    await makeEventsOf(d, n, changes);
+    changes += n;
   }
 
   /** Sample the daemon's RSS for `ms`; the largest seen. */
@@ -79,7 +68,7 @@ describe('events.subscribe cannot grow the daemon without bound', { timeout: 120
 
     // What the attacker got once it reads: at most 32 subscriptions, each replaying every event once; the rest refused.
     attacker.ws.resume();
-    const answers = () => parsed(attacker).filter((m) => m.id !== undefined);
+    const answers = () => parsedMessages(attacker).filter((m) => m.id !== undefined);
     for (const end = Date.now() + 30_000; answers().length < SUBSCRIBES && !attacker.isClosed && Date.now() < end; ) await sleep(100);
     const accepted = answers().filter((m) => m.result);
     const refused = answers().filter((m) => m.error);
@@ -88,7 +77,7 @@ describe('events.subscribe cannot grow the daemon without bound', { timeout: 120
     if (attacker.isClosed) expect(await attacker.closed).toMatchObject({ code: 4008 });
     else expect(accepted.length + refused.length).toBe(SUBSCRIBES);
     for (const a of accepted) {
-      const revisions = parsed(attacker).filter((m) => m.params?.subscription === a.result!.subscription).map((m) => m.params!.revision);
+      const revisions = parsedMessages(attacker).filter((m) => m.params?.subscription === a.result!.subscription).map((m) => m.params!.revision);
       expect(revisions, `the replay of ${a.result!.subscription}`).toEqual(Array.from({ length: a.result!.revision }, (_, i) => i + 1));
     }
     attacker.close();
@@ -110,7 +99,7 @@ describe('events.subscribe cannot grow the daemon without bound', { timeout: 120
     const closed = await Promise.race([lagging.closed, sleep(20_000).then(() => 'still open' as const)]);
     expect(closed).toEqual({ code: 4008, reason: expect.stringMatching(/too far behind.*since/) });
     // Everything sent before the close arrives in order; the subscriber resumes from the last event it got.
-    const first = parsed(lagging).filter((m) => m.params?.subscription === subs[0]!.subscription).map((m) => m.params!.revision);
+    const first = parsedMessages(lagging).filter((m) => m.params?.subscription === subs[0]!.subscription).map((m) => m.params!.revision);
     const last = first.at(-1) ?? from;
 
     const resumed = await WsClient.open(d.port!, reader);
@@ -119,8 +108,8 @@ describe('events.subscribe cannot grow the daemon without bound', { timeout: 120
     await makeEvents(5);
     // The bus's revision now, from one more subscription's answer.
     const end = ((await resumed.call('events.subscribe', { topics: ['*'] })) as { result: { revision: number } }).result.revision;
-    for (const stop = Date.now() + 10_000; !parsed(resumed).some((m) => m.params?.revision === end) && Date.now() < stop; ) await sleep(50);
-    const second = parsed(resumed).filter((m) => m.params?.subscription === sub.result.subscription).map((m) => m.params!.revision);
+    for (const stop = Date.now() + 10_000; !parsedMessages(resumed).some((m) => m.params?.revision === end) && Date.now() < stop; ) await sleep(50);
+    const second = parsedMessages(resumed).filter((m) => m.params?.subscription === sub.result.subscription).map((m) => m.params!.revision);
     expect([...first, ...second]).toEqual(Array.from({ length: end - from }, (_, i) => from + 1 + i));
     resumed.close();
   });
