@@ -9,39 +9,19 @@
  * with counts (cpcmd audit:list --refused), the distinct rows a reader can add are limited per
  * minute, and the store barely grew.
  */
-import { stat } from 'node:fs/promises';
+import type { AuditEntry, AuditRefusal } from '@scoped/protocol';
 import sqlite3 from 'sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Daemon, PostfixRoot, cleanupAll, cpcmd, httpPost } from '../helpers/sandbox.js';
+import { Daemon, PostfixRoot, cleanupAll, cpcmd, httpPost, storeBytes } from '../helpers/sandbox.js';
 
 const BATCHES = 101;
 const BATCH = 100;
 /** The daemon's default limit of new distinct refusal rows per caller per minute. */
 const NEW_PER_MINUTE = 30;
 
-interface Entry {
-  seq: number;
-  actor: string;
-  action: string;
-  target: string;
-  outcome: string;
-}
-interface Refusal {
-  actor: string;
-  action: string;
-  target: string;
-  count: number;
-  first: string;
-  last: string;
-  reason?: string;
-}
+type Entry = AuditEntry;
+type Refusal = AuditRefusal;
 
-/** The store's bytes on disk: the database and its write-ahead log. */
-async function storeBytes(file: string): Promise<number> {
-  let total = 0;
-  for (const f of [file, `${file}-wal`]) total += await stat(f).then((s) => s.size, () => 0);
-  return total;
-}
 
 /** Run one statement on a stopped daemon's store. */
 function sql<T = Record<string, unknown>>(file: string, statement: string, ...params: unknown[]): Promise<T[]> {

@@ -11,6 +11,7 @@
  * admin did is still in audit:list; the no-ops are one row per caller, action and target with
  * a count (cpcmd audit:list --unchanged), and a caller's new rows a minute are limited.
  */
+import type { AuditEntry, AuditNoop } from '@scoped/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Daemon, PostfixRoot, cleanupAll, cpcmd, httpPost } from '../helpers/sandbox.js';
 
@@ -20,24 +21,8 @@ const BATCH = 8;
 /** New collapsed rows per caller a minute, lowered so a few targets reach it. */
 const NEW_PER_MINUTE = 2;
 
-interface Entry {
-  seq: number;
-  actor: string;
-  action: string;
-  target: string;
-  outcome: string;
-}
-interface Noop {
-  actor: string;
-  transport: string;
-  action: string;
-  target: string;
-  count: number;
-  first: string;
-  last: string;
-  value?: unknown;
-  reason?: string;
-}
+type Entry = AuditEntry;
+type Noop = AuditNoop;
 
 describe('an operator floods the history with no-ops', () => {
   let box: PostfixRoot;

@@ -10,16 +10,9 @@
  * value whose JSON passes 1 KiB is kept in the history as a short marker with its size, and
  * audit.list answers at most 1,000 entries a call.
  */
-import { stat } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Daemon, PostfixRoot, WsClient, cleanupAll, cpcmd, tcpCall } from '../helpers/sandbox.js';
+import { Daemon, PostfixRoot, WsClient, cleanupAll, cpcmd, tcpCall, storeBytes } from '../helpers/sandbox.js';
 
-/** The store's bytes on disk: the database and its write-ahead log. */
-async function storeBytes(file: string): Promise<number> {
-  let total = 0;
-  for (const f of [file, `${file}-wal`]) total += await stat(f).then((s) => s.size, () => 0);
-  return total;
-}
 
 interface Entry {
   action: string;

@@ -7,7 +7,7 @@
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { readFile, rm } from 'node:fs/promises';
+import { readFile, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { PostfixBase } from './postfix-base.js';
 import { type ExitStatus, type RunResult, type ScopedSpawnOptions, ScopedProcess, WsBase, type WsOpenOptions, cpcmd, httpPost, listenersOf, makeTempDir, walkTree } from './proc.js';
@@ -78,6 +78,13 @@ export async function hashTree(dir: string): Promise<Record<string, string>> {
     else out[rel] = `other ${mode}`;
   }
   return out;
+}
+
+/** A store's bytes on disk: the SQLite database and its write-ahead log. */
+export async function storeBytes(file: string): Promise<number> {
+  let total = 0;
+  for (const f of [file, `${file}-wal`]) total += await stat(f).then((s) => s.size, () => 0);
+  return total;
 }
 
 /** Every regular file under dir (recursive), relative paths. */
