@@ -7,9 +7,8 @@
  * invalid-value code within the deadline, nothing under the root changes, and the error and
  * the audit entry carry the relay's code and sanitized text only.
  */
-import { type AddressInfo, type Server, type Socket, createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { HostileRelay } from '../helpers/hostile-relay.js';
+import { HostileRelay, type HostileScript } from '../helpers/hostile-relay.js';
 import { CPCMD_BIN, Daemon, PostfixRoot, type RunResult, cleanEnv, cleanupAll, hashTree, run } from '../helpers/sandbox.js';
 
 const INVALID = 6;
@@ -27,8 +26,6 @@ describe('attack: --verify against a hostile relay', () => {
   let box: PostfixRoot;
   let d: Daemon;
   let operator = '';
-  const servers: Server[] = [];
-  const sockets = new Set<Socket>();
   const hostile: HostileRelay[] = [];
 
   beforeAll(async () => {
@@ -39,31 +36,19 @@ describe('attack: --verify against a hostile relay', () => {
   });
 
   afterAll(async () => {
-    for (const s of sockets) s.destroy();
-    await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
     await Promise.all(hostile.map((h) => h.close()));
     await cleanupAll();
   }, 60_000);
 
-  /** The attacker's relay: a TCP server on a free loopback port; its relayhost value. */
-  async function relay(talk: (s: Socket) => void): Promise<string> {
-    const server = createServer((s) => {
-      sockets.add(s);
-      s.on('error', () => undefined);
-      talk(s);
-    });
-    servers.push(server);
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    return `[127.0.0.1]:${(server.address() as AddressInfo).port}`;
+  /** The attacker's relay, following a script; its relayhost value. */
+  async function relay(script: HostileScript): Promise<string> {
+    const r = await HostileRelay.start(script);
+    hostile.push(r);
+    return r.relayhost;
   }
 
-  /** A relay that greets and lists AUTH, then answers the login with `refusal`. */
   /** A relay that offers STARTTLS (TLS level encrypt takes its self-signed certificate) and then refuses the login. */
-  async function refusingRelay(greeting: string, refusal: (authLine: string) => string): Promise<string> {
-    const relay = await HostileRelay.start({ greeting, auth: refusal });
-    hostile.push(relay);
-    return relay.relayhost;
-  }
+  const refusingRelay = (greeting: string, auth: (authLine: string) => string) => relay({ greeting, auth });
 
   /** The attacker's cpcmd over TCP with the operator token; killed if it outlives the deadline. */
   async function verifyAgainst(relayhost: string, output: 'cli' | 'json'): Promise<RunResult & { ms: number }> {
@@ -125,12 +110,12 @@ describe('attack: --verify against a hostile relay', () => {
   }
 
   it('(a) a relay that hangs up before its greeting: refused at once, not a hang', async () => {
-    const host = await relay((s) => s.destroy());
+    const host = await relay({ hangUp: true });
     await attack(host, /closed the connection before its greeting/);
   });
 
   it('(b) a relay that accepts and says nothing: refused at the deadline', async () => {
-    const host = await relay(() => undefined);
+    const host = await relay({});
     await attack(host, new RegExp(`no answer from 127\\.0\\.0\\.1:\\d+ within ${DEADLINE_MS / 1000} s`));
   });
 

@@ -13,14 +13,16 @@ import { TLSSocket } from 'node:tls';
 import { mustRun } from './proc.js';
 
 export interface HostileScript {
-  /** The greeting, whole lines with CRLF. */
-  greeting: string;
+  /** Close each connection at once, before any greeting. */
+  hangUp?: boolean;
+  /** The greeting, whole lines with CRLF; none at all when absent (a relay that says nothing). */
+  greeting?: string;
   /** The answer to EHLO before STARTTLS (default: a name, STARTTLS). */
   ehlo?: string;
   /** The answer to EHLO after STARTTLS (default: a name, AUTH PLAIN LOGIN). */
   ehloTls?: string;
   /** The answer to AUTH, given the AUTH line as the relay received it. */
-  auth: (authLine: string) => string;
+  auth?: (authLine: string) => string;
 }
 
 let pair: Promise<{ key: Buffer; cert: Buffer }> | undefined;
@@ -61,6 +63,8 @@ export class HostileRelay {
       relay.sockets.add(plain);
       plain.on('close', () => relay.sockets.delete(plain));
       plain.on('error', () => undefined);
+      if (script.hangUp) return void plain.destroy();
+      if (script.greeting === undefined) return;
       plain.write(script.greeting);
       const onLine = (socket: Socket, line: string, tls: boolean) => {
         if (/^EHLO/i.test(line)) socket.write(tls ? (script.ehloTls ?? '250-hostile.test\r\n250 AUTH PLAIN LOGIN\r\n') : (script.ehlo ?? '250-hostile.test\r\n250 STARTTLS\r\n'));
@@ -73,7 +77,7 @@ export class HostileRelay {
               for (const l of chunk.toString('latin1').split('\r\n').filter(Boolean)) onLine(secure, l, true);
             });
           });
-        } else if (/^AUTH/i.test(line)) socket.write(script.auth(line.trim()));
+        } else if (/^AUTH/i.test(line) && script.auth) socket.write(script.auth(line.trim()));
         else if (/^QUIT/i.test(line)) socket.end('221 bye\r\n');
       };
       plain.on('data', (chunk: Buffer) => {
