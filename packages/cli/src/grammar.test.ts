@@ -1,5 +1,6 @@
+import { scopeGet, scopeSet } from '@scoped/protocol';
 import { describe, it, expect } from 'vitest';
-import { ArgumentSyntaxError, formatWord, parseArgs, parseWord, type ArgValue } from './grammar.js';
+import { ArgumentSyntaxError, formatWord, parseArgs, parseWord, readArgs, readWord, type ArgValue } from './grammar.js';
 
 function syntaxError(word: string): ArgumentSyntaxError {
   try {
@@ -313,6 +314,48 @@ describe('round trip', () => {
       const value = generate(next, 3);
       const word = formatWord(value);
       expect(parseWord(word), word).toEqual(value);
+      // The text kept beside it is what the daemon takes as the text of that value.
+      expect(scopeSet.params.safeParse({ name: 'x.y', ...readArgs([word]) }).success, word).toBe(true);
+    }
+  });
+});
+
+describe('the text of each word as typed', () => {
+  it('keeps the text of typed numbers, booleans and nulls beside their values', () => {
+    const typed = ['1.50', '-0', '1.0', '007', 'TRUE', 'fAlSe', 'None', 'NULL', '42'];
+    expect(readArgs(typed)).toEqual({ args: [1.5, 0, 1, '007', true, false, null, null, 42], words: typed });
+  });
+
+  it('gives the content of quotes and the word without its escapes', () => {
+    expect(readWord("'1.50'")).toEqual({ value: '1.50', text: '1.50' });
+    expect(readWord('"it\\"s"')).toEqual({ value: 'it"s', text: 'it"s' });
+    expect(readWord("''")).toEqual({ value: '', text: '' });
+    expect(readWord('1\\.50')).toEqual({ value: '1.50', text: '1.50' });
+    expect(readWord('\\-0')).toEqual({ value: '-0', text: '-0' });
+  });
+
+  it('has no text for a list or a map', () => {
+    expect(readWord('[1.50,a]')).toEqual({ value: [1.5, 'a'], text: null });
+    expect(readWord('[k:1.0]')).toEqual({ value: { k: 1 }, text: null });
+    expect(readArgs(['[]', 'x'])).toEqual({ args: [[], 'x'], words: [null, 'x'] });
+  });
+
+  it('reads the same values as parseWord', () => {
+    const words = ['1.50', "'x'", '[a,[b:c]]', 'null', 'true', '-7', 'a\\ b', '9007199254740993'];
+    expect(readArgs(words).args).toEqual(parseArgs(words));
+  });
+
+  it('gives back the string a formatted string word stands for', () => {
+    const samples = ['1.50', '-0', 'TRUE', 'None', "it's", 'a b', '[relay]:587', '', 'plain', 'a\\'];
+    for (const s of samples) expect(readWord(formatWord(s)).text, formatWord(s)).toBe(s);
+  });
+
+  it('sends words the daemon accepts beside their args, in scope.set and scope.get', () => {
+    const words = ['1.50', '-0', '1.0', 'TRUE', 'None', 'NULL', "'1.50'", '[a,1.0]', '[k:v]', 'x\\:y', '9007199254740993', '-0.0', "''"];
+    for (const w of words) {
+      const params = { name: 'mail.smart-host', ...readArgs([w]) };
+      expect(scopeSet.params.safeParse(params).success, w).toBe(true);
+      expect(scopeGet.params.safeParse(params).success, w).toBe(true);
     }
   });
 });

@@ -63,16 +63,16 @@ class Parser {
 
   constructor(private readonly word: string) {}
 
-  parse(): ArgValue {
+  parse(): TypedWord {
     if (this.word.startsWith('[')) {
       const list = this.list();
       // ApisCP silently drops whatever follows the list, e.g. the port in `[relay]:587`.
       if (this.pos < this.word.length) throw this.quoteIt('unquoted brackets');
-      return list;
+      return { value: list, text: null };
     }
     const raw = this.scalar(false);
     if (this.pos < this.word.length) throw this.textAfter('closing quote');
-    return raw.value();
+    return { value: raw.value(), text: raw.text };
   }
 
   private list(): ArgValue {
@@ -176,17 +176,41 @@ class Parser {
 }
 
 /**
- * Parses one argument word (already split by the shell).
+ * One argument word read: its value, and for a scalar the text it was typed as, quotes and
+ * escapes removed (`1.50` for the number 1.5, `TRUE` for true, `-0` for 0). A scope that wants a
+ * string takes the text, so what the user typed is what it gets. Null for a list or a map.
+ */
+export interface TypedWord {
+  value: ArgValue;
+  text: string | null;
+}
+
+/**
+ * Parses one argument word (already split by the shell), keeping the text of a scalar beside its value.
  * @throws {ArgumentSyntaxError} on unquoted trailing text after a list, unclosed brackets or quotes,
  *   lists mixing items and `key:value` pairs, empty list items, duplicate keys and a trailing backslash.
  */
-export function parseWord(word: string): ArgValue {
+export function readWord(word: string): TypedWord {
   return new Parser(word).parse();
+}
+
+/** Parses one argument word to its value; see {@link readWord}. */
+export function parseWord(word: string): ArgValue {
+  return readWord(word).value;
 }
 
 /** Parses every argument word; see {@link parseWord}. */
 export function parseArgs(words: readonly string[]): ArgValue[] {
   return words.map((word) => parseWord(word));
+}
+
+/**
+ * Parses every argument word into the `args` and `words` of a scope.set or scope.get call:
+ * each value, and beside it the text of each scalar as typed (null for a list or map).
+ */
+export function readArgs(words: readonly string[]): { args: ArgValue[]; words: (string | null)[] } {
+  const read = words.map((word) => readWord(word));
+  return { args: read.map((r) => r.value), words: read.map((r) => r.text) };
 }
 
 /**

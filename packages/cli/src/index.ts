@@ -1,5 +1,5 @@
-export { ArgumentSyntaxError, formatWord, parseArgs, parseWord } from './grammar.js';
-export type { ArgValue } from './grammar.js';
+export { ArgumentSyntaxError, formatWord, parseArgs, parseWord, readArgs, readWord } from './grammar.js';
+export type { ArgValue, TypedWord } from './grammar.js';
 export { CliError, ExitCodes, exitCodeOf, formatError } from './errors.js';
 export { endpointFrom, execute, formatFrom } from './runner.js';
 export { fastSpec, parseCommandLine, runFast } from './fast.js';

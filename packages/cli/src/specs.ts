@@ -1,7 +1,7 @@
 import type { Client } from '@scoped/client/light';
 import type { ApplyResult, Drift } from '@scoped/protocol';
 import { CliError, ExitCodes } from './errors.js';
-import { formatWord, parseArgs as parseWords } from './grammar.js';
+import { formatWord, readArgs } from './grammar.js';
 import { waitForJob } from './jobs.js';
 import { columns, renderPlain } from './render.js';
 import { escapeControls as safe } from './terminal.js';
@@ -80,11 +80,6 @@ function applyText(r: ApplyResult, what: string): string {
   return [`${shown}: applied (revision ${r.revision})`, ...plan].join('\n');
 }
 
-/** Words after the scope name, parsed with ApisCP's grammar. */
-function words(args: readonly string[]) {
-  return parseWords(args);
-}
-
 export const commands: CommandSpec[] = [
   {
     id: 'scope:list',
@@ -138,7 +133,9 @@ export const commands: CommandSpec[] = [
     flags: { revision: { type: 'boolean', description: 'print the scope\'s revision instead of its value (for scope:set --if-revision)' } },
     async run({ args, flags }, client) {
       const [name, ...rest] = args;
-      const r = await client.call('scope.get', rest.length ? { name: name!, args: words(rest) as never } : { name: name! });
+      // Each value, and beside it the text as typed, for a scope that wants a string (1.50 stays 1.50).
+      const typed = readArgs(rest);
+      const r = await client.call('scope.get', rest.length ? { name: name!, args: typed.args as never, words: typed.words } : { name: name! });
       const outcome: Outcome = flags.revision ? { data: r.revision, text: String(r.revision) } : { data: r.value, text: renderPlain(r.value) };
       if (r.drift.length) outcome.notice = `${driftLines(r.drift)}\n(cpcmd converge puts it back; cpcmd scope:check shows all drift)`;
       return outcome;
@@ -169,7 +166,8 @@ export const commands: CommandSpec[] = [
     async run({ args, flags }, client) {
       const [name, ...rest] = args;
       if (rest.length === 0) throw new CliError(`scope:set ${name} needs a value`, ExitCodes.usage, `cpcmd scope:info ${name} shows its usage`);
-      const params: Record<string, unknown> = { name: name!, args: words(rest) };
+      // Each value, and beside it the text as typed, for a scope that wants a string (1.50 stays 1.50).
+      const params: Record<string, unknown> = { name: name!, ...readArgs(rest) };
       if (flags['dry-run']) params.dryRun = true;
       if (flags.converge === false) params.converge = false;
       if (flags['if-revision'] !== undefined) params.ifRevision = flags['if-revision'];

@@ -333,8 +333,8 @@ export class Engine {
     return scope !== undefined && (Boolean(scope.secretFields?.length) || scope.redact !== undefined || scope.vars.some(secret));
   }
 
-  scopeContext(vars: Record<string, unknown> = this.vars()): ScopeContext {
-    return { system: this.system, vars, varDefs: this.registry.vars, redactVar: (n, v) => this.redactVar(n, v) };
+  scopeContext(vars: Record<string, unknown> = this.vars(), words?: readonly (string | null)[]): ScopeContext {
+    return { system: this.system, vars, varDefs: this.registry.vars, redactVar: (n, v) => this.redactVar(n, v), ...(words ? { words } : {}) };
   }
 
   scope(name: string): ScopeDef {
@@ -376,14 +376,14 @@ export class Engine {
    * the same and nothing read could have changed (the system's read generation): scope code
    * reads only through the System, whose reads are cached and watched.
    */
-  async get(name: string, args: readonly unknown[] = []): Promise<GetResult> {
+  async get(name: string, args: readonly unknown[] = [], words?: readonly (string | null)[]): Promise<GetResult> {
     const scope = this.scope(name);
     const vars = this.vars();
     const generation = this.readStamp();
-    const key = args.length ? `${name}\0${JSON.stringify(args)}` : name;
+    const key = args.length ? `${name}\0${JSON.stringify([args, words])}` : name;
     const last = this.answers.get(key);
     if (last && last.vars === vars && last.generation === generation) return last.result;
-    const ctx = this.scopeContext(vars);
+    const ctx = this.scopeContext(vars, words);
     const value = await this.scopeCode(scope, 'answer get', () => scope.get(ctx, args));
     const drift = this.driftFor(scope, await this.drift(this.registry.unitsReading(scope.vars), vars, name));
     const result = { name, value: redactValue(value, scope.secretFields), revision: this.scopeRevision(scope), drift };
@@ -560,8 +560,8 @@ export class Engine {
   }
 
   /** Turn a scope's value (or CLI words) into validated var changes. */
-  async scopeVars(scope: ScopeDef, input: { value?: unknown; args?: readonly unknown[] }): Promise<{ value: unknown; vars: Record<string, unknown> }> {
-    const ctx = this.scopeContext();
+  async scopeVars(scope: ScopeDef, input: { value?: unknown; args?: readonly unknown[]; words?: readonly (string | null)[] }): Promise<{ value: unknown; vars: Record<string, unknown> }> {
+    const ctx = this.scopeContext(undefined, input.words);
     if (input.value !== undefined && input.args !== undefined) throw new RpcError(ErrorCodes.InvalidParams, 'give either value or args, not both');
     if (input.value === undefined && input.args === undefined) throw new RpcError(ErrorCodes.InvalidParams, `give a value for ${scope.name}; usage: ${scope.name} ${scope.usage}`);
     const fault = input.args !== undefined ? valueFault(input.args, (i) => `argument ${Number(i) + 1}`) : valueFault(input.value);
@@ -604,7 +604,7 @@ export class Engine {
   }
 
   async set(
-    params: { name: string; value?: unknown; args?: readonly unknown[]; dryRun?: boolean; ifRevision?: number; converge?: boolean; verify?: boolean },
+    params: { name: string; value?: unknown; args?: readonly unknown[]; words?: readonly (string | null)[]; dryRun?: boolean; ifRevision?: number; converge?: boolean; verify?: boolean },
     actor: Actor,
     progress?: Progress,
   ): Promise<ApplyResult & { name: string; value: unknown }> {
@@ -616,16 +616,17 @@ export class Engine {
    * mutation itself is returned to run now or as a job.
    */
   async prepareSet(
-    params: { name: string; value?: unknown; args?: readonly unknown[]; dryRun?: boolean; ifRevision?: number; converge?: boolean; verify?: boolean },
+    params: { name: string; value?: unknown; args?: readonly unknown[]; words?: readonly (string | null)[]; dryRun?: boolean; ifRevision?: number; converge?: boolean; verify?: boolean },
     actor: Actor,
   ): Promise<(progress?: Progress) => Promise<ApplyResult & { name: string; value: unknown }>> {
     const scope = this.scope(params.name);
     if (params.converge === false && !scope.allowNoConverge) {
       throw new RpcError(ErrorCodes.InvalidParams, `${scope.name} always converges; --no-converge applies to cp.bootstrapper only`);
     }
-    const input: { value?: unknown; args?: readonly unknown[] } = {};
+    const input: { value?: unknown; args?: readonly unknown[]; words?: readonly (string | null)[] } = {};
     if (params.value !== undefined) input.value = params.value;
     if (params.args !== undefined) input.args = params.args;
+    if (params.words !== undefined) input.words = params.words;
     const { value, vars } = await this.scopeVars(scope, input);
     // Refused now rather than in a queued job; mutate checks again.
     requireAdmin(actor, this.adminOnly(vars));

@@ -108,8 +108,8 @@ export function registerHandlers(
   });
 
   // Answers are shared (reused while nothing changed): a limited token gets a copy with its scopes' drift only.
-  rpc.register(m.scopeGet, async ({ name, args }, ctx) => {
-    const r = await engine.get(name, args ?? []);
+  rpc.register(m.scopeGet, async ({ name, args, words }, ctx) => {
+    const r = await engine.get(name, args ?? [], words);
     return (unlimited(ctx.principal) ? r : { ...r, drift: visibleDrift(ctx.principal, r.drift) }) as never;
   });
   rpc.register(m.scopeSet, (p, ctx) => {

@@ -50,6 +50,37 @@ const ScopeGlob = z
   .max(200)
   .regex(/^[A-Za-z0-9._*?-]+$/, 'a glob has letters, digits, . - _ and the wildcards * and ?, such as mail.* or net.hostname');
 
+/**
+ * The text each of `args` was typed as (cpcmd sends it): for a scalar, the word with its quotes
+ * and escapes removed, so a scope that wants a string gets `1.50`, not the number 1.5; null for a
+ * list or a map. Callers that send `args` alone are read as before.
+ */
+const Words = z.array(z.string().max(65_536).nullable()).max(64);
+const NUMERAL = /^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$/;
+
+/** Whether `text` can be what `arg` was typed as: the string itself, a numeral of the number, true/false or null in any case. */
+function typedAs(arg: unknown, text: string | null): boolean {
+  if (arg === null) return text === null || /^(?:null|none)$/i.test(text);
+  if (typeof arg === 'string') return text === arg;
+  if (typeof arg === 'number') return text !== null && NUMERAL.test(text) && Number(text) === arg;
+  if (typeof arg === 'boolean') return text !== null && text.toLowerCase() === String(arg);
+  return text === null;
+}
+
+/** `words` must be as long as `args`, and each the text its argument was read from. */
+function wordsMatchArgs(p: { args?: unknown[] | undefined; words?: (string | null)[] | undefined }, ctx: z.RefinementCtx): void {
+  if (p.words === undefined) return;
+  if (p.args === undefined || p.args.length !== p.words.length) {
+    ctx.addIssue({ code: 'custom', path: ['words'], message: 'words gives the typed text of each of args: send both, of the same length' });
+    return;
+  }
+  p.words.forEach((text, i) => {
+    if (!typedAs(p.args![i], text)) {
+      ctx.addIssue({ code: 'custom', path: ['words', i], message: `words[${i}] is not the text argument ${i + 1} was read from (the string itself, a numeral of the number, true/false, null; null for a list or map)` });
+    }
+  });
+}
+
 export const scopeList = defineMethod('scope.list', {
   summary: 'List the scopes, optionally filtered by a glob such as mail.*',
   params: z.object({ glob: ScopeGlob.optional() }).strict(),
@@ -74,15 +105,16 @@ export const scopeInfo = defineMethod('scope.info', {
 
 export const scopeGet = defineMethod('scope.get', {
   summary: 'Read a scope as the system has it now; secrets come back redacted',
-  params: z.object({ name: Name, args: z.array(Json).max(64).optional() }).strict(),
+  params: z.object({ name: Name, args: z.array(Json).max(64).optional(), words: Words.optional() }).strict().superRefine(wordsMatchArgs),
   result: z.object({ name: z.string(), value: Json, revision: z.number().int(), drift: z.array(Drift) }),
 });
 
 export const scopeSet = defineMethod('scope.set', {
   summary: 'Set a scope from a typed value or from CLI words, then converge the units it drives',
   params: z
-    .object({ name: Name, value: Json.optional(), args: z.array(Json).max(64).optional(), ...SetCommon })
-    .strict(),
+    .object({ name: Name, value: Json.optional(), args: z.array(Json).max(64).optional(), words: Words.optional(), ...SetCommon })
+    .strict()
+    .superRefine(wordsMatchArgs),
   result: z.union([ApplyResult.extend({ name: z.string(), value: Json }), Queued]),
   mutates: true,
 });

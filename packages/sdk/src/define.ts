@@ -76,6 +76,12 @@ export interface ScopeContext {
   readonly varDefs: ReadonlyMap<string, VarDef>;
   /** A var's value with its secret parts replaced by the redaction marker. */
   redactVar(name: string, value: unknown): unknown;
+  /**
+   * While parsing CLI words (parseArgs, then toVars of the same call) and in get:
+   * the text each argument was typed as, null for a list or a map; absent when the caller sent
+   * args alone. Read it with argText(args, i, ctx) where the scope wants a string.
+   */
+  readonly words?: readonly (string | null)[];
 }
 
 /** What a scope's adopt takes into its vars, and what the user should know about it (such as what it left out). */
@@ -100,7 +106,10 @@ export interface ScopeDef<V = unknown> {
   readonly secretFields?: readonly string[];
   /** Longest time this scope's own code (get, parseArgs, toVars, adopt) may take, in ms (default 10 s); beyond it the plugin is disabled. */
   readonly timeoutMs?: number;
-  /** Turn CLI words (already parsed by the grammar) into a value; throw ScopeInputError when they do not fit. */
+  /**
+   * Turn CLI words (already parsed by the grammar) into a value; throw ScopeInputError when they
+   * do not fit. Where a string is wanted, take argText(args, i, ctx): the word as typed.
+   */
   parseArgs(args: readonly unknown[], ctx: ScopeContext): V | Promise<V>;
   /** The var changes that a value means. Validation beyond the schema goes here (throw ScopeInputError). */
   toVars(value: V, ctx: ScopeContext): Record<string, unknown> | Promise<Record<string, unknown>>;

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ScopeInputError, definePlugin, defineScope, type ScopeContext, type VarDef } from '@scoped/sdk';
+import { ScopeInputError, argText, definePlugin, defineScope, type ScopeContext, type VarDef } from '@scoped/sdk';
 import { closest } from './closest.js';
 
 export { closest, distance } from './closest.js';
@@ -35,6 +35,16 @@ function validate(def: VarDef, value: unknown): unknown {
   throw new ScopeInputError(`invalid value for ${def.name}: ${why}`, ['value']);
 }
 
+/**
+ * A word the grammar typed (a number, true/false, null) is kept as it was typed when the var
+ * wants text there: system_hostname 1.50 stores "1.50", not 1.5. A value the var takes as it
+ * is stays as it is.
+ */
+function asTyped(def: VarDef, value: unknown, typed: string | undefined): unknown {
+  if (typed === undefined || typeof value === 'string' || def.schema.safeParse(value).success) return value;
+  return def.schema.safeParse(typed).success ? typed : value;
+}
+
 const isDefault = (def: VarDef, value: unknown): boolean => JSON.stringify(value) === JSON.stringify(def.default);
 
 export const bootstrapperScope = defineScope<VarAssignment>({
@@ -54,9 +64,10 @@ export const bootstrapperScope = defineScope<VarAssignment>({
   schema: z.object({ var: z.string().min(1), value: z.json() }).strict() as z.ZodType<VarAssignment>,
   vars: [],
   allowNoConverge: true,
-  parseArgs(args) {
+  parseArgs(args, ctx) {
     if (args.length !== 2) throw new ScopeInputError(`cp.bootstrapper takes VAR VALUE, such as postfix_relay_mynetworks true; got ${args.length} argument${args.length === 1 ? '' : 's'}`);
-    return { var: args[0] as string, value: args[1] };
+    const def = typeof args[0] === 'string' ? ctx.varDefs.get(args[0]) : undefined;
+    return { var: args[0] as string, value: def ? asTyped(def, args[1], argText(args, 1, ctx)) : args[1] };
   },
   toVars(value, ctx) {
     const def = lookup(value.var, ctx);

@@ -1,5 +1,5 @@
 import { REDACTED } from '@scoped/protocol';
-import { ScopeInputError, type ScopeContext, defineScope } from '@scoped/sdk';
+import { ScopeInputError, type ScopeContext, argText, defineScope } from '@scoped/sdk';
 import { z } from 'zod';
 import { AUTH_MAP, MAIN_CF, credentialsTlsProblem } from './configure-postfix.js';
 import { verifyDeadlineMs, verifyRelay } from './smtp-verify.js';
@@ -15,11 +15,11 @@ async function requirePostfix(ctx: ScopeContext): Promise<void> {
   }
 }
 
-/** A CLI word for a credential: numbers and booleans the grammar typed are taken back as text. */
-function credential(word: unknown, what: string): string {
-  if (typeof word === 'string') return word;
-  if (typeof word === 'number' || typeof word === 'boolean') return String(word);
-  throw new ScopeInputError(`the ${what} must be text; quote it as "'…'" if it looks like a list or null`);
+/** A CLI word for a credential, as it was typed: `1.50` stays 1.50, `TRUE` stays TRUE. */
+function credential(args: readonly unknown[], i: number, ctx: ScopeContext, what: string): string {
+  const text = argText(args, i, ctx);
+  if (text === undefined) throw new ScopeInputError(`the ${what} must be text; quote it as "'…'" if it looks like a list or null`);
+  return text;
 }
 
 /**
@@ -65,15 +65,22 @@ export const smartHostScope = defineScope<SmartHostValue>({
   schema: z.union([z.literal(false), SmartHost]),
   vars: ['postfix_smarthost'],
   secretFields: ['password'],
-  parseArgs(args) {
-    const [host, user, pass] = args;
+  parseArgs(args, ctx) {
+    const [host] = args;
     if (args.length === 1 && host === false) return false;
     if (Array.isArray(host) || (host !== null && typeof host === 'object')) {
       throw new ScopeInputError(`brackets were read as a list: quote the host twice, as "'[${Array.isArray(host) ? host.join(',') : 'relay.example.com'}]'" (add :PORT inside the quotes)`);
     }
-    if (typeof host !== 'string') throw new ScopeInputError('give the relay host, such as "\'[relay.example.com]:587\'", or false to turn the smart host off');
-    if (args.length === 1) return { host, username: '', password: '' };
-    if (args.length === 3) return { host, username: credential(user, 'username'), password: credential(pass, 'password') };
+    const typed = argText(args, 0, ctx);
+    if (typeof host === 'boolean' || (typed !== undefined && /^(?:true|false)$/i.test(typed))) {
+      // A quoted 'false', or false with USER PASS, is no host name: only a bare false turns relaying off.
+      throw new ScopeInputError(
+        `${typed ?? String(host)} is not a relay host: false turns the smart host off only unquoted and alone (cpcmd scope:set mail.smart-host false); otherwise give the relay host, such as "'[relay.example.com]:587'"`,
+      );
+    }
+    if (host === null || typed === undefined) throw new ScopeInputError('give the relay host, such as "\'[relay.example.com]:587\'", or false to turn the smart host off');
+    if (args.length === 1) return { host: typed, username: '', password: '' };
+    if (args.length === 3) return { host: typed, username: credential(args, 1, ctx, 'username'), password: credential(args, 2, ctx, 'password') };
     throw new ScopeInputError(`mail.smart-host takes HOST, or HOST USER PASS, or false; got ${args.length} arguments (give both USER and PASS, or neither)`);
   },
   async toVars(value, ctx) {

@@ -1,4 +1,4 @@
-import { ScopeInputError, defineScope, defineUnit, defineVar, definePlugin, type Change } from '@scoped/sdk';
+import { ScopeInputError, argText, defineScope, defineUnit, defineVar, definePlugin, type Change } from '@scoped/sdk';
 import { Hostname, HostnameVar, hostnameProblem, normalizeHostname } from './hostname.js';
 
 export { Hostname, hostnameProblem, normalizeHostname } from './hostname.js';
@@ -69,11 +69,12 @@ export const hostnameScope = defineScope<string>({
   examples: ['cpcmd scope:set net.hostname mail.example.com', 'cpcmd scope:get net.hostname'],
   schema: Hostname,
   vars: ['system_hostname'],
-  parseArgs(args) {
+  parseArgs(args, ctx) {
     if (args.length !== 1) throw new ScopeInputError(`net.hostname takes one argument, the fully qualified name, such as mail.example.com; got ${args.length}`);
-    const [arg] = args;
-    if (typeof arg !== 'string') throw new ScopeInputError(`the hostname must be a name such as mail.example.com, not ${JSON.stringify(arg)}`);
-    return arg;
+    // The name as typed: 1.50 stays 1.50 (the grammar would read a number).
+    const name = argText(args, 0, ctx);
+    if (name === undefined || args[0] === null) throw new ScopeInputError(`the hostname must be a name such as mail.example.com, not ${JSON.stringify(args[0])}`);
+    return name;
   },
   toVars(value) {
     const name = normalizeHostname(value);
