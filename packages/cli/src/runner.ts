@@ -6,12 +6,30 @@ import { escapeControls, terminalJson, terminalYaml } from './terminal.js';
 
 export const DEFAULT_SOCKET = '/run/scoped/scoped.sock';
 
+/** What in a token cannot be part of one (tokens are printable ASCII without spaces), or undefined. */
+function tokenProblem(token: string): string | undefined {
+  if (/[\r\n]/.test(token)) return 'a line break';
+  if (/[\x00-\x1f\x7f]/.test(token)) return 'a control character';
+  if (/\s/.test(token)) return 'a space';
+  if (/[^\x21-\x7e]/.test(token)) return 'a character outside ASCII';
+  return undefined;
+}
+
 /** The endpoint the flags and the environment name: --url/SCOPED_URL with SCOPED_TOKEN, else the socket. */
 export function endpointFrom(flags: Record<string, unknown>, env: NodeJS.ProcessEnv = process.env): Endpoint {
   const url = (flags.url as string | undefined) ?? env.SCOPED_URL;
   const socket = (flags.socket as string | undefined) ?? env.SCOPED_SOCKET;
   if (url && !(flags.socket as string | undefined)) {
     const token = env.SCOPED_TOKEN;
+    // A token captured with its note or a trailing line break cannot go into a header: say so, not Node's header error.
+    const odd = token ? tokenProblem(token) : undefined;
+    if (odd) {
+      throw new CliError(
+        `SCOPED_TOKEN holds more than a token: it has ${odd}, which no token has`,
+        ExitCodes.usage,
+        'set it to the token alone, as cpcmd token:create prints it on stdout: export SCOPED_TOKEN=$(cpcmd token:create --role reader)',
+      );
+    }
     return token ? { url, token } : { url };
   }
   return { socket: socket ?? DEFAULT_SOCKET };

@@ -306,8 +306,9 @@ commands.push(
       if (flags.expires) params.expires = flags.expires;
       if (flags.name) params.name = flags.name;
       const r = await client.call('token.create', params as never);
-      const text = [r.token, `(${r.name}, ${r.role}${r.scopes.length ? ` on ${r.scopes.join(',')}` : ''}${r.expiresAt ? `, expires ${r.expiresAt}` : ''}; shown once: store it now)`].map((l) => safe(l)).join('\n');
-      return { data: r, text };
+      // The token alone on stdout, so T=$(cpcmd token:create ...) captures just it; the note goes to stderr.
+      const notice = safe(`(${r.name}, ${r.role}${r.scopes.length ? ` on ${r.scopes.join(',')}` : ''}${r.expiresAt ? `, expires ${r.expiresAt}` : ''}; shown once: store it now)`);
+      return { data: r, text: safe(r.token), notice };
     },
   },
   {
