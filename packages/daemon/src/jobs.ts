@@ -153,10 +153,26 @@ export class JobManager {
     return { ...this.entry(id, viewer).job };
   }
 
-  /** Ask a job to stop; a running converge rolls back what it did. A finished job is left as it is. */
+  /**
+   * Ask a job to stop; a running converge rolls back what it did. A job that already ended is
+   * left as it is and answers conflict, saying how it ended (the job is in the error's data).
+   */
   cancel(id: string, viewer?: string): Job {
     const entry = this.entry(id, viewer);
-    if (entry.job.state === 'queued' || entry.job.state === 'running') entry.abort.abort();
-    return { ...entry.job };
+    const job = { ...entry.job };
+    if (job.state === 'queued' || job.state === 'running') {
+      entry.abort.abort();
+      return job;
+    }
+    throw new RpcError(ErrorCodes.Conflict, `job ${id} had already ended (${outcome(job)}): there is nothing to cancel; cpcmd job:get ${id} shows it`, { job });
   }
+}
+
+/** How an ended job ended, in a few words: done and what it did, failed and why, or cancelled. */
+function outcome(job: Job): string {
+  if (job.state === 'failed') return `failed: ${job.error?.message ?? 'no reason kept'}`;
+  if (job.state === 'cancelled') return 'cancelled before it finished; what it had applied was rolled back';
+  const r = job.result as { status?: unknown; revision?: unknown } | undefined;
+  if (r?.status === 'unchanged') return 'done: nothing needed changing';
+  return `done: ${job.done}/${job.total} changes applied${typeof r?.revision === 'number' ? `, revision ${r.revision}` : ''}`;
 }

@@ -33,7 +33,7 @@ export const ErrorDescriptions: Record<ErrorCodeName, string> = {
   Unauthorized: 'no valid bearer token',
   ScopeNotFound: 'no such scope, var or unit',
   Forbidden: 'the token lacks the permission',
-  Conflict: 'the scope moved on since the revision the caller expected',
+  Conflict: 'the state moved on: the scope is past the revision the caller expected, or the job to cancel already ended',
   ConvergeFailed: 'applying the change failed and the system was rolled back',
   PluginError: 'a plugin failed to load or misbehaved',
   Timeout: 'an operation exceeded its time limit',

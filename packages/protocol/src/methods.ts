@@ -341,7 +341,7 @@ export const jobGet = defineMethod('job.get', {
 });
 
 export const jobCancel = defineMethod('job.cancel', {
-  summary: 'Cancel a queued or running job; what it applied so far is rolled back',
+  summary: 'Cancel a queued or running job; what it applied so far is rolled back. A job that already ended answers conflict (-32004), saying how it ended, with the job in the error\'s data',
   params: z.object({ id: z.string().min(1).max(64) }).strict(),
   result: Job,
   mutates: true,
