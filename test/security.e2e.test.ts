@@ -158,10 +158,11 @@ describe('security', { timeout: 60_000 }, () => {
     it('token:create prints the token once and stores only its hash; token:list shows role, scopes, expiry and last use, never a secret', async () => {
       const reader = await d.cpcmd(['token:create', '--role', 'reader', '--name', 'monitoring']);
       expectExit(reader, EXIT.ok);
+      // The token alone on stdout (T=$(cpcmd token:create ...) captures it); the note on stderr.
       const lines = reader.stdout.trimEnd().split('\n');
-      expect(lines).toHaveLength(2);
+      expect(lines).toHaveLength(1);
       expect(lines[0]).toMatch(TOKEN_RE);
-      expect(lines[1]).toMatch(/^\(monitoring, reader; shown once/);
+      expect(reader.stderr).toMatch(/^\(monitoring, reader; shown once/);
       tok.reader = lines[0]!;
 
       const op = await d.cpcmd(['token:create', '--role', 'operator', '--scopes', 'net.hostname', '--expires', '30d', '--name', 'ci', '-o', 'json']);
