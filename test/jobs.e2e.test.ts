@@ -12,7 +12,7 @@ import { Daemon, type RpcAnswer, type RunResult, WsClient, cleanupAll, hashTree,
 
 /** Files the bulk plugin's unit manages: one change each, so one progress step each. */
 const N = 200;
-const EXIT = { ok: 0, drift: 3, notFound: 7, rolledBack: 9 } as const;
+const EXIT = { ok: 0, drift: 3, notFound: 7, conflict: 8, rolledBack: 9 } as const;
 
 /**
  * A plugin as a third party ships it (plain ESM). `bulk.files VALUE` writes VALUE into N
@@ -366,7 +366,7 @@ describe('converges as jobs (real scoped, a plugin from outside the repository, 
     expectExit(await cp('scope:check'), EXIT.ok);
   });
 
-  it('an unknown job is not found; cancelling a finished job leaves it done and its files in place', async () => {
+  it('an unknown job is not found; cancelling a finished job is refused (conflict) and leaves it done and its files in place', async () => {
     const unknown = await d.call('job.get', { id: 'job-000000000000' });
     // -32009: no such object (the protocol's error table).
     expect('error' in unknown && unknown.error).toMatchObject({ code: -32009, message: expect.stringContaining('no job job-000000000000') });
@@ -377,8 +377,8 @@ describe('converges as jobs (real scoped, a plugin from outside the repository, 
     expect((await jobWhenEnded(id)).state).toBe('done');
     const before = await hashTree(etc());
     const r = await cp('job:cancel', id);
-    expectExit(r, EXIT.ok);
-    expect(r.stdout).toContain(`${id}: cancel requested (done, ${N}/${N} changes applied so far)`);
+    expectExit(r, EXIT.conflict);
+    expect(r.stderr).toContain(`job ${id} had already ended (done: ${N}/${N} changes applied`);
     expect((await d.ok('job.get', { id })).state).toBe('done');
     expect(await hashTree(etc())).toEqual(before);
     await expectBulkValue('v6');
