@@ -4,5 +4,7 @@ export { API_VERSION, ScopeInputError, definePlugin, defineScope, defineUnit, de
 export type { Adoption, PlanContext, PluginDef, ScopeContext, ScopeDef, UnitDef, VarDef, VarValues } from './define.js';
 export type { PostfixView, ServiceView, System } from './system.js';
 export { redactValue } from './redact.js';
+/** What a secret shows as, everywhere it would otherwise appear. */
+export { REDACTED } from '@scoped/protocol';
 /** zod, re-exported so a plugin's schemas are made by the same zod the daemon reads them with. */
 export { z } from 'zod';
