@@ -97,6 +97,8 @@ export function scopePluginSuite(api: TestApi, opts: SuiteOptions): void {
     it('has a valid shape, loads beside the others without collisions, and every schema converts to JSON Schema', async () => {
       expect(pluginProblem(opts.plugin)).toBeUndefined();
       await withEngine(async ({ status, engine }) => {
+        // The reason first: a failure then says why the plugin would not load in scoped.
+        expect(status.error).toBeUndefined();
         expect(status.status).toBe('loaded');
         for (const v of opts.plugin.vars ?? []) expect(v.schema.safeParse(v.default).success).toBe(true);
         for (const s of opts.plugin.scopes ?? []) {
