@@ -110,7 +110,9 @@ export class Registry {
     };
     for (const dep of plugin.dependsOn ?? []) {
       if (dep === plugin.name) return 'it lists itself in dependsOn';
-      if (!this.deps.has(dep)) return `it depends on ${dep}, which is not loaded: install and load ${dep} too, or remove it from dependsOn`;
+      if (this.deps.has(dep)) continue;
+      if (this.plugins.some((p) => p.name === dep)) return `it depends on ${dep}, which did not load (see its own entry)`;
+      return `it depends on ${dep}, which is not loaded: load ${dep} too (--plugin DIR|PACKAGE), or remove it from dependsOn`;
     }
     const varProblem = (what: string, verb: string, name: string) => {
       const own = (plugin.vars ?? []).some((v) => v.name === name);
