@@ -6,7 +6,7 @@
  * the reason; a plugin whose unit never returns is stopped at its time limit and disabled.
  * Through all of it the first-party scopes keep working.
  */
-import { readFile, stat } from 'node:fs/promises';
+import { readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PluginDirs } from './helpers/plugin-dir.js';
@@ -61,7 +61,18 @@ export default definePlugin({ name: 'scoped-plugin-demo', version: '1.0.0', apiV
 `;
 
 /** A plugin with one var, unit and scope; options vary the names, the API version and the unit's observe. */
-function simplePlugin(o: { name: string; scope: string; varName: string; unit: string; apiVersion?: number; observe?: string; timeoutMs?: number }): string {
+function simplePlugin(o: {
+  name: string;
+  scope: string;
+  varName: string;
+  unit: string;
+  apiVersion?: number;
+  observe?: string;
+  timeoutMs?: number;
+  /** Vars of other plugins the unit reads too. */
+  alsoReads?: string[];
+  dependsOn?: string[];
+}): string {
   return `
 import { definePlugin, defineScope, defineUnit, defineVar, z } from '@scoped/sdk';
 
@@ -69,7 +80,7 @@ const v = defineVar({ name: '${o.varName}', description: 'a test var', schema: z
 const u = defineUnit({
   name: '${o.unit}',
   description: 'a test unit',
-  reads: ['${o.varName}'],
+  reads: ${JSON.stringify([o.varName, ...(o.alsoReads ?? [])])},
   ${o.timeoutMs !== undefined ? `timeoutMs: ${o.timeoutMs},` : ''}
   observe: ${o.observe ?? 'async () => null'},
   plan: () => [],
@@ -86,7 +97,7 @@ const s = defineScope({
   toVars: (value) => ({ '${o.varName}': value }),
   get: () => 'unused',
 });
-export default definePlugin({ name: '${o.name}', version: '1.0.0', apiVersion: ${o.apiVersion ?? 1}, vars: [v], units: [u], scopes: [s] });
+export default definePlugin({ name: '${o.name}', version: '1.0.0', apiVersion: ${o.apiVersion ?? 1}, ${o.dependsOn ? `dependsOn: ${JSON.stringify(o.dependsOn)}, ` : ''}vars: [v], units: [u], scopes: [s] });
 `;
 }
 
@@ -308,5 +319,107 @@ describe('a plugin whose scope code never returns', () => {
     // The stuck call itself should end with a plugin error or a timeout, the plugin reported.
     const s = await stuck;
     expect.soft([EXIT.plugin, 10], `the stuck set ended with exit ${s.code ?? s.signal}: ${s.stderr}`).toContain(s.code);
+  });
+});
+
+describe('every plugin, first-party or not, loads through one loader in the order its dependsOn gives', () => {
+  let depDirs: PluginDirs | undefined;
+  let dd: Daemon;
+  const dirOf: Record<string, string> = {};
+  const simple = (name: string, extra: Partial<Parameters<typeof simplePlugin>[0]> = {}) =>
+    simplePlugin({ name: `scoped-plugin-${name}`, scope: `${name.replace(/-/g, '')}.value`, varName: `${name.replace(/-/g, '_')}_value`, unit: `${name.replace(/-/g, '')}/value`, ...extra });
+  /** Rewrite a written plugin's package.json `main`. */
+  const withMain = async (dir: string, main: string) => {
+    const file = path.join(dir, 'package.json');
+    await writeFile(file, JSON.stringify({ ...JSON.parse(await readFile(file, 'utf8')), main }));
+  };
+
+  beforeAll(async () => {
+    depDirs = await PluginDirs.create();
+    const inDir = (folder: string, source: string) => depDirs!.write(`plugin-dir/${folder}`, source, { name: `scoped-plugin-${folder}` });
+    // Sorted first in the directory, but registered after the plugin it depends on, whose var its unit reads.
+    dirOf.early = await inDir('aa-early', simple('aa-early', { alsoReads: ['zz_base_value'], dependsOn: ['scoped-plugin-zz-base'] }));
+    dirOf.base = await inDir('zz-base', simple('zz-base'));
+    // Reads net's var with dependsOn, and without it.
+    dirOf.host = await inDir('host-reader', simple('host-reader', { alsoReads: ['system_hostname'], dependsOn: ['@scoped/plugin-net'] }));
+    dirOf.sneaky = await inDir('sneaky', simple('sneaky', { alsoReads: ['system_hostname'] }));
+    dirOf.orphan = await inDir('orphan', simple('orphan', { dependsOn: ['scoped-plugin-absent'] }));
+    dirOf.cycleA = await inDir('cycle-a', simple('cycle-a', { dependsOn: ['scoped-plugin-cycle-b'] }));
+    dirOf.cycleB = await inDir('cycle-b', simple('cycle-b', { dependsOn: ['scoped-plugin-cycle-a'] }));
+    dirOf.afterCycle = await inDir('after-cycle', simple('after-cycle', { dependsOn: ['scoped-plugin-cycle-a'] }));
+    // The README's mistakes: a TypeScript entry, and a built entry that was never built.
+    dirOf.tsEntry = await inDir('ts-entry', simple('ts-entry'));
+    await withMain(dirOf.tsEntry, './src/index.ts');
+    dirOf.unbuilt = await inDir('unbuilt', simple('unbuilt'));
+    await withMain(dirOf.unbuilt, './dist/index.js');
+    dd = await Daemon.start(await makeRoot(), { config: { pluginDir: path.join(depDirs.dir, 'plugin-dir') } });
+  });
+
+  afterAll(async () => {
+    await cleanupAll();
+    await depDirs?.remove();
+  });
+
+  async function statusByName() {
+    const r = await dd.cpcmd(['daemon:status', '-o', 'json']);
+    expectExit(r, EXIT.ok);
+    const list = JSON.parse(r.stdout).plugins as { name: string; status: string; error?: string; source?: string }[];
+    return Object.fromEntries(list.map((p) => [p.name, p]));
+  }
+
+  it('the first-party plugins are loaded from their package directories by the same loader, each after what it depends on', async () => {
+    const byName = await statusByName();
+    for (const name of ['@scoped/plugin-net', '@scoped/plugin-mail', '@scoped/plugin-cp']) {
+      const p = byName[name];
+      expect(p, name).toMatchObject({ status: 'loaded' });
+      // Its source is the package directory the loader read the manifest of.
+      const manifest = JSON.parse(await readFile(path.join(p!.source!, 'package.json'), 'utf8'));
+      expect(manifest).toMatchObject({ name, scoped: { apiVersion: 1 } });
+    }
+    const log = dd.stderr();
+    const order = [...log.matchAll(/"msg":"plugin loaded","plugin":"([^"]+)"/g)].map((m) => m[1]);
+    expect(order.indexOf('@scoped/plugin-net')).toBeLessThan(order.indexOf('@scoped/plugin-mail'));
+    expect(order.indexOf('scoped-plugin-zz-base')).toBeLessThan(order.indexOf('scoped-plugin-aa-early'));
+    expect(byName['scoped-plugin-aa-early']).toMatchObject({ status: 'loaded', source: dirOf.early });
+    expect(byName['scoped-plugin-host-reader']).toMatchObject({ status: 'loaded' });
+    const set = await dd.cpcmd(['scope:set', 'aaearly.value', 'x']);
+    expectExit(set, EXIT.ok);
+  });
+
+  it('a plugin that reads another plugin\'s var without declaring it in dependsOn is refused, naming what to add', async () => {
+    const pl = await dd.cpcmd(['plugin:list']);
+    expectExit(pl, EXIT.plugin);
+    expect(pl.stdout).toMatch(
+      /^scoped-plugin-sneaky@1\.0\.0\s+failed {2}sneaky\.value {2}unit sneaky\/value reads var system_hostname of @scoped\/plugin-net, which it does not depend on: add '@scoped\/plugin-net' to the plugin's dependsOn$/m,
+    );
+    expectExit(await dd.cpcmd(['scope:get', 'sneaky.value']), EXIT.notFound);
+  });
+
+  it('a missing or cyclic dependency refuses that plugin with the reason; everything else loads', async () => {
+    const byName = await statusByName();
+    expect(byName['scoped-plugin-orphan']).toMatchObject({
+      status: 'failed',
+      source: dirOf.orphan,
+      error: 'it depends on scoped-plugin-absent, which is not loaded: load scoped-plugin-absent too (--plugin DIR|PACKAGE), or remove it from dependsOn',
+    });
+    for (const [name, cycle] of [
+      ['scoped-plugin-cycle-a', 'scoped-plugin-cycle-a → scoped-plugin-cycle-b → scoped-plugin-cycle-a'],
+      ['scoped-plugin-cycle-b', 'scoped-plugin-cycle-b → scoped-plugin-cycle-a → scoped-plugin-cycle-b'],
+    ] as const) {
+      expect(byName[name]).toMatchObject({ status: 'failed', error: `its dependsOn makes a cycle (${cycle}): a plugin cannot come before itself; remove one of these dependencies` });
+    }
+    expect(byName['scoped-plugin-after-cycle']).toMatchObject({ status: 'failed', error: 'it depends on scoped-plugin-cycle-a, which did not load (see its own entry)' });
+    for (const scope of ['orphan.value', 'cyclea.value', 'aftercycle.value']) expectExit(await dd.cpcmd(['scope:get', scope]), EXIT.notFound);
+    expect(dd.running).toBe(true);
+    expectExit(await dd.cpcmd(['scope:set', 'net.hostname', 'deps.example.test']), EXIT.ok);
+  });
+
+  it('a plugin whose entry is TypeScript, or not built yet, is refused with what to do', async () => {
+    const byName = await statusByName();
+    expect(byName['scoped-plugin-ts-entry']).toMatchObject({
+      status: 'failed',
+      error: 'its entry src/index.ts is TypeScript, which node cannot load: build it (npx tsc) and point "main" in package.json at the built .js file, such as ./dist/index.js',
+    });
+    expect(byName['scoped-plugin-unbuilt']).toMatchObject({ status: 'failed', error: 'its entry dist/index.js does not exist: build the plugin first (npx tsc), or fix "main" in package.json' });
   });
 });

@@ -4,11 +4,7 @@ import { createServer, type Server } from 'node:http';
 import { connect } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
-import type { PluginDef } from '@scoped/sdk';
 import { HostSystem } from '@scoped/system';
-import cpPlugin from '@scoped/plugin-cp';
-import mailPlugin from '@scoped/plugin-mail';
-import netPlugin from '@scoped/plugin-net';
 import { ErrorCodes } from '@scoped/protocol';
 import { Gate, loadOrCreateToken } from './auth.js';
 import { ConnectionCap, answerClientErrors } from './transports/edge.js';
@@ -30,9 +26,6 @@ import { httpHandler } from './transports/http.js';
 import { attachWebSocket } from './transports/ws.js';
 
 export const VERSION = '0.1.0';
-
-/** The plugins that ship with scoped. */
-export const firstPartyPlugins: readonly PluginDef[] = [netPlugin, mailPlugin, cpPlugin];
 
 /** What the audit keeps for a name that fails every name grammar: never the caller's text. */
 export const INVALID_NAME = '(invalid name)';
@@ -98,14 +91,11 @@ const closeServer = (server: Server) =>
   });
 
 /** Start scoped with a resolved config. */
-export async function startDaemon(config: ResolvedConfig, opts: { log?: Logger; plugins?: readonly PluginDef[] } = {}): Promise<RunningDaemon> {
+export async function startDaemon(config: ResolvedConfig, opts: { log?: Logger } = {}): Promise<RunningDaemon> {
   const started = Date.now();
   const log = opts.log ?? jsonLogger({ level: config.logLevel });
   const registry = new Registry();
-  for (const plugin of opts.plugins ?? firstPartyPlugins) {
-    const status = registry.add(plugin);
-    if (status.status === 'failed') log.error('plugin failed to load', { plugin: status.name, error: status.error });
-  }
+  // The first-party plugins first, then the admin's: all through the same checks, in dependency order.
   await loadPlugins(config.plugins, config.pluginDir, registry, log);
   const store = await Store.open(config.store);
   const system = new HostSystem({ root: config.root, kernelHostname: config.kernelHostname });

@@ -6,7 +6,7 @@ import { definePlugin, defineScope, defineUnit, defineVar } from '@scoped/sdk';
 import { HostSystem } from '@scoped/system';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { firstPartyPlugins } from './daemon.js';
+import { firstPartyPlugins } from './plugins.js';
 import { Engine, globTest } from './engine.js';
 import { jsonLogger } from './log.js';
 import { Registry } from './registry.js';
@@ -72,7 +72,7 @@ let engine: Engine;
 
 async function open(): Promise<Engine> {
   const registry = new Registry();
-  for (const p of [...firstPartyPlugins, flaky]) registry.add(p);
+  for (const p of [...(await firstPartyPlugins()), flaky]) registry.add(p);
   store = await Store.open(`sqlite://${path.join(root, 'state', 'store.sqlite')}`);
   const e = new Engine(registry, store, new HostSystem({ root, kernelHostname: false }), { kernelHostname: false }, silent);
   await e.init();

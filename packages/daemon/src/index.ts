@@ -1,6 +1,6 @@
 export { ConfigError, DaemonConfig, USAGE, loadConfig } from './config.js';
 export type { ResolvedConfig } from './config.js';
-export { VERSION, firstPartyPlugins, startDaemon } from './daemon.js';
+export { VERSION, startDaemon } from './daemon.js';
 export type { RunningDaemon } from './daemon.js';
 export { Engine, globTest } from './engine.js';
 export type { Actor } from './engine.js';
@@ -13,4 +13,4 @@ export { RpcDispatcher } from './rpc.js';
 export type { CallContext } from './rpc.js';
 export { Store } from './store.js';
 export type { AuditEntry, State } from './store.js';
-export { pluginProblem, loadPlugins } from './plugins.js';
+export { FIRST_PARTY_PLUGINS, firstPartyPlugins, loadPlugins, orderByDependencies, pluginProblem } from './plugins.js';

@@ -7,7 +7,7 @@ export interface PluginStatus {
   scopes: string[];
   status: 'loaded' | 'failed' | 'disabled';
   error?: string;
-  /** Where it was loaded from; absent for the first-party plugins. */
+  /** The directory it was loaded from. */
   source?: string;
 }
 
@@ -31,6 +31,10 @@ export class Registry {
   }
   /** Which plugin declared each var, unit and scope. */
   private readonly owner = new Map<string, PluginStatus>();
+  /** What each loaded plugin declared it depends on, by plugin name. */
+  private readonly deps = new Map<string, readonly string[]>();
+  /** The definitions of the loaded plugins, by name. */
+  private readonly defs = new Map<string, PluginDef>();
 
   add(plugin: PluginDef, source?: string): PluginStatus {
     const status: PluginStatus = { name: plugin.name, version: plugin.version, scopes: (plugin.scopes ?? []).map((s) => s.name), status: 'loaded' };
@@ -52,7 +56,22 @@ export class Registry {
         this.scopes.set(s.name, s);
         this.owner.set(`scope:${s.name}`, status);
       }
+      this.deps.set(plugin.name, plugin.dependsOn ?? []);
+      this.defs.set(plugin.name, plugin);
     }
+    this.plugins.push(status);
+    return status;
+  }
+
+  /** A loaded plugin's definition, by its name. */
+  definition(name: string): PluginDef | undefined {
+    return this.defs.get(name);
+  }
+
+  /** A plugin read whole but refused before registering anything (its dependencies cannot load). */
+  refuse(plugin: PluginDef, error: string, source?: string): PluginStatus {
+    const status: PluginStatus = { name: plugin.name, version: plugin.version, scopes: (plugin.scopes ?? []).map((s) => s.name), status: 'failed', error };
+    if (source) status.source = source;
     this.plugins.push(status);
     return status;
   }
@@ -89,16 +108,50 @@ export class Registry {
       }
       return undefined;
     };
-    const declared = new Set([...this.vars.keys(), ...(plugin.vars ?? []).map((v) => v.name)]);
+    for (const dep of plugin.dependsOn ?? []) {
+      if (dep === plugin.name) return 'it lists itself in dependsOn';
+      if (this.deps.has(dep)) continue;
+      if (this.plugins.some((p) => p.name === dep)) return `it depends on ${dep}, which did not load (see its own entry)`;
+      return `it depends on ${dep}, which is not loaded: load ${dep} too (--plugin DIR|PACKAGE), or remove it from dependsOn`;
+    }
+    const varProblem = (what: string, verb: string, name: string) => {
+      const own = (plugin.vars ?? []).some((v) => v.name === name);
+      if (own) return undefined;
+      const declarer = this.owner.get(`var:${name}`)?.name;
+      if (declarer === undefined) return `${what} ${verb} var ${name}, which no plugin declares`;
+      if (!this.reachable(plugin.dependsOn ?? []).has(declarer))
+        return `${what} ${verb} var ${name} of ${declarer}, which it does not depend on: add '${declarer}' to the plugin's dependsOn`;
+      return undefined;
+    };
     for (const u of plugin.units ?? []) {
-      const missing = u.reads.find((r) => !declared.has(r));
-      if (missing) return `unit ${u.name} reads var ${missing}, which no plugin declares`;
+      for (const r of u.reads) {
+        const problem = varProblem(`unit ${u.name}`, 'reads', r);
+        if (problem) return problem;
+      }
+    }
+    for (const sc of plugin.scopes ?? []) {
+      for (const v of sc.vars) {
+        const problem = varProblem(`scope ${sc.name}`, 'writes', v);
+        if (problem) return problem;
+      }
     }
     return (
       taken('var', this.vars, (plugin.vars ?? []).map((v) => v.name)) ??
       taken('unit', this.units, (plugin.units ?? []).map((u) => u.name)) ??
       taken('scope', this.scopes, (plugin.scopes ?? []).map((s) => s.name))
     );
+  }
+
+  /** The loaded plugins these ones depend on, directly or through others, themselves included. */
+  private reachable(names: readonly string[]): Set<string> {
+    const seen = new Set<string>();
+    const visit = (n: string) => {
+      if (seen.has(n)) return;
+      seen.add(n);
+      for (const d of this.deps.get(n) ?? []) visit(d);
+    };
+    for (const n of names) visit(n);
+    return seen;
   }
 
   /** The units that read any of these vars, in registration order. */

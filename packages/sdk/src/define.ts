@@ -145,6 +145,13 @@ export interface PluginDef {
   readonly version: string;
   /** The plugin API version this plugin was written against. */
   readonly apiVersion: number;
+  /**
+   * The plugins (by name) whose vars this plugin's units and scopes read or write, such as
+   * `['@scoped/plugin-net']` for a unit that reads `system_hostname`. They are registered
+   * before it; a plugin that uses another's var without naming it here, names one that is
+   * not loaded, or is part of a cycle, is refused at load with the reason.
+   */
+  readonly dependsOn?: readonly string[];
   readonly vars?: readonly VarDef<any>[];
   readonly units?: readonly UnitDef<any>[];
   readonly scopes?: readonly ScopeDef<any>[];
@@ -156,12 +163,24 @@ export function definePlugin(def: PluginDef): PluginDef {
   return def;
 }
 
+/** Marks a ScopeInputError made by any copy of this package (a plugin installed outside scoped has its own copy). */
+const SCOPE_INPUT_ERROR = Symbol.for('@scoped/sdk.ScopeInputError');
+
 /**
  * Bad input to a scope: crosses the wire as invalid params (-32602) with this message, which
  * should say what to type instead.
  */
 export class ScopeInputError extends Error {
   override readonly name = 'ScopeInputError';
+  /**
+   * `instanceof` holds for a ScopeInputError of another copy of the sdk too: a plugin built
+   * outside the daemon's install brings its own, and its refusals must still reach the user
+   * as invalid params, not as a plugin failure.
+   */
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    if (this !== ScopeInputError) return Function.prototype[Symbol.hasInstance].call(this, value);
+    return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[SCOPE_INPUT_ERROR] === true;
+  }
   constructor(
     message: string,
     readonly path: (string | number)[] = [],
@@ -169,5 +188,6 @@ export class ScopeInputError extends Error {
     readonly kind: 'invalid' | 'not-found' = 'invalid',
   ) {
     super(message);
+    Object.defineProperty(this, SCOPE_INPUT_ERROR, { value: true });
   }
 }

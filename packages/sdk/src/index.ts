@@ -5,5 +5,7 @@ export type { Adoption, PlanContext, PluginDef, ScopeContext, ScopeDef, UnitDef,
 export type { PostfixView, ServiceView, System } from './system.js';
 export { redactValue } from './redact.js';
 export { argText } from './words.js';
+/** What a secret shows as, everywhere it would otherwise appear. */
+export { REDACTED } from '@scoped/protocol';
 /** zod, re-exported so a plugin's schemas are made by the same zod the daemon reads them with. */
 export { z } from 'zod';

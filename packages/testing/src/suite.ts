@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Engine, Registry, Store, firstPartyPlugins, jsonLogger } from '@scoped/daemon';
-import { pluginProblem } from '@scoped/daemon';
+import { orderByDependencies, pluginProblem } from '@scoped/daemon';
 import { ErrorCodes, RpcError } from '@scoped/protocol';
 import { type Change, type PluginDef, z } from '@scoped/sdk';
 import { HostSystem } from '@scoped/system';
@@ -51,9 +51,12 @@ class HalfwayFailingSystem extends HostSystem {
 
 async function openEngine(opts: SuiteOptions, root: string, failing = false) {
   const registry = new Registry();
-  const others = (opts.alongside ?? firstPartyPlugins).filter((p) => p.name !== opts.plugin.name);
-  for (const p of others) registry.add(p);
-  const status = registry.add(opts.plugin);
+  const others = (opts.alongside ?? (await firstPartyPlugins())).filter((p) => p.name !== opts.plugin.name);
+  // Registered as the daemon registers them: each after the plugins it depends on.
+  const { ordered } = orderByDependencies([...others, opts.plugin].map((def) => ({ def })));
+  const statuses = new Map(ordered.map(({ def }) => [def, registry.add(def)]));
+  // Not ordered (a dependency of it is missing or in a cycle): added anyway, so its status says why.
+  const status = statuses.get(opts.plugin) ?? registry.add(opts.plugin);
   const stateDir = mkdtempSync(path.join(tmpdir(), 'scoped-suite-store-'));
   const store = await Store.open(`sqlite://${path.join(stateDir, 'store.sqlite')}`);
   const System = failing ? HalfwayFailingSystem : HostSystem;
@@ -94,6 +97,8 @@ export function scopePluginSuite(api: TestApi, opts: SuiteOptions): void {
     it('has a valid shape, loads beside the others without collisions, and every schema converts to JSON Schema', async () => {
       expect(pluginProblem(opts.plugin)).toBeUndefined();
       await withEngine(async ({ status, engine }) => {
+        // The reason first: a failure then says why the plugin would not load in scoped.
+        expect(status.error).toBeUndefined();
         expect(status.status).toBe('loaded');
         for (const v of opts.plugin.vars ?? []) expect(v.schema.safeParse(v.default).success).toBe(true);
         for (const s of opts.plugin.scopes ?? []) {

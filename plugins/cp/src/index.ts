@@ -1,5 +1,4 @@
-import { z } from 'zod';
-import { ScopeInputError, argText, definePlugin, defineScope, type ScopeContext, type VarDef } from '@scoped/sdk';
+import { ScopeInputError, argText, definePlugin, defineScope, type ScopeContext, type VarDef, z } from '@scoped/sdk';
 import { closest } from './closest.js';
 
 export { closest, distance } from './closest.js';

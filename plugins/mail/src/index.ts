@@ -15,6 +15,8 @@ export default definePlugin({
   name: '@scoped/plugin-mail',
   version: '0.1.0',
   apiVersion: 1,
+  // configure-postfix reads system_hostname (myhostname), which net declares.
+  dependsOn: ['@scoped/plugin-net'],
   vars: [postfixSmarthost, postfixTlsLevel, postfixSaslHeader, postfixRelayMynetworks, postfixCustomConfig, spamfilter, rspamdEnabled],
   units: [configurePostfix, spamFilterUnit],
   scopes: [smartHostScope, spamFilterScope, piggybackScope],

@@ -1,6 +1,4 @@
-import { REDACTED } from '@scoped/protocol';
-import { ScopeInputError, type ScopeContext, argText, defineScope } from '@scoped/sdk';
-import { z } from 'zod';
+import { REDACTED, ScopeInputError, type ScopeContext, argText, defineScope, z } from '@scoped/sdk';
 import { AUTH_MAP, MAIN_CF, credentialsTlsProblem } from './configure-postfix.js';
 import { verifyDeadlineMs, verifyRelay } from './smtp-verify.js';
 import { filtersIn } from './spam-filter.js';

@@ -1,5 +1,4 @@
-import { defineVar } from '@scoped/sdk';
-import { z } from 'zod';
+import { defineVar, z } from '@scoped/sdk';
 import { customParameterProblem } from './dangerous-params.js';
 import { passwordProblem, relayProblem, userProblem } from './relay.js';
 

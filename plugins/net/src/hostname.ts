@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import { z } from '@scoped/sdk';
 
 /**
  * Why a name is not a valid fully qualified hostname, or null when it is. The input is
