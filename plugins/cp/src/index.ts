@@ -1,8 +1,5 @@
 import { z } from 'zod';
-import { ScopeInputError, definePlugin, defineScope, type ScopeContext, type VarDef } from '@scoped/sdk';
-import { closest } from './closest.js';
-
-export { closest, distance } from './closest.js';
+import { ScopeInputError, closest, definePlugin, defineScope, type ScopeContext, type VarDef } from '@scoped/sdk';
 
 /** One var and the value to give it. */
 export interface VarAssignment {
