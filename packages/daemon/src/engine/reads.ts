@@ -53,13 +53,14 @@ export class Reads {
   async drift(units: readonly UnitDef[], vars: Record<string, unknown> = this.core.vars(), scope?: string): Promise<Drift[]> {
     const core = this.core;
     const state = core.state;
-    const stamp = this.readStamp();
+    const runs = core.lock.runs;
     const quiet = !core.lock.busy;
     const planned = await this.plan(units, vars, true);
     const drift = this.driftOf(planned, scope);
-    // Published only from a read that no converge overlapped (a commit replaces the state, a write
-    // moves the read stamp): a half-applied system is not drift.
-    if (!quiet || core.lock.busy || state !== core.state || stamp !== this.readStamp()) return drift;
+    // Published only from a read that no mutation overlapped (every write runs under the lock): a
+    // half-applied system is not drift. Not the read stamp: a read of every unit moves it itself
+    // (service state is read live), and a bare scope.check would never announce what it found.
+    if (!quiet || core.lock.busy || runs !== core.lock.runs || state !== core.state) return drift;
     for (const unit of units) {
       const mine = drift.filter((d) => d.unit === unit.name);
       const signature = JSON.stringify(mine);
