@@ -1,7 +1,13 @@
 import { ErrorCodes, RpcError } from '@scoped/protocol';
-import { type ScopeDef, type UnitDef, type VarDef } from '@scoped/sdk';
+import { closest, type ScopeDef, type UnitDef, type VarDef } from '@scoped/sdk';
 import { isName } from '../names.js';
 import type { Registry } from '../registry.js';
+
+/** `; did you mean X?` for the known name closest to a mistyped one, or nothing when none is close. */
+const didYouMean = (name: string, known: Iterable<string>) => {
+  const hint = closest(name, known);
+  return hint ? `; did you mean ${hint}?` : '';
+};
 
 /** A scope by name; a mistyped name is answered with the closest one. */
 export function findScope(registry: Registry, name: string): ScopeDef {
@@ -11,8 +17,7 @@ export function findScope(registry: Registry, name: string): ScopeDef {
   if (scope) return scope;
   // Only a well-formed name is repeated (and hinted from): anything else could be escape sequences or a guessed secret.
   if (!isName('scope', name)) throw new RpcError(ErrorCodes.ScopeNotFound, 'no scope has that name: a scope name is group.kebab-name, such as mail.smart-host (cpcmd scope:list shows them all)');
-  const hint = [...registry.scopes.keys()].find((s) => s.split('.')[1] === name.split('.')[1] || s.startsWith(name));
-  throw new RpcError(ErrorCodes.ScopeNotFound, `no scope named ${name}${hint ? `; did you mean ${hint}?` : ''} (cpcmd scope:list shows them all)`);
+  throw new RpcError(ErrorCodes.ScopeNotFound, `no scope ${name}${didYouMean(name, registry.scopes.keys())} (cpcmd scope:list shows them all)`);
 }
 
 export function findUnit(registry: Registry, name: string): UnitDef {
@@ -25,6 +30,6 @@ export function findUnit(registry: Registry, name: string): UnitDef {
 export function findVar(registry: Registry, name: string): VarDef {
   const def = registry.vars.get(name);
   if (def) return def;
-  const named = isName('var', name) ? `named ${name}` : 'has that name (a var name is snake_case)';
-  throw new RpcError(ErrorCodes.ScopeNotFound, `no var ${named} (cpcmd var:list shows them all)`);
+  if (!isName('var', name)) throw new RpcError(ErrorCodes.ScopeNotFound, 'no var has that name (a var name is snake_case) (cpcmd var:list shows them all)');
+  throw new RpcError(ErrorCodes.ScopeNotFound, `no var named ${name}${didYouMean(name, registry.vars.keys())} (cpcmd var:list shows them all)`);
 }
