@@ -17,7 +17,7 @@ import type { Actor, EngineOptions, EventSink, GetResult, Progress } from './eng
 import { withTimeout } from './engine/watchdog.js';
 
 export { auditValue } from './engine/audit.js';
-export { INTERNAL_ERROR, invalid, toRpcError, zodText } from './engine/errors.js';
+export { INTERNAL_ERROR, invalid, toRpcError } from './engine/errors.js';
 export { globTest } from './engine/glob.js';
 export type { Actor, EngineOptions, GetResult, Journal, Progress } from './engine/types.js';
 export { MAX_VAR_BYTES } from './engine/values.js';

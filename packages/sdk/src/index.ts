@@ -5,5 +5,6 @@ export { API_VERSION, ScopeInputError, definePlugin, defineScope, defineUnit, de
 export type { Adoption, PlanContext, PluginDef, ScopeContext, ScopeDef, UnitDef, VarDef, VarValues } from './define.js';
 export type { PostfixView, ServiceView, System } from './system.js';
 export { redactValue } from './redact.js';
+export { zodText } from './zod-text.js';
 /** zod, re-exported so a plugin's schemas are made by the same zod the daemon reads them with. */
 export { z } from 'zod';

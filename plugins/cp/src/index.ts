@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ScopeInputError, closest, definePlugin, defineScope, type ScopeContext, type VarDef } from '@scoped/sdk';
+import { ScopeInputError, closest, definePlugin, defineScope, type ScopeContext, type VarDef, zodText } from '@scoped/sdk';
 
 /** One var and the value to give it. */
 export interface VarAssignment {
@@ -28,8 +28,7 @@ function validate(def: VarDef, value: unknown): unknown {
     if (asText.success) r = asText;
   }
   if (r.success) return r.data;
-  const why = r.error.issues.map((i) => (i.path.length ? `${i.path.join('.')}: ${i.message}` : i.message)).join('; ');
-  throw new ScopeInputError(`invalid value for ${def.name}: ${why}`, ['value']);
+  throw new ScopeInputError(`invalid value for ${def.name}: ${zodText(r.error)}`, ['value']);
 }
 
 const isDefault = (def: VarDef, value: unknown): boolean => JSON.stringify(value) === JSON.stringify(def.default);

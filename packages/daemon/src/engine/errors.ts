@@ -1,6 +1,6 @@
 import { ErrorCodes, type Issue, RpcError } from '@scoped/protocol';
-import { ScopeInputError } from '@scoped/sdk';
-import { z } from 'zod';
+import { ScopeInputError, zodText } from '@scoped/sdk';
+import type { z } from 'zod';
 import { type Logger, stackFrames, thrownSummary } from '../log.js';
 
 /** What a caller is told of an error nobody expected; the log has where it was thrown. */
@@ -20,35 +20,6 @@ export function toRpcError(err: unknown, log: Logger, context?: Record<string, u
   }
   log.error('internal error', { ...context, error: thrownSummary(err), at: stackFrames(err) });
   return new RpcError(ErrorCodes.InternalError, INTERNAL_ERROR);
-}
-
-/**
- * A union's "Invalid input" says nothing: where its branches gave reasons in their own words
- * (custom issues, such as "the hostname contains whitespace"), those stand in for it.
- */
-function ownWords(issues: readonly z.core.$ZodIssue[], at: PropertyKey[] = []): z.core.$ZodIssue[] {
-  return issues.flatMap((i) => {
-    const path = [...at, ...i.path];
-    if (i.code === 'invalid_union') {
-      const custom = i.errors.flat().filter((b) => b.code === 'custom');
-      if (custom.length) return ownWords(custom, path);
-    }
-    return [{ ...i, path }];
-  });
-}
-
-/**
- * A zod failure as one line: z.prettifyError's issues, each as `where: problem` (the field
- * first, so the user sees what to fix), joined by `; `.
- */
-export function zodText(error: z.ZodError): string {
-  const out: string[] = [];
-  for (const line of z.prettifyError(new z.ZodError(ownWords(error.issues))).split('\n')) {
-    if (line.startsWith('✖ ')) out.push(line.slice(2));
-    else if (line.startsWith('  → at ') && out.length) out.push(`${line.slice(7)}: ${out.pop()}`);
-    else if (out.length) out.push(`${out.pop()} ${line.trim()}`);
-  }
-  return out.join('; ');
 }
 
 /** A zod failure's issues as `error.data.issues` carries them. */

@@ -1,6 +1,5 @@
-import type { VarDef } from '@scoped/sdk';
+import { type VarDef, zodText } from '@scoped/sdk';
 import { ErrorCodes, RpcError } from '@scoped/protocol';
-import { zodText } from './errors.js';
 
 /** The most a var's value may take, serialized as JSON: far beyond any real setting, small enough to keep every write and read cheap. */
 export const MAX_VAR_BYTES = 64 * 1024;
