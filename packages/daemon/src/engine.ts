@@ -1,9 +1,9 @@
-import type { ApplyResult, Drift } from '@scoped/protocol';
+import type { ApplyResult, AuditEntry as ListedEntry, Drift, Json } from '@scoped/protocol';
 import type { Change, PlanContext, ScopeContext, ScopeDef, UnitDef, VarDef } from '@scoped/sdk';
 import type { HostSystem } from '@scoped/system';
 import type { Logger } from './log.js';
 import type { Registry } from './registry.js';
-import type { AuditEntry, Noop, Refusal, Store } from './store.js';
+import type { Noop, Refusal, Store } from './store.js';
 import { Applier } from './engine/apply.js';
 import { type AuditRecord, AuditTrail } from './engine/audit.js';
 import { EngineCore } from './engine/core.js';
@@ -20,7 +20,7 @@ export { auditValue } from './engine/audit.js';
 export { INTERNAL_ERROR, invalid, toRpcError } from './engine/errors.js';
 export { globTest } from './engine/glob.js';
 export type { Actor, EngineOptions, GetResult, Journal, Progress } from './engine/types.js';
-export { MAX_VAR_BYTES } from './engine/values.js';
+export { MAX_VAR_BYTES, asJson, asJsonObject } from './engine/values.js';
 
 /**
  * The scope engine: validates, plans, applies with a snapshot, verifies, rolls back on
@@ -81,7 +81,7 @@ export class Engine {
     return this.core.vars();
   }
 
-  redactVar(name: string, value: unknown): unknown {
+  redactVar(name: string, value: unknown): Json {
     return this.core.redactVar(name, value);
   }
 
@@ -186,7 +186,7 @@ export class Engine {
   }
 
   /** The history of changes (never refusals or no-ops). */
-  auditEntries(limit: number, filter: (e: AuditEntry) => boolean): Promise<AuditEntry[]> {
+  auditEntries(limit: number, filter: (e: ListedEntry) => boolean): Promise<ListedEntry[]> {
     return this.trail.entries(limit, filter);
   }
 

@@ -1,5 +1,7 @@
-import type { Noop, Refusal, Store, AuditEntry } from '../store.js';
+import type { AuditEntry as ListedEntry, Json } from '@scoped/protocol';
+import type { AuditEntry, Noop, Refusal, Store } from '../store.js';
 import type { Actor, EngineOptions } from './types.js';
+import { asJson } from './values.js';
 
 /** Audit entries keep bounded text: a hostile 1 MiB name must not become a 1 MiB row. */
 export const clip = (text: string, max: number) => (text.length > max ? `${text.slice(0, max)}…` : text);
@@ -20,16 +22,19 @@ const notKept = (bytes: number) => `(not kept: ${bytes.toLocaleString('en-US')} 
  * event, and audit.list and every replay read them back: a 64 KiB value must not cost 128 KiB
  * of disk per set, nor a subscriber's replay 64 KiB per event.
  */
-export function auditValue(value: unknown): unknown {
+export function auditValue(value: unknown): Json {
   const bytes = jsonBytes(value);
-  if (bytes <= AUDIT_VALUE_BYTES) return value;
+  if (bytes <= AUDIT_VALUE_BYTES) return asJson(value);
   if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
     const members = Object.entries(value).map(([k, v]) => [k, jsonBytes(v) <= AUDIT_MEMBER_BYTES ? v : notKept(jsonBytes(v))] as const);
     const small = Object.fromEntries(members);
-    if (jsonBytes(small) <= AUDIT_VALUE_BYTES) return small;
+    if (jsonBytes(small) <= AUDIT_VALUE_BYTES) return asJson(small);
   }
   return notKept(bytes);
 }
+
+/** Whether a stored entry is one of the history of changes as audit.list lists it (read back, so numbered). */
+const listed = (e: AuditEntry): e is ListedEntry => e.seq !== undefined && e.outcome !== 'refused' && e.outcome !== 'unchanged';
 
 /** One call to record: its values already redacted, its reason built without secrets. */
 export interface AuditRecord {
@@ -85,8 +90,8 @@ export class AuditTrail {
   }
 
   /** The history of changes (never refusals or no-ops, even from trails written before they had stores of their own). */
-  entries(limit: number, filter: (e: AuditEntry) => boolean): Promise<AuditEntry[]> {
-    return this.store.auditEntries(limit, (e) => e.outcome !== 'refused' && e.outcome !== 'unchanged' && filter(e));
+  async entries(limit: number, filter: (e: ListedEntry) => boolean): Promise<ListedEntry[]> {
+    return (await this.store.auditEntries(limit, (e) => listed(e) && filter(e))).filter(listed);
   }
 
   /** The refused calls, one row per caller, action and target, with counts. */

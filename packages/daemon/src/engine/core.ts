@@ -1,3 +1,4 @@
+import type { Json } from '@scoped/protocol';
 import { redactValue, type PlanContext, type ScopeContext } from '@scoped/sdk';
 import type { HostSystem } from '@scoped/system';
 import type { Logger } from '../log.js';
@@ -5,6 +6,7 @@ import { Mutex } from '../mutex.js';
 import type { Registry } from '../registry.js';
 import type { State, Store } from '../store.js';
 import type { EngineOptions, EventSink } from './types.js';
+import { asJson } from './values.js';
 
 /**
  * What every part of the engine shares: the plugins, the store, the system, the current state
@@ -40,8 +42,8 @@ export class EngineCore {
     return out;
   }
 
-  redactVar(name: string, value: unknown): unknown {
-    return redactValue(value, this.registry.vars.get(name)?.secret);
+  redactVar(name: string, value: unknown): Json {
+    return asJson(redactValue(value, this.registry.vars.get(name)?.secret));
   }
 
   scopeContext(vars: Record<string, unknown> = this.vars()): ScopeContext {

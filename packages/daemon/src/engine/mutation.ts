@@ -1,4 +1,4 @@
-import { ErrorCodes, RpcError, type ApplyResult, type PlanChange } from '@scoped/protocol';
+import { ErrorCodes, RpcError, type ApplyResult, type Json, type PlanChange } from '@scoped/protocol';
 import { changeTarget, redactValue, type ScopeContext, type ScopeDef, type UnitDef } from '@scoped/sdk';
 import { crashpoint } from '@scoped/system';
 import type { Logger } from '../log.js';
@@ -13,7 +13,7 @@ import type { PluginCode } from './plugin-code.js';
 import type { Reads } from './reads.js';
 import { redactScopeValue, type Secrets } from './secrets.js';
 import type { Actor, Journal, Planned, Progress } from './types.js';
-import { faultError, valueFault } from './values.js';
+import { asJson, faultError, valueFault } from './values.js';
 
 interface Mutation {
   action: string;
@@ -137,7 +137,7 @@ export class Mutations {
     params: { name: string; value?: unknown; args?: readonly unknown[]; dryRun?: boolean; ifRevision?: number; converge?: boolean; verify?: boolean },
     actor: Actor,
     progress?: Progress,
-  ): Promise<ApplyResult & { name: string; value: unknown }> {
+  ): Promise<ApplyResult & { name: string; value: Json }> {
     return (await this.prepareSet(params, actor))(progress);
   }
 
@@ -148,7 +148,7 @@ export class Mutations {
   async prepareSet(
     params: { name: string; value?: unknown; args?: readonly unknown[]; dryRun?: boolean; ifRevision?: number; converge?: boolean; verify?: boolean },
     actor: Actor,
-  ): Promise<(progress?: Progress) => Promise<ApplyResult & { name: string; value: unknown }>> {
+  ): Promise<(progress?: Progress) => Promise<ApplyResult & { name: string; value: Json }>> {
     const scope = findScope(this.registry, params.name);
     if (params.converge === false && !scope.allowNoConverge) {
       throw new RpcError(ErrorCodes.InvalidParams, `${scope.name} always converges; --no-converge applies to cp.bootstrapper only`);
@@ -164,7 +164,7 @@ export class Mutations {
       if (!scope.verify) throw new RpcError(ErrorCodes.InvalidParams, `${scope.name} has nothing to verify; --verify applies to scopes that reach outside, such as mail.smart-host`);
       await inputErrors(() => scope.verify!(value, ctx));
     }
-    const shown = redactScopeValue(scope, value, ctx);
+    const shown = asJson(redactScopeValue(scope, value, ctx));
     const old = () => this.oldValue(scope, this.core.scopeContext(), vars);
     return async (progress) => {
       const result = await this.mutate({
@@ -196,7 +196,7 @@ export class Mutations {
     }
   }
 
-  async reset(params: { name: string; dryRun?: boolean }, actor: Actor): Promise<ApplyResult & { name: string; value: unknown }> {
+  async reset(params: { name: string; dryRun?: boolean }, actor: Actor): Promise<ApplyResult & { name: string; value: Json }> {
     const scope = findScope(this.registry, params.name);
     if (scope.vars.length === 0 && !scope.resetVars) throw new RpcError(ErrorCodes.InvalidParams, `${scope.name} has nothing to reset; reset a var with cpcmd scope:set cp.bootstrapper VAR VALUE`);
     const ctx = this.core.scopeContext();
@@ -216,7 +216,7 @@ export class Mutations {
   }
 
   /** Take what the system has now into the scope's vars, then converge whatever else differs. */
-  async adopt(params: { name: string; dryRun?: boolean }, actor: Actor): Promise<ApplyResult & { name: string; value: unknown; notes?: string[] }> {
+  async adopt(params: { name: string; dryRun?: boolean }, actor: Actor): Promise<ApplyResult & { name: string; value: Json; notes?: string[] }> {
     const scope = findScope(this.registry, params.name);
     if (!scope.adopt) throw new RpcError(ErrorCodes.InvalidParams, `${scope.name} cannot adopt what the system has; converge it instead (cpcmd converge)`);
     const ctx = this.core.scopeContext();

@@ -5,6 +5,7 @@ import { findScope } from './lookup.js';
 import type { PluginCode } from './plugin-code.js';
 import type { Secrets } from './secrets.js';
 import type { GetResult, Planned } from './types.js';
+import { asJson } from './values.js';
 
 /**
  * Planning, and the answers of reads (scope.get, scope.check): plans and answers are reused
@@ -41,7 +42,7 @@ export class Reads {
     const ctx = core.scopeContext(vars);
     const value = await this.code.scope(scope, 'answer get', () => scope.get(ctx, args));
     const drift = this.driftFor(scope, await this.drift(core.registry.unitsReading(scope.vars), vars, name));
-    const result = { name, value: redactValue(value, scope.secretFields), revision: core.varsRevision(scope.vars), drift };
+    const result = { name, value: asJson(redactValue(value, scope.secretFields)), revision: core.varsRevision(scope.vars), drift };
     if (!core.lock.busy && this.readStamp() === generation && core.vars() === vars) {
       if (this.answers.size >= 1_000) this.answers.clear();
       this.answers.set(key, { vars, generation, result });

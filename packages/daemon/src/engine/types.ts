@@ -1,4 +1,4 @@
-import type { Drift } from '@scoped/protocol';
+import type { Drift, Json } from '@scoped/protocol';
 import type { Change, UnitDef } from '@scoped/sdk';
 import type { SerializedSnapshot } from '@scoped/system';
 
@@ -46,7 +46,7 @@ export interface Journal {
 
 export interface GetResult {
   name: string;
-  value: unknown;
+  value: Json;
   revision: number;
   drift: Drift[];
 }

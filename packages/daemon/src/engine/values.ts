@@ -1,5 +1,15 @@
 import { type VarDef, zodText } from '@scoped/sdk';
-import { ErrorCodes, RpcError } from '@scoped/protocol';
+import { ErrorCodes, type Json, RpcError } from '@scoped/protocol';
+
+/**
+ * A value as the wire carries it. Every value the engine answers with or records is JSON: it
+ * came over the wire or from the store and passed a zod schema, or it was read by scope code
+ * from config files and redacted; this is where that is said once, rather than at each answer.
+ */
+export const asJson = (value: unknown): Json => value as Json;
+
+/** A JSON object (a JSON Schema, an OpenRPC document), as the wire carries it: see asJson. */
+export const asJsonObject = (value: object): Record<string, Json> => value as Record<string, Json>;
 
 /** The most a var's value may take, serialized as JSON: far beyond any real setting, small enough to keep every write and read cheap. */
 export const MAX_VAR_BYTES = 64 * 1024;
