@@ -1,4 +1,4 @@
-import { ErrorCodes } from '@scoped/protocol/errors';
+import { type ErrorCode, ErrorCodes } from '@scoped/protocol/errors';
 import { escapeControls } from './terminal.js';
 
 /** Exit codes, one per class of error; documented in the README. */
@@ -29,7 +29,13 @@ export class CliError extends Error {
   }
 }
 
-const byRpcCode: Record<number, number> = {
+type ExitCode = (typeof ExitCodes)[keyof typeof ExitCodes];
+
+/** The exit code of each error code; every code must have one (checked when built). */
+const EXIT_BY_CODE = {
+  [ErrorCodes.ParseError]: ExitCodes.internal,
+  [ErrorCodes.InvalidRequest]: ExitCodes.internal,
+  [ErrorCodes.InternalError]: ExitCodes.internal,
   [ErrorCodes.InvalidParams]: ExitCodes.invalid,
   [ErrorCodes.TooLarge]: ExitCodes.invalid,
   [ErrorCodes.MethodNotFound]: ExitCodes.notFound,
@@ -42,7 +48,9 @@ const byRpcCode: Record<number, number> = {
   [ErrorCodes.Timeout]: ExitCodes.busy,
   [ErrorCodes.Busy]: ExitCodes.busy,
   [ErrorCodes.PluginError]: ExitCodes.plugin,
-};
+} as const satisfies Record<ErrorCode, ExitCode>;
+/** EXIT_BY_CODE by any code an answer carries. */
+const byRpcCode: Partial<Record<number, ExitCode>> = EXIT_BY_CODE;
 
 /** The exit code for any error that reached the top. */
 export function exitCodeOf(err: unknown): number {

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { zodText } from '@scoped/sdk';
 
 /** Everything scoped can be told, by flag or by the same key in a YAML `--config` file. */
 /** Node turns a timer longer than this into 1 ms. */
@@ -276,7 +277,7 @@ export function loadConfig(argv: readonly string[]): ResolvedConfig | 'help' {
   }
   const merged = { ...file, ...Object.fromEntries(Object.entries(flags).filter(([, x]) => x !== undefined)) };
   const r = DaemonConfig.safeParse(merged);
-  if (!r.success) throw new ConfigError(`invalid configuration: ${r.error.issues.map((i) => `${i.path.join('.') || 'config'}: ${i.message}`).join('; ')}`);
+  if (!r.success) throw new ConfigError(`invalid configuration: ${zodText(r.error, 'config')}`);
   const c = r.data;
   const root = path.resolve(c.root);
   const under = (p: string) => path.join(root, p);

@@ -1,6 +1,6 @@
 import * as m from '@scoped/protocol';
 import type { Engine } from './engine.js';
-import { globTest } from './engine.js';
+import { asJsonObject, globTest } from './engine.js';
 import { ErrorCodes, RpcError } from '@scoped/protocol';
 import type { CallContext, RpcDispatcher } from './rpc.js';
 import type { EventBus, ScopedEvent } from './events.js';
@@ -21,7 +21,7 @@ const tokenInfo = ({ hash: _hash, ...t }: StoredToken) => t;
 
 /** Optional keys present only when given, as exactOptionalPropertyTypes wants. */
 function defined<T extends object>(o: T): { [K in keyof T]: Exclude<T[K], undefined> } {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as never;
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as { [K in keyof T]: Exclude<T[K], undefined> };
 }
 
 /** Who a job belongs to: the token that started it, or the admin's name. */
@@ -103,18 +103,18 @@ export function registerHandlers(
       vars: [...s.vars],
       units,
       secretFields: [...(s.secretFields ?? [])],
-      valueSchema: z.toJSONSchema(s.schema, { io: 'input', unrepresentable: 'any' }) as never,
+      valueSchema: asJsonObject(z.toJSONSchema(s.schema, { io: 'input', unrepresentable: 'any' })),
     };
   });
 
   // Answers are shared (reused while nothing changed): a limited token gets a copy with its scopes' drift only.
   rpc.register(m.scopeGet, async ({ name, args, words }, ctx) => {
     const r = await engine.get(name, args ?? [], words);
-    return (unlimited(ctx.principal) ? r : { ...r, drift: visibleDrift(ctx.principal, r.drift) }) as never;
+    return unlimited(ctx.principal) ? r : { ...r, drift: visibleDrift(ctx.principal, r.drift) };
   });
   rpc.register(m.scopeSet, (p, ctx) => {
     const { async: background, ...params } = defined(p);
-    if (!background || params.dryRun) return held(ctx.principal, () => engine.set(params, actor(ctx))) as never;
+    if (!background || params.dryRun) return held(ctx.principal, () => engine.set(params, actor(ctx)));
     const slot = jobSlot(ctx.principal);
     return engine.prepareSet(params, actor(ctx)).then(
       (run) => ({ status: 'queued' as const, job: slot.start('scope.set', params.name, run).id }),
@@ -124,13 +124,13 @@ export function registerHandlers(
       },
     );
   });
-  rpc.register(m.scopeReset, (p, ctx) => held(ctx.principal, () => engine.reset(defined(p), actor(ctx))) as never);
+  rpc.register(m.scopeReset, (p, ctx) => held(ctx.principal, () => engine.reset(defined(p), actor(ctx))));
   rpc.register(m.scopeCheck, async ({ name }, ctx) => {
     const r = await engine.check(name);
     const drift = visibleDrift(ctx.principal, r.drift);
     return { ok: drift.length === 0, drift };
   });
-  rpc.register(m.scopeAdopt, (p, ctx) => held(ctx.principal, () => engine.adopt(defined(p), actor(ctx))) as never);
+  rpc.register(m.scopeAdopt, (p, ctx) => held(ctx.principal, () => engine.adopt(defined(p), actor(ctx))));
 
   const varInfo = (name: string) => {
     const def = engine.varDef(name);
@@ -140,15 +140,15 @@ export function registerHandlers(
       description: def.description,
       type: describeType(z.toJSONSchema(def.schema, { io: 'input', unrepresentable: 'any' })),
       secret: def.secret !== undefined,
-      default: engine.redactVar(name, def.default) as never,
-      value: engine.redactVar(name, value) as never,
+      default: engine.redactVar(name, def.default),
+      value: engine.redactVar(name, value),
       isDefault: JSON.stringify(value) === JSON.stringify(def.default),
       units: engine.registry.unitsReading([name]).map((u) => u.name),
     };
   };
   rpc.register(m.varList, () => ({ vars: [...engine.registry.vars.keys()].sort().map(varInfo) }));
   rpc.register(m.varGet, ({ name }) => varInfo(name));
-  rpc.register(m.varSet, (p, ctx) => held(ctx.principal, () => engine.setVar(defined(p), actor(ctx))) as never);
+  rpc.register(m.varSet, (p, ctx) => held(ctx.principal, () => engine.setVar(defined(p), actor(ctx))));
 
   rpc.register(m.unitList, () => ({
     units: [...engine.registry.units.values()].map((u) => ({ name: u.name, description: u.description, reads: [...u.reads] })),
@@ -211,8 +211,8 @@ export function registerHandlers(
     return { ok: bus.unsubscribe(subscription) };
   });
   rpc.register(m.daemonStatus, status);
-  let discovered: Record<string, unknown> | undefined;
-  rpc.register(m.rpcDiscover, () => (discovered ??= m.buildOpenRpc(m.methods, status().version)) as never);
+  let discovered: Record<string, m.Json> | undefined;
+  rpc.register(m.rpcDiscover, () => (discovered ??= asJsonObject(m.buildOpenRpc(m.methods, status().version))));
 
   rpc.register(m.tokenCreate, async (p, ctx) => {
     const opts: Parameters<TokenRegistry['create']>[0] = { role: p.role };
@@ -246,11 +246,11 @@ export function registerHandlers(
     const visible = (target: string) => test(target) && (ctx.principal.scopes.length === 0 || scopeAllowed(ctx.principal, target));
     const rows = <T extends { last: string; target: string }>(r: T) => Date.parse(r.last) >= from && visible(r.target);
     if (refused) return { entries: [], refusals: await engine.refusals(limit ?? 100, rows) };
-    if (unchanged) return { entries: [], unchanged: (await engine.noops(limit ?? 100, rows)) as never };
+    if (unchanged) return { entries: [], unchanged: await engine.noops(limit ?? 100, rows) };
     // A token change's target is a token's name, never a scope: a token limited to some scopes sees none.
     const limited = ctx.principal.scopes.length > 0;
     const entries = await engine.auditEntries(limit ?? 100, (e) => Date.parse(e.time) >= from && visible(e.target) && !(limited && e.action.startsWith('token.')));
-    return { entries: entries as never };
+    return { entries };
   });
 }
 

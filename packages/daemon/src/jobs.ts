@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { ErrorCodes, type Job, RpcError } from '@scoped/protocol';
-import type { Progress } from './engine.js';
+import { type Progress, toRpcError } from './engine.js';
 import type { Logger } from './log.js';
 
 /** How many jobs may be queued or running at once (config maxJobsPerPrincipal, maxJobs), and changes a token may start a minute (maxChangesPerMinute). */
@@ -132,8 +132,7 @@ export class JobManager {
         // Failed or cancelled: either way the engine rolled back what the job had applied.
         (err: unknown) => {
           ended();
-          if (!(err instanceof RpcError)) this.log.error('job failed', { job: job.id, action, target, error: err instanceof Error ? (err.stack ?? err.message) : String(err) });
-          const e = err instanceof RpcError ? err : new RpcError(ErrorCodes.InternalError, 'Internal error (the daemon log has the detail)');
+          const e = toRpcError(err, this.log, { job: job.id, action, target });
           touch({ state: abort.signal.aborted ? 'cancelled' : 'failed', error: e.toJSON() as Job['error'] });
           this.publish(`job.${job.state}`, { job: job.id, action, target, owner, error: e.message });
         },

@@ -2,7 +2,7 @@ import { existsSync, readFileSync, readdirSync, realpathSync, statSync } from 'n
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { API_VERSION, type PluginDef, z } from '@scoped/sdk';
+import { API_VERSION, type PluginDef, z, zodText } from '@scoped/sdk';
 import { type Logger, jsonLogger } from './log.js';
 import { TrustChecker } from './plugin-trust.js';
 import { Registry } from './registry.js';
@@ -48,7 +48,7 @@ const PluginShape = z.object({
 /** Problems of a plugin's shape, or undefined; includes a var whose default its own schema refuses. */
 export function pluginProblem(plugin: unknown): string | undefined {
   const r = PluginShape.safeParse(plugin);
-  if (!r.success) return `not a valid plugin: ${r.error.issues.map((i) => `${i.path.join('.') || 'default export'}: ${i.message}`).join('; ')}`;
+  if (!r.success) return `not a valid plugin: ${zodText(r.error, 'default export')}`;
   for (const v of (plugin as PluginDef).vars ?? []) {
     if (!v.schema.safeParse(v.default).success) return `var ${v.name}: its default does not pass its own schema`;
   }

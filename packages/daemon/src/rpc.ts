@@ -1,9 +1,8 @@
 import { ErrorCodes, RpcError, type MethodDescriptor } from '@scoped/protocol';
-import { ScopeInputError } from '@scoped/sdk';
 import { JSONRPCServer, type JSONRPCResponse } from 'json-rpc-2.0';
 import type { z } from 'zod';
-import { invalid } from './engine.js';
-import { type Logger, stackFrames, thrownSummary } from './log.js';
+import { invalid, toRpcError } from './engine.js';
+import type { Logger } from './log.js';
 import { checkNames } from './names.js';
 import type { Principal } from './tokens.js';
 
@@ -130,7 +129,7 @@ export class RpcDispatcher {
   readonly budget: AnswerBudget;
 
   constructor(
-    private readonly log: Logger,
+    readonly log: Logger,
     private readonly limits: RpcLimits,
     private readonly authorize: (method: string, params: Record<string, unknown>, ctx: CallContext) => void = () => {},
     /** Told of every refused call of a mutating method, for the audit trail. */
@@ -153,8 +152,8 @@ export class RpcDispatcher {
         if (!parsed.success) throw invalid(`invalid params for ${method.name}`, parsed.error);
         return await handler(parsed.data, ctx);
       } catch (err) {
-        const refusal = err instanceof ScopeInputError ? new RpcError(ErrorCodes.InvalidParams, err.message) : err;
-        if (method.mutates && refusal instanceof RpcError && refusal.code !== ErrorCodes.ConvergeFailed) {
+        const refusal = toRpcError(err, this.log, { method: method.name });
+        if (method.mutates && refusal.code !== ErrorCodes.ConvergeFailed && refusal.code !== ErrorCodes.InternalError) {
           // The refusal is the answer, even if recording it fails.
           await this.onRefused(method.name, raw, ctx, refusal).catch((e: unknown) => this.log.error('refusal not audited', { method: method.name, error: String(e) }));
         }
@@ -164,11 +163,8 @@ export class RpcDispatcher {
   }
 
   private mapError(id: unknown, error: unknown): JSONRPCResponse {
-    if (error instanceof RpcError) return errorResponse(id, error.code, error.message, error.data);
-    if (error instanceof ScopeInputError) return errorResponse(id, ErrorCodes.InvalidParams, error.message);
-    // An unexpected error's message may hold anything: the log gets where it was thrown, not what it said.
-    this.log.error('internal error', { error: thrownSummary(error), at: stackFrames(error) });
-    return errorResponse(id, ErrorCodes.InternalError, 'Internal error (the daemon log has the detail)');
+    const e = toRpcError(error, this.log);
+    return errorResponse(id, e.code, e.message, e.data);
   }
 
   /**

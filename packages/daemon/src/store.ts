@@ -1,6 +1,7 @@
 import { closeSync, mkdirSync, openSync } from 'node:fs';
 import path from 'node:path';
 import KeyvSqlite from '@keyv/sqlite';
+import type { AuditEntry as ListedEntry, Json } from '@scoped/protocol';
 import Keyv from 'keyv';
 
 /** What the daemon persists as one value, so a change of several vars is one atomic write. */
@@ -12,22 +13,12 @@ export interface State {
   varRevisions: Record<string, number>;
 }
 
-/** One durable record of a mutation; values are already redacted. */
-export interface AuditEntry {
-  seq?: number;
-  time: string;
-  actor: string;
-  transport: string;
-  action: string;
-  target: string;
-  old?: unknown;
-  new?: unknown;
-  plan: string[];
-  /** 'unchanged' and 'refused' only in trails written before no-ops and refusals got stores of their own. */
-  outcome: 'applied' | 'unchanged' | 'refused' | 'rolled-back';
-  reason?: string;
-  revision: number;
-}
+/**
+ * One durable record of a mutation (values already redacted): the protocol's AuditEntry, as
+ * audit.list answers it, whose seq the store gives when it appends it. 'unchanged' and
+ * 'refused' occur only in trails written before no-ops and refusals got stores of their own.
+ */
+export type AuditEntry = Omit<ListedEntry, 'seq' | 'outcome'> & { seq?: number; outcome: ListedEntry['outcome'] | 'unchanged' | 'refused' };
 
 /** How long the history of changes is kept: the newest `keep` entries, none older than `maxAgeDays` (0: no age limit). */
 export interface AuditRetention {
@@ -326,7 +317,7 @@ interface CollapsedRow {
   first: string;
   last: string;
   reason?: string;
-  value?: unknown;
+  value?: Json;
 }
 
 /** A row's identity: one per caller, action and target. */

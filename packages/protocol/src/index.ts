@@ -36,7 +36,7 @@ export {
   varList,
   varSet,
 } from './methods.js';
-export type { AnyMethod, MethodByName, MethodName } from './methods.js';
+export type { AnyMethod, Json, MethodByName, MethodName } from './methods.js';
 /** Redaction marker shown wherever a secret would be. */
 export const REDACTED = '[redacted]';
 export { buildOpenRpc } from './openrpc.js';

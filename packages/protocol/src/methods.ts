@@ -3,6 +3,8 @@ import { defineMethod } from './method.js';
 
 const Name = z.string().min(1).max(200);
 const Json = z.json();
+/** Any JSON value, as params and results carry it. */
+export type Json = z.infer<typeof Json>;
 
 /** One change of a plan, as shown to users: secrets are already redacted. */
 export const PlanChange = z.object({

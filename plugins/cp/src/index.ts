@@ -1,7 +1,4 @@
-import { ScopeInputError, argText, definePlugin, defineScope, type ScopeContext, type VarDef, z } from '@scoped/sdk';
-import { closest } from './closest.js';
-
-export { closest, distance } from './closest.js';
+import { ScopeInputError, argText, closest, definePlugin, defineScope, type ScopeContext, type VarDef, z, zodText } from '@scoped/sdk';
 
 /** One var and the value to give it. */
 export interface VarAssignment {
@@ -30,8 +27,7 @@ function validate(def: VarDef, value: unknown): unknown {
     if (asText.success) r = asText;
   }
   if (r.success) return r.data;
-  const why = r.error.issues.map((i) => (i.path.length ? `${i.path.join('.')}: ${i.message}` : i.message)).join('; ');
-  throw new ScopeInputError(`invalid value for ${def.name}: ${why}`, ['value']);
+  throw new ScopeInputError(`invalid value for ${def.name}: ${zodText(r.error)}`, ['value']);
 }
 
 /**

@@ -3,6 +3,7 @@ import type { Socket } from 'node:net';
 import { ErrorCodes } from '@scoped/protocol';
 import type { Gate } from '../auth.js';
 import { type ConnectionCap, errorText, gateRefusal, writeRefusal } from './edge.js';
+import { toRpcError } from '../engine.js';
 import type { CallContext, RpcDispatcher } from '../rpc.js';
 import { ADMIN_SOCKET } from '../tokens.js';
 
@@ -81,7 +82,10 @@ export function httpHandler(dispatcher: RpcDispatcher, opts: HttpOptions) {
           res.once('finish', answer.release).once('close', answer.release);
           send(res, 200, answer.text);
         },
-        () => send(res, 500, errorText(ErrorCodes.InternalError, 'Internal error')),
+        (err: unknown) => {
+          const e = toRpcError(err, dispatcher.log, { transport: opts.transport });
+          send(res, 500, errorText(e.code, e.message));
+        },
       );
     });
     req.on('error', () => res.destroy());

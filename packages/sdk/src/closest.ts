@@ -1,4 +1,4 @@
-/** Edit distance between two strings (Levenshtein), for "did you mean" hints. */
+/** Edit distance between two strings (Levenshtein), for "did you mean" hints on names (scopes, vars, commands). */
 export function distance(a: string, b: string): number {
   let prev = Array.from({ length: b.length + 1 }, (_, i) => i);
   for (let i = 1; i <= a.length; i++) {

@@ -1,0 +1,160 @@
+import type { UnitDef, VarDef } from '@scoped/sdk';
+import { type HostSystem, parseSnapshot } from '@scoped/system';
+import type { Logger } from '../log.js';
+import type { Registry } from '../registry.js';
+import type { State, Store } from '../store.js';
+import { type AuditRecord, type AuditTrail, clip } from './audit.js';
+import type { EngineCore } from './core.js';
+import type { Reads } from './reads.js';
+import type { EngineOptions, EventSink, Journal, Planned } from './types.js';
+import { valueProblem } from './values.js';
+
+/**
+ * Start-up: load the state, put back the vars named by --reset-var, check every stored var,
+ * prune the audit trail, then finish or undo a converge that a crash interrupted, before
+ * anything is served.
+ */
+export class Recovery {
+  private readonly store: Store;
+  private readonly registry: Registry;
+  private readonly system: HostSystem;
+  private readonly options: EngineOptions;
+  private readonly log: Logger;
+
+  constructor(
+    private readonly core: EngineCore,
+    private readonly reads: Reads,
+    private readonly trail: AuditTrail,
+  ) {
+    this.store = core.store;
+    this.registry = core.registry;
+    this.system = core.system;
+    this.options = core.options;
+    this.log = core.log;
+  }
+
+  private get state(): State {
+    return this.core.state;
+  }
+
+  private set state(state: State) {
+    this.core.state = state;
+  }
+
+  private get onEvents(): EventSink {
+    return this.core.onEvents;
+  }
+
+  private vars(): Record<string, unknown> {
+    return this.core.vars();
+  }
+
+  private plan(units: readonly UnitDef[], vars: Record<string, unknown>): Promise<Planned[]> {
+    return this.reads.plan(units, vars);
+  }
+
+  private audit(e: AuditRecord): Promise<void> {
+    return this.trail.record(e);
+  }
+
+  private valueProblem(def: VarDef, value: unknown): string | undefined {
+    return valueProblem(def, value);
+  }
+
+  async init(): Promise<void> {
+    this.state = await this.store.loadState();
+    // Whether an interrupted converge committed its vars is judged by the revision as stored,
+    // before --reset-var moves it on.
+    const storedRevision = this.state.revision;
+    await this.resetStoredVars(this.options.resetVars ?? []);
+    this.checkStoredVars();
+    await this.store.pruneAudit(this.options.auditMaxAgeDays ?? 0);
+    await this.recover(storedRevision);
+  }
+
+  /**
+   * Every stored var checked as a set would check it, before anything runs on it: a store edited
+   * behind scoped's back must stop the start with the var named and the way out, never reach a
+   * converge. A var that no loaded plugin declares is reported and kept: its plugin may only be
+   * missing for now.
+   */
+  private checkStoredVars(): void {
+    const bad: { name: string; problem: string }[] = [];
+    for (const [name, value] of Object.entries(this.state.vars)) {
+      const def = this.registry.vars.get(name);
+      if (!def) {
+        this.log.warn('the store holds a var that no loaded plugin declares; it is kept but not used (scoped --reset-var NAME removes it)', { var: clip(name, 200) });
+        continue;
+      }
+      const problem = this.valueProblem(def, value);
+      if (problem) bad.push({ name, problem: clip(problem, 300) });
+    }
+    if (bad.length === 0) return;
+    const [them, values] = bad.length === 1 ? ['it', 'a value its var refuses'] : ['them', 'values their vars refuse'];
+    throw new Error(
+      `the store holds ${values}, so scoped did not start and converged nothing: ${bad.map((b) => `${b.name} (${b.problem})`).join('; ')}. ` +
+        `Start once with ${bad.map((b) => `--reset-var ${b.name}`).join(' ')} to put ${them} back to the default (then set ${them} again with cpcmd), or restore the store from a backup`,
+    );
+  }
+
+  /**
+   * scoped --reset-var: remove vars from the store, so their defaults apply, as one revision
+   * recorded in the history. Nothing is converged: the next converge (or set) brings the system
+   * in line, and until then the difference shows as drift.
+   */
+  private async resetStoredVars(names: readonly string[]): Promise<void> {
+    for (const n of names) {
+      if (!(n in this.state.vars) && !this.registry.vars.has(n)) throw new Error(`--reset-var ${n}: no var of that name is stored or declared by a plugin (cpcmd var:list lists the vars)`);
+    }
+    const stored = [...new Set(names)].filter((n) => n in this.state.vars);
+    for (const n of names) if (!stored.includes(n)) this.log.info('--reset-var: the var already has its default', { var: n });
+    if (stored.length === 0) return;
+    const revision = this.state.revision + 1;
+    const vars = { ...this.state.vars };
+    const varRevisions = { ...this.state.varRevisions };
+    for (const n of stored) {
+      delete vars[n];
+      if (this.registry.vars.has(n)) varRevisions[n] = revision;
+      else delete varRevisions[n];
+    }
+    const state: State = { revision, vars, varRevisions };
+    await this.store.saveState(state);
+    this.state = state;
+    const actor = { name: 'scoped (--reset-var)', transport: 'startup' };
+    for (const n of stored) {
+      await this.audit({ actor, action: 'var.reset', target: n, new: 'default', outcome: 'applied', reason: 'put back to its default in the store at start-up; nothing was converged (cpcmd converge applies it)' });
+    }
+    this.log.warn('vars put back to their defaults in the store; nothing was converged', { vars: stored, revision });
+  }
+
+  /**
+   * Finish or undo a converge that a crash interrupted, before anything is served: when its
+   * vars were committed (or it changed no vars) the units converge to them; otherwise every
+   * file goes back to the snapshot taken before the first write.
+   */
+  private async recover(storedRevision: number): Promise<void> {
+    const j = await this.store.loadJournal<Journal>();
+    if (!j) return;
+    const committed = j.toRevision === j.fromRevision || storedRevision === j.toRevision;
+    const actor = { name: 'scoped (recovery)', transport: 'startup' };
+    if (committed) {
+      const units = j.units.flatMap((n) => this.registry.units.get(n) ?? []);
+      const planned = await this.plan(units, this.vars());
+      await this.system.apply(planned.flatMap((p) => p.changes));
+      await this.audit({ actor, action: j.action, target: j.target, outcome: 'applied', reason: `completed at restart after an interruption (started ${j.startedAt} by ${j.actor})` });
+      // The events the interrupted converge did not get to store.
+      const data = { action: j.action, target: j.target, revision: this.state.revision, actor: j.actor, recovered: true };
+      await this.onEvents([
+        ...(this.registry.scopes.has(j.target) ? [{ topic: 'scope.changed', data: { scope: j.target, ...data } }] : []),
+        { topic: 'unit.converged', data: { units: j.units, ...data } },
+      ]);
+      this.log.warn('completed an interrupted converge', { action: j.action, target: j.target, revision: this.state.revision });
+    } else {
+      await this.system.restore(parseSnapshot(j.snapshot));
+      await this.system.apply(j.services);
+      await this.audit({ actor, action: j.action, target: j.target, outcome: 'rolled-back', reason: `interrupted (started ${j.startedAt} by ${j.actor}); rolled back at restart` });
+      this.log.warn('rolled back an interrupted converge', { action: j.action, target: j.target, revision: this.state.revision });
+    }
+    await this.store.saveJournal(undefined);
+  }
+}
