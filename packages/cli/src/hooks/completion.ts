@@ -72,12 +72,12 @@ _${bin}_scope_args () {
 `;
 }
 
-/**
- * After @oclif/plugin-autocomplete writes its bash and zsh functions (autocomplete:create,
- * which `cpcmd autocomplete` runs too), add scope-name completion to them.
- */
+/** The plugin's commands that write the completion functions: `cpcmd autocomplete [SHELL]` runs the hidden autocomplete:create. */
+const WRITERS = new Set(['autocomplete', 'autocomplete:create']);
+
+/** After @oclif/plugin-autocomplete writes its bash and zsh functions, add scope-name completion to them. */
 const hook: Hook<'postrun'> = async function (opts) {
-  if (opts.Command?.id !== 'autocomplete:create') return;
+  if (!WRITERS.has(opts.Command?.id ?? '')) return;
   const { bin, cacheDir } = opts.config;
   const dir = path.join(cacheDir, 'autocomplete', 'functions');
   const bash = path.join(dir, 'bash', `${bin}.bash`);
