@@ -4,11 +4,10 @@
 // else (help, version, topics, completion, unknown words) goes through oclif. CPCMD_OCLIF=1
 // sends everything through oclif. Both read the command line with the same code (argv.js),
 // after moving global flags written before the command behind it (ApisCP's `cpcmd -o json X`).
-const { hoistGlobalFlags } = await import('../dist/argv.js');
+const { fastSpec, hoistGlobalFlags, runFast } = await import('../dist/fast.js');
 const argv = hoistGlobalFlags(process.argv.slice(2));
-const spec = process.env.CPCMD_OCLIF === '1' ? undefined : (await import('../dist/fast.js')).fastSpec(argv);
+const spec = process.env.CPCMD_OCLIF === '1' ? undefined : fastSpec(argv);
 if (spec) {
-  const { runFast } = await import('../dist/fast.js');
   process.exitCode = await runFast(spec, argv.slice(1));
 } else {
   const { execute } = await import('@oclif/core');

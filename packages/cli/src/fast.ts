@@ -3,7 +3,7 @@ import { formatError } from './errors.js';
 import { execute } from './runner.js';
 import { type CommandSpec, commandsById } from './specs.js';
 
-export { parseCommandLine } from './argv.js';
+export { hoistGlobalFlags, parseCommandLine } from './argv.js';
 
 /**
  * The command argv runs on the fast path: a declared command, without a request for help.
