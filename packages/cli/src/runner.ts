@@ -15,24 +15,34 @@ function tokenProblem(token: string): string | undefined {
   return undefined;
 }
 
-/** The endpoint the flags and the environment name: --url/SCOPED_URL with SCOPED_TOKEN, else the socket. */
+/**
+ * The daemon the flags and the environment name. A flag beats any environment variable:
+ * `--socket` or `--url` (not both). Without either, SCOPED_URL (with SCOPED_TOKEN) beats
+ * SCOPED_SOCKET, and the default is the socket /run/scoped/scoped.sock. An empty variable
+ * counts as unset.
+ */
 export function endpointFrom(flags: Record<string, unknown>, env: NodeJS.ProcessEnv = process.env): Endpoint {
-  const url = (flags.url as string | undefined) ?? env.SCOPED_URL;
-  const socket = (flags.socket as string | undefined) ?? env.SCOPED_SOCKET;
-  if (url && !(flags.socket as string | undefined)) {
-    const token = env.SCOPED_TOKEN;
-    // A token captured with its note or a trailing line break cannot go into a header: say so, not Node's header error.
-    const odd = token ? tokenProblem(token) : undefined;
-    if (odd) {
-      throw new CliError(
-        `SCOPED_TOKEN holds more than a token: it has ${odd}, which no token has`,
-        ExitCodes.usage,
-        'set it to the token alone, as cpcmd token:create prints it on stdout: export SCOPED_TOKEN=$(cpcmd token:create --role reader)',
-      );
-    }
-    return token ? { url, token } : { url };
+  const socket = flags.socket as string | undefined;
+  const url = flags.url as string | undefined;
+  if (socket !== undefined && url !== undefined) throw new CliError('--socket and --url name two daemons: give one of them', ExitCodes.usage);
+  if (url !== undefined) return withToken(url, env.SCOPED_TOKEN);
+  if (socket !== undefined) return { socket };
+  if (env.SCOPED_URL) return withToken(env.SCOPED_URL, env.SCOPED_TOKEN);
+  return { socket: env.SCOPED_SOCKET || DEFAULT_SOCKET };
+}
+
+function withToken(url: string, token: string | undefined): Endpoint {
+  if (!token) return { url };
+  // A token captured with its note or a trailing line break cannot go into a header: say so, not Node's header error.
+  const odd = tokenProblem(token);
+  if (odd) {
+    throw new CliError(
+      `SCOPED_TOKEN holds more than a token: it has ${odd}, which no token has`,
+      ExitCodes.usage,
+      'set it to the token alone, as cpcmd token:create prints it on stdout: export SCOPED_TOKEN=$(cpcmd token:create --role reader)',
+    );
   }
-  return { socket: socket ?? DEFAULT_SOCKET };
+  return { url, token };
 }
 
 /** The output format the flags ask for. */
@@ -57,15 +67,11 @@ async function print(outcome: Outcome, format: 'cli' | 'json' | 'yaml'): Promise
   }
 }
 
-/** Run a command with parsed args and flags; prints, and returns the exit code. */
+/** Run a command with parsed and checked args and flags; prints, and returns the exit code. */
 export async function execute(spec: CommandSpec, args: string[], flags: Record<string, unknown>): Promise<number> {
   let client: Client | undefined;
   try {
     const format = formatFrom(flags);
-    const missing = spec.args.find((a, i) => a.required && args[i] === undefined);
-    if (missing) throw new CliError(`${spec.id} needs ${missing.name.toUpperCase()}`, ExitCodes.usage, `cpcmd ${spec.id} --help shows its usage`);
-    const maxArgs = spec.args.some((a) => a.variadic) ? Infinity : spec.args.length;
-    if (args.length > maxArgs) throw new CliError(`${spec.id} takes at most ${maxArgs} argument${maxArgs === 1 ? '' : 's'}; got ${args.length}`, ExitCodes.usage, `cpcmd ${spec.id} --help shows its usage`);
     client = await Client.connect(endpointFrom(flags));
     const outcome = await spec.run({ args, flags }, client);
     await print(outcome, format);

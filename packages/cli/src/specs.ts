@@ -18,11 +18,14 @@ export interface FlagSpec {
 }
 
 export interface ArgSpec {
+  /** Shown upper-cased in usage and help: `NAME`, `VALUE...`. */
   name: string;
   description: string;
   required?: boolean;
-  /** Takes every remaining word. */
+  /** Takes every remaining word; at most one, the last. */
   variadic?: boolean;
+  /** Shell completion offers the scope names here. */
+  completion?: 'scope';
 }
 
 /** What a command produced: data for -o json|yaml, text for -o cli, and its exit code. */
@@ -34,6 +37,10 @@ export interface Outcome {
   exitCode?: number;
 }
 
+/**
+ * One command, declared once. From it come the oclif command class (help, `cpcmd help`,
+ * oclif.manifest.json, shell completion) and the fast path's parsing and checks.
+ */
 export interface CommandSpec {
   id: string;
   summary: string;
@@ -41,15 +48,25 @@ export interface CommandSpec {
   examples: string[];
   args: ArgSpec[];
   flags: Record<string, FlagSpec>;
+  /** Left out of help and completion (a helper for the shell). */
+  hidden?: boolean;
   run(input: { args: string[]; flags: Record<string, unknown> }, client: Client): Promise<Outcome>;
 }
 
-/** Flags every command takes. */
+/**
+ * Flags every command takes, before or after the command (`cpcmd -o json scope:list`).
+ * Where the daemon is: a flag beats any variable (--socket or --url, not both); without
+ * one, SCOPED_URL beats SCOPED_SOCKET; the default is the socket.
+ */
 export const globalFlags: Record<string, FlagSpec> = {
-  socket: { type: 'string', description: 'the daemon\'s unix socket (default /run/scoped/scoped.sock)', env: 'SCOPED_SOCKET' },
-  url: { type: 'string', description: 'reach the daemon over http://HOST:PORT/rpc or ws://HOST:PORT/rpc instead; the token comes from SCOPED_TOKEN', env: 'SCOPED_URL' },
-  output: { type: 'string', char: 'o', description: 'output format', options: ['cli', 'json', 'yaml'] },
+  output: { type: 'string', char: 'o', description: 'output format, as ApisCP\'s cpcmd -o', options: ['cli', 'json', 'yaml'] },
   json: { type: 'boolean', description: 'the same as -o json' },
+  socket: { type: 'string', description: 'the daemon\'s unix socket (default /run/scoped/scoped.sock); a flag beats both variables', env: 'SCOPED_SOCKET' },
+  url: {
+    type: 'string',
+    description: 'reach the daemon at http://HOST:PORT/rpc or ws://HOST:PORT/rpc, with the token in SCOPED_TOKEN; SCOPED_URL beats SCOPED_SOCKET',
+    env: 'SCOPED_URL',
+  },
 };
 
 const dryRun: FlagSpec = { type: 'boolean', description: 'show the plan and write nothing' };
@@ -85,7 +102,7 @@ export const commands: CommandSpec[] = [
     id: 'scope:list',
     summary: 'List the scopes',
     description: 'Lists every scope with its summary. A GLOB such as mail.* narrows the list.',
-    examples: ['cpcmd scope:list', "cpcmd scope:list 'mail.*'"],
+    examples: ['cpcmd scope:list', "cpcmd scope:list 'mail.*'", 'cpcmd -o yaml scope:list'],
     args: [{ name: 'glob', description: 'only scopes matching this glob' }],
     flags: {},
     async run({ args }, client) {
@@ -97,7 +114,7 @@ export const commands: CommandSpec[] = [
     id: 'scope:info',
     summary: 'Describe a scope: what it does, its arguments and examples',
     examples: ['cpcmd scope:info mail.smart-host'],
-    args: [{ name: 'name', description: 'the scope', required: true }],
+    args: [{ name: 'name', description: 'the scope', required: true, completion: 'scope' }],
     flags: {},
     async run({ args }, client) {
       const r = await client.call('scope.info', { name: args[0]! });
@@ -122,13 +139,14 @@ export const commands: CommandSpec[] = [
     description: 'Prints the value; a scalar prints alone on its line. Secrets come back redacted. Drift between the stored vars and the system is reported on stderr.',
     examples: [
       'cpcmd scope:get net.hostname',
+      'cpcmd -o json scope:get net.hostname',
       'cpcmd scope:get cp.bootstrapper',
       'cpcmd scope:get cp.bootstrapper system_hostname',
       'rev=$(cpcmd scope:get mail.smart-host --revision); cpcmd scope:set mail.smart-host false --if-revision "$rev"',
     ],
     args: [
-      { name: 'name', description: 'the scope', required: true },
-      { name: 'args', description: 'arguments that narrow the value', variadic: true },
+      { name: 'name', description: 'the scope', required: true, completion: 'scope' },
+      { name: 'arg', description: 'arguments that narrow the value (cp.bootstrapper: a var name)', variadic: true },
     ],
     flags: { revision: { type: 'boolean', description: 'print the scope\'s revision instead of its value (for scope:set --if-revision)' } },
     async run({ args, flags }, client) {
@@ -153,8 +171,8 @@ export const commands: CommandSpec[] = [
       'cpcmd scope:set cp.bootstrapper system_hostname mail.example.com --no-converge',
     ],
     args: [
-      { name: 'name', description: 'the scope', required: true },
-      { name: 'args', description: 'the value, as the scope\'s usage says (cpcmd scope:info NAME)', variadic: true },
+      { name: 'name', description: 'the scope', required: true, completion: 'scope' },
+      { name: 'value', description: 'the value, one shell word per argument, as the scope\'s usage says (cpcmd scope:info NAME)', required: true, variadic: true },
     ],
     flags: {
       'dry-run': dryRun,
@@ -180,7 +198,7 @@ export const commands: CommandSpec[] = [
     id: 'scope:reset',
     summary: 'Put a scope back to its default and converge',
     examples: ['cpcmd scope:reset net.hostname --dry-run'],
-    args: [{ name: 'name', description: 'the scope', required: true }],
+    args: [{ name: 'name', description: 'the scope', required: true, completion: 'scope' }],
     flags: { 'dry-run': dryRun },
     async run({ args, flags }, client) {
       const r = await client.call('scope.reset', flags['dry-run'] ? { name: args[0]!, dryRun: true } : { name: args[0]! });
@@ -194,7 +212,7 @@ export const commands: CommandSpec[] = [
       `Exits ${ExitCodes.drift} when anything drifted, so scripts can test for it. Drift is answered either way: ` +
       'cpcmd converge puts the system back to the vars, or --adopt NAME takes what the system has into the vars.',
     examples: ['cpcmd scope:check', 'cpcmd scope:check mail.smart-host', 'cpcmd scope:check --adopt mail.smart-host'],
-    args: [{ name: 'name', description: 'only this scope' }],
+    args: [{ name: 'name', description: 'only this scope', completion: 'scope' }],
     flags: { adopt: { type: 'boolean', description: 'keep the hand edit: store what the system has as the scope\'s value' }, 'dry-run': dryRun },
     async run({ args, flags }, client) {
       if (flags.adopt) {
@@ -211,7 +229,7 @@ export const commands: CommandSpec[] = [
     summary: 'Bring units back to what the vars say (all units when none is named)',
     description: 'The counterpart of ApisCP\'s upcp -sb UNIT: reverts hand edits of managed files.',
     examples: ['cpcmd converge', 'cpcmd converge net/hostname --dry-run'],
-    args: [{ name: 'units', description: 'units such as net/hostname', variadic: true }],
+    args: [{ name: 'unit', description: 'units such as net/hostname (default: all)', variadic: true }],
     flags: { 'dry-run': dryRun, wait },
     async run({ args, flags }, client) {
       const params: { units?: string[]; dryRun?: boolean; async?: boolean } = {};
@@ -392,5 +410,50 @@ commands.push(
     },
   },
 );
+
+commands.push({
+  id: 'autocomplete:scopes',
+  summary: 'Print the scope names, one a line, for shell completion',
+  description:
+    'Asks the daemon (scope.list) and falls back to the first-party scope names written at build when it does not answer within a second, ' +
+    'so completion works without a daemon. Never fails.',
+  examples: ['cpcmd autocomplete:scopes'],
+  args: [],
+  flags: {},
+  hidden: true,
+  async run(_input, client) {
+    let hung = false;
+    const names = await Promise.race([
+      client.call('scope.list', {}).then(
+        (r) => r.scopes.map((s) => s.name),
+        () => undefined,
+      ),
+      new Promise<undefined>((resolve) =>
+        setTimeout(() => {
+          hung = true;
+          resolve(undefined);
+        }, COMPLETION_WAIT_MS).unref(),
+      ),
+    ]);
+    if (names) return { data: names, text: names.map((n) => safe(n)).join('\n') };
+    const built = await builtScopeNames();
+    // A daemon that hangs keeps the connection open: leave once the list is printed.
+    if (hung) setTimeout(() => process.exit(), 100);
+    return { data: built, text: built.map((n) => safe(n)).join('\n') };
+  },
+});
+
+const COMPLETION_WAIT_MS = 1000;
+
+/** The first-party scope names written at build next to oclif.manifest.json (scopes.json); none when it is missing. */
+export async function builtScopeNames(): Promise<string[]> {
+  const { readFile } = await import('node:fs/promises');
+  try {
+    const list = JSON.parse(await readFile(new URL('../scopes.json', import.meta.url), 'utf8')) as unknown;
+    return Array.isArray(list) ? list.filter((n): n is string => typeof n === 'string') : [];
+  } catch {
+    return [];
+  }
+}
 
 export const commandsById = new Map(commands.map((c) => [c.id, c]));
