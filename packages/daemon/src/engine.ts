@@ -12,11 +12,12 @@ import {
   type UnitDef,
   type VarDef,
 } from '@scoped/sdk';
-import { type HostSystem, type SerializedSnapshot, crashpoint, parseSnapshot, serializeSnapshot } from '@scoped/system';
+import { type HostSystem, crashpoint, serializeSnapshot } from '@scoped/system';
 import { z } from 'zod';
 import { type Logger, stackFrames, thrownSummary } from './log.js';
 import { Mutex } from './mutex.js';
 import { isName } from './names.js';
+import { type Journal, Recovery, RollbackIncomplete } from './recovery.js';
 import type { Registry } from './registry.js';
 import type { AuditEntry, Noop, Refusal, State, Store } from './store.js';
 
@@ -51,18 +52,7 @@ interface Planned {
   changes: Change[];
 }
 
-/** The intent of an apply, recorded durably before its first write, so a restart can finish or undo it. */
-export interface Journal {
-  action: string;
-  target: string;
-  actor: string;
-  fromRevision: number;
-  toRevision: number;
-  units: string[];
-  services: Change[];
-  snapshot: SerializedSnapshot;
-  startedAt: string;
-}
+export type { Journal } from './recovery.js';
 
 export interface GetResult {
   name: string;
@@ -181,6 +171,8 @@ export class Engine {
   /** Refusals already in the audit trail, so the RPC layer does not record them twice. */
   readonly audited = new WeakSet<Error>();
   readonly planContext: PlanContext;
+  /** Crash recovery, and a recovery that could not finish (reported by daemon.status and scope.check). */
+  recovery!: Recovery;
 
   constructor(
     readonly registry: Registry,
@@ -259,34 +251,33 @@ export class Engine {
   }
 
   /**
-   * Finish or undo a converge that a crash interrupted, before anything is served: when its
-   * vars were committed (or it changed no vars) the units converge to them; otherwise every
-   * file goes back to the snapshot taken before the first write.
+   * Finish or undo a converge that a crash interrupted (or whose rollback failed), before
+   * anything is served: when its vars were committed (or it changed no vars) the units converge
+   * to them; otherwise every file goes back to the snapshot taken before the first write and
+   * every service to its state then. A recovery that cannot finish does not stop the start:
+   * scoped comes up stuck (see recovery.ts) and `cpcmd converge` tries again.
    */
   private async recover(storedRevision: number): Promise<void> {
-    const j = await this.store.loadJournal<Journal>();
-    if (!j) return;
-    const committed = j.toRevision === j.fromRevision || storedRevision === j.toRevision;
-    const actor = { name: 'scoped (recovery)', transport: 'startup' };
-    if (committed) {
-      const units = j.units.flatMap((n) => this.registry.units.get(n) ?? []);
-      const planned = await this.plan(units, this.vars());
-      await this.system.apply(planned.flatMap((p) => p.changes));
-      await this.audit({ actor, action: j.action, target: j.target, outcome: 'applied', reason: `completed at restart after an interruption (started ${j.startedAt} by ${j.actor})` });
-      // The events the interrupted converge did not get to store.
-      const data = { action: j.action, target: j.target, revision: this.state.revision, actor: j.actor, recovered: true };
-      await this.onEvents([
-        ...(this.registry.scopes.has(j.target) ? [{ topic: 'scope.changed', data: { scope: j.target, ...data } }] : []),
-        { topic: 'unit.converged', data: { units: j.units, ...data } },
-      ]);
-      this.log.warn('completed an interrupted converge', { action: j.action, target: j.target, revision: this.state.revision });
-    } else {
-      await this.system.restore(parseSnapshot(j.snapshot));
-      await this.system.apply(j.services);
-      await this.audit({ actor, action: j.action, target: j.target, outcome: 'rolled-back', reason: `interrupted (started ${j.startedAt} by ${j.actor}); rolled back at restart` });
-      this.log.warn('rolled back an interrupted converge', { action: j.action, target: j.target, revision: this.state.revision });
-    }
-    await this.store.saveJournal(undefined);
+    this.recovery = new Recovery({
+      store: this.store,
+      system: this.system,
+      log: this.log,
+      audit: (e) => this.audit(e),
+      finish: async (j) => {
+        const units = j.units.flatMap((n) => this.registry.units.get(n) ?? []);
+        const planned = await this.plan(units, this.vars());
+        await this.system.apply(planned.flatMap((p) => p.changes));
+      },
+      announce: async (j) => {
+        // The events the interrupted converge did not get to store.
+        const data = { action: j.action, target: j.target, revision: this.state.revision, actor: j.actor, recovered: true };
+        await this.onEvents([
+          ...(this.registry.scopes.has(j.target) ? [{ topic: 'scope.changed', data: { scope: j.target, ...data } }] : []),
+          { topic: 'unit.converged', data: { units: j.units, ...data } },
+        ]);
+      },
+    });
+    await this.recovery.atStart((j) => j.toRevision === j.fromRevision || storedRevision === j.toRevision);
   }
 
   get revision(): number {
@@ -809,6 +800,7 @@ export class Engine {
       let old: unknown;
       let before: Record<string, unknown>, next: Record<string, unknown>, changedVars: string[], planned: Planned[], plan: PlanChange[];
       try {
+        if (!m.dryRun) await this.recovery.gate(m.action, m.actor);
         old = await m.old?.();
         if (m.progress?.signal.aborted) throw new RpcError(ErrorCodes.ConvergeFailed, 'cancelled before it started; nothing was changed');
         if (m.ifRevision !== undefined) {
@@ -853,8 +845,9 @@ export class Engine {
           await this.applyPlanned(planned, next, journal, m.progress);
         } catch (err) {
           const reason = err instanceof Error ? err.message : String(err);
-          this.log.error('converge failed; rolled back', { target: m.target, reason });
+          this.log.error(err instanceof RollbackIncomplete ? 'converge failed; its rollback did not finish' : 'converge failed; rolled back', { target: m.target, reason });
           await audit('rolled-back', reason);
+          if (err instanceof RollbackIncomplete) throw err;
           throw new RpcError(ErrorCodes.ConvergeFailed, `converge failed and was rolled back: ${reason}`, { plan });
         }
       }
@@ -947,13 +940,14 @@ export class Engine {
       if (left.length) throw new Error(`verification found the system still differs: ${left.join('; ')}`);
     } catch (err) {
       try {
+        // Files back, then each service undone (what the apply started is stopped, never started again).
         await this.system.restore(snapshot);
-        const services = all.filter((c) => c.kind === 'service');
-        if (services.length) await this.system.apply(services);
+        crashpoint();
         await this.store.saveJournal(undefined);
       } catch (restoreErr) {
-        // The journal stays: the next start tries the rollback again.
+        // The journal stays, marked stuck: converge (or the next start) tries the rollback again.
         this.log.error('rollback failed', { error: thrownSummary(restoreErr), at: stackFrames(restoreErr) });
+        throw await this.recovery.rollbackFailed(err, restoreErr, this.show(planned));
       }
       throw err;
     }
