@@ -3,7 +3,7 @@
  * spam daemons (rootDaemons: ROOT/usr/bin/rspamd, ROOT/usr/sbin/spamd and their pid files under
  * ROOT/run), never the host's, so these tests do not depend on whether rspamd or SpamAssassin is
  * installed on the machine. Each stand-in is a small shell script that daemonizes, writes its pid
- * file, counts SIGHUPs (reloads) and exits on SIGTERM; with ROOT/etc/fake-NAME.broken present it
+ * file, counts start attempts and SIGHUPs (reloads) and exits on SIGTERM; with ROOT/etc/fake-NAME.broken present it
  * refuses to start, with the file's text as its complaint.
  */
 import { existsSync, readFileSync } from 'node:fs';
@@ -14,13 +14,14 @@ import { alive, killPids, pidsMentioning, waitFor } from '../helpers/proc.js';
 
 export type Filter = 'rspamd' | 'spamassassin';
 
-const script = (pidFile: string, log: string, broken: string) => `#!/bin/sh
+const script = (pidFile: string, log: string, broken: string, starts: string) => `#!/bin/sh
 if [ "$1" = run ]; then
   echo $$ > '${pidFile}'
   trap 'rm -f "${pidFile}"; exit 0' TERM
   trap 'echo reload >> "${log}"' HUP
   while :; do sleep 1 & wait $!; done
 fi
+echo start >> '${starts}'
 if [ -e '${broken}' ]; then echo "$(basename "$0"): cannot start: $(cat '${broken}')" >&2; exit 1; fi
 "$0" run </dev/null >/dev/null 2>&1 &
 exit 0
@@ -36,7 +37,7 @@ export class FakeDaemons {
       const spec = fakes.spec(f);
       await mkdir(path.dirname(spec.program), { recursive: true });
       await mkdir(path.dirname(spec.pidFile), { recursive: true });
-      await writeFile(spec.program, script(spec.pidFile, fakes.reloadLog(f), fakes.brokenFile(f)));
+      await writeFile(spec.program, script(spec.pidFile, fakes.log(f, 'reloads'), fakes.brokenFile(f), fakes.log(f, 'starts')));
       await chmod(spec.program, 0o755);
     }
     return fakes;
@@ -46,8 +47,12 @@ export class FakeDaemons {
     return rootDaemons(this.root)[f]!;
   }
 
-  private reloadLog(f: Filter): string {
-    return path.join(this.root, `var/log/fake-${f}.reloads`);
+  private log(f: Filter, what: 'reloads' | 'starts'): string {
+    return path.join(this.root, `var/log/fake-${f}.${what}`);
+  }
+
+  private count(file: string): number {
+    return existsSync(file) ? readFileSync(file, 'utf8').split('\n').filter(Boolean).length : 0;
   }
 
   private brokenFile(f: Filter): string {
@@ -77,7 +82,12 @@ export class FakeDaemons {
 
   /** How many reloads (SIGHUP) the filter's daemon has had. */
   reloads(f: Filter): number {
-    return existsSync(this.reloadLog(f)) ? readFileSync(this.reloadLog(f), 'utf8').split('\n').filter(Boolean).length : 0;
+    return this.count(this.log(f, 'reloads'));
+  }
+
+  /** How many times the filter's program was run to start it (whether or not it started). */
+  starts(f: Filter): number {
+    return this.count(this.log(f, 'starts'));
   }
 
   /** Stop every stand-in still running (SIGTERM, then SIGKILL), found by the root in their command lines. */

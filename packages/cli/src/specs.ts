@@ -69,7 +69,7 @@ async function viaJob(client: Client, start: () => Promise<ApplyResult | { statu
 
 /** A stuck recovery as scope:check prints it: what, since when, why, and what to do. */
 const recoveryLines = (r: RecoveryStatus): string =>
-  safe(`recovery stuck: ${r.action} ${r.target} (started ${r.startedAt} by ${r.actor}) has not been finished or undone since ${r.since ?? r.startedAt}${r.error ? `: ${r.error}` : ''}\nhint: ${r.hint}`);
+  `${safe(`recovery stuck: ${r.action} ${r.target} (started ${r.startedAt} by ${r.actor}) has not been finished or undone since ${r.since ?? r.startedAt}${r.error ? `: ${r.error}` : ''}`)}\n${safe(`hint: ${r.hint}`)}`;
 
 const driftLines = (drift: readonly Drift[]): string =>
   drift.map((d) => safe(`drift: ${[d.scope, d.var].filter(Boolean).join(' ')} ${d.unit} ${d.target}: expected ${show(d.expected)}, found ${show(d.actual)}`)).join('\n');
