@@ -8,7 +8,7 @@
 import { cp, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { Daemon, PostfixRoot, type RunResult, cleanupAll, hashTree, pidsMentioning } from '../helpers/sandbox.js';
+import { Daemon, PostfixRoot, type RunResult, cleanupAll, hashTree, pidsMentioning, tcpCall } from '../helpers/sandbox.js';
 import { FakeDaemons } from './fake-daemons.js';
 
 const EXIT = { ok: 0, convergeFailed: 9 } as const;
@@ -40,9 +40,9 @@ describe('a recovery that cannot finish', { timeout: 90_000 }, () => {
     expect(pidsMentioning(box.root)).toEqual([]);
   });
 
-  async function restart(env?: Record<string, string>): Promise<void> {
+  async function restart(env?: Record<string, string>, listen = 'none'): Promise<void> {
     await d.stop();
-    d = await Daemon.start(box.root, { listen: 'none', ...(env ? { env } : {}) });
+    d = await Daemon.start(box.root, { listen, ...(env ? { env } : {}) });
   }
 
   /** Stuck: reported by daemon:status and scope:check, reads served, changes other than converge refused, nothing changed. */
@@ -105,8 +105,16 @@ describe('a recovery that cannot finish', { timeout: 90_000 }, () => {
     expect(retry.stderr).toMatch(/^cpcmd: the recovery of scope\.set mail\.spam-filter did not finish: .*port 11332 is taken/m);
 
     // A restart comes up (the recovery fails again) and reports it stuck since the first failure.
-    await restart();
+    await restart(undefined, '127.0.0.1:0');
     expect(await expectStuck(/port 11332 is taken/)).toBe(since);
+
+    // A token limited to other scopes learns that a recovery is stuck and what to do, not whose change or why.
+    const { token } = await d.ok('token.create', { role: 'reader', scopes: ['net.*'], name: 'monitor' });
+    const seen = await tcpCall(d.port!, token, 'daemon.status');
+    expect('result' in seen && seen.result.recovery).toMatchObject({ state: 'stuck', target: 'another scope', actor: 'another caller', since });
+    expect(JSON.stringify('result' in seen && seen.result.recovery)).not.toMatch(/mail\.spam-filter|11332|unix-socket/);
+    const checked = await tcpCall(d.port!, token, 'scope.check', { name: 'net.hostname' });
+    expect('result' in checked && checked.result).toMatchObject({ ok: false, recovery: { state: 'stuck', target: 'another scope' } });
 
     await expectConvergeFinishes();
   });
