@@ -1,5 +1,5 @@
 import type { Client } from '@scoped/client/light';
-import type { ApplyResult, Drift } from '@scoped/protocol';
+import type { ApplyResult, Drift, RecoveryStatus } from '@scoped/protocol';
 import { CliError, ExitCodes } from './errors.js';
 import { formatWord, readArgs } from './grammar.js';
 import { waitForJob } from './jobs.js';
@@ -83,6 +83,10 @@ async function viaJob(client: Client, start: () => Promise<ApplyResult | { statu
   const done = await waitForJob(client, r.job);
   return { data: done, text: applyText(done, what) };
 }
+
+/** A stuck recovery as scope:check prints it: what, since when, why, and what to do. */
+const recoveryLines = (r: RecoveryStatus): string =>
+  `${safe(`recovery stuck: ${r.action} ${r.target} (started ${r.startedAt} by ${r.actor}) has not been finished or undone since ${r.since ?? r.startedAt}${r.error ? `: ${r.error}` : ''}`)}\n${safe(`hint: ${r.hint}`)}`;
 
 const driftLines = (drift: readonly Drift[]): string =>
   drift.map((d) => safe(`drift: ${[d.scope, d.var].filter(Boolean).join(' ')} ${d.unit} ${d.target}: expected ${show(d.expected)}, found ${show(d.actual)}`)).join('\n');
@@ -209,7 +213,8 @@ export const commands: CommandSpec[] = [
     id: 'scope:check',
     summary: 'Report drift between the stored vars and the system',
     description:
-      `Exits ${ExitCodes.drift} when anything drifted, so scripts can test for it. Drift is answered either way: ` +
+      `Exits ${ExitCodes.drift} when anything drifted, so scripts can test for it, and ${ExitCodes.convergeFailed} when a crash recovery is stuck ` +
+      '(cpcmd converge finishes it once its cause is fixed). Drift is answered either way: ' +
       'cpcmd converge puts the system back to the vars, or --adopt NAME takes what the system has into the vars.',
     examples: ['cpcmd scope:check', 'cpcmd scope:check mail.smart-host', 'cpcmd scope:check --adopt mail.smart-host'],
     args: [{ name: 'name', description: 'only this scope', completion: 'scope' }],
@@ -221,6 +226,7 @@ export const commands: CommandSpec[] = [
         return { data: r, text: applyText(r, `${args[0]} adopted`), ...(r.notes?.length ? { notice: r.notes.map((n) => `note: ${n}`).join('\n') } : {}) };
       }
       const r = await client.call('scope.check', args[0] ? { name: args[0] } : {});
+      if (r.recovery) return { data: r, text: [recoveryLines(r.recovery), driftLines(r.drift)].filter(Boolean).join('\n'), exitCode: ExitCodes.convergeFailed };
       return { data: r, text: r.ok ? 'ok: no drift' : driftLines(r.drift), exitCode: r.ok ? 0 : ExitCodes.drift };
     },
   },

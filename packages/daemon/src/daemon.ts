@@ -126,7 +126,7 @@ export async function startDaemon(config: ResolvedConfig, opts: { log?: Logger }
   try {
     await engine.init();
   } catch (err) {
-    // A store that fails its checks (or a recovery that fails) stops the start; nothing stays open.
+    // A store that fails its checks stops the start; nothing stays open. (A recovery that cannot finish does not: it is reported.)
     system.close();
     await store.close();
     throw err;

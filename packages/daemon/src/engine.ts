@@ -11,7 +11,8 @@ import { findScope, findUnit, findVar } from './engine/lookup.js';
 import { Mutations } from './engine/mutation.js';
 import { PluginCode } from './engine/plugin-code.js';
 import { Reads } from './engine/reads.js';
-import { Recovery } from './engine/recovery.js';
+import { JournalRecovery } from './engine/journal.js';
+import { Startup } from './engine/recovery.js';
 import { Secrets, redactScopeValue } from './engine/secrets.js';
 import type { Actor, EngineOptions, EventSink, GetResult, Progress } from './engine/types.js';
 import { withTimeout } from './engine/watchdog.js';
@@ -34,7 +35,9 @@ export class Engine {
   private readonly secrets: Secrets;
   private readonly reads: Reads;
   private readonly mutations: Mutations;
-  private readonly recovery: Recovery;
+  private readonly startup: Startup;
+  /** Crash recovery, and a recovery that could not finish (reported by daemon.status and scope.check). */
+  readonly recovery: JournalRecovery;
   private readonly trail: AuditTrail;
   readonly planContext: PlanContext;
   /** Refusals already in the audit trail, so the RPC layer does not record them twice. */
@@ -52,8 +55,28 @@ export class Engine {
     const code = new PluginCode(registry, log, this.secrets);
     this.reads = new Reads(core, this.secrets, code);
     this.trail = new AuditTrail(store, options, () => core.state.revision);
-    this.mutations = new Mutations(core, this.secrets, code, this.reads, new Applier(core, this.secrets, this.reads), this.trail);
-    this.recovery = new Recovery(core, this.reads, this.trail);
+    const reads = this.reads;
+    const recovery = (this.recovery = new JournalRecovery({
+      store,
+      system,
+      log,
+      audit: (e) => this.trail.record(e),
+      finish: async (j) => {
+        const units = j.units.flatMap((n) => registry.units.get(n) ?? []);
+        const planned = await reads.plan(units, core.vars());
+        await system.apply(planned.flatMap((p) => p.changes));
+      },
+      announce: async (j) => {
+        // The events the interrupted converge did not get to store.
+        const data = { action: j.action, target: j.target, revision: core.state.revision, actor: j.actor, recovered: true };
+        await core.onEvents([
+          ...(registry.scopes.has(j.target) ? [{ topic: 'scope.changed', data: { scope: j.target, ...data } }] : []),
+          { topic: 'unit.converged', data: { units: j.units, ...data } },
+        ]);
+      },
+    }));
+    this.mutations = new Mutations(core, this.secrets, code, reads, new Applier(core, this.secrets, reads, recovery), this.trail, recovery);
+    this.startup = new Startup(core, this.trail, recovery);
     this.planContext = core.planContext;
     this.audited = core.audited;
   }
@@ -69,7 +92,7 @@ export class Engine {
 
   /** Load the state and recover from an interrupted converge, before anything is served. */
   init(): Promise<void> {
-    return this.recovery.init();
+    return this.startup.init();
   }
 
   get revision(): number {

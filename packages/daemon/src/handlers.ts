@@ -62,6 +62,13 @@ function eventView(p: Principal, e: ScopedEvent): ScopedEvent | undefined {
   return about !== undefined && scopeAllowed(p, about) ? e : undefined;
 }
 
+/** A recovery as a principal may see it: a token limited to other scopes learns that one is stuck and what to do, not whose change or why. */
+function recoveryView(p: Principal, r: m.RecoveryStatus | undefined): m.RecoveryStatus | undefined {
+  if (!r || unlimited(p) || scopeAllowed(p, r.target)) return r;
+  const { error: _error, detail: _detail, ...rest } = r;
+  return { ...rest, action: 'a change', target: 'another scope', actor: 'another caller' };
+}
+
 /** Wire every protocol method to the engine. */
 export function registerHandlers(
   rpc: RpcDispatcher,
@@ -128,7 +135,9 @@ export function registerHandlers(
   rpc.register(m.scopeCheck, async ({ name }, ctx) => {
     const r = await engine.check(name);
     const drift = visibleDrift(ctx.principal, r.drift);
-    return { ok: drift.length === 0, drift };
+    // A stuck recovery fails every check: whatever scope is asked about, changes to it are refused until it is finished.
+    const recovery = recoveryView(ctx.principal, engine.recovery.stuckStatus());
+    return { ok: drift.length === 0 && !recovery, drift, ...(recovery ? { recovery } : {}) };
   });
   rpc.register(m.scopeAdopt, (p, ctx) => held(ctx.principal, () => engine.adopt(defined(p), actor(ctx))));
 
@@ -210,7 +219,10 @@ export function registerHandlers(
     if (!ctx.connection?.subscriptions.delete(subscription)) return { ok: false };
     return { ok: bus.unsubscribe(subscription) };
   });
-  rpc.register(m.daemonStatus, status);
+  rpc.register(m.daemonStatus, (_p, ctx) => {
+    const recovery = recoveryView(ctx.principal, engine.recovery.status());
+    return { ...status(), ...(recovery ? { recovery } : {}) };
+  });
   let discovered: Record<string, m.Json> | undefined;
   rpc.register(m.rpcDiscover, () => (discovered ??= asJsonObject(m.buildOpenRpc(m.methods, status().version))));
 

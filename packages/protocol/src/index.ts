@@ -21,6 +21,7 @@ export {
   tokenList,
   tokenRevoke,
   PlanChange,
+  RecoveryStatus,
   daemonStatus,
   methods,
   scopeAdopt,

@@ -34,6 +34,30 @@ export const ApplyResult = z.object({
 });
 export type ApplyResult = z.infer<typeof ApplyResult>;
 
+/**
+ * Crash recovery as daemon.status and scope.check report it. stuck: an interrupted or failed
+ * change could not be finished or undone; scoped serves reads, refuses other changes, and
+ * `cpcmd converge` tries again. completed: the last recovery this daemon finished.
+ */
+export const RecoveryStatus = z.object({
+  state: z.enum(['stuck', 'completed']),
+  /** The change being recovered: its method, target and who made it, and when it started. */
+  action: z.string(),
+  target: z.string(),
+  actor: z.string(),
+  startedAt: z.string(),
+  /** stuck: since when (the first failed attempt); the last attempt's error. */
+  since: z.string().optional(),
+  error: z.string().optional(),
+  /** completed: when, how it ended, and what was done. */
+  at: z.string().optional(),
+  outcome: z.enum(['applied', 'rolled-back']).optional(),
+  detail: z.string().optional(),
+  /** What to do. */
+  hint: z.string(),
+});
+export type RecoveryStatus = z.infer<typeof RecoveryStatus>;
+
 /** What an `async: true` call answers at once: the job that carries the work out. */
 export const Queued = z.object({ status: z.literal('queued'), job: z.string() });
 
@@ -131,7 +155,8 @@ export const scopeReset = defineMethod('scope.reset', {
 export const scopeCheck = defineMethod('scope.check', {
   summary: 'Report drift between the stored vars and the system, for one scope or all',
   params: z.object({ name: Name.optional() }).strict(),
-  result: z.object({ ok: z.boolean(), drift: z.array(Drift) }),
+  // recovery: a stuck recovery (ok is then false), present only while there is one.
+  result: z.object({ ok: z.boolean(), drift: z.array(Drift), recovery: RecoveryStatus.optional() }),
 });
 
 export const scopeAdopt = defineMethod('scope.adopt', {
@@ -179,14 +204,14 @@ export const unitList = defineMethod('unit.list', {
 });
 
 export const unitConverge = defineMethod('unit.converge', {
-  summary: 'Bring units (all when none is named) back to what the vars say',
+  summary: 'Bring units (all when none is named) back to what the vars say; first finishes a stuck recovery (see daemon.status)',
   params: z.object({ units: z.array(Name).max(64).optional(), dryRun: z.boolean().optional(), async: z.boolean().optional() }).strict(),
   result: z.union([ApplyResult, Queued]),
   mutates: true,
 });
 
 export const daemonStatus = defineMethod('daemon.status', {
-  summary: 'The daemon: version, uptime, root, listeners, store and plugins',
+  summary: 'The daemon: version, uptime, root, listeners, store, plugins and crash recovery',
   params: z.object({}).strict(),
   result: z.object({
     version: z.string(),
@@ -206,6 +231,8 @@ export const daemonStatus = defineMethod('daemon.status', {
       }),
     ),
     revision: z.number().int(),
+    /** A stuck recovery, else the last one finished since the daemon started; absent when there was none. */
+    recovery: RecoveryStatus.optional(),
   }),
 });
 

@@ -95,7 +95,8 @@ export async function removeFile(file: string): Promise<void> {
   try {
     await fs.unlink(file);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    // A file under a path whose directory is a file is gone too (a rollback of a write that failed on that path removes it).
+    if (absent(err)) return;
     throw err;
   }
   await syncDir(path.dirname(file));

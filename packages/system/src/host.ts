@@ -10,6 +10,7 @@ import { exec } from './exec.js';
 import { hostPath, modeIfExists, readIfExists, removeFile, strayTempFiles, writeFileAtomic } from './files.js';
 import { PostfixAdapter } from './postfix.js';
 import { WatchCache } from './watch-cache.js';
+import { type ServiceState, restoreServices, serviceStates } from './rollback.js';
 import { type ServiceDriver, chooseServiceDriver } from './services.js';
 
 export interface HostSystemOptions {
@@ -24,17 +25,21 @@ export interface SerializedSnapshot {
   files: [path: string, base64: string | null, mode: number | null][];
   dirs?: string[];
   kernelHostname: string | null;
+  /** Absent in journals written before service states were recorded. */
+  services?: ServiceState[];
 }
 
 export function serializeSnapshot(s: Snapshot): SerializedSnapshot {
-  return { files: [...s.files].map(([p, f]) => [p, f.content?.toString('base64') ?? null, f.mode]), dirs: s.dirs, kernelHostname: s.kernelHostname };
+  return { files: [...s.files].map(([p, f]) => [p, f.content?.toString('base64') ?? null, f.mode]), dirs: s.dirs, kernelHostname: s.kernelHostname, services: s.services };
 }
 
-export function parseSnapshot(s: SerializedSnapshot): Snapshot {
+/** `services` stands in for the service states of a journal that has none: the converge's service changes, their prior state unknown. */
+export function parseSnapshot(s: SerializedSnapshot, services: readonly Change[] = []): Snapshot {
   return {
     files: new Map(s.files.map(([p, b64, mode]) => [p, { content: b64 === null ? null : Buffer.from(b64, 'base64'), mode }])),
     dirs: s.dirs ?? [],
     kernelHostname: s.kernelHostname,
+    services: s.services ?? services.flatMap((c) => (c.kind === 'service' ? [{ service: c.service, running: null, actions: [c.action] }] : [])),
   };
 }
 
@@ -44,6 +49,8 @@ export interface Snapshot {
   /** Directories that did not exist and a write would create, deepest first: removed again on restore when empty. */
   dirs: string[];
   kernelHostname: string | null;
+  /** The services the plan acts on and whether each ran, read before the first change. */
+  services: ServiceState[];
 }
 
 /**
@@ -159,10 +166,14 @@ export class HostSystem implements System {
       }
     }
     const kernel = changes.some((c) => c.kind === 'kernel-hostname') ? osHostname() : null;
-    return { files, dirs: [...dirs].sort((a, b) => b.length - a.length), kernelHostname: kernel };
+    return { files, dirs: [...dirs].sort((a, b) => b.length - a.length), kernelHostname: kernel, services: await serviceStates(this.services, changes) };
   }
 
-  /** Put every snapshotted file back as it was, byte for byte and mode for mode, and sweep temp files a crash left. */
+  /**
+   * Undo a converge (see rollback.ts): every snapshotted file back as it was, byte for byte and
+   * mode for mode, temp files a crash left swept, the kernel's hostname back, then each service
+   * back to the state recorded before the first change. Safe to repeat after a crash anywhere in it.
+   */
   async restore(snap: Snapshot): Promise<void> {
     for (const [p, { content, mode }] of snap.files) {
       const host = this.host(p);
@@ -173,6 +184,8 @@ export class HostSystem implements System {
     }
     for (const d of snap.dirs) await rmdir(this.host(d)).catch(() => undefined);
     if (snap.kernelHostname !== null) await this.setKernelHostname(snap.kernelHostname);
+    crashpoint();
+    await restoreServices(this.services, snap.services);
   }
 
   /**

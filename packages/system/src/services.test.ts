@@ -6,11 +6,11 @@
  * is-active, list-unit-files lines).
  */
 import { spawn } from 'node:child_process';
-import { chmod, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DirectServiceDriver, type ServiceDriver, SystemdServiceDriver, isPostfixMaster } from './services.js';
+import { DirectServiceDriver, type ServiceDriver, SystemdServiceDriver, chooseServiceDriver, isPostfixMaster } from './services.js';
 
 const DAEMON = String.raw`
 const fs = require('node:fs');
@@ -145,6 +145,27 @@ describe('direct driver on a sandbox root', () => {
     const driver = new DirectServiceDriver(nowhere);
     expect(await driver.running('rspamd')).toBe(false);
     await expect(driver.control('rspamd', 'start')).rejects.toThrow(/sandbox root|by hand/);
+  });
+});
+
+describe('the spam daemons of a sandbox root', () => {
+  it('are the root\'s own, whatever the host has installed: absent until a program is put at ROOT/usr/bin/rspamd, then started from there', async () => {
+    const root = await mkdtemp(path.join(os.tmpdir(), 'scoped-root-'));
+    const driver = chooseServiceDriver(root, nowhere);
+    try {
+      expect(await driver.installed('rspamd')).toBe(false);
+      expect(await driver.installed('spamassassin')).toBe(false);
+      expect(await driver.checkConfig('rspamd')).toBeNull();
+      const program = path.join(root, 'usr/bin/rspamd');
+      await mkdir(path.dirname(program), { recursive: true });
+      await writeFile(program, '#!/bin/sh\necho "rspamd: no such config" >&2\nexit 1\n');
+      await chmod(program, 0o755);
+      expect(await driver.installed('rspamd')).toBe(true);
+      await expect(driver.control('rspamd', 'start')).rejects.toThrow(`${program} exited with 1: rspamd: no such config`);
+      expect(await driver.running('rspamd')).toBe(false);
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
   });
 });
 

@@ -36,6 +36,8 @@ export interface DaemonSpec {
   program: string;
   start: readonly string[];
   pidFile: string;
+  /** Its configuration check, when not the one on PATH (checkServiceConfig). */
+  check?: { program: string; args: readonly string[] };
 }
 
 /** The spam filters as Debian installs them; their own programs daemonize and write these pid files. */
@@ -96,8 +98,8 @@ async function livePid(file: string, program?: string): Promise<number | null> {
  * Drives services directly, for machines without systemd and for sandboxes: Postfix with
  * `postfix -c DIR`, and the spam filters' own daemons (started by their programs, reloaded
  * with SIGHUP, stopped with SIGTERM, found by their pid files). Whether a service runs is
- * read from its pid file, which costs no process start. The spam daemons are the host's, so
- * on a sandbox root (anything but `/`) none is given and none is touched.
+ * read from its pid file, which costs no process start. On `/` the spam daemons are the host's;
+ * on a sandbox root (anything but `/`) they are the root's own (rootDaemons).
  */
 export class DirectServiceDriver implements ServiceDriver {
   readonly name = 'direct';
@@ -112,7 +114,8 @@ export class DirectServiceDriver implements ServiceDriver {
   }
 
   checkConfig(service: string): Promise<string | null> {
-    return checkServiceConfig(service);
+    const check = this.daemons[service]?.check;
+    return check ? runConfigCheck(check.program, check.args) : checkServiceConfig(service);
   }
 
   async running(service: string): Promise<boolean> {
@@ -138,7 +141,7 @@ export class DirectServiceDriver implements ServiceDriver {
       return;
     }
     const daemon = this.daemons[service];
-    if (!daemon) throw new Error(`scoped cannot ${action} ${service} here (a sandbox root, or an unknown service); ${action} it by hand`);
+    if (!daemon) throw new Error(`scoped cannot ${action} ${service} here (it is not one of the services scoped runs directly); ${action} it by hand`);
     const running = () => livePid(daemon.pidFile, daemon.program);
     const pid = await running();
     if (action === 'reload' && pid !== null) return void process.kill(pid, 'SIGHUP');
@@ -162,20 +165,24 @@ const configChecks: Record<string, [string, string[]]> = {
 };
 
 /** Run a service's configuration check; the tool's complaint, or null when it passes or is not installed. */
-export async function checkServiceConfig(service: string): Promise<string | null> {
+export function checkServiceConfig(service: string): Promise<string | null> {
   const check = configChecks[service];
-  if (!check) return null;
+  return check ? runConfigCheck(check[0], check[1]) : Promise.resolve(null);
+}
+
+/** Run one configuration check; its complaint, or null when it passes or its program is absent. */
+async function runConfigCheck(program: string, args: readonly string[]): Promise<string | null> {
   try {
-    await exec(check[0], check[1], { timeoutMs: 60_000 });
+    await exec(program, args, { timeoutMs: 60_000 });
     return null;
   } catch (err) {
     if ((err as { code?: unknown }).code === 'ENOENT') return null;
     const detail = ((err as { stderr?: string }).stderr ?? '').trim().split('\n').slice(-5).join(' | ');
-    return `${check[0]} ${check[1].join(' ')} failed${detail ? `: ${detail}` : ''}`;
+    return `${path.basename(program)} ${args.join(' ')} failed${detail ? `: ${detail}` : ''}`;
   }
 }
 
-/** Where each spam filter's program lives when its Debian package is installed (checked on sandboxes too). */
+/** Where each spam filter's program lives when its Debian package is installed. */
 const programs: Record<string, string> = Object.fromEntries(Object.entries(SPAM_DAEMONS).map(([name, d]) => [name, d.program]));
 
 /** Drives services through systemctl. */
@@ -210,8 +217,27 @@ export class SystemdServiceDriver implements ServiceDriver {
   }
 }
 
-/** systemd when it runs this machine and the root is `/`; direct control otherwise (of the spam daemons only on `/`). */
+/**
+ * The spam daemons of a sandbox root: their programs, pid files and checks inside the root, so
+ * a sandbox never sees or touches the host's (whether rspamd is installed on the machine does
+ * not matter), and a test puts a stand-in program at ROOT/usr/bin/rspamd to have one. A
+ * sandbox root is trusted as a whole: its Postfix config already decides what Postfix runs.
+ */
+export function rootDaemons(root: string): Record<string, DaemonSpec> {
+  const inRoot = (p: string) => path.join(root, p);
+  const checks: Record<string, string> = { rspamd: '/usr/bin/rspamadm', spamassassin: '/usr/bin/spamassassin' };
+  return Object.fromEntries(
+    Object.entries(SPAM_DAEMONS).map(([name, d]) => {
+      const spec: DaemonSpec = { program: inRoot(d.program), start: d.start.map((a) => (a === d.pidFile ? inRoot(a) : a)), pidFile: inRoot(d.pidFile) };
+      const check = configChecks[name];
+      if (check && checks[name]) spec.check = { program: inRoot(checks[name]), args: check[1] };
+      return [name, spec];
+    }),
+  );
+}
+
+/** systemd when it runs this machine and the root is `/`; direct control otherwise (on a sandbox root, of the root's own spam daemons). */
 export function chooseServiceDriver(root: string, postfix: PostfixProcess): ServiceDriver {
-  if (root !== '/') return new DirectServiceDriver(postfix);
+  if (root !== '/') return new DirectServiceDriver(postfix, rootDaemons(root));
   return existsSync('/run/systemd/system') ? new SystemdServiceDriver() : new DirectServiceDriver(postfix, SPAM_DAEMONS);
 }

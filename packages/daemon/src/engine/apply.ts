@@ -1,9 +1,10 @@
-import { ErrorCodes, RpcError } from '@scoped/protocol';
-import type { Change, UnitDef } from '@scoped/sdk';
+import { ErrorCodes, type PlanChange, RpcError } from '@scoped/protocol';
+import { type Change, type UnitDef, changeTarget } from '@scoped/sdk';
 import { type HostSystem, crashpoint, serializeSnapshot } from '@scoped/system';
 import { type Logger, stackFrames, thrownSummary } from '../log.js';
 import type { Store } from '../store.js';
 import type { EngineCore } from './core.js';
+import type { JournalRecovery } from './journal.js';
 import type { Reads } from './reads.js';
 import type { Secrets } from './secrets.js';
 import type { Journal, Planned, Progress } from './types.js';
@@ -23,6 +24,7 @@ export class Applier {
     core: EngineCore,
     private readonly secrets: Secrets,
     private readonly reads: Reads,
+    private readonly journal: JournalRecovery,
   ) {
     this.system = core.system;
     this.store = core.store;
@@ -39,6 +41,10 @@ export class Applier {
 
   private plan(units: readonly UnitDef[], vars: Record<string, unknown>): Promise<Planned[]> {
     return this.reads.plan(units, vars);
+  }
+
+  private show(planned: readonly Planned[]): PlanChange[] {
+    return planned.flatMap(({ unit, changes }) => changes.map((c) => ({ unit: unit.name, kind: c.kind, target: changeTarget(c), summary: this.describe(c) })));
   }
 
   /** Snapshot, apply, verify; on any failure restore the snapshot and rethrow. */
@@ -89,13 +95,14 @@ export class Applier {
       if (left.length) throw new Error(`verification found the system still differs: ${left.join('; ')}`);
     } catch (err) {
       try {
+        // Files back, then each service undone (what the apply started is stopped, never started again).
         await this.system.restore(snapshot);
-        const services = all.filter((c) => c.kind === 'service');
-        if (services.length) await this.system.apply(services);
+        crashpoint();
         await this.store.saveJournal(undefined);
       } catch (restoreErr) {
-        // The journal stays: the next start tries the rollback again.
+        // The journal stays, marked stuck: converge (or the next start) tries the rollback again.
         this.log.error('rollback failed', { error: thrownSummary(restoreErr), at: stackFrames(restoreErr) });
+        throw await this.journal.rollbackFailed(err, restoreErr, this.show(planned));
       }
       throw err;
     }

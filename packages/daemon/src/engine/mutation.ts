@@ -7,6 +7,7 @@ import type { State, Store } from '../store.js';
 import type { Applier } from './apply.js';
 import { type AuditRecord, type AuditTrail, auditValue } from './audit.js';
 import type { EngineCore } from './core.js';
+import { type JournalRecovery, RollbackIncomplete } from './journal.js';
 import { inputErrors, invalid } from './errors.js';
 import { findScope, findUnit, findVar } from './lookup.js';
 import type { PluginCode } from './plugin-code.js';
@@ -63,6 +64,7 @@ export class Mutations {
     private readonly reads: Reads,
     private readonly applier: Applier,
     private readonly trail: AuditTrail,
+    private readonly journal: JournalRecovery,
   ) {
     this.registry = core.registry;
     this.store = core.store;
@@ -288,6 +290,7 @@ export class Mutations {
       let old: unknown;
       let before: Record<string, unknown>, next: Record<string, unknown>, changedVars: string[], planned: Planned[], plan: PlanChange[];
       try {
+        if (!m.dryRun) await this.journal.gate(m.action, m.actor);
         old = await m.old?.();
         if (m.progress?.signal.aborted) throw new RpcError(ErrorCodes.ConvergeFailed, 'cancelled before it started; nothing was changed');
         if (m.ifRevision !== undefined) {
@@ -332,8 +335,9 @@ export class Mutations {
           await this.applyPlanned(planned, next, journal, m.progress);
         } catch (err) {
           const reason = err instanceof Error ? err.message : String(err);
-          this.log.error('converge failed; rolled back', { target: m.target, reason });
+          this.log.error(err instanceof RollbackIncomplete ? 'converge failed; its rollback did not finish' : 'converge failed; rolled back', { target: m.target, reason });
           await audit('rolled-back', reason);
+          if (err instanceof RollbackIncomplete) throw err;
           throw new RpcError(ErrorCodes.ConvergeFailed, `converge failed and was rolled back: ${reason}`, { plan });
         }
       }

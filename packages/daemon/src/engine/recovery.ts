@@ -1,12 +1,11 @@
-import type { UnitDef, VarDef } from '@scoped/sdk';
-import { type HostSystem, parseSnapshot } from '@scoped/system';
+import type { VarDef } from '@scoped/sdk';
 import type { Logger } from '../log.js';
 import type { Registry } from '../registry.js';
 import type { State, Store } from '../store.js';
 import { type AuditRecord, type AuditTrail, clip } from './audit.js';
 import type { EngineCore } from './core.js';
-import type { Reads } from './reads.js';
-import type { EngineOptions, EventSink, Journal, Planned } from './types.js';
+import type { JournalRecovery } from './journal.js';
+import type { EngineOptions } from './types.js';
 import { valueProblem } from './values.js';
 
 /**
@@ -14,21 +13,19 @@ import { valueProblem } from './values.js';
  * prune the audit trail, then finish or undo a converge that a crash interrupted, before
  * anything is served.
  */
-export class Recovery {
+export class Startup {
   private readonly store: Store;
   private readonly registry: Registry;
-  private readonly system: HostSystem;
   private readonly options: EngineOptions;
   private readonly log: Logger;
 
   constructor(
     private readonly core: EngineCore,
-    private readonly reads: Reads,
     private readonly trail: AuditTrail,
+    private readonly journal: JournalRecovery,
   ) {
     this.store = core.store;
     this.registry = core.registry;
-    this.system = core.system;
     this.options = core.options;
     this.log = core.log;
   }
@@ -39,18 +36,6 @@ export class Recovery {
 
   private set state(state: State) {
     this.core.state = state;
-  }
-
-  private get onEvents(): EventSink {
-    return this.core.onEvents;
-  }
-
-  private vars(): Record<string, unknown> {
-    return this.core.vars();
-  }
-
-  private plan(units: readonly UnitDef[], vars: Record<string, unknown>): Promise<Planned[]> {
-    return this.reads.plan(units, vars);
   }
 
   private audit(e: AuditRecord): Promise<void> {
@@ -128,33 +113,13 @@ export class Recovery {
   }
 
   /**
-   * Finish or undo a converge that a crash interrupted, before anything is served: when its
-   * vars were committed (or it changed no vars) the units converge to them; otherwise every
-   * file goes back to the snapshot taken before the first write.
+   * Finish or undo a converge that a crash interrupted (or whose rollback failed), before
+   * anything is served: when its vars were committed (or it changed no vars) the units converge
+   * to them; otherwise every file goes back to the snapshot taken before the first write and
+   * every service to its state then. A recovery that cannot finish does not stop the start:
+   * scoped comes up stuck (see journal.ts) and `cpcmd converge` tries again.
    */
-  private async recover(storedRevision: number): Promise<void> {
-    const j = await this.store.loadJournal<Journal>();
-    if (!j) return;
-    const committed = j.toRevision === j.fromRevision || storedRevision === j.toRevision;
-    const actor = { name: 'scoped (recovery)', transport: 'startup' };
-    if (committed) {
-      const units = j.units.flatMap((n) => this.registry.units.get(n) ?? []);
-      const planned = await this.plan(units, this.vars());
-      await this.system.apply(planned.flatMap((p) => p.changes));
-      await this.audit({ actor, action: j.action, target: j.target, outcome: 'applied', reason: `completed at restart after an interruption (started ${j.startedAt} by ${j.actor})` });
-      // The events the interrupted converge did not get to store.
-      const data = { action: j.action, target: j.target, revision: this.state.revision, actor: j.actor, recovered: true };
-      await this.onEvents([
-        ...(this.registry.scopes.has(j.target) ? [{ topic: 'scope.changed', data: { scope: j.target, ...data } }] : []),
-        { topic: 'unit.converged', data: { units: j.units, ...data } },
-      ]);
-      this.log.warn('completed an interrupted converge', { action: j.action, target: j.target, revision: this.state.revision });
-    } else {
-      await this.system.restore(parseSnapshot(j.snapshot));
-      await this.system.apply(j.services);
-      await this.audit({ actor, action: j.action, target: j.target, outcome: 'rolled-back', reason: `interrupted (started ${j.startedAt} by ${j.actor}); rolled back at restart` });
-      this.log.warn('rolled back an interrupted converge', { action: j.action, target: j.target, revision: this.state.revision });
-    }
-    await this.store.saveJournal(undefined);
+  private recover(storedRevision: number): Promise<void> {
+    return this.journal.atStart((j) => j.toRevision === j.fromRevision || storedRevision === j.toRevision);
   }
 }

@@ -39,9 +39,15 @@ export interface Journal {
   fromRevision: number;
   toRevision: number;
   units: string[];
+  /** The apply's service changes (what journals written before the snapshot held service states have instead). */
   services: Change[];
   snapshot: SerializedSnapshot;
   startedAt: string;
+  /** Set at the first recovery attempt, so later attempts go the same way whatever moves the revision meanwhile. */
+  direction?: 'finish' | 'undo';
+  /** When recovering it first failed, and the last failure: the recovery is stuck. */
+  stuckSince?: string;
+  error?: string;
 }
 
 export interface GetResult {
