@@ -36,7 +36,7 @@ export function parseCommandLine(spec: CommandSpec, argv: readonly string[]): { 
       name = byChar.get(c) ?? c;
       if (word.length > 2) inline = word.slice(2);
     }
-    let flag = specs[name];
+    const flag = specs[name];
     if (!flag && name.startsWith('no-') && specs[name.slice(3)]?.allowNo) {
       flags[name.slice(3)] = false;
       continue;

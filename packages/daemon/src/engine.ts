@@ -13,7 +13,7 @@ import {
   type VarDef,
 } from '@scoped/sdk';
 import { type HostSystem, type SerializedSnapshot, crashpoint, parseSnapshot, serializeSnapshot } from '@scoped/system';
-import { z } from 'zod';
+import type { z } from 'zod';
 import { type Logger, stackFrames, thrownSummary } from './log.js';
 import { Mutex } from './mutex.js';
 import { isName } from './names.js';
