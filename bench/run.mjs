@@ -159,7 +159,7 @@ function unixCall(socketPath, method, params) {
             const msg = JSON.parse(text);
             if (msg.error) reject(new Error(`${method}: ${msg.error.message} (${msg.error.code})`));
             else resolve(msg.result);
-          } catch (err) {
+          } catch {
             reject(new Error(`${method}: HTTP ${res.statusCode}, not JSON: ${text.slice(0, 200)}`));
           }
         });

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Makes a fresh clone ready: installs what is missing (npm packages; Debian's postfix when
-// run as root, or says what to install), then builds. Idempotent and quick when all is there.
+// run as root, or says what to install), then builds (turbo run build). Idempotent and quick when all is there.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
@@ -45,7 +45,8 @@ if (!existsSync(marker) || !existsSync(path.join(repo, 'node_modules', 'sqlite3'
 }
 
 say('building');
-run(path.join(repo, 'node_modules', '.bin', 'tsc'), ['-b']);
+// turbo builds each workspace with tsc -b in dependency order, from its local cache when nothing changed.
+run(path.join(repo, 'node_modules', '.bin', 'turbo'), ['run', 'build', '--output-logs=errors-only'], { TURBO_TELEMETRY_DISABLED: '1' });
 try {
   execFileSync(path.join(repo, 'node_modules', '.bin', 'cpcmd'), ['--version'], { stdio: 'ignore' });
 } catch {

@@ -6,7 +6,7 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { PostfixSandbox, type RunResult, ScopedDaemon, mustRun, run, waitFor } from './helpers/postfix.js';
+import { PostfixSandbox, type RunResult, ScopedDaemon, waitFor } from './helpers/postfix.js';
 import { RELAY_PASSWORD, RELAY_USER, RelaySink } from './helpers/relay.js';
 
 const REDACTED = '[redacted]';

@@ -7,7 +7,7 @@
  * resumes with `since` and gets every event exactly once. Real scoped, real WebSockets.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type EventMessage, makeEvents as makeEventsOf, parsedMessages } from '../helpers/events.js';
+import { makeEvents as makeEventsOf, parsedMessages } from '../helpers/events.js';
 import { Daemon, WsClient, cleanupAll, makeRoot, rssBytes, sleep } from '../helpers/sandbox.js';
 
 const BUSY = -32008;

@@ -11,7 +11,7 @@ import path from 'node:path';
 import WebSocket from 'ws';
 import { type ExitStatus, type LogLine, type RunResult, type ScopedSpawnOptions, ScopedProcess, WsBase, type WsOpenOptions, cpcmd, listenersOf, makeTempDir as makeTempDirWith, readOrNull, walkTree } from './proc.js';
 
-export { CPCMD_BIN, REPO, SCOPED_BIN, type HttpAnswer, type RunResult, cleanEnv, cpcmd, httpPost, run } from './proc.js';
+export { SCOPED_BIN, type RunResult, cpcmd, httpPost, run } from './proc.js';
 
 /** Every temp dir these tests make starts with this, so a leak is easy to find. */
 export const TMP_PREFIX = 'scoped-e2e-';

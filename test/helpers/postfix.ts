@@ -16,7 +16,7 @@ import path from 'node:path';
 import { PostfixBase } from './postfix-base.js';
 import { type RunResult, ScopedProcess, cpcmd, freePort, httpPost, makeTempDir, mustRun, waitFor } from './proc.js';
 
-export { REPO, type RunResult, freePort, mustRun, run, waitFor } from './proc.js';
+export { REPO, type RunResult, mustRun, run, waitFor } from './proc.js';
 
 /**
  * A private Postfix: its config dir, queue, data dir and log all live under one temporary

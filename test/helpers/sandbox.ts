@@ -12,7 +12,7 @@ import path from 'node:path';
 import { PostfixBase } from './postfix-base.js';
 import { type ExitStatus, type RunResult, type ScopedSpawnOptions, ScopedProcess, WsBase, type WsOpenOptions, cpcmd, httpPost, listenersOf, makeTempDir, walkTree } from './proc.js';
 
-export { CPCMD_BIN, type HttpAnswer, REPO, type RunResult, SCOPED_BIN, alive, cleanEnv, cpcmd, httpPost, mustRun, pidsMentioning, pidsUnder, readOrNull, rssBytes, run, sleep, waitFor } from './proc.js';
+export { CPCMD_BIN, type HttpAnswer, type RunResult, cleanEnv, cpcmd, httpPost, mustRun, pidsMentioning, readOrNull, rssBytes, run, sleep, waitFor } from './proc.js';
 
 export const TMP_PREFIX = 'scoped-sbx-';
 
@@ -85,13 +85,6 @@ export async function storeBytes(file: string): Promise<number> {
   let total = 0;
   for (const f of [file, `${file}-wal`]) total += await stat(f).then((s) => s.size, () => 0);
   return total;
-}
-
-/** Every regular file under dir (recursive), relative paths. */
-export async function listFiles(dir: string): Promise<string[]> {
-  return Object.entries(await hashTree(dir))
-    .filter(([, v]) => v.startsWith('file '))
-    .map(([k]) => k);
 }
 
 // ---------------------------------------------------------------------------------------------

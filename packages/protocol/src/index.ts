@@ -5,6 +5,8 @@ export type { MethodDescriptor, ParamsOf, ResultOf } from './method.js';
 export {
   ApplyResult,
   AuditEntry,
+  AuditNoop,
+  AuditRefusal,
   Drift,
   Role,
   auditList,

@@ -1,6 +1,6 @@
 import jsonSchemaMeta from '@json-schema-tools/meta-schema';
 import metaSchema from '@open-rpc/meta-schema';
-import Ajv from 'ajv';
+import { Ajv } from 'ajv';
 import { describe, expect, it } from 'vitest';
 import { ErrorCodes } from './errors.js';
 import { methods } from './methods.js';

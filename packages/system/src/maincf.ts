@@ -70,7 +70,10 @@ export function editMainCf(text: string, edits: ReadonlyMap<string, string | nul
   }
   const out: string[] = [];
   lines.forEach((line, i) => {
-    if (!replace.has(i)) return out.push(line);
+    if (!replace.has(i)) {
+      out.push(line);
+      return;
+    }
     const r = replace.get(i);
     if (r !== null && r !== undefined) out.push(r);
   });

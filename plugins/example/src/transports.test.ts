@@ -31,8 +31,8 @@ describe('master.cf blocks', () => {
   it('adds and removes only its own blocks, leaving the rest byte for byte', () => {
     const added = masterCfWith(stock, ['relaylim', 'oneshot']);
     expect(added.startsWith(stock)).toBe(true);
-    expect(added).toMatch(/^relaylim  unix/m);
-    expect(added).toMatch(/^oneshot   unix/m);
+    expect(added).toMatch(/^relaylim {2}unix/m);
+    expect(added).toMatch(/^oneshot {3}unix/m);
     expect(masterCfWith(added, ['relaylim', 'oneshot'])).toBe(added);
     expect(withoutOurBlocks(added)).toBe(stock);
     expect(masterCfWith(added, [])).toBe(stock);

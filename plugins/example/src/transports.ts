@@ -5,7 +5,6 @@
 
 /** Transports this plugin knows; relaylim and oneshot are the two it adds to master.cf. */
 export const TRANSPORTS = ['smtp', 'relay', 'relaylim', 'oneshot', 'error', 'discard', 'lmtp'] as const;
-export type TransportName = (typeof TRANSPORTS)[number];
 
 const LABEL = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/;
 
