@@ -22,8 +22,8 @@
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CPCMD_BIN, Daemon, PostfixRoot, REPO, type RunResult, cleanEnv, cleanupAll, run } from './helpers/sandbox.js';
-import { makeTempDir } from './helpers/proc.js';
+import { CPCMD_BIN, Daemon, PostfixRoot, type RunResult, cleanEnv, cleanupAll, run } from './helpers/sandbox.js';
+import { REPO, makeTempDir } from './helpers/proc.js';
 
 type Step =
   | { kind: 'file'; path: string; text: string }

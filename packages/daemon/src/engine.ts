@@ -17,11 +17,10 @@ import { Secrets, redactScopeValue } from './engine/secrets.js';
 import type { Actor, EngineOptions, EventSink, GetResult, Progress } from './engine/types.js';
 import { withTimeout } from './engine/watchdog.js';
 
-export { auditValue } from './engine/audit.js';
-export { INTERNAL_ERROR, invalid, toRpcError } from './engine/errors.js';
+export { invalid, toRpcError } from './engine/errors.js';
 export { globTest } from './engine/glob.js';
-export type { Actor, EngineOptions, GetResult, Journal, Progress } from './engine/types.js';
-export { MAX_VAR_BYTES, asJson, asJsonObject } from './engine/values.js';
+export type { Actor, EngineOptions, GetResult, Progress } from './engine/types.js';
+export { asJsonObject } from './engine/values.js';
 
 /**
  * The scope engine: validates, plans, applies with a snapshot, verifies, rolls back on
