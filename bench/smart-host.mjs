@@ -5,7 +5,7 @@
 //   end to end, as a user feels it: `cpcmd scope:set mail.smart-host HOST USER PASS`, a fresh
 //   process from start to exit, against the bare work it stands for, in the same rounds:
 //   `node -e 0` (a fresh node), `postconf -e`, main.cf's mtime set back past Postfix's cool-down
-//   (as scoped does), `postmap` and `postfix reload`, each a fresh process, summed. The two are
+//   (as scoped does), `postmap` and `postfix reload`, each a fresh process timed to its exit, summed. The two are
 //   timed one after the other in each round, and the medians compared. Budget: at most 1.3x.
 //
 //   the daemon alone: `scope.set` from request to answer over the unix socket, against the same
@@ -39,19 +39,24 @@ const backdate = (file) => {
   utimesSync(file, past, past);
 };
 
-/** Wall time of one fresh process, from spawn to exit; it must exit 0. Resolves with [ms, stdout]. */
+/**
+ * Wall time of one fresh process, from spawn to its exit (as a shell or hyperfine sees it, not
+ * waiting for what it leaves in the background: `postfix reload` leaves postsuper); it must
+ * exit 0. Resolves with [ms, stdout] once its output has closed.
+ */
 function run(cmd, args, env = process.env) {
   return new Promise((resolve, reject) => {
     const t0 = process.hrtime.bigint();
     const child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
+    let ms;
     child.stdout.on('data', (c) => (out += c));
     child.stderr.on('data', (c) => (err += c));
+    child.once('exit', () => (ms = Number(process.hrtime.bigint() - t0) / 1e6));
     const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
     child.once('error', (e) => (clearTimeout(timer), reject(e)));
     child.once('close', (code, signal) => {
-      const ms = Number(process.hrtime.bigint() - t0) / 1e6;
       clearTimeout(timer);
       if (code !== 0) return reject(new Error(`${path.basename(cmd)} ${args.join(' ')} exited ${signal ?? code}: ${(err || out).slice(0, 500)}`));
       resolve([ms, out]);
