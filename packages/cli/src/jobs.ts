@@ -1,6 +1,6 @@
 import type { Client } from '@scoped/client/light';
 import type { ApplyResult, Job } from '@scoped/protocol';
-import { RpcError } from '@scoped/protocol/errors';
+import { ErrorCodes, RpcError } from '@scoped/protocol/errors';
 import { escapeControls } from './terminal.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -28,27 +28,49 @@ function progressView(stream: NodeJS.WriteStream) {
   };
 }
 
+/** How long each job.get waits once progress shows: the bar is redrawn about this often. */
+const REDRAW_MS = 100;
+
+const ended = (job: Job) => job.state === 'done' || job.state === 'failed' || job.state === 'cancelled';
+
 /**
- * Wait for a job to end, polling job.get (quickly at first); after about 300 ms its progress
- * is shown. Resolves with the job's result; rejects with the job's error as an RpcError, so
- * exit codes are the same as for a call that did not go through a job.
+ * Wait for a job to end with job.get's waitMs, which the daemon answers the moment the job
+ * ends: no poll interval is added to the time a change takes. If it runs past about 300 ms,
+ * its progress is shown, redrawn about every 100 ms. Resolves with the job's result; rejects
+ * with the job's error as an RpcError, so exit codes are the same as for a call that did not
+ * go through a job. A daemon that does not know waitMs is polled instead.
  */
 export async function waitForJob<T = ApplyResult>(client: Client, id: string, stream: NodeJS.WriteStream = process.stderr): Promise<T> {
   const started = Date.now();
   const view = progressView(stream);
-  let delay = 5;
   let showing = false;
+  let longPoll = true;
+  let delay = 5;
   for (;;) {
-    const job = await client.call('job.get', { id });
+    const waitMs = Math.max(showing ? REDRAW_MS : SHOW_AFTER_MS - (Date.now() - started), 1);
+    let job: Job;
+    if (longPoll) {
+      try {
+        job = await client.call('job.get', { id, waitMs });
+      } catch (err) {
+        if (!(err instanceof RpcError && err.code === ErrorCodes.InvalidParams && /waitMs/.test(err.message))) throw err;
+        longPoll = false;
+        continue;
+      }
+    } else {
+      job = await client.call('job.get', { id });
+    }
     if (!showing && Date.now() - started >= SHOW_AFTER_MS) showing = true;
     if (showing) view.update(job);
-    if (job.state === 'done' || job.state === 'failed' || job.state === 'cancelled') {
+    if (ended(job)) {
       if (showing) view.end();
       if (job.state === 'done') return job.result as T;
       const e = job.error ?? { code: -32005, message: `job ${id} was cancelled` };
       throw new RpcError(e.code as never, e.message, e.data);
     }
-    await sleep(delay);
-    delay = Math.min(delay * 2, 100);
+    if (!longPoll) {
+      await sleep(delay);
+      delay = Math.min(delay * 2, REDRAW_MS);
+    }
   }
 }

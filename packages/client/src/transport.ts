@@ -1,4 +1,4 @@
-import { request as httpRequest } from 'node:http';
+import { connect } from 'node:net';
 import { RpcError } from '@scoped/protocol/errors';
 
 /** Sends one JSON-RPC payload and returns the raw answer (null for a 204 / no answer). */
@@ -32,38 +32,126 @@ export class TransportError extends Error {
   }
 }
 
-/** JSON-RPC over HTTP POST /rpc, on a unix socket or TCP. */
+/**
+ * JSON-RPC over HTTP POST /rpc, on a unix socket or TCP. On the socket, the one request is
+ * written and its answer read over a plain connection (see unixExchange), so a command line
+ * never loads node's HTTP client, a good part of its start-up; TCP goes through node:http.
+ */
 export class HttpTransport implements Transport {
   constructor(private readonly endpoint: { socket: string } | { url: string; token?: string }) {}
 
-  send(payload: string): Promise<string | null> {
+  async send(payload: string): Promise<string | null> {
     const ep = this.endpoint;
-    const headers: Record<string, string | number> = { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) };
-    let options;
-    if ('socket' in ep) options = { socketPath: ep.socket, path: '/rpc', method: 'POST', headers };
-    else {
-      const u = new URL(ep.url);
-      if (ep.token) headers.authorization = `Bearer ${ep.token}`;
-      options = { host: u.hostname.replace(/^\[|\]$/g, ''), port: u.port || 80, path: u.pathname === '/' ? '/rpc' : u.pathname, method: 'POST', headers };
-    }
-    return new Promise((resolve, reject) => {
-      const req = httpRequest(options, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          const body = Buffer.concat(chunks).toString('utf8');
-          if (res.statusCode === 204) return resolve(null);
-          if (body.startsWith('{') || body.startsWith('[')) return resolve(body);
-          reject(new TransportError(`the daemon answered HTTP ${res.statusCode}`, res.statusCode, body));
-        });
-        res.on('error', reject);
-      });
-      req.on('error', (err: NodeJS.ErrnoException) => reject(connectionError(err, ep)));
-      req.end(payload);
-    });
+    const { status, body } = 'socket' in ep ? await unixExchange(ep, payload) : await tcpExchange(ep, payload);
+    if (status === 204) return null;
+    if (body.startsWith('{') || body.startsWith('[')) return body;
+    throw new TransportError(`the daemon answered HTTP ${status}`, status, body);
   }
 
   async close(): Promise<void> {}
+}
+
+interface HttpAnswer {
+  status: number;
+  body: string;
+}
+
+/** POST /rpc over TCP with node's HTTP client. */
+async function tcpExchange(ep: { url: string; token?: string }, payload: string): Promise<HttpAnswer> {
+  const { request } = await import('node:http');
+  const u = new URL(ep.url);
+  const headers: Record<string, string | number> = { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) };
+  if (ep.token) headers.authorization = `Bearer ${ep.token}`;
+  const options = { host: u.hostname.replace(/^\[|\]$/g, ''), port: u.port || 80, path: u.pathname === '/' ? '/rpc' : u.pathname, method: 'POST', headers };
+  return new Promise((resolve, reject) => {
+    const req = request(options, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+      res.on('error', reject);
+    });
+    req.on('error', (err: NodeJS.ErrnoException) => reject(connectionError(err, ep)));
+    req.end(payload);
+  });
+}
+
+/**
+ * POST /rpc over the unix socket: one HTTP/1.1 request with `connection: close`, so the daemon
+ * closes the connection after its answer, which is read to the end and then parsed (status
+ * line, headers, a body of content-length bytes or chunked). An answer cut short is reported
+ * as the connection closing before the daemon answered.
+ */
+function unixExchange(ep: { socket: string }, payload: string): Promise<HttpAnswer> {
+  return new Promise((resolve, reject) => {
+    const head = `POST /rpc HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(payload)}\r\nconnection: close\r\n\r\n`;
+    const socket = connect(ep.socket);
+    const chunks: Buffer[] = [];
+    let settled = false;
+    socket.on('connect', () => socket.write(head + payload));
+    socket.on('data', (c: Buffer) => {
+      chunks.push(c);
+      // Complete by its length: done, whether or not the daemon has closed yet.
+      const answer = parseAnswer(Buffer.concat(chunks), false);
+      if (!answer) return;
+      settled = true;
+      socket.destroy();
+      resolve(answer);
+    });
+    socket.on('error', (err: NodeJS.ErrnoException) => {
+      if (settled) return;
+      settled = true;
+      reject(connectionError(err, ep));
+    });
+    socket.on('close', () => {
+      if (settled) return;
+      settled = true;
+      const answer = parseAnswer(Buffer.concat(chunks), true);
+      if (answer) resolve(answer);
+      else reject(connectionError(Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' }), ep));
+    });
+  });
+}
+
+/**
+ * A whole HTTP/1.1 answer: its status and body; undefined when it is cut short or is not HTTP.
+ * `ended`: the connection has closed, so an answer without a length ends here.
+ */
+export function parseAnswer(raw: Buffer, ended = true): HttpAnswer | undefined {
+  const end = raw.indexOf('\r\n\r\n');
+  if (end < 0) return undefined;
+  const [statusLine = '', ...lines] = raw.subarray(0, end).toString('latin1').split('\r\n');
+  const status = /^HTTP\/1\.[01] (\d{3})(?: |$)/.exec(statusLine);
+  if (!status) return undefined;
+  const headers = new Map<string, string>();
+  for (const line of lines) {
+    const colon = line.indexOf(':');
+    if (colon > 0) headers.set(line.slice(0, colon).trim().toLowerCase(), line.slice(colon + 1).trim());
+  }
+  let body: Buffer | undefined = raw.subarray(end + 4);
+  if (/\bchunked\b/i.test(headers.get('transfer-encoding') ?? '')) body = dechunk(body);
+  else if (headers.has('content-length')) {
+    const length = Number(headers.get('content-length'));
+    if (!Number.isSafeInteger(length) || length < 0 || body.length < length) return undefined;
+    body = body.subarray(0, length);
+  } else if (!ended) return undefined;
+  return body === undefined ? undefined : { status: Number(status[1]), body: body.toString('utf8') };
+}
+
+/** A chunked body's bytes; undefined when it does not end with its last (empty) chunk. */
+function dechunk(raw: Buffer): Buffer | undefined {
+  const parts: Buffer[] = [];
+  let at = 0;
+  for (;;) {
+    const eol = raw.indexOf('\r\n', at);
+    if (eol < 0) return undefined;
+    const hex = raw.subarray(at, eol).toString('latin1').split(';')[0]!.trim();
+    if (!/^[0-9a-f]{1,8}$/i.test(hex)) return undefined;
+    const size = parseInt(hex, 16);
+    if (size === 0) return Buffer.concat(parts);
+    if (raw.length < eol + 2 + size + 2) return undefined;
+    parts.push(raw.subarray(eol + 2, eol + 2 + size));
+    at = eol + 2 + size + 2;
+  }
 }
 
 /** A connection failure phrased as what to do about it. */

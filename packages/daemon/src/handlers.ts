@@ -174,7 +174,7 @@ export function registerHandlers(
       throw err;
     }
   });
-  rpc.register(m.jobGet, ({ id }, ctx) => jobs.get(id, viewerKey(ctx.principal)));
+  rpc.register(m.jobGet, ({ id, waitMs }, ctx) => (waitMs ? jobs.wait(id, waitMs, viewerKey(ctx.principal)) : jobs.get(id, viewerKey(ctx.principal))));
   // Seeing a job is not owning it: only the token that started a job, and admins, may cancel it
   // (an operator must not undo an admin's change it could not have made itself).
   rpc.register(m.jobCancel, ({ id }, ctx) => {

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { ErrorCodes, type Job, RpcError } from '@scoped/protocol';
+import { ErrorCodes, JOB_WAIT_MAX_MS, type Job, RpcError } from '@scoped/protocol';
 import { type Progress, toRpcError } from './engine.js';
 import type { Logger } from './log.js';
 
@@ -18,6 +18,9 @@ export interface JobSlot {
   release(): void;
 }
 
+/** A job, its canceller and owner, and the job.get calls waiting for its end. */
+type Entry = { job: Job; abort: AbortController; owner: string; waiters: Set<() => void> };
+
 /**
  * Jobs in memory (the newest `keep`); every state change and step is published as an event
  * (`job.progress`, `job.done`, `job.failed`, `job.cancelled`).
@@ -28,7 +31,7 @@ export interface JobSlot {
  * An admin is bounded by the total only.
  */
 export class JobManager {
-  private readonly jobs = new Map<string, { job: Job; abort: AbortController; owner: string }>();
+  private readonly jobs = new Map<string, Entry>();
   /** Queued and running jobs (and slots taken for jobs being prepared), per owner. */
   private readonly active = new Map<string, number>();
   private activeTotal = 0;
@@ -98,17 +101,23 @@ export class JobManager {
   }
 
   /** `owner` identifies who started it (a token id, or the admin's name): only they and admins may see or cancel it. */
-  private start(action: string, target: string, owner: string, work: (ctl: Progress) => Promise<unknown>, ended: () => void): Job {
+  private start(action: string, target: string, owner: string, work: (ctl: Progress) => Promise<unknown>, release: () => void): Job {
     const now = new Date().toISOString();
     const job: Job = { id: `job-${randomBytes(6).toString('hex')}`, action, target, state: 'queued', done: 0, total: 0, step: null, createdAt: now, updatedAt: now };
     const abort = new AbortController();
-    this.jobs.set(job.id, { job, abort, owner });
+    const entry: Entry = { job, abort, owner, waiters: new Set() };
+    this.jobs.set(job.id, entry);
     // Beyond `keep`, the oldest finished jobs are forgotten; queued and running ones never are.
     for (const [id, e] of this.jobs) {
       if (this.jobs.size <= this.keep) break;
       if (e.job.state !== 'queued' && e.job.state !== 'running') this.jobs.delete(id);
     }
     const touch = (changes: Partial<Job>) => Object.assign(job, changes, { updatedAt: new Date().toISOString() });
+    /** Answer everyone waiting for the job to end (job.get with waitMs). */
+    const wakeWaiters = () => {
+      for (const wake of entry.waiters) wake();
+      entry.waiters.clear();
+    };
     const ctl: Progress = {
       signal: abort.signal,
       started: () => {
@@ -125,16 +134,18 @@ export class JobManager {
       work(ctl).then(
         // Done when the work finished, even if a cancel came after its last change: it was applied and stands.
         (result) => {
-          ended();
+          release();
           touch({ state: 'done', result: result as Job['result'] });
           this.publish('job.done', { job: job.id, action, target, owner });
+          wakeWaiters();
         },
         // Failed or cancelled: either way the engine rolled back what the job had applied.
         (err: unknown) => {
-          ended();
+          release();
           const e = toRpcError(err, this.log, { job: job.id, action, target });
           touch({ state: abort.signal.aborted ? 'cancelled' : 'failed', error: e.toJSON() as Job['error'] });
           this.publish(`job.${job.state}`, { job: job.id, action, target, owner, error: e.message });
+          wakeWaiters();
         },
       );
     });
@@ -150,6 +161,27 @@ export class JobManager {
 
   get(id: string, viewer?: string): Job {
     return { ...this.entry(id, viewer).job };
+  }
+
+  /**
+   * The job once it has ended, or as it stands after `ms` (at most JOB_WAIT_MAX_MS) if it is
+   * still queued or running: a caller waiting for a job learns of its end the moment it comes,
+   * in one call, instead of polling. Seen by the same rule as get.
+   */
+  async wait(id: string, ms: number, viewer?: string): Promise<Job> {
+    const entry = this.entry(id, viewer);
+    if (entry.job.state === 'queued' || entry.job.state === 'running') {
+      await new Promise<void>((resolve) => {
+        const wake = () => {
+          clearTimeout(timer);
+          entry.waiters.delete(wake);
+          resolve();
+        };
+        const timer = setTimeout(wake, Math.min(Math.max(ms, 0), JOB_WAIT_MAX_MS));
+        entry.waiters.add(wake);
+      });
+    }
+    return { ...entry.job };
   }
 
   /**

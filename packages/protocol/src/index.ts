@@ -18,6 +18,7 @@ export {
   eventsUnsubscribe,
   jobCancel,
   jobGet,
+  JOB_WAIT_MAX_MS,
   rpcDiscover,
   tokenCreate,
   tokenList,

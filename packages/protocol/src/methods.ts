@@ -363,9 +363,18 @@ export const Job = z.object({
 });
 export type Job = z.infer<typeof Job>;
 
+/** The longest a job.get may wait for a job to end (waitMs), so no call is held open for long. */
+export const JOB_WAIT_MAX_MS = 10_000;
+
 export const jobGet = defineMethod('job.get', {
-  summary: 'A job\'s state and progress, and its result or error once it ended',
-  params: z.object({ id: z.string().min(1).max(64) }).strict(),
+  summary: 'A job\'s state and progress, and its result or error once it ended; with waitMs, answered when the job ends or after that long',
+  params: z
+    .object({
+      id: z.string().min(1).max(64),
+      /** Wait up to this long (ms) for a queued or running job to end before answering: its end is told at once, without polling. */
+      waitMs: z.number().int().min(0).max(JOB_WAIT_MAX_MS, `waitMs is at most ${JOB_WAIT_MAX_MS}; call again to wait longer`).optional(),
+    })
+    .strict(),
   result: Job,
 });
 

@@ -22,6 +22,13 @@ export class ExecError extends Error {
 export interface ExecOptions {
   timeoutMs?: number;
   env?: NodeJS.ProcessEnv;
+  /**
+   * Done when the program exits 0, without waiting for what it left running in the background
+   * to close the output it inherited (`postfix reload` leaves postsuper tidying the queue). Its
+   * output may then be incomplete: for commands whose success is all that is needed. A failure
+   * is reported as always, with its stderr, once the output has closed.
+   */
+  untilExit?: boolean;
 }
 
 /**
@@ -30,7 +37,7 @@ export interface ExecOptions {
  */
 export function exec(file: string, args: readonly string[], opts: ExecOptions = {}): Promise<ExecResult> {
   return new Promise((resolve, reject) => {
-    execFile(
+    const child = execFile(
       file,
       args,
       { timeout: opts.timeoutMs ?? 30_000, maxBuffer: 16 * 1024 * 1024, env: opts.env ?? process.env, encoding: 'utf8' },
@@ -43,5 +50,7 @@ export function exec(file: string, args: readonly string[], opts: ExecOptions = 
         reject(new ExecError(file, typeof code === 'number' || typeof code === 'string' ? code : null, stderr, `${file} ${why}${detail ? `: ${detail}` : ''}`));
       },
     );
+    // The output goes on being read (and dropped) until whatever holds it closes it: nothing left in the background is cut off.
+    if (opts.untilExit) child.once('exit', (code) => code === 0 && resolve({ stdout: '', stderr: '' }));
   });
 }

@@ -137,7 +137,8 @@ export class DirectServiceDriver implements ServiceDriver {
   async control(service: string, action: ServiceAction): Promise<void> {
     if (service === 'postfix') {
       const verb = action === 'restart' ? 'reload' : action;
-      await exec('postfix', ['-c', this.postfix.hostConfigDir, verb], { timeoutMs: 60_000 });
+      // Done when postfix exits: a reload leaves postsuper running in the background, holding its output, which is not part of the reload.
+      await exec('postfix', ['-c', this.postfix.hostConfigDir, verb], { timeoutMs: 60_000, untilExit: true });
       return;
     }
     const daemon = this.daemons[service];
