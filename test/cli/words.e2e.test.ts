@@ -94,7 +94,7 @@ describe('typed words reach the scope as they were typed', { timeout: 120_000 },
   });
 });
 
-// No Postfix on this root: Postfix itself refuses a numeric hostname such as 1.50 as myhostname.
+// No Postfix on this root: the hostname scopes and vars alone.
 describe('the hostname as typed', { timeout: 60_000 }, () => {
   let h: Daemon;
   let root: string;
@@ -114,15 +114,19 @@ describe('the hostname as typed', { timeout: 60_000 }, () => {
   const hcp = (args: readonly string[]) => cpcmd(args, { socket: h.socket });
   const hostnameFile = () => readFile(path.join(root, 'etc/hostname'), 'utf8');
 
-  it('cp.bootstrapper stores system_hostname 1.50 as typed', async () => {
-    expectExit(await hcp(['scope:set', 'cp.bootstrapper', 'system_hostname', '1.50']), EXIT.ok);
-    expect(await hostnameFile()).toBe('1.50\n');
-    expect(await hcp(['scope:get', 'cp.bootstrapper', 'system_hostname'])).toMatchObject({ code: 0, stdout: '1.50\n' });
+  // A number-looking hostname reaches the check as typed (1.50, not 1.5), which refuses it for its all-digit last label.
+  it('cp.bootstrapper checks system_hostname 1.50 as typed and refuses it', async () => {
+    const r = await hcp(['scope:set', 'cp.bootstrapper', 'system_hostname', '1.50']);
+    expectExit(r, EXIT.invalid);
+    expect(r.stderr).toContain('"1.50" ends in the all-digit label "50"');
+    expect(await hostnameFile()).toBe('old.example.org\n');
   });
 
-  it('net.hostname takes 10.0 as typed', async () => {
-    expectExit(await hcp(['scope:set', 'net.hostname', '10.0']), EXIT.ok);
-    expect(await hostnameFile()).toBe('10.0\n');
+  it('net.hostname checks 10.0 as typed and refuses it', async () => {
+    const r = await hcp(['scope:set', 'net.hostname', '10.0']);
+    expectExit(r, EXIT.invalid);
+    expect(r.stderr).toContain('"10.0" ends in the all-digit label "0"');
+    expect(await hostnameFile()).toBe('old.example.org\n');
   });
 
   it('a var that takes the typed value as it is keeps it: a boolean stays a boolean', async () => {

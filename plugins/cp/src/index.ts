@@ -37,7 +37,9 @@ function validate(def: VarDef, value: unknown): unknown {
  */
 function asTyped(def: VarDef, value: unknown, typed: string | undefined): unknown {
   if (typed === undefined || typeof value === 'string' || def.schema.safeParse(value).success) return value;
-  return def.schema.safeParse(typed).success ? typed : value;
+  // The typed text is what gets checked when the var takes text: its refusal then speaks of what was typed (1.50, not 1.5).
+  const asText = def.schema.safeParse(typed);
+  return asText.success || asText.error.issues.every((i) => i.code !== 'invalid_type') ? typed : value;
 }
 
 const isDefault = (def: VarDef, value: unknown): boolean => JSON.stringify(value) === JSON.stringify(def.default);

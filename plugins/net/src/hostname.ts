@@ -16,6 +16,9 @@ export function hostnameProblem(name: string): string | null {
     if (!/^[a-z0-9-]+$/.test(label)) return `the label "${label}" may contain only letters, digits and hyphens`;
     if (label.startsWith('-') || label.endsWith('-')) return `the label "${label}" may not start or end with a hyphen`;
   }
+  // RFC 3696 section 2: a top-level name is never all digits, and Postfix refuses such a myhostname.
+  const last = labels[labels.length - 1]!;
+  if (/^[0-9]+$/.test(last)) return `"${name}" ends in the all-digit label "${last}", which no top-level domain is; give a name such as mail.example.com`;
   return null;
 }
 
