@@ -299,6 +299,8 @@ export async function scoped(opts: ScopedOptions = {}): Promise<Scoped> {
     }
     for (const [rel, content] of Object.entries(files ?? {})) await writeUnder(box.root, rel, content);
     if (setup) await setup(box.root);
+    // A main.cf the preparation edited is dated back past Postfix's cool-down, as the layout's is.
+    box.postfix?.backdateMainCf();
     if (start !== false) await d.start();
     return d;
   } catch (err) {
@@ -372,4 +374,10 @@ let nextPeer = 10;
 export function freshPeer(): string {
   nextPeer = nextPeer >= 250 ? 10 : nextPeer + 1;
   return `127.0.${process.pid % 250}.${nextPeer}`;
+}
+
+/** A temp directory of its own (0755, so the postfix user may traverse it), removed on dispose. */
+export async function tempDir(prefix = `${TMP_PREFIX}dir-`): Promise<{ path: string } & AsyncDisposable> {
+  const box = new Box(await makeTempDir(prefix, 0o755)); // removed with the worker should the test not get to it
+  return { path: box.root, [Symbol.asyncDispose]: () => box.dispose() };
 }
