@@ -423,6 +423,8 @@ describe('mail scopes against a real Postfix', { timeout: 120_000 }, () => {
   });
 
   it('mail.spam-filter names the missing package and changes nothing; false applies cleanly; scope:info explains mail.smart-host', async () => {
+    // The sandbox has no rspamd of its own, whatever the host has installed: scoped looks for it under the root.
+    expect(existsSync(path.join(daemon.root, 'usr/bin/rspamd'))).toBe(false);
     const before = await snapshot();
     expectRefused(await daemon.cpcmd(['scope:set', 'mail.spam-filter', 'rspamd']), 'invalid', /apt-get install rspamd/);
     expect(await snapshot()).toEqual(before);

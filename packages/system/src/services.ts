@@ -104,11 +104,14 @@ export class DirectServiceDriver implements ServiceDriver {
   constructor(
     private readonly postfix: PostfixProcess,
     private readonly daemons: Record<string, DaemonSpec> = {},
+    /** The root the services belong to: a spam filter is installed when its program is under it (on a sandbox, inside the sandbox). */
+    private readonly root = '/',
   ) {}
 
   async installed(service: string): Promise<boolean> {
-    const program = service === 'postfix' ? '/usr/sbin/postfix' : (this.daemons[service]?.program ?? programs[service]);
-    return program !== undefined && existsSync(program);
+    if (service === 'postfix') return existsSync('/usr/sbin/postfix');
+    const program = this.daemons[service]?.program ?? programs[service];
+    return program !== undefined && existsSync(path.join(this.root, program));
   }
 
   checkConfig(service: string): Promise<string | null> {
@@ -175,7 +178,7 @@ export async function checkServiceConfig(service: string): Promise<string | null
   }
 }
 
-/** Where each spam filter's program lives when its Debian package is installed (checked on sandboxes too). */
+/** Where each spam filter's program lives when its Debian package is installed (under the root: a sandbox has its own). */
 const programs: Record<string, string> = Object.fromEntries(Object.entries(SPAM_DAEMONS).map(([name, d]) => [name, d.program]));
 
 /** Drives services through systemctl. */
@@ -212,6 +215,6 @@ export class SystemdServiceDriver implements ServiceDriver {
 
 /** systemd when it runs this machine and the root is `/`; direct control otherwise (of the spam daemons only on `/`). */
 export function chooseServiceDriver(root: string, postfix: PostfixProcess): ServiceDriver {
-  if (root !== '/') return new DirectServiceDriver(postfix);
+  if (path.resolve(root) !== '/') return new DirectServiceDriver(postfix, {}, path.resolve(root));
   return existsSync('/run/systemd/system') ? new SystemdServiceDriver() : new DirectServiceDriver(postfix, SPAM_DAEMONS);
 }
