@@ -5,7 +5,7 @@
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { expectExit } from './helpers/expect.js';
+import './helpers/expect.js';
 import { type Scoped, cpcmd, scoped, tempDir, treeDigest } from './helpers/scoped.js';
 
 const etc = (d: Scoped) => treeDigest(path.join(d.root, 'etc'), { times: true });
@@ -95,7 +95,7 @@ describe.each([
   it('exits 4 when the daemon cannot be reached, saying to start scoped', async () => {
     await using dir = await tempDir();
     const r = await cpcmd(['scope:get', 'net.hostname'], { socket: path.join(dir.path, 'missing/scoped.sock'), oclif });
-    expectExit(r, 'unreachable');
+    expect(r).toExitWith('unreachable');
     expect(r.stdout).toBe('');
     expect(r.stderr).toMatch(/^cpcmd: [^\n]*missing\/scoped\.sock[^\n]*start it with scoped/);
   });
@@ -106,7 +106,7 @@ describe.each([
     // A socket file with nobody behind it, as a crashed daemon leaves: bound, never listening.
     execFileSync('python3', ['-c', `import socket; socket.socket(socket.AF_UNIX).bind(${JSON.stringify(sock)})`]);
     const r = await cpcmd(['scope:get', 'net.hostname'], { socket: sock, oclif });
-    expectExit(r, 'unreachable');
+    expect(r).toExitWith('unreachable');
     expect(r.stderr).toMatch(/^cpcmd: [^\n]*start it with scoped/);
   });
 

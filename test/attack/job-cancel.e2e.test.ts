@@ -38,7 +38,7 @@ describe('job.cancel by someone other than the job\'s owner', { timeout: 60_000 
   it("an operator cannot cancel another operator's job, and can cancel its own", async () => {
     const mine = (await tcpCall(d.port!, operator, 'scope.set', { name: 'net.hostname', value: 'ops.example.test', async: true })) as { result: { job: string } };
     const theirs = await tcpCall(d.port!, other, 'job.cancel', { id: mine.result.job });
-    expectRpcError(theirs, 'Forbidden');
+    expect(theirs).toBeRpcError('Forbidden');
 
     const own = await tcpCall(d.port!, operator, 'job.cancel', { id: mine.result.job });
     expect(own).toMatchObject({ result: { id: mine.result.job } });

@@ -15,7 +15,6 @@ import type { RunResult } from './proc.js';
 
 export { ErrorCodes, ExitCodes };
 export type ExitCodeName = keyof typeof ExitCodes;
-export type { ErrorCodeName };
 
 /** What a run said, for a failure message. */
 const said = (r: RunResult) => `exit ${r.code ?? r.signal}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`;
@@ -47,11 +46,8 @@ export function expectRpcError(answer: unknown, code: ErrorCodeName, why?: RegEx
   return a.error!;
 }
 
-/** The name of a JSON-RPC error code, or the number itself when it is none of ours. */
-export const errorName = (code: number): string => (Object.entries(ErrorCodes).find(([, v]) => v === code)?.[0] ?? String(code));
-
 /** The JSON-RPC 2.0 codes and the domain range the spec reserves for implementations. */
-export function isAllowedErrorCode(code: unknown): boolean {
+function isAllowedErrorCode(code: unknown): boolean {
   return typeof code === 'number' && Number.isInteger(code) && ([-32700, -32600, -32601, -32602, -32603].includes(code) || (code >= -32099 && code <= -32000));
 }
 

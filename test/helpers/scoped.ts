@@ -22,7 +22,6 @@ import { type CpcmdOptions, type ExitStatus, type LogLine, type RpcAnswer, type 
 export {
   CPCMD_BIN,
   type HttpAnswer,
-  type HttpPostOptions,
   REPO,
   type RpcAnswer,
   type RunResult,
@@ -46,14 +45,14 @@ export {
 export { Postfix } from './postfix.js';
 
 /** Every root this fixture makes starts with this, so a leak is easy to find. */
-export const TMP_PREFIX = 'scoped-e2e-';
+const TMP_PREFIX = 'scoped-e2e-';
 
-export interface StartOptions extends Pick<ScopedSpawnOptions, 'listen' | 'args' | 'config' | 'wrapper' | 'env'> {
+interface StartOptions extends Pick<ScopedSpawnOptions, 'listen' | 'args' | 'config' | 'wrapper' | 'env'> {
   /** Resolve once the process exists, without waiting for "listening" (for runs that may exit first). */
   wait?: boolean;
 }
 
-export interface ScopedOptions extends StartOptions {
+interface ScopedOptions extends StartOptions {
   /** A private Postfix laid out under the root (`{ smtpd: true }`: with a smtpd so mail flows; `running`: started before scoped). */
   postfix?: boolean | (PostfixOptions & { running?: boolean });
   /** Files to write under the root before scoped starts (relative path to content). */
@@ -319,7 +318,7 @@ export async function writeUnder(root: string, rel: string, content: string | Bu
   await writeFile(file, content);
 }
 
-export interface DigestOptions {
+interface DigestOptions {
   /** Each entry's mtime and inode too: proves a file was not rewritten, not only that its bytes are the same. */
   times?: boolean;
   /** Leave out entries whose relative path starts with one of these. */
