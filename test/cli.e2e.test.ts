@@ -2,28 +2,20 @@
  * cpcmd as a user runs it: cp.bootstrapper (raw vars, --no-converge, converge UNIT) and the
  * exit code of each class of error, on both the fast path and the oclif path.
  */
-import { rm } from 'node:fs/promises';
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TestDaemon, cpcmd, describeTree, makeTempDir, snapshotTree, writeUnder } from './helpers/daemon.js';
+import './helpers/expect.js';
+import { type Scoped, cpcmd, scoped, tempDir, treeDigest } from './helpers/scoped.js';
 
-const etc = (d: TestDaemon) => snapshotTree(path.join(d.root, 'etc')).then(describeTree);
+const etc = (d: Scoped) => treeDigest(path.join(d.root, 'etc'), { times: true });
 
 describe('cp.bootstrapper', () => {
-  let d: TestDaemon;
+  let d: Scoped;
   beforeAll(async () => {
-    d = await TestDaemon.start({
-      listen: 'none',
-      setup: async (root) => {
-        await writeUnder(root, 'etc/hostname', 'old.example.org\n');
-        await writeUnder(root, 'etc/hosts', '127.0.0.1\tlocalhost\n');
-      },
-    });
+    d = await scoped({ listen: 'none', files: { 'etc/hostname': 'old.example.org\n', 'etc/hosts': '127.0.0.1\tlocalhost\n' } });
   });
-  afterAll(async () => {
-    await d?.stop();
-  });
+  afterAll(() => d?.close());
 
   it('lists nothing on a fresh store', async () => {
     expect(await d.cpcmd(['scope:get', 'cp.bootstrapper', '-o', 'json'])).toMatchObject({ code: 0, stderr: '' });
@@ -94,38 +86,28 @@ describe.each([
   ['fast path', false],
   ['oclif path', true],
 ] as const)('exit codes by class, %s', (_name, oclif) => {
-  let d: TestDaemon;
+  let d: Scoped;
   beforeAll(async () => {
-    d = await TestDaemon.start({ listen: 'none' });
+    d = await scoped({ listen: 'none' });
   });
-  afterAll(async () => {
-    await d?.stop();
-  });
+  afterAll(() => d?.close());
 
   it('exits 4 when the daemon cannot be reached, saying to start scoped', async () => {
-    const dir = await makeTempDir();
-    try {
-      const r = await cpcmd(['scope:get', 'net.hostname'], { socket: path.join(dir, 'missing/scoped.sock'), oclif });
-      expect(r.code).toBe(4);
-      expect(r.stdout).toBe('');
-      expect(r.stderr).toMatch(/^cpcmd: [^\n]*missing\/scoped\.sock[^\n]*start it with scoped/);
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
+    await using dir = await tempDir();
+    const r = await cpcmd(['scope:get', 'net.hostname'], { socket: path.join(dir.path, 'missing/scoped.sock'), oclif });
+    expect(r).toExitWith('unreachable');
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toMatch(/^cpcmd: [^\n]*missing\/scoped\.sock[^\n]*start it with scoped/);
   });
 
   it('exits 4 on a socket file nobody listens on', async () => {
-    const dir = await makeTempDir();
-    const sock = path.join(dir, 'dead.sock');
+    await using dir = await tempDir();
+    const sock = path.join(dir.path, 'dead.sock');
     // A socket file with nobody behind it, as a crashed daemon leaves: bound, never listening.
     execFileSync('python3', ['-c', `import socket; socket.socket(socket.AF_UNIX).bind(${JSON.stringify(sock)})`]);
-    try {
-      const r = await cpcmd(['scope:get', 'net.hostname'], { socket: sock, oclif });
-      expect(r.code).toBe(4);
-      expect(r.stderr).toMatch(/^cpcmd: [^\n]*start it with scoped/);
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
+    const r = await cpcmd(['scope:get', 'net.hostname'], { socket: sock, oclif });
+    expect(r).toExitWith('unreachable');
+    expect(r.stderr).toMatch(/^cpcmd: [^\n]*start it with scoped/);
   });
 
   it('exits 7 for an unknown scope and an unknown unit', async () => {

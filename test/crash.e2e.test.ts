@@ -12,7 +12,7 @@
 import { cp, mkdir, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { Daemon, PostfixRoot, cleanupAll, httpPost, pidsMentioning, readOrNull, run } from './helpers/sandbox.js';
+import { type Postfix, type Scoped, httpPost, pidsMentioning, readOrNull, run, scoped } from './helpers/scoped.js';
 
 const HOST = '[127.0.0.1]:2525';
 
@@ -46,20 +46,23 @@ const relayhostOf = (mainCf: string): string | false => {
 };
 
 describe('crash safety of scope.set mail.smart-host', () => {
-  let box: PostfixRoot;
-  const pristineDir = () => path.join(box.root, 'pristine');
-  const storeDir = () => path.join(box.root, 'var/lib/scoped');
+  /** The root, its running Postfix, and the scoped process restarted on it again and again. */
+  let fx: Scoped;
+  let box: Postfix;
+  const pristineDir = () => path.join(fx.root, 'pristine');
+  const storeDir = () => path.join(fx.root, 'var/lib/scoped');
   const confDir = () => box.dir;
 
   beforeAll(async () => {
-    box = await PostfixRoot.create();
-    await box.start();
+    fx = await scoped({ postfix: { running: true }, start: false });
+    box = fx.postfix;
   }, 60_000);
 
   afterAll(async () => {
-    await cleanupAll();
+    const root = fx?.root;
+    await fx?.close();
     // Nothing of ours is left behind.
-    expect(pidsMentioning(box.root)).toEqual([]);
+    if (root) expect(pidsMentioning(root)).toEqual([]);
   }, 60_000);
 
   async function files(): Promise<FilesState> {
@@ -89,7 +92,7 @@ describe('crash safety of scope.set mail.smart-host', () => {
   const setBody = (value: unknown) => JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'scope.set', params: { name: 'mail.smart-host', value } });
 
   /** Every check that must hold after any crash and restart; returns whether the files are A or B. */
-  async function checkConsistent(d: Daemon, A: FilesState, B: FilesState, where: string): Promise<'A' | 'B'> {
+  async function checkConsistent(d: Scoped, A: FilesState, B: FilesState, where: string): Promise<'A' | 'B'> {
     const postconf = await run('postconf', ['-c', confDir(), '-n']);
     expect(postconf.code, `${where}: postconf -n fails: ${postconf.stderr}`).toBe(0);
 
@@ -128,7 +131,7 @@ describe('crash safety of scope.set mail.smart-host', () => {
     async () => {
       // First start: creates the store and the admin token, so later starts pass no crash point.
       // Converge once, so the starting point (no smart host) is a state without drift.
-      let d = await Daemon.start(box.root);
+      let d = await fx.start();
       const converged = await d.ok<{ status: string }>('unit.converge', {});
       expect(converged.status).toBe('applied');
       expect(await d.ok('scope.check', {})).toEqual({ ok: true, drift: [] });
@@ -140,7 +143,7 @@ describe('crash safety of scope.set mail.smart-host', () => {
         // The reference run: A before, B after.
         await savePristine();
         const A = await files();
-        d = await Daemon.start(box.root);
+        d = await fx.start();
         const ref = JSON.parse((await httpPost({ socket: d.socket }, setBody(sc.value))).text);
         expect(ref.result?.status, `${sc.name}: reference run: ${JSON.stringify(ref)}`).toBe('applied');
         const B = await files();
@@ -152,7 +155,7 @@ describe('crash safety of scope.set mail.smart-host', () => {
         for (let n = 1; ; n++) {
           expect(n, `${sc.name}: the set never completed`).toBeLessThan(100);
           await restorePristine();
-          const crashing = await Daemon.start(box.root, { env: { SCOPED_CRASH_AT: String(n) } });
+          const crashing = await fx.start({ env: { SCOPED_CRASH_AT: String(n) } });
           let answer: string | undefined;
           try {
             answer = (await httpPost({ socket: crashing.socket }, setBody(sc.value))).text;
@@ -172,7 +175,7 @@ describe('crash safety of scope.set mail.smart-host', () => {
           expect(answer, `${sc.name} N=${n}: an answer came before the kill`).toBeUndefined();
           killPoints++;
 
-          const again = await Daemon.start(box.root);
+          const again = await fx.start();
           try {
             outcomes.push(await checkConsistent(again, A, B, `${sc.name} N=${n}`));
           } catch (err) {

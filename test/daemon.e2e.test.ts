@@ -3,36 +3,34 @@
  * socket, a stale socket left by kill -9, and refused configurations.
  */
 import { existsSync } from 'node:fs';
-import { rm, stat, writeFile } from 'node:fs/promises';
+import { stat, writeFile } from 'node:fs/promises';
 import { request as httpRequest, Agent } from 'node:http';
 import { connect } from 'node:net';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { SCOPED_BIN, TestDaemon, WsConn, httpPost, makeTempDir, run } from './helpers/daemon.js';
+import { expectExit } from './helpers/expect.js';
+import { SCOPED_BIN, WsClient, httpPost, run, scoped, tempDir } from './helpers/scoped.js';
 
-const scoped = (args: string[]) => run(process.execPath, [SCOPED_BIN, ...args], { timeoutMs: 20_000 });
+/** The scoped binary run to its end (for the runs that must refuse to start). */
+const scopedBin = (args: string[]) => run(process.execPath, [SCOPED_BIN, ...args], { timeoutMs: 20_000 });
 
 describe('scoped start-up and shutdown', () => {
   it('makes its socket 0660 and answers on it without a token', async () => {
-    const d = await TestDaemon.start();
-    try {
-      expect(d.socket).toBe(path.join(d.root, 'run/scoped/scoped.sock'));
-      const st = await stat(d.socket);
-      expect(st.isSocket()).toBe(true);
-      expect(st.mode & 0o777).toBe(0o660);
-      const r = await httpPost({ socket: d.socket }, '{"jsonrpc":"2.0","id":1,"method":"daemon.status","params":{}}');
-      expect(r.status).toBe(200);
-      expect(JSON.parse(r.text)).toMatchObject({ id: 1, result: { pid: d.pid, root: d.root } });
-    } finally {
-      await d.stop();
-    }
+    await using d = await scoped();
+    expect(d.socket).toBe(path.join(d.root, 'run/scoped/scoped.sock'));
+    const st = await stat(d.socket);
+    expect(st.isSocket()).toBe(true);
+    expect(st.mode & 0o777).toBe(0o660);
+    const r = await httpPost({ socket: d.socket }, '{"jsonrpc":"2.0","id":1,"method":"daemon.status","params":{}}');
+    expect(r.status).toBe(200);
+    expect(JSON.parse(r.text)).toMatchObject({ id: 1, result: { pid: d.pid, root: d.root } });
   });
 
   it('exits 0 on SIGTERM, closing WebSocket clients with 1001 and idle HTTP connections, and removes its socket', async () => {
-    const d = await TestDaemon.start();
-    try {
-      const token = await d.token();
-      const ws = await WsConn.open(d.port!, token);
+    await using d = await scoped();
+    {
+      const token = d.token();
+      const ws = await WsClient.open(d.port!, token);
       // an idle keep-alive HTTP connection must not hold the shutdown either
       const agent = new Agent({ keepAlive: true });
       await new Promise<void>((resolve, reject) => {
@@ -57,13 +55,11 @@ describe('scoped start-up and shutdown', () => {
       expect(d.stderr()).toMatch(/"msg":"stopped"/);
       // the TCP port is closed too
       await expect(httpPost({ port: d.port! }, '{}', { token })).rejects.toMatchObject({ code: 'ECONNREFUSED' });
-    } finally {
-      await d.stop();
     }
   });
 
   it('exits on SIGTERM within 5 s even when a WebSocket client does not answer the closing handshake', async () => {
-    const d = await TestDaemon.start();
+    await using d = await scoped();
     const raw = connect(d.port!, '127.0.0.1');
     try {
       await new Promise<void>((resolve, reject) => {
@@ -73,7 +69,7 @@ describe('scoped start-up and shutdown', () => {
       // A client that upgrades and then stops reading and answering (a hung or suspended process).
       raw.write(
         'GET /rpc HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
-          `Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nAuthorization: Bearer ${await d.token()}\r\n\r\n`,
+          `Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nAuthorization: Bearer ${d.token()}\r\n\r\n`,
       );
       const head = await new Promise<string>((resolve) => raw.once('data', (c: Buffer) => resolve(c.toString('latin1'))));
       expect(head).toMatch(/^HTTP\/1\.1 101 /);
@@ -85,14 +81,13 @@ describe('scoped start-up and shutdown', () => {
       expect(existsSync(d.socket)).toBe(false);
     } finally {
       raw.destroy();
-      await d.stop();
     }
   });
 
   it('refuses to start a second daemon on a live socket, with a clear message, and the first keeps serving', async () => {
-    const first = await TestDaemon.start({ listen: 'none' });
-    try {
-      const second = await scoped(['--root', first.root, '--listen', 'none']);
+    await using first = await scoped({ listen: 'none' });
+    {
+      const second = await scopedBin(['--root', first.root, '--listen', 'none']);
       expect(second.code).not.toBe(0);
       expect(second.code).not.toBeNull();
       expect(second.stderr).toContain(first.socket);
@@ -103,50 +98,37 @@ describe('scoped start-up and shutdown', () => {
       expect(first.running).toBe(true);
       expect(await first.cpcmd(['scope:set', 'net.hostname', 'first.example.com'])).toMatchObject({ code: 0 });
       expect(await first.cpcmd(['scope:get', 'net.hostname'])).toMatchObject({ code: 0, stdout: 'first.example.com\n' });
-    } finally {
-      await first.stop();
     }
   });
 
   it('replaces a stale socket left by kill -9 and keeps the stored state', async () => {
-    const root = await makeTempDir();
-    try {
-      const a = await TestDaemon.start({ root, listen: 'none' });
-      expect((await a.cpcmd(['scope:set', 'net.hostname', 'persist.example.com'])).code).toBe(0);
-      const killed = await a.signal('SIGKILL');
-      expect(killed.signal).toBe('SIGKILL');
-      expect(existsSync(a.socket)).toBe(true); // the stale socket file is left behind
-      const dead = await a.cpcmd(['scope:get', 'net.hostname']);
-      expect(dead.code).toBe(4);
+    await using a = await scoped({ listen: 'none' });
+    expectExit(await a.cpcmd(['scope:set', 'net.hostname', 'persist.example.com']), 'ok');
+    const killed = await a.signal('SIGKILL');
+    expect(killed.signal).toBe('SIGKILL');
+    expect(existsSync(a.socket)).toBe(true); // the stale socket file is left behind
+    const socket = a.socket;
+    expectExit(await a.cpcmd(['scope:get', 'net.hostname']), 'unreachable');
 
-      const b = await TestDaemon.start({ root, listen: 'none' });
-      try {
-        expect(b.socket).toBe(a.socket);
-        expect(await b.cpcmd(['scope:get', 'net.hostname'])).toMatchObject({ code: 0, stdout: 'persist.example.com\n' });
-        expect(await b.cpcmd(['scope:get', 'cp.bootstrapper', 'system_hostname'])).toMatchObject({ code: 0, stdout: 'persist.example.com\n' });
-        expect(await b.cpcmd(['scope:set', 'net.hostname', 'persist.example.com'])).toMatchObject({ code: 0, stdout: expect.stringContaining('unchanged') });
-      } finally {
-        await b.stop();
-      }
-      expect(existsSync(a.socket)).toBe(false);
-    } finally {
-      await rm(root, { recursive: true, force: true });
-    }
+    await a.start();
+    expect(a.socket).toBe(socket);
+    expect(await a.cpcmd(['scope:get', 'net.hostname'])).toMatchObject({ code: 0, stdout: 'persist.example.com\n' });
+    expect(await a.cpcmd(['scope:get', 'cp.bootstrapper', 'system_hostname'])).toMatchObject({ code: 0, stdout: 'persist.example.com\n' });
+    expect(await a.cpcmd(['scope:set', 'net.hostname', 'persist.example.com'])).toMatchObject({ code: 0, stdout: expect.stringContaining('unchanged') });
+    await a.stop();
+    expect(existsSync(socket)).toBe(false);
   });
 
   it('refuses a non-loopback --listen and an unknown config key with exit 2 and one line', async () => {
-    const root = await makeTempDir();
-    try {
-      const wide = await scoped(['--root', root, '--listen', '0.0.0.0:8740']);
-      expect(wide.code).toBe(2);
-      expect(wide.stderr).toMatch(/^scoped: [^\n]*loopback[^\n]*\n$/);
-      await writeFile(path.join(root, 'bad.yaml'), 'maxBodyByte: 10\n');
-      const bad = await scoped(['--root', root, '--config', path.join(root, 'bad.yaml')]);
-      expect(bad.code).toBe(2);
-      expect(bad.stderr).toMatch(/^scoped: [^\n]*maxBodyByte[^\n]*\n$/);
-      expect(existsSync(path.join(root, 'run/scoped/scoped.sock'))).toBe(false);
-    } finally {
-      await rm(root, { recursive: true, force: true });
-    }
+    await using dir = await tempDir();
+    const root = dir.path;
+    const wide = await scopedBin(['--root', root, '--listen', '0.0.0.0:8740']);
+    expect(wide.code).toBe(2);
+    expect(wide.stderr).toMatch(/^scoped: [^\n]*loopback[^\n]*\n$/);
+    await writeFile(path.join(root, 'bad.yaml'), 'maxBodyByte: 10\n');
+    const bad = await scopedBin(['--root', root, '--config', path.join(root, 'bad.yaml')]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/^scoped: [^\n]*maxBodyByte[^\n]*\n$/);
+    expect(existsSync(path.join(root, 'run/scoped/scoped.sock'))).toBe(false);
   });
 });

@@ -5,14 +5,13 @@
  */
 import { Client, HttpTransport, WsTransport } from '@scoped/client';
 import type { EventMessage } from '@scoped/protocol';
-import { rm } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TestDaemon, WsConn } from './helpers/daemon.js';
+import { type Scoped, WsClient, scoped } from './helpers/scoped.js';
 
 const hostnames = (events: readonly EventMessage[]) => events.map((e) => (e.data as { value?: unknown }).value);
 
 /** The event notifications a raw connection received, in order. */
-function eventsOn(conn: WsConn): EventMessage[] {
+function eventsOn(conn: WsClient): EventMessage[] {
   return conn.messages
     .map((m) => JSON.parse(m) as { method?: string; params?: EventMessage })
     .filter((m) => m.method === 'event')
@@ -28,22 +27,19 @@ async function until(what: string, ok: () => boolean, timeoutMs = 10_000): Promi
 }
 
 describe('events over WebSocket', () => {
-  let d: TestDaemon;
+  let d: Scoped;
   let token: string;
   let local: Client;
-  let root: string | undefined;
   const set = (name: string) => local.call('scope.set', { name: 'net.hostname', value: name });
 
   beforeAll(async () => {
-    d = await TestDaemon.start({ config: { eventKeep: 50 } });
-    root = d.root;
-    token = await d.token();
+    d = await scoped({ config: { eventKeep: 50 } });
+    token = d.token();
     local = new Client(new HttpTransport({ socket: d.socket }));
   });
   afterAll(async () => {
     await local?.close();
-    await d?.stop();
-    if (root) await rm(root, { recursive: true, force: true });
+    await d?.close();
   });
 
   it('answers subscribe over HTTP with a clear error: events need a WebSocket', async () => {
@@ -51,7 +47,7 @@ describe('events over WebSocket', () => {
   });
 
   it('replays exactly the three changes a subscriber missed, then live ones, with no duplicate', async () => {
-    const first = await WsConn.open(d.port!, token);
+    const first = await WsClient.open(d.port!, token);
     const sub = (await first.request(JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'events.subscribe', params: { topics: ['scope.changed'] } }))) as {
       result: { subscription: string; revision: number; gap: boolean };
     };
@@ -67,7 +63,7 @@ describe('events over WebSocket', () => {
     // Missed while away: three changes (and other topics that this subscriber does not want).
     for (const name of ['two.example.com', 'three.example.com', 'four.example.com']) expect((await d.cpcmd(['scope:set', 'net.hostname', name])).code).toBe(0);
 
-    const again = await WsConn.open(d.port!, token);
+    const again = await WsClient.open(d.port!, token);
     try {
       again.ws.send(JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'events.subscribe', params: { topics: ['scope.*'], since: seen.revision } }));
       await again.waitForCount(4);
@@ -98,10 +94,10 @@ describe('events over WebSocket', () => {
     for (let i = 0; i < 30; i++) await set(`churn-${i % 2}.example.com`);
     await local.close();
     expect((await d.signal('SIGTERM')).code).toBe(0);
-    d = await TestDaemon.start({ root: d.root, config: { eventKeep: 50 } });
+    await d.start();
     local = new Client(new HttpTransport({ socket: d.socket }));
 
-    const conn = await WsConn.open(d.port!, token);
+    const conn = await WsClient.open(d.port!, token);
     try {
       conn.ws.send(JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'events.subscribe', params: { topics: ['*'], since: 1 } }));
       await conn.waitForCount(51);
@@ -180,13 +176,13 @@ describe('events over WebSocket', () => {
   });
 
   it('refuses a subscription to a topic that is not a glob, and an unauthenticated one', async () => {
-    const conn = await WsConn.open(d.port!, token);
+    const conn = await WsClient.open(d.port!, token);
     try {
       const bad = (await conn.request(JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'events.subscribe', params: { topics: ['scope changed\n'] } }))) as object;
       expect(bad).toMatchObject({ id: 1, error: { code: -32602 } });
     } finally {
       await conn.close();
     }
-    await expect(WsConn.open(d.port!, 'not-the-token')).rejects.toMatchObject({ status: 401 });
+    await expect(WsClient.open(d.port!, 'not-the-token')).rejects.toMatchObject({ status: 401 });
   });
 });

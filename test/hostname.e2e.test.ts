@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
-import { type RunResult, TestDaemon, describeTree, run, snapshotTree, writeUnder } from './helpers/daemon.js';
+import { type RunResult, type Scoped, run, scoped, treeDigest, writeUnder } from './helpers/scoped.js';
 
 const HOSTS_BEFORE = '127.0.0.1\tlocalhost\n# The following lines are desirable for IPv6 capable hosts\n::1\tlocalhost ip6-localhost ip6-loopback\n';
 
@@ -20,7 +20,7 @@ describe.each([
   ['fast path', false],
   ['oclif path (CPCMD_OCLIF=1)', true],
 ] as const)('cpcmd scope:set/get net.hostname, %s', (pathName, oclif) => {
-  let d: TestDaemon;
+  let d: Scoped;
   const steps: { args: string[]; code: number | null; stdout: string; stderr: string }[] = [];
   const step = async (...args: string[]): Promise<RunResult> => {
     const r = await d.cpcmd(args, { oclif });
@@ -29,12 +29,10 @@ describe.each([
   };
 
   beforeAll(async () => {
-    d = await TestDaemon.start({ listen: 'none', setup: (root) => writeUnder(root, 'etc/hosts', HOSTS_BEFORE) });
+    d = await scoped({ listen: 'none', files: { 'etc/hosts': HOSTS_BEFORE } });
     transcripts.set(pathName, steps);
   });
-  afterAll(async () => {
-    await d?.stop();
-  });
+  afterAll(() => d?.close());
 
   it('sets Mail.Example.TEST. and exits 0', async () => {
     const r = await step('scope:set', 'net.hostname', 'Mail.Example.TEST.');
@@ -59,14 +57,14 @@ describe.each([
   });
 
   it('prints "unchanged" on a repeated set and leaves the files untouched (bytes, mtime, inode)', async () => {
-    const before = await snapshotTree(path.join(d.root, 'etc'));
+    const before = await treeDigest(path.join(d.root, 'etc'), { times: true });
     const r = await step('scope:set', 'net.hostname', 'Mail.Example.TEST.');
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('unchanged');
     expect(r.stderr).toBe('');
-    const after = await snapshotTree(path.join(d.root, 'etc'));
-    for (const f of ['hostname', 'hosts', 'mailname']) expect(after.get(f), f).toBeDefined();
-    expect(describeTree(after)).toEqual(describeTree(before));
+    const after = await treeDigest(path.join(d.root, 'etc'), { times: true });
+    for (const f of ['hostname', 'hosts', 'mailname']) expect(after[f], f).toBeDefined();
+    expect(after).toEqual(before);
   });
 
   it('gives the same value with -o json, --json and -o yaml', async () => {
@@ -82,14 +80,14 @@ describe.each([
   });
 
   it('prints the plan with --dry-run and writes nothing', async () => {
-    const before = await snapshotTree(path.join(d.root, 'etc'));
+    const before = await treeDigest(path.join(d.root, 'etc'), { times: true });
     const r = await step('scope:set', 'net.hostname', 'other.example.org', '--dry-run');
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/dry run/);
     expect(r.stdout).toContain('/etc/hostname');
     expect(r.stdout).toContain('/etc/mailname');
     expect(r.stdout).toContain('other.example.org');
-    expect(describeTree(await snapshotTree(path.join(d.root, 'etc')))).toEqual(describeTree(before));
+    expect(await treeDigest(path.join(d.root, 'etc'), { times: true })).toEqual(before);
     // nor was the desired state stored
     const stored = await step('scope:get', 'cp.bootstrapper', 'system_hostname');
     expect(stored).toMatchObject({ code: 0, stdout: 'mail.example.test\n' });
@@ -117,9 +115,9 @@ describe('the fast path and the oclif path', () => {
 
 describe('/etc/hosts with an old 127.0.1.1 line', () => {
   it('replaces that line instead of adding a second one', async () => {
-    const d = await TestDaemon.start({
+    await using d = await scoped({
       listen: 'none',
-      setup: (root) => writeUnder(root, 'etc/hosts', '127.0.0.1\tlocalhost\n127.0.1.1\told.example.org old\n# end\n'),
+      files: { 'etc/hosts': '127.0.0.1\tlocalhost\n127.0.1.1\told.example.org old\n# end\n' },
     });
     try {
       const r = await d.cpcmd(['scope:set', 'net.hostname', 'new.example.org']);
@@ -132,15 +130,13 @@ describe('/etc/hosts with an old 127.0.1.1 line', () => {
 });
 
 describe('refused hostnames', () => {
-  let d: TestDaemon;
+  let d: Scoped;
   beforeAll(async () => {
-    d = await TestDaemon.start({ listen: 'none', setup: (root) => writeUnder(root, 'etc/hosts', HOSTS_BEFORE) });
+    d = await scoped({ listen: 'none', files: { 'etc/hosts': HOSTS_BEFORE } });
     const r = await d.cpcmd(['scope:set', 'net.hostname', 'good.example.com']);
     expect(r.code, r.stderr).toBe(0);
   });
-  afterAll(async () => {
-    await d?.stop();
-  });
+  afterAll(() => d?.close());
 
   const refused: [string, string[], number][] = [
     ['no dot', ['mail'], 6],
@@ -156,24 +152,24 @@ describe('refused hostnames', () => {
   ];
 
   it.each(refused)('refuses %s: exit code, one-line error, every file under etc unchanged', async (_what, words, code) => {
-    const before = await snapshotTree(path.join(d.root, 'etc'));
+    const before = await treeDigest(path.join(d.root, 'etc'), { times: true });
     const r = await d.cpcmd(['scope:set', 'net.hostname', ...words]);
     expect(r.code).toBe(code);
     expect(r.stdout).toBe('');
     // One line: "cpcmd: ...", and at most a hint line; no stack trace.
     expect(r.stderr).toMatch(/^cpcmd: [^\n]+\n(hint: [^\n]+\n)?$/);
     expect(r.stderr).not.toMatch(/^\s+at /m);
-    expect(describeTree(await snapshotTree(path.join(d.root, 'etc')))).toEqual(describeTree(before));
+    expect(await treeDigest(path.join(d.root, 'etc'), { times: true })).toEqual(before);
   });
 
   it('stops at the unquoted bracket trap with exit 2 and shows the quoted form', async () => {
-    const before = await snapshotTree(path.join(d.root, 'etc'));
+    const before = await treeDigest(path.join(d.root, 'etc'), { times: true });
     const r = await d.cpcmd(['scope:set', 'net.hostname', '[relay]:587']);
     expect(r.code).toBe(2);
     expect(r.stdout).toBe('');
     expect(r.stderr).toContain(`"'[relay]:587'"`);
     expect(r.stderr).not.toMatch(/^\s+at /m);
-    expect(describeTree(await snapshotTree(path.join(d.root, 'etc')))).toEqual(describeTree(before));
+    expect(await treeDigest(path.join(d.root, 'etc'), { times: true })).toEqual(before);
   });
 
   it('still has the name set before them', async () => {
@@ -183,13 +179,11 @@ describe('refused hostnames', () => {
 });
 
 describe('drift', () => {
-  let d: TestDaemon;
+  let d: Scoped;
   beforeAll(async () => {
-    d = await TestDaemon.start({ listen: 'none', setup: (root) => writeUnder(root, 'etc/hosts', HOSTS_BEFORE) });
+    d = await scoped({ listen: 'none', files: { 'etc/hosts': HOSTS_BEFORE } });
   });
-  afterAll(async () => {
-    await d?.stop();
-  });
+  afterAll(() => d?.close());
 
   it('reports no drift right after a set', async () => {
     expect((await d.cpcmd(['scope:set', 'net.hostname', 'mail.example.test'])).code).toBe(0);
@@ -257,7 +251,7 @@ describe('drift', () => {
 
 describe('concurrent sets', () => {
   it('are serialized: after six parallel sets every file and the stored var name the same host, with no drift', async () => {
-    const d = await TestDaemon.start({ listen: 'none', setup: (root) => writeUnder(root, 'etc/hosts', HOSTS_BEFORE) });
+    await using d = await scoped({ listen: 'none', files: { 'etc/hosts': HOSTS_BEFORE } });
     try {
       const names = Array.from({ length: 6 }, (_, i) => `host${i}.example.com`);
       const results = await Promise.all(names.map((n) => d.cpcmd(['scope:set', 'net.hostname', n])));
@@ -275,11 +269,11 @@ describe('concurrent sets', () => {
 });
 
 describe('with Postfix configured under the root', () => {
-  let d: TestDaemon;
+  let d: Scoped;
   const postfixDir = () => path.join(d.root, 'etc/postfix');
   const postconf = (...args: string[]) => run('postconf', ['-c', postfixDir(), ...args]);
   beforeAll(async () => {
-    d = await TestDaemon.start({
+    d = await scoped({
       listen: 'none',
       setup: async (root) => {
         await mkdir(path.join(root, 'etc/postfix'), { recursive: true });
@@ -289,9 +283,7 @@ describe('with Postfix configured under the root', () => {
       },
     });
   });
-  afterAll(async () => {
-    await d?.stop();
-  });
+  afterAll(() => d?.close());
 
   it('does not report drift of other vars under net.hostname (scope:check)', async () => {
     const r = await d.cpcmd(['scope:check', '-o', 'json']);
@@ -341,7 +333,7 @@ describe('with Postfix configured under the root', () => {
 describe('the kernel hostname, inside a UTS namespace', () => {
   it('is set by scope:set net.hostname when scoped runs with --kernel-hostname, and the host keeps its own', async () => {
     const hostBefore = os.hostname();
-    const d = await TestDaemon.start({ wrapper: ['unshare', '--uts'], listen: 'none', args: ['--kernel-hostname'] });
+    await using d = await scoped({ wrapper: ['unshare', '--uts'], listen: 'none', args: ['--kernel-hostname'] });
     try {
       // unshare execs node, so the daemon's pid is the child's pid
       expect(d.pid).toBe(d.child.pid);

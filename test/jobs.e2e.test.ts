@@ -8,11 +8,11 @@ import { readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PluginDirs } from './helpers/plugin-dir.js';
-import { Daemon, type RpcAnswer, type RunResult, WsClient, cleanupAll, hashTree, makeRoot, waitFor } from './helpers/sandbox.js';
+import { expectExit } from './helpers/expect.js';
+import { type RpcAnswer, type Scoped, type WsClient, scoped, treeDigest, waitFor } from './helpers/scoped.js';
 
 /** Files the bulk plugin's unit manages: one change each, so one progress step each. */
 const N = 200;
-const EXIT = { ok: 0, drift: 3, notFound: 7, conflict: 8, rolledBack: 9 } as const;
 
 /**
  * A plugin as a third party ships it (plain ESM). `bulk.files VALUE` writes VALUE into N
@@ -79,13 +79,9 @@ interface EventNote {
 }
 
 let plugins: PluginDirs | undefined;
-let d: Daemon;
+let d: Scoped;
 let ws: WsClient;
 let subscription: string;
-
-function expectExit(r: RunResult, code: number): void {
-  expect(r.code, `exit ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`).toBe(code);
-}
 
 const cp = (...args: string[]) => d.cpcmd(args);
 
@@ -125,7 +121,7 @@ async function expectBulkValue(value: string): Promise<void> {
  */
 async function setBulk(value: string): Promise<string> {
   const r = await cp('scope:set', 'bulk.files', value, '--no-wait');
-  expectExit(r, EXIT.ok);
+  expectExit(r, 'ok');
   const id = r.stdout.trim();
   const end = JSON.parse(await ws.waitFor((m) => {
     const e = JSON.parse(m) as Partial<EventNote>;
@@ -137,7 +133,7 @@ async function setBulk(value: string): Promise<string> {
 
 async function storedValue(): Promise<unknown> {
   const r = await cp('scope:get', 'cp.bootstrapper', 'bulk_value', '-o', 'json');
-  expectExit(r, EXIT.ok);
+  expectExit(r, 'ok');
   return JSON.parse(r.stdout);
 }
 
@@ -158,18 +154,18 @@ describe('converges as jobs (real scoped, a plugin from outside the repository, 
   beforeAll(async () => {
     plugins = await PluginDirs.create();
     const dir = await plugins.write('bulk', BULK_PLUGIN);
-    d = await Daemon.start(await makeRoot(), { args: ['--plugin', dir] });
-    ws = await WsClient.open(d.port!, d.token());
+    d = await scoped({ args: ['--plugin', dir] });
+    ws = await d.ws();
     const sub = result<{ subscription: string }>(await ws.call('events.subscribe', { topics: ['job.*'] }));
     subscription = sub.subscription;
     const list = await cp('plugin:list', '-o', 'json');
-    expectExit(list, EXIT.ok);
+    expectExit(list, 'ok');
     expect(JSON.parse(list.stdout)).toContainEqual(expect.objectContaining({ name: 'scoped-plugin-bulk', status: 'loaded', scopes: ['bulk.files'] }));
   });
 
   afterAll(async () => {
-    ws?.close();
-    await cleanupAll();
+    ws?.terminate();
+    await d?.close();
     await plugins?.remove();
   });
 
@@ -200,7 +196,7 @@ describe('converges as jobs (real scoped, a plugin from outside the repository, 
 
   it('a job cancelled midway leaves the files as before', async () => {
     await setBulk('v1');
-    const before = await hashTree(etc());
+    const before = await treeDigest(etc());
     expect(Object.keys(before).filter((p) => p.startsWith('bulk/'))).toHaveLength(N);
 
     const started = result<{ job: string }>(await ws.call('scope.set', { name: 'bulk.files', args: ['v2'], async: true }));
@@ -220,18 +216,18 @@ describe('converges as jobs (real scoped, a plugin from outside the repository, 
     // Some files were rewritten before the cancel took effect: the rollback put them back.
     expect(jobEvents(id, 'job.progress').length).toBeGreaterThanOrEqual(1);
 
-    expect(await hashTree(etc())).toEqual(before);
+    expect(await treeDigest(etc())).toEqual(before);
     await expectBulkValue('v1');
     const check = await cp('scope:check');
-    expectExit(check, EXIT.ok);
+    expectExit(check, 'ok');
     expect(check.stdout.trim()).toBe('ok: no drift');
     const get = await cp('scope:get', 'bulk.files');
-    expectExit(get, EXIT.ok);
+    expectExit(get, 'ok');
     expect(get.stdout.trim()).toBe('v1');
     expect(get.stderr).toBe('');
     expect(await storedValue()).toBe('v1');
     const audit = await cp('audit:list', '--scope', 'bulk.files', '-o', 'json');
-    expectExit(audit, EXIT.ok);
+    expectExit(audit, 'ok');
     expect(JSON.parse(audit.stdout).at(-1)).toMatchObject({ action: 'scope.set', target: 'bulk.files', outcome: 'rolled-back', reason: expect.stringMatching(/cancelled/) });
   });
 
@@ -239,7 +235,7 @@ describe('converges as jobs (real scoped, a plugin from outside the repository, 
     await setBulk("''");
     expect(await storedValue()).toBe('');
     await rm(path.join(d.root, 'etc/bulk'), { recursive: true, force: true });
-    const before = await hashTree(etc());
+    const before = await treeDigest(etc());
 
     const id = result<{ job: string }>(await ws.call('scope.set', { name: 'bulk.files', args: ['v7'], async: true })).job;
     await waitJobEvent(id, 'job.progress');
@@ -250,11 +246,11 @@ describe('converges as jobs (real scoped, a plugin from outside the repository, 
     expect(job).toMatchObject({ state: 'cancelled', total: N });
     expect(job.done).toBeLessThan(N);
 
-    const after = await hashTree(etc());
+    const after = await treeDigest(etc());
     expect(Object.keys(after).filter((p) => after[p]!.startsWith('file ') && !(p in before)), 'files the cancelled job created').toEqual([]);
     expect.soft(after, 'the tree, directories included, is as before the job').toEqual(before);
     expect(await storedValue()).toBe('');
-    expectExit(await cp('scope:check'), EXIT.ok);
+    expectExit(await cp('scope:check'), 'ok');
   });
 
   it('a job behind another is queued until that one ends; cancelled while queued, it changes nothing', async () => {
@@ -273,7 +269,7 @@ describe('converges as jobs (real scoped, a plugin from outside the repository, 
     expect(jobEvents(second, 'job.progress')).toEqual([]);
     await expectBulkValue('v3');
     expect(await storedValue()).toBe('v3');
-    expectExit(await cp('scope:check'), EXIT.ok);
+    expectExit(await cp('scope:check'), 'ok');
   });
 
   it('unit.converge with async: true is a job too; cpcmd converge waits and, past ~300 ms, shows plain progress lines on stderr', async () => {
@@ -282,7 +278,7 @@ describe('converges as jobs (real scoped, a plugin from outside the repository, 
       for (let i = 0; i < N; i++) await writeFile(path.join(d.root, FILES[i]!), `edited by hand ${i}\n`);
     };
     await handEdit();
-    expectExit(await cp('scope:check'), EXIT.drift);
+    expectExit(await cp('scope:check'), 'drift');
 
     const id = await startJob('unit.converge', { units: ['bulk/files'] });
     const job = await jobWhenEnded(id);
@@ -294,7 +290,7 @@ describe('converges as jobs (real scoped, a plugin from outside the repository, 
     const t0 = Date.now();
     const r = await cp('converge', 'bulk/files');
     const took = Date.now() - t0;
-    expectExit(r, EXIT.ok);
+    expectExit(r, 'ok');
     expect(r.stdout).toMatch(/^bulk\/files: applied \(revision \d+\)$/m);
     await expectBulkValue('v1');
     expect(took, 'the converge must take long enough to show progress').toBeGreaterThan(400);
@@ -315,7 +311,7 @@ describe('converges as jobs (real scoped, a plugin from outside the repository, 
     const q0 = Date.now();
     const quick = await cp('scope:set', 'net.hostname', 'mail.example.test');
     const quickTook = Date.now() - q0;
-    expectExit(quick, EXIT.ok);
+    expectExit(quick, 'ok');
     if (quickTook < 300) expect(quick.stderr).toBe('');
     else for (const line of quick.stderr.split('\n').filter(Boolean)) expect(line).toMatch(/^\d+\/\d+ /);
   });
@@ -323,36 +319,36 @@ describe('converges as jobs (real scoped, a plugin from outside the repository, 
   it('--no-wait prints the job id alone; job:get --wait follows it to its end', async () => {
     await setBulk('v1');
     const r = await cp('scope:set', 'bulk.files', 'v5', '--no-wait');
-    expectExit(r, EXIT.ok);
+    expectExit(r, 'ok');
     expect(r.stdout).toMatch(/^job-[0-9a-f]+\n$/);
     expect(r.stderr).toBe('');
     const id = r.stdout.trim();
 
     const wait = await cp('job:get', id, '--wait');
-    expectExit(wait, EXIT.ok);
+    expectExit(wait, 'ok');
     expect(wait.stdout).toMatch(/applied \(revision \d+\)/);
     const json = await cp('job:get', id, '-o', 'json');
-    expectExit(json, EXIT.ok);
+    expectExit(json, 'ok');
     expect(JSON.parse(json.stdout)).toMatchObject({ id, state: 'done', done: N, total: N, action: 'scope.set', target: 'bulk.files' });
     await expectBulkValue('v5');
 
     const conv = await cp('converge', '--no-wait');
-    expectExit(conv, EXIT.ok);
+    expectExit(conv, 'ok');
     expect(conv.stdout).toMatch(/^job-[0-9a-f]+\n$/);
     expect((await jobWhenEnded(conv.stdout.trim())).state).toBe('done');
   });
 
   it('a job whose apply fails ends failed, is rolled back, and cpcmd exits 9 with the reason', async () => {
     await setBulk('v1');
-    const before = await hashTree(etc());
+    const before = await treeDigest(etc());
 
     const r = await cp('scope:set', 'bulk.files', 'boom');
-    expectExit(r, EXIT.rolledBack);
+    expectExit(r, 'convergeFailed');
     // Progress lines may come first (the apply runs past ~300 ms); the error is the one cpcmd: line.
     const errors = r.stderr.split('\n').filter((l) => !/^\d+\/\d+ /.test(l) && l !== '');
     expect(errors[0]).toMatch(/^cpcmd: converge failed and was rolled back: /);
     expect(errors.length, r.stderr).toBeLessThanOrEqual(2);
-    expect(await hashTree(etc())).toEqual(before);
+    expect(await treeDigest(etc())).toEqual(before);
 
     const id = await startJob('scope.set', { name: 'bulk.files', args: ['boom'] });
     await waitJobEvent(id, 'job.failed');
@@ -361,26 +357,26 @@ describe('converges as jobs (real scoped, a plugin from outside the repository, 
     expect(job.error).toMatchObject({ code: -32005, message: expect.stringMatching(/^converge failed and was rolled back/) });
     expect(job.done).toBe(N);
     expect(job.total).toBe(N + 1);
-    expect(await hashTree(etc())).toEqual(before);
+    expect(await treeDigest(etc())).toEqual(before);
     expect(await storedValue()).toBe('v1');
-    expectExit(await cp('scope:check'), EXIT.ok);
+    expectExit(await cp('scope:check'), 'ok');
   });
 
   it('an unknown job is not found; cancelling a finished job is refused (conflict) and leaves it done and its files in place', async () => {
     const unknown = await d.call('job.get', { id: 'job-000000000000' });
     // -32009: no such object (the protocol's error table).
     expect('error' in unknown && unknown.error).toMatchObject({ code: -32009, message: expect.stringContaining('no job job-000000000000') });
-    expectExit(await cp('job:get', 'job-000000000000'), EXIT.notFound);
-    expectExit(await cp('job:cancel', 'job-000000000000'), EXIT.notFound);
+    expectExit(await cp('job:get', 'job-000000000000'), 'notFound');
+    expectExit(await cp('job:cancel', 'job-000000000000'), 'notFound');
 
     const id = await startJob('scope.set', { name: 'bulk.files', args: ['v6'] });
     expect((await jobWhenEnded(id)).state).toBe('done');
-    const before = await hashTree(etc());
+    const before = await treeDigest(etc());
     const r = await cp('job:cancel', id);
-    expectExit(r, EXIT.conflict);
+    expectExit(r, 'conflict');
     expect(r.stderr).toContain(`job ${id} had already ended (done: ${N}/${N} changes applied`);
     expect((await d.ok('job.get', { id })).state).toBe('done');
-    expect(await hashTree(etc())).toEqual(before);
+    expect(await treeDigest(etc())).toEqual(before);
     await expectBulkValue('v6');
   });
 });

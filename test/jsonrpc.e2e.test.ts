@@ -5,7 +5,8 @@
  */
 import { stat } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TestDaemon, WsConn, cpcmd, freshPeer, httpPost, responseProblems, writeUnder } from './helpers/daemon.js';
+import { responseProblems } from './helpers/expect.js';
+import { type Scoped, WsClient, cpcmd, freshPeer, httpPost, scoped } from './helpers/scoped.js';
 
 const NONE = Symbol('no answer');
 type Answer = unknown;
@@ -20,8 +21,8 @@ interface Channel {
   close(): Promise<void>;
 }
 
-async function httpChannel(d: TestDaemon): Promise<Channel> {
-  const token = await d.token();
+async function httpChannel(d: Scoped): Promise<Channel> {
+  const token = d.token();
   const post = async (text: string) => {
     const r = await httpPost({ port: d.port! }, text, { token });
     if (r.status === 204) {
@@ -46,8 +47,8 @@ async function httpChannel(d: TestDaemon): Promise<Channel> {
 
 let sentinelId = 0;
 
-async function wsChannel(d: TestDaemon): Promise<Channel> {
-  const conn = await WsConn.open(d.port!, await d.token());
+async function wsChannel(d: Scoped): Promise<Channel> {
+  const conn = await WsClient.open(d.port!, d.token());
   return {
     async call(text) {
       return conn.request(text);
@@ -86,7 +87,7 @@ const transports = [
 ] as const;
 
 describe.each(transports)('JSON-RPC 2.0 section 7 examples over %s', (_name, open) => {
-  let daemon: TestDaemon;
+  let daemon: Scoped;
   let rpc: Channel;
   /** Every answer of this block, checked against the spec's response rules at the end. */
   const answers: unknown[] = [];
@@ -102,12 +103,12 @@ describe.each(transports)('JSON-RPC 2.0 section 7 examples over %s', (_name, ope
   };
 
   beforeAll(async () => {
-    daemon = await TestDaemon.start({ setup: (root) => writeUnder(root, 'etc/hostname', 'rpc.example.net\n') });
+    daemon = await scoped({ files: { 'etc/hostname': 'rpc.example.net\n' } });
     rpc = await open(daemon);
   });
   afterAll(async () => {
     await rpc?.close();
-    await daemon?.stop();
+    await daemon?.close();
   });
 
   it('answers a call with named params', async () => {
@@ -228,16 +229,16 @@ describe.each(transports)('JSON-RPC 2.0 section 7 examples over %s', (_name, ope
 });
 
 describe('authentication on TCP', () => {
-  let daemon: TestDaemon;
+  let daemon: Scoped;
   let token: string;
   const call = '{"jsonrpc":"2.0","method":"scope.get","params":{"name":"net.hostname"},"id":1}';
 
   beforeAll(async () => {
-    daemon = await TestDaemon.start({ setup: (root) => writeUnder(root, 'etc/hostname', 'auth.example.net\n') });
-    token = await daemon.token();
+    daemon = await scoped({ files: { 'etc/hostname': 'auth.example.net\n' } });
+    token = daemon.token();
   });
   afterAll(async () => {
-    await daemon?.stop();
+    await daemon?.close();
   });
 
   it('keeps the token in a 0600 file of at least 16 characters', async () => {
@@ -289,14 +290,14 @@ describe('authentication on TCP', () => {
     ['no token', undefined],
     ['a wrong token', 'wrong-token-wrong-token-wrong-token'],
   ])('refuses a WebSocket upgrade with %s: HTTP 401, never open', async (_what, bad) => {
-    await expect(WsConn.open(daemon.port!, bad, { localAddress: freshPeer() })).rejects.toMatchObject({ status: 401, opened: false });
+    await expect(WsClient.open(daemon.port!, bad, { localAddress: freshPeer() })).rejects.toMatchObject({ status: 401, opened: false });
   });
 
   it('serves the same calls over HTTP and WebSocket with the right token', async () => {
     const r = await httpPost({ port: daemon.port! }, call, { token });
     expect(r.status).toBe(200);
     expect(JSON.parse(r.text)).toMatchObject({ id: 1, result: { value: 'auth.example.net' } });
-    const ws = await WsConn.open(daemon.port!, token);
+    const ws = await WsClient.open(daemon.port!, token);
     try {
       expect(await ws.request(call)).toMatchObject({ id: 1, result: { value: 'auth.example.net' } });
     } finally {
@@ -331,17 +332,17 @@ describe('authentication on TCP', () => {
 });
 
 describe('limits from a YAML --config file', () => {
-  let daemon: TestDaemon;
+  let daemon: Scoped;
   let token: string;
   const call = JSON.stringify({ jsonrpc: '2.0', method: 'scope.list', params: { glob: 'net.*' }, id: 7 });
   const batch = (n: number) => JSON.stringify(Array.from({ length: n }, (_, i) => ({ jsonrpc: '2.0', method: 'scope.list', params: { glob: 'net.*' }, id: i + 1 })));
 
   beforeAll(async () => {
-    daemon = await TestDaemon.start({ config: { maxBodyBytes: 2048, maxBatch: 3, maxWsPayloadBytes: 2048 } });
-    token = await daemon.token();
+    daemon = await scoped({ config: { maxBodyBytes: 2048, maxBatch: 3, maxWsPayloadBytes: 2048 } });
+    token = daemon.token();
   });
   afterAll(async () => {
-    await daemon?.stop();
+    await daemon?.close();
   });
 
   it('accepts a body just under the limit', async () => {
@@ -375,7 +376,7 @@ describe('limits from a YAML --config file', () => {
   });
 
   it('refuses a batch of 4 over WebSocket the same way', async () => {
-    const ws = await WsConn.open(daemon.port!, token);
+    const ws = await WsClient.open(daemon.port!, token);
     try {
       const a = await ws.request(batch(4));
       expect(a).toEqual({ jsonrpc: '2.0', id: null, error: { code: -32600, message: expect.stringMatching(/\b3\b/) } });
@@ -385,7 +386,7 @@ describe('limits from a YAML --config file', () => {
   });
 
   it('closes a WebSocket with 1009 on a message over the limit, and serves one under it', async () => {
-    const ws = await WsConn.open(daemon.port!, token);
+    const ws = await WsClient.open(daemon.port!, token);
     try {
       expect(await ws.request(call + ' '.repeat(2000 - call.length))).toMatchObject({ id: 7, result: expect.any(Object) });
       ws.ws.send(call + ' '.repeat(4096));
@@ -400,7 +401,7 @@ describe('limits from a YAML --config file', () => {
   it('still closes with 1009, not a reset (1006), when the peer keeps sending after its message over the limit', async () => {
     const codes: unknown[] = [];
     for (let i = 0; i < 10; i++) {
-      const ws = await WsConn.open(daemon.port!, token);
+      const ws = await WsClient.open(daemon.port!, token);
       try {
         ws.ws.send(call + ' '.repeat(1_500_000));
         // The peer is still writing when the daemon refuses the first message.

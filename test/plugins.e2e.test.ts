@@ -10,9 +10,9 @@ import { readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PluginDirs } from './helpers/plugin-dir.js';
-import { CPCMD_BIN, Daemon, type RunResult, cleanEnv, cleanupAll, makeRoot, run } from './helpers/sandbox.js';
+import { ExitCodes, expectExit } from './helpers/expect.js';
+import { CPCMD_BIN, type Scoped, cleanEnv, run, scoped } from './helpers/scoped.js';
 
-const EXIT = { ok: 0, invalid: 6, notFound: 7, plugin: 11 } as const;
 const HANG_MS = 500;
 
 const DEMO_PLUGIN = `
@@ -102,18 +102,14 @@ export default definePlugin({ name: '${o.name}', version: '1.0.0', apiVersion: $
 }
 
 let plugins: PluginDirs | undefined;
-let d: Daemon;
+let d: Scoped;
 const dirs: Record<string, string> = {};
-
-function expectExit(r: RunResult, code: number): void {
-  expect(r.code, `exit ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`).toBe(code);
-}
 
 const cp = (...args: string[]) => d.cpcmd(args);
 
 async function pluginStatus(): Promise<{ name: string; version: string; status: string; scopes: string[]; error?: string; source?: string }[]> {
   const r = await cp('daemon:status', '-o', 'json');
-  expectExit(r, EXIT.ok);
+  expectExit(r, 'ok');
   return JSON.parse(r.stdout).plugins;
 }
 
@@ -131,29 +127,28 @@ describe('third-party plugins loaded from outside the repository (real scoped, r
       simplePlugin({ name: 'scoped-plugin-hang', scope: 'hang.forever', varName: 'hang_value', unit: 'hang/forever', timeoutMs: HANG_MS, observe: '() => new Promise(() => {})' }),
       { name: 'scoped-plugin-hang' },
     );
-    const root = await makeRoot();
-    d = await Daemon.start(root, {
+    d = await scoped({
       args: ['--plugin', dirs.demo, '--plugin', dirs.api2Manifest, '--plugin', dirs.api2Module, '--plugin', dirs.collide],
       config: { pluginDir: path.join(plugins.dir, 'plugin-dir') },
     });
   });
 
   afterAll(async () => {
-    await cleanupAll();
+    await d?.close();
     await plugins?.remove();
   });
 
   it('a plugin from a directory outside the repository serves its scope: scope:list, scope:info, scope:set, scope:get, plugin:list', async () => {
     const list = await cp('scope:list');
-    expectExit(list, EXIT.ok);
+    expectExit(list, 'ok');
     expect(list.stdout).toMatch(/^demo\.banner\s+The login banner in \/etc\/demo\/banner$/m);
     expect(list.stdout).toMatch(/^net\.hostname\s/m);
     const demoOnly = await cp('scope:list', 'demo.*');
-    expectExit(demoOnly, EXIT.ok);
+    expectExit(demoOnly, 'ok');
     expect(demoOnly.stdout.trim().split('\n')).toEqual([expect.stringMatching(/^demo\.banner\s/)]);
 
     const info = await cp('scope:info', 'demo.banner');
-    expectExit(info, EXIT.ok);
+    expectExit(info, 'ok');
     expect(info.stdout).toContain('usage: cpcmd scope:set demo.banner TEXT | false');
     expect(info.stdout).toContain('Sets the one-line banner shown at login');
     expect(info.stdout).toContain('cpcmd scope:set demo.banner false');
@@ -162,26 +157,26 @@ describe('third-party plugins loaded from outside the repository (real scoped, r
 
     const banner = path.join(d.root, 'etc/demo/banner');
     const set = await cp('scope:set', 'demo.banner', "'Authorized use only'");
-    expectExit(set, EXIT.ok);
+    expectExit(set, 'ok');
     expect(set.stdout).toMatch(/^demo\.banner: applied \(revision \d+\)$/m);
     expect(set.stdout).toContain('demo/banner: create /etc/demo/banner (mode 0644)');
     expect(await readFile(banner, 'utf8')).toBe('Authorized use only\n');
     expect((await stat(banner)).mode & 0o777).toBe(0o644);
 
     const get = await cp('scope:get', 'demo.banner');
-    expectExit(get, EXIT.ok);
+    expectExit(get, 'ok');
     expect(get.stdout).toBe('Authorized use only\n');
     expect(get.stderr).toBe('');
     expect((await cp('scope:set', 'demo.banner', "'Authorized use only'")).stdout).toMatch(/^demo\.banner: unchanged$/m);
 
     // The plugin's own validation refuses a second line; nothing is written.
     const bad = await cp('scope:set', 'demo.banner', 'one\nsecond line');
-    expectExit(bad, EXIT.invalid);
+    expectExit(bad, 'invalid');
     expect(bad.stderr).toMatch(/^cpcmd: .*one line of text/);
     expect(await readFile(banner, 'utf8')).toBe('Authorized use only\n');
 
-    expectExit(await cp('scope:check', 'demo.banner'), EXIT.ok);
-    expectExit(await cp('scope:set', 'demo.banner', 'false'), EXIT.ok);
+    expectExit(await cp('scope:check', 'demo.banner'), 'ok');
+    expectExit(await cp('scope:set', 'demo.banner', 'false'), 'ok');
     await expect(stat(banner)).rejects.toMatchObject({ code: 'ENOENT' });
     expect((await cp('scope:get', 'demo.banner')).stdout).toBe('false\n');
 
@@ -195,7 +190,7 @@ describe('third-party plugins loaded from outside the repository (real scoped, r
   it('a plugin that throws at load, one for another API version and one that takes a first-party scope name are refused with the reason; first-party scopes work', async () => {
     const pl = await cp('plugin:list');
     // Any plugin not loaded makes plugin:list exit 11, so a script can notice.
-    expectExit(pl, EXIT.plugin);
+    expectExit(pl, 'plugin');
     expect(pl.stdout).toMatch(/^scoped-plugin-broken\s+failed {2}broken on purpose: cannot reach its license server$/m);
     expect(pl.stdout).toMatch(/^scoped-plugin-future-manifest\s+failed {2}.*needs plugin API 2; this daemon speaks 1$/m);
     expect(pl.stdout).toMatch(/^scoped-plugin-future-module@1\.0\.0\s+failed {2}future\.module {2}plugin API version 2 is not supported \(this daemon speaks 1\)$/m);
@@ -222,13 +217,13 @@ describe('third-party plugins loaded from outside the repository (real scoped, r
     for (const n of ['future.manifest', 'future.module']) expect(names).not.toContain(n);
     const vars = JSON.parse((await cp('var:list', '-o', 'json')).stdout) as { name: string }[];
     expect(vars.map((v) => v.name)).not.toContain('collide_value');
-    expectExit(await cp('converge', 'collide/hostname'), EXIT.notFound);
+    expectExit(await cp('converge', 'collide/hostname'), 'notFound');
     const info = await cp('scope:info', 'net.hostname');
     expect(info.stdout).toMatch(/^units: net\/hostname/m);
-    expectExit(await cp('scope:get', 'future.module'), EXIT.notFound);
+    expectExit(await cp('scope:get', 'future.module'), 'notFound');
 
     const set = await cp('scope:set', 'net.hostname', 'Mail.Example.TEST.');
-    expectExit(set, EXIT.ok);
+    expectExit(set, 'ok');
     expect(await readFile(path.join(d.root, 'etc/hostname'), 'utf8')).toBe('mail.example.test\n');
     expect((await cp('scope:get', 'net.hostname')).stdout).toBe('mail.example.test\n');
   });
@@ -240,33 +235,33 @@ describe('third-party plugins loaded from outside the repository (real scoped, r
     await new Promise((r) => setTimeout(r, 200));
     const during = cp('scope:set', 'net.hostname', 'during.example.test');
     const [h, s] = await Promise.all([hanging, during]);
-    expectExit(h, EXIT.plugin);
+    expectExit(h, 'plugin');
     expect(h.stderr).toMatch(new RegExp(`^cpcmd: unit hang/forever did not observe and plan within ${HANG_MS} ms; its plugin is disabled until scoped restarts`));
     expect(Date.now() - t0).toBeLessThan(15_000);
-    expectExit(s, EXIT.ok);
+    expectExit(s, 'ok');
     expect(await readFile(path.join(d.root, 'etc/hostname'), 'utf8')).toBe('during.example.test\n');
 
     const pl = await cp('plugin:list');
-    expectExit(pl, EXIT.plugin);
+    expectExit(pl, 'plugin');
     expect(pl.stdout).toMatch(new RegExp(`^scoped-plugin-hang@1\\.0\\.0\\s+disabled {2}hang\\.forever {2}unit hang/forever did not observe and plan within ${HANG_MS} ms`, 'm'));
     expect((await pluginStatus()).find((p) => p.name === 'scoped-plugin-hang')).toMatchObject({ status: 'disabled', source: dirs.hang, error: expect.stringContaining('did not observe and plan') });
 
     // Disabled: refused at once with the reason, without waiting for the unit again.
     const again = await cp('scope:set', 'hang.forever', 'y');
-    expectExit(again, EXIT.plugin);
+    expectExit(again, 'plugin');
     expect(again.stderr).toMatch(/^cpcmd: plugin scoped-plugin-hang is disabled: /);
-    expectExit(await cp('scope:get', 'hang.forever'), EXIT.plugin);
+    expectExit(await cp('scope:get', 'hang.forever'), 'plugin');
 
     // Everything else keeps working, whole-system commands included.
     const after = await cp('scope:set', 'net.hostname', 'after.example.test');
-    expectExit(after, EXIT.ok);
+    expectExit(after, 'ok');
     expect(await readFile(path.join(d.root, 'etc/hostname'), 'utf8')).toBe('after.example.test\n');
     expect((await cp('scope:get', 'net.hostname')).stdout).toBe('after.example.test\n');
     const check = await cp('scope:check');
-    expectExit(check, EXIT.ok);
+    expectExit(check, 'ok');
     expect(check.stdout.trim()).toBe('ok: no drift');
-    expectExit(await cp('converge'), EXIT.ok);
-    expectExit(await cp('scope:set', 'demo.banner', "'still here'"), EXIT.ok);
+    expectExit(await cp('converge'), 'ok');
+    expectExit(await cp('scope:set', 'demo.banner', "'still here'"), 'ok');
     expect(await readFile(path.join(d.root, 'etc/demo/banner'), 'utf8')).toBe('still here\n');
     expect(d.running).toBe(true);
   });
@@ -295,18 +290,18 @@ export default definePlugin({ name: 'scoped-plugin-stuck', version: '1.0.0', api
 
 describe('a plugin whose scope code never returns', () => {
   let stuckDirs: PluginDirs | undefined;
-  let sd: Daemon;
+  let sd: Scoped;
   /** cpcmd with a deadline: a call that never answers is killed and shows as exit null. */
   const cpWithin = (ms: number, ...args: string[]) => run(process.execPath, [CPCMD_BIN, ...args], { env: cleanEnv({ SCOPED_SOCKET: sd.socket }), timeoutMs: ms });
 
   beforeAll(async () => {
     stuckDirs = await PluginDirs.create();
     const dir = await stuckDirs.write('stuck', HANGING_GET_PLUGIN);
-    sd = await Daemon.start(await makeRoot(), { args: ['--plugin', dir] });
+    sd = await scoped({ args: ['--plugin', dir] });
   });
 
   afterAll(async () => {
-    await cleanupAll();
+    await sd?.close();
     await stuckDirs?.remove();
   });
 
@@ -314,11 +309,11 @@ describe('a plugin whose scope code never returns', () => {
     const stuck = cpWithin(25_000, 'scope:set', 'stuck.get', 'x');
     await new Promise((r) => setTimeout(r, 300));
     const host = await cpWithin(20_000, 'scope:set', 'net.hostname', 'unblocked.example.test');
-    expect(host.code, `net.hostname was held up by the stuck plugin (exit ${host.code ?? host.signal})\nstdout: ${host.stdout}\nstderr: ${host.stderr}`).toBe(EXIT.ok);
+    expect(host.code, `net.hostname was held up by the stuck plugin (exit ${host.code ?? host.signal})\nstdout: ${host.stdout}\nstderr: ${host.stderr}`).toBe(ExitCodes.ok);
     expect(await readFile(path.join(sd.root, 'etc/hostname'), 'utf8')).toBe('unblocked.example.test\n');
     // The stuck call itself should end with a plugin error or a timeout, the plugin reported.
     const s = await stuck;
-    expect.soft([EXIT.plugin, 10], `the stuck set ended with exit ${s.code ?? s.signal}: ${s.stderr}`).toContain(s.code);
+    expect.soft([ExitCodes.plugin, ExitCodes.busy], `the stuck set ended with exit ${s.code ?? s.signal}: ${s.stderr}`).toContain(s.code);
   });
 });
 

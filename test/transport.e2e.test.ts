@@ -8,43 +8,39 @@ import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PostfixSandbox, REPO, type RunResult, ScopedDaemon, mustRun, run, waitFor } from './helpers/postfix.js';
+import { expectExit } from './helpers/expect.js';
+import { REPO, type Scoped, mustRun, run, scoped, waitFor } from './helpers/scoped.js';
 import { RelaySink } from './helpers/relay.js';
 
 const EXAMPLE_PLUGIN = path.join(REPO, 'plugins/example');
 const DEST = 'sink.test';
-const EXIT = { ok: 0 } as const;
 
-let box: PostfixSandbox | undefined;
 let sink: RelaySink | undefined;
-let daemon: ScopedDaemon | undefined;
-
-function expectExit(r: RunResult, code: number): void {
-  expect(r.code, `exit ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`).toBe(code);
-}
+let daemon: Scoped | undefined;
 
 describe('mail.transport (the example plugin) with a real Postfix', () => {
   beforeAll(async () => {
-    const [b, s] = await Promise.allSettled([PostfixSandbox.create(), RelaySink.start({ auth: false })]);
-    if (b.status === 'fulfilled') box = b.value;
+    const [d, s] = await Promise.allSettled([
+      scoped({ postfix: { smtpd: true, running: true }, listen: 'none', config: { plugins: [EXAMPLE_PLUGIN] } }),
+      RelaySink.start({ auth: false }),
+    ]);
+    if (d.status === 'fulfilled') daemon = d.value;
     if (s.status === 'fulfilled') sink = s.value;
-    if (b.status === 'rejected') throw b.reason;
+    if (d.status === 'rejected') throw d.reason;
     if (s.status === 'rejected') throw s.reason;
-    await box!.start();
-    const config = path.join(box!.root, 'scoped-test.yaml');
-    await writeFile(config, `plugins:\n  - ${JSON.stringify(EXAMPLE_PLUGIN)}\n`);
-    daemon = await ScopedDaemon.start(box!.root, { args: ['--config', config] });
   });
 
   afterAll(async () => {
-    const results = await Promise.allSettled([daemon?.stop(), box?.close()]);
-    await sink?.close();
-    for (const r of results) if (r.status === 'rejected') throw r.reason;
+    try {
+      await daemon?.close();
+    } finally {
+      await sink?.close();
+    }
   });
 
   it('relays a message through a relaylim transport to a local SMTP server; false puts master.cf and main.cf back', async () => {
-    const b = box!;
     const d = daemon!;
+    const b = d.postfix;
     const relay = sink!;
     const masterCf = path.join(b.dir, 'master.cf');
     const transportMap = path.join(b.dir, 'transport');
@@ -52,15 +48,15 @@ describe('mail.transport (the example plugin) with a real Postfix', () => {
     const paramsBefore = await b.params();
     const mainBefore = await readFile(b.mainCf, 'utf8');
 
-    const pl = await d.cpcmd('plugin:list');
-    expectExit(pl, EXIT.ok);
+    const pl = await d.cpcmd(['plugin:list']);
+    expectExit(pl, 'ok');
     expect(pl.stdout).toMatch(/^scoped-plugin-mail-transport@0\.1\.0\s+loaded {2}mail\.transport$/m);
 
     const transport = `relaylim:[127.0.0.1]:${relay.port}`;
     const reloadsBefore = ((await b.maillog()).match(/postfix\/master\[\d+\]: reload/g) ?? []).length;
     // Brackets inside a word (not at its start) stay text: no quoting needed, as with smtp:[relay]:587.
-    const set = await d.cpcmd('scope:set', 'mail.transport', DEST, transport);
-    expectExit(set, EXIT.ok);
+    const set = await d.cpcmd(['scope:set', 'mail.transport', DEST, transport]);
+    expectExit(set, 'ok');
     expect(set.stdout).toMatch(/^mail\.transport: applied \(revision \d+\)$/m);
 
     // master.cf gained the relaylim service (and nothing else changed in it).
@@ -76,11 +72,11 @@ describe('mail.transport (the example plugin) with a real Postfix', () => {
     expect((await mustRun('postmap', ['-c', b.dir, '-q', DEST, `hash:${transportMap}`])).trim()).toBe(transport);
     await waitFor('Postfix to reload', async () => (((await b.maillog()).match(/postfix\/master\[\d+\]: reload/g) ?? []).length > reloadsBefore ? true : undefined));
 
-    const get = await d.cpcmd('scope:get', 'mail.transport', '-o', 'json');
-    expectExit(get, EXIT.ok);
+    const get = await d.cpcmd(['scope:get', 'mail.transport', '-o', 'json']);
+    expectExit(get, 'ok');
     expect(JSON.parse(get.stdout)).toEqual({ [DEST]: transport });
-    expect((await d.cpcmd('scope:get', 'mail.transport', DEST)).stdout.trim()).toBe(transport);
-    expectExit(await d.cpcmd('scope:check', 'mail.transport'), EXIT.ok);
+    expect((await d.cpcmd(['scope:get', 'mail.transport', DEST])).stdout.trim()).toBe(transport);
+    expectExit(await d.cpcmd(['scope:check', 'mail.transport']), 'ok');
 
     // A message for the destination goes out through relaylim to the sink.
     const id = await b.sendmail({ to: `rcpt@${DEST}` });
@@ -96,16 +92,16 @@ describe('mail.transport (the example plugin) with a real Postfix', () => {
 
     // Off again: master.cf byte for byte as before, main.cf's parameters too, the map gone.
     const reloadsOn = ((await b.maillog()).match(/postfix\/master\[\d+\]: reload/g) ?? []).length;
-    const off = await d.cpcmd('scope:set', 'mail.transport', DEST, 'false');
-    expectExit(off, EXIT.ok);
+    const off = await d.cpcmd(['scope:set', 'mail.transport', DEST, 'false']);
+    expectExit(off, 'ok');
     expect(await readFile(masterCf, 'utf8')).toBe(masterBefore);
     expect((await b.postconf(['-M', 'relaylim/unix'])).trim()).toBe('');
     expect(await b.params()).toEqual(paramsBefore);
     expect(await readFile(b.mainCf, 'utf8')).toBe(mainBefore);
     expect(existsSync(transportMap)).toBe(false);
     expect(existsSync(`${transportMap}.db`)).toBe(false);
-    expect(JSON.parse((await d.cpcmd('scope:get', 'mail.transport', '-o', 'json')).stdout)).toEqual({});
-    expectExit(await d.cpcmd('scope:check', 'mail.transport'), EXIT.ok);
+    expect(JSON.parse((await d.cpcmd(['scope:get', 'mail.transport', '-o', 'json'])).stdout)).toEqual({});
+    expectExit(await d.cpcmd(['scope:check', 'mail.transport']), 'ok');
     // The running Postfix was reloaded onto it, and Postfix's own check accepts it.
     await waitFor('Postfix to reload again', async () => (((await b.maillog()).match(/postfix\/master\[\d+\]: reload/g) ?? []).length > reloadsOn ? true : undefined));
     const check = await run('postfix', ['-c', b.dir, 'check']);

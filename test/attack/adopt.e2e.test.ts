@@ -15,18 +15,17 @@ import { existsSync, readFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RELAY_PASSWORD, RELAY_USER, RelaySink } from '../helpers/relay.js';
-import { Daemon, PostfixRoot, type RunResult, cleanupAll, cpcmd, mustRun, waitFor } from '../helpers/sandbox.js';
+import { expectExit } from '../helpers/expect.js';
+import { type Postfix, type RunResult, type Scoped, cpcmd, mustRun, scoped, waitFor } from '../helpers/scoped.js';
 
-let box: PostfixRoot;
-let d: Daemon;
+let box: Postfix;
+let d: Scoped;
 /** Where the admin's credentials belong (never contacted here). */
 const HOST_A = '[relay-a.example.test]:587';
 let relayB: RelaySink;
 let operator = '';
 
-function expectOk(r: RunResult): void {
-  expect(r.code, `exit ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`).toBe(0);
-}
+const expectOk = (r: RunResult) => expectExit(r, 'ok');
 
 /** The credentials map's lines, or none when it does not exist. */
 const authLines = () => (existsSync(box.authMap) ? readFileSync(box.authMap, 'utf8').split('\n').filter(Boolean) : []);
@@ -40,16 +39,15 @@ async function sendmail(): Promise<void> {
 }
 
 afterAll(async () => {
-  await cleanupAll();
+  await d?.close();
   await relayB?.close();
 }, 60_000);
 
 describe('scope.adopt never moves the relay password to another host', { timeout: 90_000 }, () => {
   beforeAll(async () => {
     relayB = await RelaySink.start();
-    box = await PostfixRoot.create();
-    await box.start();
-    d = await Daemon.start(box.root);
+    d = await scoped({ postfix: { running: true } });
+    box = d.postfix;
     const t = await d.cpcmd(['token:create', '--role', 'operator', '--scopes', 'mail.*', '-o', 'json']);
     expectOk(t);
     operator = JSON.parse(t.stdout).token;

@@ -14,7 +14,7 @@
  * with a message naming maxChangesPerMinute, and none of the admin's calls was refused.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Daemon, type RpcAnswer, PostfixRoot, cleanupAll, cpcmd, httpPost, sleep } from '../helpers/sandbox.js';
+import { type RpcAnswer, type Scoped, cpcmd, httpPost, scoped, sleep } from '../helpers/scoped.js';
 
 const KEEP = 50;
 /** The default maxChangesPerMinute. */
@@ -33,22 +33,21 @@ interface Entry {
   outcome: string;
 }
 
-afterAll(cleanupAll, 60_000);
 
 describe('an operator floods the history with applied changes', { timeout: 120_000 }, () => {
-  let box: PostfixRoot;
-  let d: Daemon;
+  let d: Scoped;
   let ops = '';
   let opsId = '';
 
   beforeAll(async () => {
-    box = await PostfixRoot.create();
-    d = await Daemon.start(box.root, { config: { auditKeep: KEEP } });
+    d = await scoped({ postfix: true, config: { auditKeep: KEEP } });
     const r = await d.ok<{ token: string; id: string }>('token.create', { role: 'operator', name: 'net-ops', scopes: ['net.*'] });
     ops = r.token;
     opsId = r.id;
     expect(await d.ok('scope.set', { name: 'mail.smart-host', args: ['[relay.example.test]:587'] })).toMatchObject({ status: 'applied' });
   });
+  afterAll(() => d?.close(), 60_000);
+
 
   it("keeps the admin's token changes and refuses the operator's changes beyond the limit, never the admin's", async () => {
     const answers: RpcAnswer[] = [];

@@ -12,7 +12,7 @@
 import type { AuditEntry, AuditRefusal } from '@scoped/protocol';
 import sqlite3 from 'sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Daemon, PostfixRoot, cleanupAll, cpcmd, httpPost, storeBytes } from '../helpers/sandbox.js';
+import { type Scoped, cpcmd, httpPost, scoped, storeBytes } from '../helpers/scoped.js';
 
 const BATCHES = 101;
 const BATCH = 100;
@@ -34,16 +34,14 @@ function sql<T = Record<string, unknown>>(file: string, statement: string, ...pa
 }
 
 describe('a reader floods the audit trail with refused calls', () => {
-  let box: PostfixRoot;
-  let d: Daemon;
+  let d: Scoped;
   let reader = '';
   let readerId = '';
   let operatorId = '';
   const applied: Entry[] = [];
 
   beforeAll(async () => {
-    box = await PostfixRoot.create();
-    d = await Daemon.start(box.root);
+    d = await scoped({ postfix: true });
     // The admin's history: changes applied, and tokens made.
     for (const host of ['one.example.test', 'two.example.test']) {
       expect(await d.ok('scope.set', { name: 'net.hostname', value: host })).toMatchObject({ status: 'applied' });
@@ -55,11 +53,11 @@ describe('a reader floods the audit trail with refused calls', () => {
     operatorId = (await d.ok<{ id: string }>('token.create', { role: 'operator', name: 'ops', scopes: ['net.*'] })).id;
     applied.push(...(await d.ok<{ entries: Entry[] }>('audit.list', { limit: 1_000 })).entries);
   });
-  afterAll(cleanupAll);
+  afterAll(() => d?.close(), 60_000);
 
   it('keeps every applied change and token change, and shows the refusals as a few rows with counts', async () => {
     expect(applied.map((e) => `${e.action} ${e.outcome}`)).toEqual(['scope.set applied', 'scope.set applied', 'var.set applied', 'token.create applied', 'token.create applied']);
-    const before = await storeBytes(box.storeFile);
+    const before = await storeBytes(d.storeFile);
     const started = Date.now();
     const batch = (i: number, target: (j: number) => string) =>
       JSON.stringify(Array.from({ length: BATCH }, (_, j) => ({ jsonrpc: '2.0', id: i * BATCH + j, method: 'scope.set', params: { name: target(j), value: `evil${j}.example.test` } })));
@@ -73,7 +71,7 @@ describe('a reader floods the audit trail with refused calls', () => {
       for (const a of answers) expect(a.error?.code).toBe(-32003);
     }
     const seconds = (Date.now() - started) / 1000;
-    const after = await storeBytes(box.storeFile);
+    const after = await storeBytes(d.storeFile);
     console.log(`audit flood: ${BATCHES * BATCH} refused calls in ${seconds.toFixed(1)} s; store ${before} -> ${after} bytes`);
 
     // The history: exactly what the admin did, nothing pushed out, no refusal among it.
@@ -119,26 +117,23 @@ describe('a reader floods the audit trail with refused calls', () => {
 });
 
 describe('retention is the admin\'s: age and size of the history, size of the refusals', () => {
-  afterAll(cleanupAll);
-
   it('drops history entries older than auditMaxAgeDays at start-up, and keeps the rest', async () => {
-    const box = await PostfixRoot.create();
-    let d = await Daemon.start(box.root, { listen: 'none' });
+    await using d = await scoped({ postfix: true, listen: 'none' });
     for (const i of [1, 2, 3]) expect(await d.ok('scope.set', { name: 'net.hostname', value: `age${i}.example.test` })).toMatchObject({ status: 'applied' });
     await d.stop();
     // The first two entries are made 400 days old.
     const old = new Date(Date.now() - 400 * 86_400_000).toISOString();
     for (const key of ['scoped:audit:000000000001', 'scoped:audit:000000000002']) {
-      const [row] = await sql<{ value: string }>(box.storeFile, 'SELECT value FROM scoped WHERE key = ?', key);
+      const [row] = await sql<{ value: string }>(d.storeFile, 'SELECT value FROM scoped WHERE key = ?', key);
       const stored = JSON.parse(row!.value) as { value: { time: string } };
       stored.value.time = old;
-      await sql(box.storeFile, 'UPDATE scoped SET value = ? WHERE key = ?', JSON.stringify(stored), key);
+      await sql(d.storeFile, 'UPDATE scoped SET value = ? WHERE key = ?', JSON.stringify(stored), key);
     }
     const trail = async () => (await d.ok<{ entries: { new: string }[] }>('audit.list', { limit: 1_000 })).entries.map((e) => e.new);
-    d = await Daemon.start(box.root, { listen: 'none', config: { auditMaxAgeDays: 0 } });
+    await d.start({ config: { auditMaxAgeDays: 0 } });
     expect(await trail()).toEqual(['age1.example.test', 'age2.example.test', 'age3.example.test']);
     await d.stop();
-    d = await Daemon.start(box.root, { listen: 'none', config: { auditMaxAgeDays: 365 } });
+    await d.start({ config: { auditMaxAgeDays: 365 } });
     expect(await trail()).toEqual(['age3.example.test']);
     expect(await d.ok('scope.set', { name: 'net.hostname', value: 'age4.example.test' })).toMatchObject({ status: 'applied' });
     expect(await trail()).toEqual(['age3.example.test', 'age4.example.test']);
@@ -146,8 +141,8 @@ describe('retention is the admin\'s: age and size of the history, size of the re
   });
 
   it('keeps at most refusalKeep refusal rows, the most recently refused', async () => {
-    const box = await PostfixRoot.create();
-    const d = await Daemon.start(box.root, { listen: 'none', config: { refusalKeep: 5, refusalNewPerMinute: 1_000 } });
+    await using d = await scoped({ postfix: true, listen: 'none', config: { refusalKeep: 5, refusalNewPerMinute: 1_000 } });
+
     for (let i = 1; i <= 12; i++) expect(await d.call('scope.set', { name: `nope.x${i}`, value: 1 })).toHaveProperty('error');
     const rows = (await d.ok<{ refusals: { target: string; count: number }[] }>('audit.list', { refused: true })).refusals;
     expect(rows.map((r) => r.target)).toEqual(['nope.x8', 'nope.x9', 'nope.x10', 'nope.x11', 'nope.x12']);

@@ -10,7 +10,7 @@
  */
 import sqlite3 from 'sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Daemon, PostfixRoot, cleanupAll, tcpCall } from '../helpers/sandbox.js';
+import { type Scoped, scoped, tcpCall } from '../helpers/scoped.js';
 
 /** Run one statement on a stopped daemon's store. */
 function sql(file: string, statement: string, ...params: unknown[]): Promise<void> {
@@ -28,19 +28,17 @@ const FORGED = '2026-11-27T18:00:00.000Z  admin-token via unix  scope.set mail.s
 const FORGED_LINE = /^2026-11-27T18:00:00\.000Z {2}admin-token via unix/m;
 
 describe('forged lines in audit:list --refused', () => {
-  let box: PostfixRoot;
-  let d: Daemon;
+  let d: Scoped;
   let reader = '';
   let readerId = '';
 
   beforeAll(async () => {
-    box = await PostfixRoot.create();
-    d = await Daemon.start(box.root);
+    d = await scoped({ postfix: true });
     const r = await d.ok<{ token: string; id: string }>('token.create', { role: 'reader', name: 'forger' });
     reader = r.token;
     readerId = r.id;
   });
-  afterAll(cleanupAll);
+  afterAll(() => d?.close(), 60_000);
 
   it('keeps a name that fails the grammar as a placeholder, and prints no line the reader wrote', async () => {
     for (const [method, params] of [
@@ -80,10 +78,11 @@ describe('forged lines in audit:list --refused', () => {
     await d.stop();
     const when = new Date().toISOString();
     for (const table of ['scoped_refusals', 'scoped_noops']) {
-      await sql(box.storeFile, `INSERT INTO ${table} (actor, action, target, transport, count, first, last, reason) VALUES (?, ?, ?, ?, 1, ?, ?, ?)`,
+      await sql(d.storeFile, `INSERT INTO ${table} (actor, action, target, transport, count, first, last, reason) VALUES (?, ?, ?, ?, 1, ?, ?, ?)`,
         `old\n${FORGED}`, 'scope.set', `zz\n${FORGED}`, 'http\t127.0.0.1', when, when, `why\r\n${FORGED}`);
     }
-    d = await Daemon.start(box.root);
+    await d.start();
+
     for (const flag of ['--refused', '--unchanged']) {
       const text = await d.cpcmd(['audit:list', flag]);
       expect(text.code, text.stderr).toBe(0);

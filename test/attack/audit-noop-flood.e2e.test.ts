@@ -13,7 +13,7 @@
  */
 import type { AuditEntry, AuditNoop } from '@scoped/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Daemon, PostfixRoot, cleanupAll, cpcmd, httpPost } from '../helpers/sandbox.js';
+import { type Scoped, cpcmd, httpPost, scoped } from '../helpers/scoped.js';
 
 const KEEP = 60;
 const FLOOD = 304;
@@ -25,16 +25,14 @@ type Entry = AuditEntry;
 type Noop = AuditNoop;
 
 describe('an operator floods the history with no-ops', () => {
-  let box: PostfixRoot;
-  let d: Daemon;
+  let d: Scoped;
   let ops = '';
   let opsId = '';
   const admin: Entry[] = [];
 
   beforeAll(async () => {
-    box = await PostfixRoot.create();
     // No-ops count against maxChangesPerMinute too; raised here to show they cannot flush the history even unlimited.
-    d = await Daemon.start(box.root, { config: { auditKeep: KEEP, refusalNewPerMinute: NEW_PER_MINUTE, maxChangesPerMinute: 100_000 } });
+    d = await scoped({ postfix: true, config: { auditKeep: KEEP, refusalNewPerMinute: NEW_PER_MINUTE, maxChangesPerMinute: 100_000 } });
     expect(await d.ok('scope.set', { name: 'net.hostname', value: 'noop.example.test' })).toMatchObject({ status: 'applied' });
     expect(await d.ok('scope.set', { name: 'mail.smart-host', args: ['[relay.example.test]:587'] })).toMatchObject({ status: 'applied' });
     const r = await d.ok<{ token: string; id: string }>('token.create', { role: 'operator', name: 'net-ops', scopes: ['net.*'] });
@@ -42,7 +40,8 @@ describe('an operator floods the history with no-ops', () => {
     opsId = r.id;
     admin.push(...(await d.ok<{ entries: Entry[] }>('audit.list', {})).entries);
   });
-  afterAll(cleanupAll);
+  afterAll(() => d?.close(), 60_000);
+
 
   it('keeps every applied change and token change; the no-ops are one row with a count', async () => {
     expect(admin.map((e) => `${e.action} ${e.target.replace(/ \(.*/, '')} ${e.outcome}`)).toEqual(['scope.set net.hostname applied', 'scope.set mail.smart-host applied', 'token.create net-ops applied']);

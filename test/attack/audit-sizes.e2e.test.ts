@@ -11,7 +11,7 @@
  * audit.list answers at most 1,000 entries a call.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Daemon, PostfixRoot, WsClient, cleanupAll, cpcmd, tcpCall, storeBytes } from '../helpers/sandbox.js';
+import { type Scoped, WsClient, cpcmd, scoped, storeBytes, tcpCall } from '../helpers/scoped.js';
 
 
 interface Entry {
@@ -23,21 +23,19 @@ interface Entry {
 }
 
 describe('large values against the history of changes', () => {
-  let box: PostfixRoot;
-  let d: Daemon;
+  let d: Scoped;
   let mailOps = '';
   let reader = '';
 
   beforeAll(async () => {
-    box = await PostfixRoot.create();
-    d = await Daemon.start(box.root);
+    d = await scoped({ postfix: true });
     mailOps = (await d.ok<{ token: string }>('token.create', { role: 'operator', name: 'mail-ops', scopes: ['mail.*'] })).token;
     reader = (await d.ok<{ token: string }>('token.create', { role: 'reader', name: 'watcher' })).token;
   });
-  afterAll(cleanupAll);
+  afterAll(() => d?.close(), 60_000);
 
   it('refuses a 60,000-character SASL username and an overlong password, clearly, and the store does not grow by them', async () => {
-    const before = await storeBytes(box.storeFile);
+    const before = await storeBytes(d.storeFile);
     for (let i = 0; i < 20; i++) {
       const user = `${'u'.repeat(60_000)}${i}`;
       const r = await tcpCall(d.port!, mailOps, 'scope.set', { name: 'mail.smart-host', args: ['[relay.example.test]:587', user, `pw-long-${i}`] });
@@ -54,7 +52,7 @@ describe('large values against the history of changes', () => {
     // Limits that still take any real credential.
     const ok = await tcpCall(d.port!, mailOps, 'scope.set', { name: 'mail.smart-host', args: ['[relay.example.test]:587', 'u'.repeat(256), 'p'.repeat(1024)] });
     expect(ok).toHaveProperty('result.status', 'applied');
-    const after = await storeBytes(box.storeFile);
+    const after = await storeBytes(d.storeFile);
     console.log(`store ${before} -> ${after} bytes after 21 overlong sets`);
     // Before, each of the 20 sets added some 187 KB (old and new value in the history, and the event).
     expect(after - before).toBeLessThan(1024 * 1024);
@@ -91,7 +89,8 @@ describe('large values against the history of changes', () => {
       expect(text.length).toBeLessThan(2_048);
       await d.ok('var.set', { name: 'postfix_custom_config', value: {} });
     } finally {
-      ws.close();
+      ws.terminate();
+
     }
   });
 

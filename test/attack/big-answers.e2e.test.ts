@@ -7,26 +7,24 @@
  * minimum so a small history shows it.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Daemon, WsClient, cleanupAll, httpPost, makeRoot, rssBytes, sleep } from '../helpers/sandbox.js';
+import { ErrorCodes } from '../helpers/expect.js';
+import { type Scoped, WsClient, httpPost, rssBytes, scoped, sleep } from '../helpers/scoped.js';
 
-const TOO_LARGE = -32010;
+const TOO_LARGE = ErrorCodes.TooLarge;
 const MAX = 65_536;
 
-afterAll(async () => {
-  await cleanupAll();
-}, 60_000);
-
 describe('answers are bounded in bytes, however the calls are batched', { timeout: 90_000 }, () => {
-  let d: Daemon;
+  let d: Scoped;
   let reader = '';
 
   beforeAll(async () => {
-    d = await Daemon.start(await makeRoot(), { args: ['--max-response-bytes', String(MAX)] });
+    d = await scoped({ args: ['--max-response-bytes', String(MAX)] });
     reader = (await d.ok<{ token: string }>('token.create', { role: 'reader' })).token;
     // A history of a few hundred applied changes: one audit.list of it is a few tens of KB.
     const sets = Array.from({ length: 300 }, (_, i) => ({ jsonrpc: '2.0', id: i, method: 'scope.set', params: { name: 'net.hostname', value: `host-${i}.example.test` } }));
     for (let i = 0; i < sets.length; i += 100) await httpPost({ socket: d.socket }, JSON.stringify(sets.slice(i, i + 100)));
   });
+  afterAll(() => d?.close(), 60_000);
 
   it('a batch of 100 audit.list answers at most maxResponseBytes; the calls past it answer too-large, naming the limit', async () => {
     const rssBefore = rssBytes(d.pid);
@@ -83,7 +81,7 @@ describe('a large answer reaches a WebSocket peer that reads', { timeout: 90_000
 
   it('a reader gets a 12 MiB answer over its WebSocket without being closed for being too far behind', async () => {
     // A batch of rpc.discover makes the answer; maxBatch is raised so that enough fit in one.
-    const d = await Daemon.start(await makeRoot(), { args: ['--max-batch', '1000', '--max-response-bytes', String(2 * LARGE)] });
+    await using d = await scoped({ args: ['--max-batch', '1000', '--max-response-bytes', String(2 * LARGE)] });
     const reader = (await d.ok<{ token: string }>('token.create', { role: 'reader' })).token;
     const ws = await WsClient.open(d.port!, reader);
     try {
@@ -106,8 +104,8 @@ describe('a large answer reaches a WebSocket peer that reads', { timeout: 90_000
       expect(ws.isClosed).toBe(false);
       expect(await ws.call('daemon.status')).toHaveProperty('result');
     } finally {
-      ws.close();
-      await d.stop();
+      ws.terminate();
+
     }
   });
 });

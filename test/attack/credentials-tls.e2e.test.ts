@@ -7,49 +7,43 @@
  */
 import { type AddressInfo, type Socket, createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Daemon, PostfixRoot, type RunResult, cleanupAll, cpcmd } from '../helpers/sandbox.js';
+import { expectExit } from '../helpers/expect.js';
+import { type Postfix, type Scoped, cpcmd, scoped } from '../helpers/scoped.js';
 
-const EXIT = { ok: 0, invalid: 6 } as const;
 const PLAINTEXT = /credentials are refused with TLS level (none|may|dane)/;
 
-function expectExit(r: RunResult, code: number): void {
-  expect(r.code, `exit ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`).toBe(code);
-}
-
-afterAll(async () => {
-  await cleanupAll();
-}, 60_000);
-
 describe('relay credentials never travel without TLS', { timeout: 60_000 }, () => {
-  let box: PostfixRoot;
-  let d: Daemon;
+  let box: Postfix;
+  let d: Scoped;
   let operator = '';
   const tlsLevel = async () => (await box.postconf(['-h', 'smtp_tls_security_level'])).trim();
   const asOperator = (args: string[]) => cpcmd(args, { url: d.url, token: operator });
 
   beforeAll(async () => {
-    box = await PostfixRoot.create();
-    d = await Daemon.start(box.root);
+    d = await scoped({ postfix: true });
+    box = d.postfix;
     operator = (await d.ok<{ token: string }>('token.create', { role: 'operator' })).token;
-    expectExit(await d.cpcmd(['scope:set', 'mail.smart-host', "'[relay.example.test]:587'", 'alice', 'Adm1nRelayPW']), EXIT.ok);
+    expectExit(await d.cpcmd(['scope:set', 'mail.smart-host', "'[relay.example.test]:587'", 'alice', 'Adm1nRelayPW']), 'ok');
     expect(await tlsLevel()).toBe('encrypt');
   });
+  afterAll(() => d?.close(), 60_000);
+
 
   it('an operator cannot lower the TLS level to one that may log in in the clear while credentials are stored', async () => {
     for (const level of ['may', 'dane', 'none']) {
       const r = await asOperator(['scope:set', 'cp.bootstrapper', 'postfix_smtp_tls_security_level', level]);
-      expectExit(r, EXIT.invalid);
+      expectExit(r, 'invalid');
       expect(r.stderr).toMatch(PLAINTEXT);
     }
     expect(await tlsLevel()).toBe('encrypt');
     // Levels that always encrypt are fine.
-    expectExit(await asOperator(['scope:set', 'cp.bootstrapper', 'postfix_smtp_tls_security_level', 'verify']), EXIT.ok);
-    expectExit(await asOperator(['scope:set', 'cp.bootstrapper', 'postfix_smtp_tls_security_level', 'encrypt']), EXIT.ok);
+    expectExit(await asOperator(['scope:set', 'cp.bootstrapper', 'postfix_smtp_tls_security_level', 'verify']), 'ok');
+    expectExit(await asOperator(['scope:set', 'cp.bootstrapper', 'postfix_smtp_tls_security_level', 'encrypt']), 'ok');
   });
 
   it('the other order: credentials are refused at such a level, and --verify refuses before it connects', async () => {
-    expectExit(await d.cpcmd(['scope:set', 'mail.smart-host', 'false']), EXIT.ok);
-    expectExit(await asOperator(['scope:set', 'cp.bootstrapper', 'postfix_smtp_tls_security_level', 'may']), EXIT.ok);
+    expectExit(await d.cpcmd(['scope:set', 'mail.smart-host', 'false']), 'ok');
+    expectExit(await asOperator(['scope:set', 'cp.bootstrapper', 'postfix_smtp_tls_security_level', 'may']), 'ok');
     const seen: Socket[] = [];
     const listener = createServer((s) => {
       seen.push(s);
@@ -59,14 +53,14 @@ describe('relay credentials never travel without TLS', { timeout: 60_000 }, () =
     try {
       const port = (listener.address() as AddressInfo).port;
       const verify = await asOperator(['scope:set', 'mail.smart-host', `'[127.0.0.1]:${port}'`, 'alice', 'pw-in-clear', '--verify']);
-      expectExit(verify, EXIT.invalid);
+      expectExit(verify, 'invalid');
       expect(verify.stderr).toMatch(PLAINTEXT);
       expect(seen).toHaveLength(0);
       const set = await asOperator(['scope:set', 'mail.smart-host', "'[relay.example.test]:587'", 'alice', 'pw-in-clear']);
-      expectExit(set, EXIT.invalid);
+      expectExit(set, 'invalid');
       expect(set.stderr).toMatch(PLAINTEXT);
       // Without credentials, level may is a fine choice.
-      expectExit(await asOperator(['scope:set', 'mail.smart-host', "'[relay.example.test]:587'"]), EXIT.ok);
+      expectExit(await asOperator(['scope:set', 'mail.smart-host', "'[relay.example.test]:587'"]), 'ok');
     } finally {
       await new Promise<void>((r) => listener.close(() => r()));
     }

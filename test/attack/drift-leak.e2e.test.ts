@@ -11,7 +11,7 @@
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Daemon, PostfixRoot, WsClient, cleanupAll, tcpCall, waitFor } from '../helpers/sandbox.js';
+import { type Postfix, type Scoped, type WsClient, scoped, tcpCall, waitFor } from '../helpers/scoped.js';
 
 interface DriftItem {
   unit: string;
@@ -30,27 +30,23 @@ function driftHeard(ws: WsClient): DriftItem[] {
     .flatMap((m) => m.params!.data.drift);
 }
 
-afterAll(async () => {
-  await cleanupAll();
-}, 60_000);
-
 describe('attack: hearing about other scopes through drift events', { timeout: 60_000 }, () => {
-  let box: PostfixRoot;
-  let d: Daemon;
+  let box: Postfix;
+  let d: Scoped;
 
   beforeAll(async () => {
-    box = await PostfixRoot.create();
-    await writeFile(path.join(box.root, 'etc/hostname'), 'before.example.test\n');
-    d = await Daemon.start(box.root);
+    d = await scoped({ postfix: true, files: { 'etc/hostname': 'before.example.test\n' } });
+    box = d.postfix;
     await d.ok('scope.set', { name: 'net.hostname', value: 'mail.example.test' });
     await d.ok('scope.set', { name: 'mail.smart-host', value: { host: '[relay.example.test]:587', username: '', password: '' } });
   });
+  afterAll(() => d?.close(), 60_000);
 
   it('a net.* token hears only net items of a drift that also moved relayhost', async () => {
     const netToken = (await d.ok('token.create', { role: 'reader', name: 'net-watch', scopes: ['net.*'] })).token;
     const adminToken = (await d.ok('token.create', { role: 'admin', name: 'admin-watch' })).token;
-    const limited = await WsClient.open(d.port!, netToken);
-    const admin = await WsClient.open(d.port!, adminToken);
+    const limited = await d.ws(netToken);
+    const admin = await d.ws(adminToken);
     try {
       expect(await limited.call('events.subscribe', { topics: ['drift.*'] })).toMatchObject({ result: { subscription: expect.any(String) } });
       expect(await admin.call('events.subscribe', { topics: ['drift.*'] })).toMatchObject({ result: { subscription: expect.any(String) } });
@@ -58,7 +54,7 @@ describe('attack: hearing about other scopes through drift events', { timeout: 6
       // The hand edits: relayhost to a secret relay, myhostname and /etc/hostname to another name.
       await box.postconf(['-e', 'relayhost=[hand-set-relay.internal]:2525', 'myhostname=drifted.example.test']);
       box.backdateMainCf();
-      await writeFile(path.join(box.root, 'etc/hostname'), 'drifted.example.test\n');
+      await writeFile(path.join(d.root, 'etc/hostname'), 'drifted.example.test\n');
 
       // Reads that notice it: the limited token's own, and the admin's.
       const own = await tcpCall(d.port!, netToken, 'scope.get', { name: 'net.hostname' });
@@ -84,8 +80,9 @@ describe('attack: hearing about other scopes through drift events', { timeout: 6
         expect(text).not.toContain('relayhost');
       }
     } finally {
-      limited.close();
-      admin.close();
+      limited.terminate();
+      admin.terminate();
+
     }
   });
 });

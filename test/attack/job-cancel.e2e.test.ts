@@ -5,24 +5,20 @@
  * job, and admins, may cancel it. Real scoped on a sandbox root, real HTTP.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Daemon, cleanupAll, httpPost, makeRoot, tcpCall, waitFor } from '../helpers/sandbox.js';
-
-const FORBIDDEN = -32003;
-
-afterAll(async () => {
-  await cleanupAll();
-}, 60_000);
+import { expectRpcError } from '../helpers/expect.js';
+import { type Scoped, httpPost, scoped, tcpCall, waitFor } from '../helpers/scoped.js';
 
 describe('job.cancel by someone other than the job\'s owner', { timeout: 60_000 }, () => {
-  let d: Daemon;
+  let d: Scoped;
   let operator: string;
   let other: string;
 
   beforeAll(async () => {
-    d = await Daemon.start(await makeRoot());
+    d = await scoped();
     operator = (await d.ok<{ token: string }>('token.create', { role: 'operator', name: 'ops' })).token;
     other = (await d.ok<{ token: string }>('token.create', { role: 'operator', name: 'ops-2' })).token;
   });
+  afterAll(() => d?.close(), 60_000);
 
   it("an operator cannot cancel an admin's jobs, queued or done, though it may see them; the admin's changes stand", async () => {
     // The admin queues six changes in one batch over the unix socket.
@@ -33,7 +29,7 @@ describe('job.cancel by someone other than the job\'s owner', { timeout: 60_000 
       const seen = await tcpCall(d.port!, operator, 'job.get', { id });
       expect(seen, 'an unlimited operator may read the job').toMatchObject({ result: { id } });
       const cancel = await tcpCall(d.port!, operator, 'job.cancel', { id });
-      expect(cancel, id).toMatchObject({ error: { code: FORBIDDEN, message: expect.stringMatching(/started by another caller/) } });
+      expectRpcError(cancel, 'Forbidden', /started by another caller/);
     }
     for (const id of ids) await waitFor(`job ${id} done`, async () => ((await d.ok<{ state: string }>('job.get', { id })).state === 'done' ? true : undefined), 20_000);
     expect(await d.ok('scope.get', { name: 'net.hostname' })).toMatchObject({ value: 'admin-5.example.test' });
@@ -42,7 +38,8 @@ describe('job.cancel by someone other than the job\'s owner', { timeout: 60_000 
   it("an operator cannot cancel another operator's job, and can cancel its own", async () => {
     const mine = (await tcpCall(d.port!, operator, 'scope.set', { name: 'net.hostname', value: 'ops.example.test', async: true })) as { result: { job: string } };
     const theirs = await tcpCall(d.port!, other, 'job.cancel', { id: mine.result.job });
-    expect(theirs).toMatchObject({ error: { code: FORBIDDEN } });
+    expect(theirs).toBeRpcError('Forbidden');
+
     const own = await tcpCall(d.port!, operator, 'job.cancel', { id: mine.result.job });
     expect(own).toMatchObject({ result: { id: mine.result.job } });
   });

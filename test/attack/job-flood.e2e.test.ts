@@ -7,25 +7,22 @@
  * engine as jobs do. Real scoped, real HTTP, the real cpcmd.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Daemon, type RpcAnswer, cleanupAll, cpcmd, httpPost, makeRoot, sleep } from '../helpers/sandbox.js';
+import { ErrorCodes, ExitCodes } from '../helpers/expect.js';
+import { type RpcAnswer, type Scoped, cpcmd, httpPost, scoped, sleep } from '../helpers/scoped.js';
 
-const BUSY = -32008;
-const EXIT = { ok: 0, busy: 10 } as const;
+const BUSY = ErrorCodes.Busy;
+const EXIT = ExitCodes;
 const FLOOD = 3_000;
 const BATCH = 100;
 /** What "a few seconds" means for an admin's call while the flood runs. */
 const FEW_SECONDS = 5_000;
 const TOO_MANY = /^Too many jobs: .*maxJobsPerPrincipal/;
 
-afterAll(async () => {
-  await cleanupAll();
-}, 60_000);
-
 /** Resolve with what `p` gave, or with 'timed out' after `ms`. */
 const within = <T>(p: Promise<T>, ms: number): Promise<T | 'timed out'> => Promise.race([p, sleep(ms).then(() => 'timed out' as const)]);
 
 describe('job flooding: an operator cannot make an admin wait', { timeout: 120_000 }, () => {
-  let d: Daemon;
+  let d: Scoped;
   let operator: string;
   let n = 0;
 
@@ -38,9 +35,11 @@ describe('job flooding: an operator cannot make an admin wait', { timeout: 120_0
 
   beforeAll(async () => {
     // The flood is of calls at once, not of changes over time: maxChangesPerMinute is raised out of its way.
-    d = await Daemon.start(await makeRoot(), { config: { maxChangesPerMinute: 100_000 } });
+    d = await scoped({ config: { maxChangesPerMinute: 100_000 } });
     operator = (await d.ok<{ token: string }>('token.create', { role: 'operator', name: 'net-ops', scopes: ['net.*'] })).token;
   });
+  afterAll(() => d?.close(), 60_000);
+
 
   it(`${FLOOD} async sets at once: most refused busy with a clear message; the admin's scope.get and scope.set complete within a few seconds`, async () => {
     const answers = (await Promise.all(Array.from({ length: FLOOD / BATCH }, () => batch()))).flat();

@@ -11,25 +11,22 @@
  * reads and converges stay idempotent.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Daemon, PostfixRoot, cleanupAll, tcpCall } from '../helpers/sandbox.js';
+import { type Scoped, scoped, tcpCall } from '../helpers/scoped.js';
 
 const HOST = '[relay.example.com]:2525';
 const RIGHT = 'Right-pw-4e1d';
 const WRONG = 'Wrong-pw-9a07';
 
-afterAll(async () => {
-  await cleanupAll();
-}, 60_000);
-
 describe('attack: guessing the relay password from the plan of a set', { timeout: 120_000 }, () => {
-  let d: Daemon;
+  let d: Scoped;
   let operator = '';
 
   beforeAll(async () => {
-    const box = await PostfixRoot.create();
-    d = await Daemon.start(box.root);
+    d = await scoped({ postfix: true });
     operator = (await d.ok('token.create', { role: 'operator', name: 'mail-guesser', scopes: ['mail.*'] })).token as string;
   });
+  afterAll(() => d?.close(), 60_000);
+
 
   /** The admin stores the right password, as before every guess. */
   const storeRight = () => d.ok('scope.set', { name: 'mail.smart-host', args: [HOST, 'alice', RIGHT] });

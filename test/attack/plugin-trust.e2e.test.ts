@@ -14,9 +14,9 @@ import { chmod, chown, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PluginDirs } from '../helpers/plugin-dir.js';
-import { Daemon, type RunResult, cleanupAll, makeRoot } from '../helpers/sandbox.js';
+import { expectExit } from '../helpers/expect.js';
+import { type Scoped, scoped } from '../helpers/scoped.js';
 
-const EXIT = { ok: 0, notFound: 7, plugin: 11 } as const;
 const NOBODY = 65534;
 
 /** A plugin with one scope that, when imported, writes `marker` (as whoever runs scoped). */
@@ -42,10 +42,6 @@ const s = defineScope({
 });
 export default definePlugin({ name: '${name}', version: '1.0.0', apiVersion: 1, vars: [v], scopes: [s] });
 `;
-}
-
-function expectExit(r: RunResult, code: number): void {
-  expect(r.code, `exit ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`).toBe(code);
 }
 
 interface Case {
@@ -100,7 +96,7 @@ const CASES: Record<string, Case> = {
 
 describe('attack: plugins that someone other than root could change are not loaded', () => {
   let plugins: PluginDirs;
-  let d: Daemon;
+  let d: Scoped;
   const dirs: Record<string, string> = {};
   const named: Record<string, string> = {};
   const marker = (key: string) => path.join(plugins.dir, `ran-${key}`);
@@ -119,22 +115,23 @@ describe('attack: plugins that someone other than root could change are not load
     await plugins.write('open-plugin-dir/added', planted('scoped-plugin-added', 'trust.added', marker('added')));
     await chmod(openPluginDir, 0o777);
 
-    d = await Daemon.start(await makeRoot(), {
+    d = await scoped({
       args: Object.values(dirs).flatMap((dir) => ['--plugin', dir]),
       config: { pluginDir: openPluginDir },
     });
   });
 
   afterAll(async () => {
-    await cleanupAll();
+    await d?.close();
     await plugins?.remove();
+
   });
 
   it('a clean plugin loads, also below a sticky root-owned directory; its scope serves', async () => {
     for (const key of ['clean', 'stickyParent']) {
       expect(existsSync(marker(key)), key).toBe(true);
       const got = await d.cpcmd(['scope:get', CASES[key]!.scope]);
-      expectExit(got, EXIT.ok);
+      expectExit(got, 'ok');
       expect(got.stdout).toBe(`served by scoped-plugin-${CASES[key]!.folder.replace('/', '-')}\n`);
     }
   });
@@ -144,7 +141,7 @@ describe('attack: plugins that someone other than root could change are not load
     expect(existsSync(marker(key)), 'the planted code ran as root').toBe(false);
 
     const list = await d.cpcmd(['plugin:list']);
-    expectExit(list, EXIT.plugin);
+    expectExit(list, 'plugin');
     const line = list.stdout.split('\n').find((l) => l.startsWith(`${dirs[key]} `));
     expect(line, list.stdout).toBeDefined();
     expect(line).toMatch(/\sfailed\s/);
@@ -155,7 +152,7 @@ describe('attack: plugins that someone other than root could change are not load
     const json = JSON.parse((await d.cpcmd(['plugin:list', '-o', 'json'])).stdout) as { name: string; status: string; source?: string; error?: string; scopes: string[] }[];
     expect(json.find((p) => p.source === dirs[key])).toMatchObject({ status: 'failed', scopes: [], error: expect.stringMatching(c.found!) });
 
-    expectExit(await d.cpcmd(['scope:info', c.scope]), EXIT.notFound);
+    expectExit(await d.cpcmd(['scope:info', c.scope]), 'notFound');
     const scopes = await d.cpcmd(['scope:list', '-o', 'json']);
     expect(scopes.stdout).not.toContain(c.scope);
     expect(d.stderr()).toMatch(new RegExp(`"msg":"plugin failed to load","plugin":"${dirs[key]}","error":"untrusted: ${named[key]} `));
@@ -166,7 +163,7 @@ describe('attack: plugins that someone other than root could change are not load
     const list = await d.cpcmd(['plugin:list']);
     const line = list.stdout.split('\n').find((l) => l.startsWith(`${openPluginDir} `));
     expect(line, list.stdout).toMatch(new RegExp(`failed\\s+untrusted: ${openPluginDir} is writable by everyone \\(mode 0777\\).*chmod go-w ${openPluginDir}$`));
-    expectExit(await d.cpcmd(['scope:info', 'trust.added']), EXIT.notFound);
+    expectExit(await d.cpcmd(['scope:info', 'trust.added']), 'notFound');
     expect(d.stderr()).toMatch(/"msg":"plugin directory refused"/);
   });
 });

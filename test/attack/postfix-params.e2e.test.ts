@@ -27,12 +27,12 @@ import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PluginDirs } from '../helpers/plugin-dir.js';
-import { Daemon, PostfixRoot, type RunResult, cleanupAll, cpcmd, makeRoot, mustRun, tcpCall } from '../helpers/sandbox.js';
+import { ErrorCodes, expectExit } from '../helpers/expect.js';
+import { type Postfix, type RunResult, type Scoped, cpcmd, mustRun, scoped, tcpCall, tempDir } from '../helpers/scoped.js';
 
-const FORBIDDEN = -32003;
-const INVALID = -32602;
+const FORBIDDEN = ErrorCodes.Forbidden;
+const INVALID = ErrorCodes.InvalidParams;
 /** cpcmd's exit codes: forbidden shares 5 with unauthorized. */
-const EXIT = { ok: 0, forbidden: 5, invalid: 6 } as const;
 
 /** A third-party scope over postfix_custom_config: operators limited to it may call it, yet never change the var. */
 const RAW_PLUGIN = `
@@ -53,8 +53,8 @@ const raw = defineScope({
 export default definePlugin({ name: 'scoped-plugin-attack-raw', version: '1.0.0', apiVersion: 1, scopes: [raw] });
 `;
 
-let box: PostfixRoot;
-let d: Daemon;
+let box: Postfix;
+let d: Scoped;
 let plugins: PluginDirs;
 const tok = { operator: '', bootstrapOnly: '', rawOnly: '', reader: '' };
 
@@ -64,7 +64,7 @@ async function token(role: string, scopes?: string): Promise<string> {
   return JSON.parse(r.stdout).token as string;
 }
 
-const relayhostOf = async (b: PostfixRoot) => (await b.postconf(['-h', 'relayhost'])).trim();
+const relayhostOf = async (b: Postfix) => (await b.postconf(['-h', 'relayhost'])).trim();
 const mainCf = () => readFile(box.mainCf, 'utf8');
 const customVar = async () => (await d.ok('var.get', { name: 'postfix_custom_config' })).value;
 
@@ -73,16 +73,16 @@ function expectError(a: Awaited<ReturnType<typeof tcpCall>>, code: number, why: 
 }
 
 afterAll(async () => {
-  await cleanupAll();
+  await d?.close();
   await plugins?.remove();
 }, 60_000);
 
 describe('operator to root through postfix_custom_config', { timeout: 60_000 }, () => {
   beforeAll(async () => {
-    box = await PostfixRoot.create();
     plugins = await PluginDirs.create();
     const dir = await plugins.write('attack-raw', RAW_PLUGIN);
-    d = await Daemon.start(box.root, { args: ['--plugin', dir] });
+    d = await scoped({ postfix: true, args: ['--plugin', dir] });
+    box = d.postfix;
     tok.operator = await token('operator');
     tok.bootstrapOnly = await token('operator', 'cp.bootstrapper');
     tok.rawOnly = await token('operator', 'attack.*');
@@ -104,7 +104,7 @@ describe('operator to root through postfix_custom_config', { timeout: 60_000 }, 
       expectError(await tcpCall(d.port!, t, 'scope.set', { name: 'cp.bootstrapper', value: { var: 'postfix_custom_config', value }, async: true }), FORBIDDEN, /postfix_custom_config/);
       // As the attacker types it.
       const r: RunResult = await cpcmd(['scope:set', 'cp.bootstrapper', 'postfix_custom_config', '[smtpd_banner:owned]'], { url: d.url, token: t });
-      expect(r.code, r.stderr).toBe(EXIT.forbidden);
+      expectExit(r, 'unauthorized');
       expect(r.stderr).toMatch(/forbidden.*postfix_custom_config/);
     }
     // A scope of a plugin that writes the var: the operator may call the scope, but not change the var through it.
@@ -141,7 +141,7 @@ describe('operator to root through postfix_custom_config', { timeout: 60_000 }, 
       // The same through cp.bootstrapper, as cpcmd prints it.
       const name = Object.keys(value).at(-1)!;
       const r = await d.cpcmd(['scope:set', 'cp.bootstrapper', 'postfix_custom_config', `[${name}:'${value[name]}']`]);
-      expect(r.code, r.stderr).toBe(EXIT.invalid);
+      expectExit(r, 'invalid');
       expect(r.stderr).toMatch(why);
     }
     expect(await mainCf()).toBe(before);
@@ -195,7 +195,7 @@ describe('operator to root through postfix_custom_config', { timeout: 60_000 }, 
     }
     // As the admin types it.
     const r = await d.cpcmd(['scope:set', 'cp.bootstrapper', 'postfix_custom_config', "[smtp_tls_per_site:'inline:{[127.0.0.1]:2526=NONE}']"]);
-    expect(r.code, r.stderr).toBe(EXIT.invalid);
+    expectExit(r, 'invalid');
     expect(r.stderr).toMatch(/smtp_tls_per_site is refused \(outbound TLS and host lookups\)/);
     expect(await mainCf()).toBe(before);
     expect(await customVar()).toEqual(custom);
@@ -218,7 +218,7 @@ describe('operator to root through postfix_custom_config', { timeout: 60_000 }, 
 
   it('a harmless parameter still works for the admin', async () => {
     const r = await d.cpcmd(['scope:set', 'cp.bootstrapper', 'postfix_custom_config', '[smtpd_banner:"$myhostname ESMTP ready",message_size_limit:20480000]']);
-    expect(r.code, r.stderr).toBe(EXIT.ok);
+    expectExit(r, 'ok');
     const params = await box.postconf(['-n']);
     expect(params).toMatch(/^smtpd_banner = \$myhostname ESMTP ready$/m);
     expect(params).toMatch(/^message_size_limit = 20480000$/m);
@@ -240,43 +240,48 @@ describe('the "is Postfix running" check trusts only Postfix\'s master under --r
   });
 
   /** A sandbox root whose main.cf was hand-edited (as root could) with these parameters, and scoped on it. */
-  async function handEdited(params: string[]): Promise<{ box: PostfixRoot; d: Daemon }> {
-    const b = await PostfixRoot.create();
-    if (params.length) await mustRun('postconf', ['-c', b.dir, '-e', ...params]);
-    b.backdateMainCf();
-    return { box: b, d: await Daemon.start(b.root) };
+  async function handEdited(params: string[]): Promise<Scoped> {
+    return scoped({
+      postfix: true,
+      setup: async (root) => {
+        if (params.length) await mustRun('postconf', ['-c', path.join(root, 'etc/postfix'), '-e', ...params]);
+      },
+    });
   }
 
   /** An admin change that plans a Postfix reload. */
-  const setRelay = (daemon: Daemon) => daemon.cpcmd(['scope:set', 'mail.smart-host', "'[relay.example.test]:587'"]);
+  const setRelay = (daemon: Scoped) => daemon.cpcmd(['scope:set', 'mail.smart-host', "'[relay.example.test]:587'"]);
 
   it('a queue_directory outside the root with a planted postfix-script and a pid file naming a live process: no reload, the script never runs', async () => {
-    const outside = await makeRoot();
+    await using scratch = await tempDir();
+    const outside = scratch.path;
     const marker = path.join(outside, 'RAN-AS-ROOT');
     await mkdir(path.join(outside, 'pid'), { recursive: true });
     await writeFile(path.join(outside, 'pid/master.pid'), `${String(liveStranger()).padStart(10)}\n`);
     await writeFile(path.join(outside, 'postfix-script'), `#!/bin/sh\ntouch ${marker}\n`);
     await chmod(path.join(outside, 'postfix-script'), 0o755);
-    const { box: b, d: daemon } = await handEdited([`queue_directory=${outside}`, `daemon_directory=${outside}`]);
+    await using daemon = await handEdited([`queue_directory=${outside}`, `daemon_directory=${outside}`]);
+    const b = daemon.postfix;
 
     const r = await setRelay(daemon);
-    expect(r.code, r.stderr).toBe(EXIT.ok);
+    expectExit(r, 'ok');
     expect(await relayhostOf(b)).toBe('[relay.example.test]:587');
     expect(existsSync(marker), 'the planted postfix-script ran').toBe(false);
   });
 
   it('a pid file outside the root is never opened: a FIFO there would block any reader', async () => {
-    const outside = await makeRoot();
+    await using scratch = await tempDir();
+    const outside = scratch.path;
     const fifo = path.join(outside, 'pid/master.pid');
     await mkdir(path.dirname(fifo), { recursive: true });
     await mustRun('mkfifo', [fifo]);
-    const { d: daemon } = await handEdited([`queue_directory=${outside}`]);
+    await using daemon = await handEdited([`queue_directory=${outside}`]);
 
     let writer: number | undefined;
     try {
       const r = await Promise.race([setRelay(daemon), new Promise<'hung'>((res) => setTimeout(() => res('hung'), 20_000))]);
       expect(r, 'the set hung reading a pid file outside the root').not.toBe('hung');
-      expect((r as RunResult).code, (r as RunResult).stderr).toBe(EXIT.ok);
+      expectExit(r as RunResult, 'ok');
       // No reader has the FIFO open: a non-blocking open for writing fails with ENXIO.
       expect(() => (writer = openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK))).toThrow(/ENXIO/);
     } finally {
@@ -293,13 +298,14 @@ describe('the "is Postfix running" check trusts only Postfix\'s master under --r
   });
 
   it('a pid file inside the root naming a live process that is not Postfix\'s master is not Postfix', async () => {
-    const { box: b, d: daemon } = await handEdited([]);
+    await using daemon = await handEdited([]);
+    const b = daemon.postfix;
     await mkdir(path.join(b.queueDir, 'pid'), { recursive: true });
     await writeFile(path.join(b.queueDir, 'pid/master.pid'), `${String(liveStranger()).padStart(10)}\n`);
 
     // Taken for Postfix, the reload would fail (postfix-script: not running) and roll the change back.
     const r = await setRelay(daemon);
-    expect(r.code, r.stderr).toBe(EXIT.ok);
+    expectExit(r, 'ok');
     expect(await relayhostOf(b)).toBe('[relay.example.test]:587');
   });
 });

@@ -11,7 +11,7 @@
  * password come out whole in answers, plans and the audit trail.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Daemon, PostfixRoot, cleanupAll, tcpCall } from '../helpers/sandbox.js';
+import { type Postfix, type Scoped, scoped, tcpCall } from '../helpers/scoped.js';
 
 const REDACTED = '[redacted]';
 const HOST = '[relay.example.test]:587';
@@ -37,22 +37,19 @@ const probes: [string, (g: string) => Record<string, unknown>][] = [
 /** The same guess, one character off: same length, same kind of character. */
 const wrongGuess = (pw: string) => pw.slice(0, -1) + (pw.at(-1) === 'x' ? 'z' : pw.at(-1) === '3' ? '4' : 'x');
 
-afterAll(async () => {
-  await cleanupAll();
-}, 60_000);
-
 describe('attack: guessing the relay password through redacted error messages', { timeout: 120_000 }, () => {
-  let box: PostfixRoot;
-  let d: Daemon;
+  let box: Postfix;
+  let d: Scoped;
   const tok = { reader: '', netOperator: '', operator: '' };
 
   beforeAll(async () => {
-    box = await PostfixRoot.create();
-    d = await Daemon.start(box.root);
+    d = await scoped({ postfix: true });
+    box = d.postfix;
     tok.reader = (await d.ok('token.create', { role: 'reader', name: 'guesser' })).token;
     tok.netOperator = (await d.ok('token.create', { role: 'operator', name: 'net-op', scopes: ['net.*'] })).token;
     tok.operator = (await d.ok('token.create', { role: 'operator', name: 'op' })).token;
   });
+  afterAll(() => d?.close(), 60_000);
 
   for (const password of ['Tr0ub4dor&3', 'fix']) {
     it(`answers the right and a wrong guess of ${JSON.stringify(password)} alike, for every token and method`, async () => {

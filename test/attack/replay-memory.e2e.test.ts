@@ -10,8 +10,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type EventMessage, makeEvents, parsedMessages } from '../helpers/events.js';
-import { freshPeer } from '../helpers/daemon.js';
-import { Daemon, WsClient, cleanupAll, httpPost, makeRoot, rssBytes, sleep } from '../helpers/sandbox.js';
+import { freshPeer, httpPost, rssBytes, scoped, type Scoped, sleep, WsClient } from '../helpers/scoped.js';
 
 /** Changes made before the attack; each makes a few events, all of which a `since: 0` subscription replays. */
 const CHANGES = 2_000;
@@ -32,18 +31,14 @@ const STALL_MS = 10_000;
 const RSS_GROWTH = 96 * 1024 * 1024;
 
 
-afterAll(async () => {
-  await cleanupAll();
-}, 60_000);
-
 describe('replays a reader never reads cannot hold the daemon’s memory', { timeout: 150_000 }, () => {
-  let d: Daemon;
+  let d: Scoped;
   const readers: string[] = [];
   let honest: string;
 
 
   beforeAll(async () => {
-    d = await Daemon.start(await makeRoot());
+    d = await scoped();
     for (let t = 0; t < TOKENS; t++) readers.push((await d.ok<{ token: string }>('token.create', { role: 'reader', name: `replayer-${t}` })).token);
     honest = (await d.ok<{ token: string }>('token.create', { role: 'reader', name: 'honest' })).token;
     await makeEvents(d, CHANGES);
@@ -85,7 +80,7 @@ describe('replays a reader never reads cannot hold the daemon’s memory', { tim
       const sub = JSON.parse(await reading.waitFor((m) => (JSON.parse(m) as EventMessage).id === 'honest', 3 * STALL_MS)) as { result: { subscription: string; revision: number; gap: boolean } };
       const got = parsedMessages(reading).filter((m) => m.params?.subscription === sub.result!.subscription).map((m) => m.params!.revision);
       expect(got).toEqual(Array.from({ length: sub.result!.revision }, (_, i) => i + 1));
-      reading.close();
+      reading.terminate();
 
       // The attacker reads at last: what was sent arrives, then the close of every connection that stalled.
       for (const c of attackers) c.ws.resume();
@@ -94,7 +89,8 @@ describe('replays a reader never reads cannot hold the daemon’s memory', { tim
       expect(closed.length, 'connections closed for making no progress').toBeGreaterThanOrEqual(8);
       for (const c of closed) expect(await c.closed).toEqual({ code: 4008, reason: expect.stringMatching(/resubscribe with since/) });
     } finally {
-      for (const c of attackers) c.close();
+      for (const c of attackers) c.terminate();
     }
   });
+  afterAll(() => d?.close(), 60_000);
 });

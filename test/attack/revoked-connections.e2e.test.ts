@@ -8,9 +8,9 @@
  */
 import { type Socket, connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Daemon, WsClient, cleanupAll, makeRoot, sleep } from '../helpers/sandbox.js';
+import { expectExit } from '../helpers/expect.js';
+import { scoped, type Scoped, sleep, WsClient } from '../helpers/scoped.js';
 
-const EXIT_OK = 0;
 const PER_TOKEN = 32;
 const KEEP_ALIVE = 5;
 /** Room for one token's 32 WebSockets and 5 keep-alives, but not for a second token's 32 beside them. */
@@ -41,17 +41,14 @@ async function keepAlive(port: number, token: string): Promise<{ socket: Socket;
 /** Whether `p` settles within `ms`. */
 const within = (p: Promise<unknown>, ms: number): Promise<boolean> => Promise.race([p.then(() => true), sleep(ms).then(() => false)]);
 
-afterAll(async () => {
-  await cleanupAll();
-}, 60_000);
-
 describe('a revoked token loses its open connections at once', { timeout: 90_000 }, () => {
-  let d: Daemon;
+  let d: Scoped;
 
   beforeAll(async () => {
     const perToken = String(PER_TOKEN + KEEP_ALIVE);
-    d = await Daemon.start(await makeRoot(), { args: ['--max-connections', String(MAX_CONNECTIONS), '--max-connections-per-token', perToken] });
+    d = await scoped({ args: ['--max-connections', String(MAX_CONNECTIONS), '--max-connections-per-token', perToken] });
   });
+  afterAll(() => d?.close(), 60_000);
 
   it(`a reader's ${PER_TOKEN} idle WebSockets are closed 4401 and its ${KEEP_ALIVE} keep-alive sockets ended within ${WITHIN_MS} ms of token:revoke; the slots are free again`, async () => {
     const reader = (await d.ok<{ token: string }>('token.create', { role: 'reader', name: 'revoked-hoarder' })).token;
@@ -63,7 +60,7 @@ describe('a revoked token loses its open connections at once', { timeout: 90_000
       for (let i = 0; i < KEEP_ALIVE; i++) http.push(await keepAlive(d.port!, reader));
 
       const revoke = await d.cpcmd(['token:revoke', 'revoked-hoarder']);
-      expect(revoke.code, revoke.stderr).toBe(EXIT_OK);
+      expectExit(revoke, 'ok');
 
       const [wsClosed, httpClosed] = await Promise.all([
         within(Promise.all(sockets.map((s) => s.closed)), WITHIN_MS),
@@ -86,13 +83,13 @@ describe('a revoked token loses its open connections at once', { timeout: 90_000
       for (let i = 0; i < PER_TOKEN; i++) others.push(await WsClient.open(d.port!, next, { handshakeTimeout: 5_000 }));
       expect(await others[0]!.call('daemon.status')).toHaveProperty('result');
     } finally {
-      for (const s of [...sockets, ...others]) s.close();
+      for (const s of [...sockets, ...others]) s.terminate();
       for (const h of http) h.socket.destroy();
     }
   });
 
   it('an idle WebSocket of a token that expires is closed 4401 at the next ping tick (wsPingIntervalMs 250), not kept', async () => {
-    const e = await Daemon.start(await makeRoot(), { args: ['--ws-ping-interval-ms', '250'] });
+    await using e = await scoped({ args: ['--ws-ping-interval-ms', '250'] });
     try {
       const brief = (await e.ok<{ token: string }>('token.create', { role: 'reader', name: 'brief', expires: '1s' })).token;
       const ws = await WsClient.open(e.port!, brief);
@@ -100,7 +97,7 @@ describe('a revoked token loses its open connections at once', { timeout: 90_000
         expect(await within(ws.closed, 3_000), 'the WebSocket closed within 3 s of opening with a token that expires after 1 s').toBe(true);
         expect(await ws.closed).toEqual({ code: 4401, reason: 'token revoked or expired' });
       } finally {
-        ws.close();
+        ws.terminate();
       }
     } finally {
       await e.stop();

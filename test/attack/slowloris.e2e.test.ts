@@ -8,11 +8,10 @@
  */
 import { type Socket, connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freshPeer } from '../helpers/daemon.js';
-import { Daemon, WsClient, cleanupAll, cpcmd, httpPost, makeRoot, sleep, waitFor } from '../helpers/sandbox.js';
+import { ErrorCodes, expectExit } from '../helpers/expect.js';
+import { cpcmd, freshPeer, httpPost, scoped, type Scoped, sleep, waitFor, WsClient } from '../helpers/scoped.js';
 
-const EXIT_OK = 0;
-const BUSY = -32008;
+const BUSY = ErrorCodes.Busy;
 /** The daemon's default cap (maxConnections): the attacker opens more sockets than that. */
 const IDLE = 300;
 const TRICKLING = 40;
@@ -95,18 +94,15 @@ class Flood {
   }
 }
 
-afterAll(async () => {
-  await cleanupAll();
-}, 60_000);
-
 describe('slowloris: sockets without a token cannot keep an admin out', { timeout: 90_000 }, () => {
-  let d: Daemon;
+  let d: Scoped;
   let admin: string;
 
   beforeAll(async () => {
-    d = await Daemon.start(await makeRoot());
+    d = await scoped();
     admin = d.token();
   });
+  afterAll(() => d?.close(), 60_000);
 
   it(`${IDLE} idle sockets and ${TRICKLING} trickling one header byte a second: an admin still gets in over HTTP, WebSocket and cpcmd --url`, async () => {
     const flood = new Flood(d.port!);
@@ -121,10 +117,10 @@ describe('slowloris: sockets without a token cannot keep an admin out', { timeou
 
         const ws = await WsClient.open(d.port!, admin, { handshakeTimeout: 5_000 });
         expect(await ws.call('scope.get', { name: 'net.hostname' })).toHaveProperty('result');
-        ws.close();
+        ws.terminate();
 
         const c = await cpcmd(['daemon:status'], { url: d.url, token: admin });
-        expect(c.code, `cpcmd --url, round ${round}: ${c.stderr}`).toBe(EXIT_OK);
+        expectExit(c, 'ok');
         await sleep(1_000);
       }
       // The daemon closes sockets that have not authenticated a request within a few seconds,
@@ -164,7 +160,7 @@ describe('slowloris: sockets without a token cannot keep an admin out', { timeou
     } finally {
       for (const t of timers) clearInterval(t);
       for (const s of [...idle, ...trickling, unauthorized]) s.destroy();
-      ws.close();
+      ws.terminate();
     }
   });
 
@@ -189,11 +185,11 @@ describe('slowloris: sockets without a token cannot keep an admin out', { timeou
       // The same address is not locked out of everything for good, and others are served now.
       const other = await WsClient.open(d.port!, admin, { localAddress: freshPeer() });
       expect(await other.call('daemon.status')).toHaveProperty('result');
-      other.close();
+      other.terminate();
       const c = await cpcmd(['daemon:status'], { url: d.url, token: admin });
-      expect(c.code, c.stderr).toBe(EXIT_OK);
+      expectExit(c, 'ok');
     } finally {
-      for (const c of held) c.close();
+      for (const c of held) c.terminate();
     }
   });
 });

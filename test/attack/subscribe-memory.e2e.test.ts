@@ -7,10 +7,11 @@
  * resumes with `since` and gets every event exactly once. Real scoped, real WebSockets.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { makeEvents as makeEventsOf, parsedMessages } from '../helpers/events.js';
-import { Daemon, WsClient, cleanupAll, makeRoot, rssBytes, sleep } from '../helpers/sandbox.js';
+import { type EventMessage, makeEvents as makeEventsOf, parsedMessages } from '../helpers/events.js';
+import { ErrorCodes } from '../helpers/expect.js';
+import { rssBytes, scoped, type Scoped, sleep, WsClient } from '../helpers/scoped.js';
 
-const BUSY = -32008;
+const BUSY = ErrorCodes.Busy;
 /** Events made before the attack: what each `since: 0` subscription would replay. */
 const EVENTS = 500;
 const SUBSCRIBES = 1_000;
@@ -26,12 +27,8 @@ const MAX_SUBS = 32;
 const RSS_GROWTH = 64 * 1024 * 1024;
 
 
-afterAll(async () => {
-  await cleanupAll();
-}, 60_000);
-
 describe('events.subscribe cannot grow the daemon without bound', { timeout: 120_000 }, () => {
-  let d: Daemon;
+  let d: Scoped;
   let reader: string;
   let changes = 0;
 
@@ -52,10 +49,11 @@ describe('events.subscribe cannot grow the daemon without bound', { timeout: 120
   }
 
   beforeAll(async () => {
-    d = await Daemon.start(await makeRoot());
+    d = await scoped();
     reader = (await d.ok<{ token: string }>('token.create', { role: 'reader', name: 'watcher' })).token;
     await makeEvents(EVENTS);
   });
+  afterAll(() => d?.close(), 60_000);
 
   it(`${SUBSCRIBES} subscriptions with since 0 on a socket that never reads: refused beyond ${MAX_SUBS} with -32008, and the RSS stays bounded`, async () => {
     await sleep(500);
@@ -80,7 +78,7 @@ describe('events.subscribe cannot grow the daemon without bound', { timeout: 120
       const revisions = parsedMessages(attacker).filter((m) => m.params?.subscription === a.result!.subscription).map((m) => m.params!.revision);
       expect(revisions, `the replay of ${a.result!.subscription}`).toEqual(Array.from({ length: a.result!.revision }, (_, i) => i + 1));
     }
-    attacker.close();
+    attacker.terminate();
   });
 
   it('a subscriber that stops reading is closed with 4008 once too far behind, and resumes with since: every event exactly once', async () => {
@@ -111,6 +109,6 @@ describe('events.subscribe cannot grow the daemon without bound', { timeout: 120
     for (const stop = Date.now() + 10_000; !parsedMessages(resumed).some((m) => m.params?.revision === end) && Date.now() < stop; ) await sleep(50);
     const second = parsedMessages(resumed).filter((m) => m.params?.subscription === sub.result.subscription).map((m) => m.params!.revision);
     expect([...first, ...second]).toEqual(Array.from({ length: end - from }, (_, i) => from + 1 + i));
-    resumed.close();
+    resumed.terminate();
   });
 });

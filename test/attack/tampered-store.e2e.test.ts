@@ -12,10 +12,10 @@
  */
 import sqlite3 from 'sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Daemon, PostfixRoot, cleanupAll, hashTree } from '../helpers/sandbox.js';
+import { expectExit } from '../helpers/expect.js';
+import { type Postfix, type Scoped, scoped, treeDigest } from '../helpers/scoped.js';
 
 const INVALID_PARAMS = -32602;
-const EXIT_INVALID = 6;
 
 /** Run one statement on the stopped daemon's store with the sqlite3 package, as an intruder would. */
 function sql<T = Record<string, unknown>>(file: string, statement: string, ...params: unknown[]): Promise<T[]> {
@@ -36,33 +36,29 @@ async function tamper(file: string, edit: (vars: Record<string, unknown>) => voi
 }
 
 /** Every file under the root but the daemon's own store, socket and test config: what a converge could write. */
-async function system(root: string): Promise<Record<string, string>> {
-  const tree = await hashTree(root);
-  for (const k of Object.keys(tree)) if (/^(var\/lib\/scoped|run\/scoped)(\/|$)|^scoped-test\.yaml$/.test(k)) delete tree[k];
-  return tree;
+function system(root: string): Promise<Record<string, string>> {
+  return treeDigest(root, { skip: ['var/lib/scoped', 'run/scoped', 'scoped.yaml'] });
 }
 
 describe('a store edited behind scoped\'s back', () => {
-  let box: PostfixRoot;
-  let d: Daemon;
+  let d: Scoped;
 
   beforeAll(async () => {
-    box = await PostfixRoot.create();
-    d = await Daemon.start(box.root);
+    d = await scoped({ postfix: true });
     expect(await d.ok('scope.set', { name: 'net.hostname', value: 'good.example.test' })).toMatchObject({ status: 'applied' });
     expect(await d.ok('var.set', { name: 'postfix_relay_mynetworks', value: true })).toMatchObject({ status: 'applied' });
     await d.stop();
   });
-  afterAll(cleanupAll);
+  afterAll(() => d?.close(), 60_000);
 
   it('refuses to start, naming each bad var and the way out, and writes nothing under the root', async () => {
-    await tamper(box.storeFile, (vars) => {
+    await tamper(d.storeFile, (vars) => {
       vars.system_hostname = 'evil host\nmyhostname = attacker.example';
       vars.postfix_relay_mynetworks = 'yes';
       vars.ghost_var = 1;
     });
-    const before = await system(box.root);
-    const refused = await Daemon.start(box.root, { noWait: true });
+    const before = await system(d.root);
+    const refused = await d.start({ wait: false });
     const exit = await refused.waitExit(20_000);
     expect(exit.timedOut).toBe(false);
     expect(exit.code).toBe(1);
@@ -75,14 +71,14 @@ describe('a store edited behind scoped\'s back', () => {
     expect(err).toMatch(/no loaded plugin declares.*ghost_var/);
     expect(err).not.toMatch(/ghost_var \(/);
     expect(err).not.toMatch(/listening/);
-    expect(await system(box.root)).toEqual(before);
+    expect(await system(d.root)).toEqual(before);
   });
 
   it('--reset-var puts the vars back to their defaults in the store, records it, and converges nothing', async () => {
-    const before = await system(box.root);
-    d = await Daemon.start(box.root, { args: ['--reset-var', 'system_hostname', '--reset-var', 'postfix_relay_mynetworks'] });
+    const before = await system(d.root);
+    await d.start({ args: ['--reset-var', 'system_hostname', '--reset-var', 'postfix_relay_mynetworks'] });
     expect(d.stderr()).toMatch(/ghost_var/);
-    expect(await system(box.root)).toEqual(before);
+    expect(await system(d.root)).toEqual(before);
     expect(await d.ok('var.get', { name: 'system_hostname' })).toMatchObject({ value: '', isDefault: true });
     expect(await d.ok('var.get', { name: 'postfix_relay_mynetworks' })).toMatchObject({ value: false, isDefault: true });
     const history = (await d.ok<{ entries: { actor: string; action: string; target: string; outcome: string }[] }>('audit.list', {})).entries;
@@ -96,23 +92,23 @@ describe('a store edited behind scoped\'s back', () => {
 
   it('--reset-var of a name nobody knows is refused with the reason', async () => {
     await d.stop();
-    const bad = await Daemon.start(box.root, { noWait: true, args: ['--reset-var', 'no_such_var'] });
+    const bad = await d.start({ wait: false, args: ['--reset-var', 'no_such_var'] });
     const exit = await bad.waitExit(20_000);
     expect(exit.code).toBe(1);
     expect(bad.stderr()).toMatch(/--reset-var no_such_var: no var of that name is stored or declared/);
-    d = await Daemon.start(box.root);
+    await d.start();
   });
 });
 
 describe('text no config line can carry, and over-size values', () => {
-  let box: PostfixRoot;
-  let d: Daemon;
+  let box: Postfix;
+  let d: Scoped;
 
   beforeAll(async () => {
-    box = await PostfixRoot.create();
-    d = await Daemon.start(box.root);
+    d = await scoped({ postfix: true });
+    box = d.postfix;
   });
-  afterAll(cleanupAll);
+  afterAll(() => d?.close(), 60_000);
 
   const big = 'x'.repeat(70 * 1024);
   const cases: [string, string, Record<string, unknown>, RegExp][] = [
@@ -126,22 +122,22 @@ describe('text no config line can carry, and over-size values', () => {
   ];
 
   it.each(cases)('%s: invalid params naming the var or field, nothing written, nothing rolled back', async (_what, method, params, message) => {
-    const before = await system(box.root);
+    const before = await system(d.root);
     const history = (await d.ok<{ entries: unknown[] }>('audit.list', { limit: 1_000 })).entries;
     const a = await d.call(method, params);
     expect('error' in a && a.error).toMatchObject({ code: INVALID_PARAMS, message: expect.stringMatching(message) });
     // The refused value is never echoed (a password may be in it).
     if ('error' in a) expect(a.error.message).not.toMatch(/pw|xxxx/);
-    expect(await system(box.root)).toEqual(before);
+    expect(await system(d.root)).toEqual(before);
     expect((await d.ok<{ entries: unknown[] }>('audit.list', { limit: 1_000 })).entries).toEqual(history);
   });
 
   it('cpcmd refuses U+2028 in a word with exit 6 and changes nothing', async () => {
-    const before = await system(box.root);
+    const before = await system(d.root);
     const r = await d.cpcmd(['scope:set', 'cp.bootstrapper', 'postfix_custom_config', '[smtp_helo_name:a\u2028b]']);
-    expect(r.code, r.stderr).toBe(EXIT_INVALID);
+    expectExit(r, 'invalid');
     expect(r.stderr).toMatch(/cp\.bootstrapper: argument 2\.smtp_helo_name: holds U\+2028/);
-    expect(await system(box.root)).toEqual(before);
+    expect(await system(d.root)).toEqual(before);
     const rows = (await d.ok<{ refusals: { action: string; target: string }[] }>('audit.list', { refused: true })).refusals;
     expect(rows).toEqual(expect.arrayContaining([expect.objectContaining({ action: 'scope.set', target: 'cp.bootstrapper' })]));
   });

@@ -15,7 +15,7 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
-import { Daemon, PostfixRoot, type RunResult, cleanupAll, cpcmd, tcpCall } from '../helpers/sandbox.js';
+import { type RunResult, type Scoped, cpcmd, scoped, tcpCall } from '../helpers/scoped.js';
 import { HostileRelay } from '../helpers/hostile-relay.js';
 
 const ESC = '\u001b';
@@ -36,20 +36,13 @@ function expectEscaped(r: RunResult, what: string): void {
   expect(all, what).toMatch(/\\x1b|\\u001b/);
 }
 
-afterAll(async () => {
-  await cleanupAll();
-}, 60_000);
-
 describe('attack: escape sequences reaching the admin terminal through cpcmd', { timeout: 60_000 }, () => {
-  let box: PostfixRoot;
-  let d: Daemon;
+  let d: Scoped;
   let relay: HostileRelay;
   let relayPort = 0;
 
   beforeAll(async () => {
-    box = await PostfixRoot.create();
-    await writeFile(path.join(box.root, 'etc/hostname'), 'before.example.test\n');
-    d = await Daemon.start(box.root);
+    d = await scoped({ postfix: true, files: { 'etc/hostname': 'before.example.test\n' } });
     // A relay that answers every command with escape sequences, then (over TLS) refuses the login.
     relay = await HostileRelay.start({
       greeting: `220 relay.test ${CLEAR}${CLIPBOARD} ready\r\n`,
@@ -61,12 +54,13 @@ describe('attack: escape sequences reaching the admin terminal through cpcmd', {
   });
 
   afterAll(async () => {
+    await d?.close();
     await relay?.close();
   });
 
   it('escapes a hand-edited file shown by scope:get and its drift notice', async () => {
     await d.ok('scope.set', { name: 'net.hostname', value: 'mail.example.test' });
-    await writeFile(path.join(box.root, 'etc/hostname'), `${PAYLOAD}\n`);
+    await writeFile(path.join(d.root, 'etc/hostname'), `${PAYLOAD}\n`);
     const got = await d.cpcmd(['scope:get', 'net.hostname']);
     expect(got.code).toBe(0);
     expectEscaped(got, 'scope:get net.hostname');

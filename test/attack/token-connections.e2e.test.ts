@@ -7,11 +7,10 @@
  */
 import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freshPeer } from '../helpers/daemon.js';
-import { Daemon, WsClient, cleanupAll, cpcmd, httpPost, makeRoot, sleep } from '../helpers/sandbox.js';
+import { ErrorCodes, expectExit } from '../helpers/expect.js';
+import { cpcmd, freshPeer, httpPost, scoped, type Scoped, sleep, WsClient } from '../helpers/scoped.js';
 
-const EXIT_OK = 0;
-const BUSY = -32008;
+const BUSY = ErrorCodes.Busy;
 /** The default maxConnections, maxConnectionsPerToken and adminReservedConnections. */
 const MAX_CONNECTIONS = 256;
 const PER_TOKEN = 32;
@@ -30,19 +29,16 @@ async function flood(port: number, token: string, n: number, peers: readonly str
   return { held, refused };
 }
 
-afterAll(async () => {
-  await cleanupAll();
-}, 60_000);
-
 describe('token holders cannot fill the connection cap', { timeout: 120_000 }, () => {
-  let d: Daemon;
+  let d: Scoped;
   let admin: string;
   const peers = [freshPeer(), freshPeer(), freshPeer()];
 
   beforeAll(async () => {
-    d = await Daemon.start(await makeRoot());
+    d = await scoped();
     admin = d.token();
   });
+  afterAll(() => d?.close(), 60_000);
 
   /** The admin's three ways in, each answered while the flood holds its connections. */
   async function adminGetsIn(): Promise<void> {
@@ -52,9 +48,9 @@ describe('token holders cannot fill the connection cap', { timeout: 120_000 }, (
     const ws = await WsClient.open(d.port!, admin, { handshakeTimeout: 5_000 }).catch((err: { status?: number; body?: string }) => err);
     expect(ws, `the admin's WebSocket: ${JSON.stringify(ws)}`).toBeInstanceOf(WsClient);
     expect(await (ws as WsClient).call('scope.get', { name: 'net.hostname' })).toHaveProperty('result');
-    (ws as WsClient).close();
+    (ws as WsClient).terminate();
     const c = await cpcmd(['daemon:status'], { url: d.url, token: admin });
-    expect(c.code, `cpcmd --url: ${c.stderr}`).toBe(EXIT_OK);
+    expectExit(c, 'ok');
   }
 
   it(`a reader's 300 WebSockets over three addresses: at most ${PER_TOKEN} let in, the rest refused 503 naming maxConnectionsPerToken; the admin gets in`, async () => {
@@ -71,7 +67,7 @@ describe('token holders cannot fill the connection cap', { timeout: 120_000 }, (
       // The reader's own connections still work.
       expect(await held[0]!.call('daemon.status')).toHaveProperty('result');
     } finally {
-      for (const c of held) c.close();
+      for (const c of held) c.terminate();
     }
   });
 
@@ -88,7 +84,7 @@ describe('token holders cannot fill the connection cap', { timeout: 120_000 }, (
       expect(held.length).toBe(4 * PER_TOKEN);
       await adminGetsIn();
     } finally {
-      for (const c of held) c.close();
+      for (const c of held) c.terminate();
     }
   });
 
@@ -111,14 +107,14 @@ describe('token holders cannot fill the connection cap', { timeout: 120_000 }, (
       }
       await adminGetsIn();
     } finally {
-      for (const c of held) c.close();
+      for (const c of held) c.terminate();
     }
   });
 });
 
 describe('a socket refused at the cap cannot be kept by trickling', { timeout: 30_000 }, () => {
   it('with the cap full, a socket that sends a byte every 300 ms is closed within about a second, not kept while it trickles', async () => {
-    const d = await Daemon.start(await makeRoot(), { args: ['--max-connections', '4'] });
+    await using d = await scoped({ args: ['--max-connections', '4'] });
     const held: WsClient[] = [];
     for (let i = 0; i < 4; i++) held.push(await WsClient.open(d.port!, d.token()));
     const socket = connect(d.port!, '127.0.0.1');
@@ -137,7 +133,7 @@ describe('a socket refused at the cap cannot be kept by trickling', { timeout: 3
       expect(ms, 'how long the refused socket stayed open while trickling').toBeLessThan(3_000);
     } finally {
       socket.destroy();
-      for (const c of held) c.close();
+      for (const c of held) c.terminate();
       await d.stop();
     }
   });

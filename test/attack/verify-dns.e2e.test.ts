@@ -14,15 +14,14 @@
 import path from 'node:path';
 import { type AddressInfo, type Server, type Socket, createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Daemon, PostfixRoot, cleanupAll, cpcmd, hashTree, readOrNull } from '../helpers/sandbox.js';
+import { type Scoped, cpcmd, readOrNull, scoped, treeDigest } from '../helpers/scoped.js';
 
 const INVALID = 6;
 const USER = 'alice';
 const PASSWORD = 'Pw-dns-attack-2b7e';
 
 describe('attack: --verify sent to a listener through /etc/hosts', () => {
-  let box: PostfixRoot;
-  let d: Daemon;
+  let d: Scoped;
   let server: Server;
   let port = 0;
   /** Connections the local user's listener saw, and what each sent. */
@@ -30,8 +29,7 @@ describe('attack: --verify sent to a listener through /etc/hosts', () => {
   const sockets = new Set<Socket>();
 
   beforeAll(async () => {
-    box = await PostfixRoot.create();
-    d = await Daemon.start(box.root, { env: { SCOPED_VERIFY_DEADLINE_MS: '3000' } });
+    d = await scoped({ postfix: true, env: { SCOPED_VERIFY_DEADLINE_MS: '3000' } });
     // The local user's fake relay: greets, offers AUTH, and keeps whatever it is sent.
     server = createServer((s) => {
       sockets.add(s);
@@ -51,12 +49,12 @@ describe('attack: --verify sent to a listener through /etc/hosts', () => {
   afterAll(async () => {
     for (const s of sockets) s.destroy();
     await new Promise((r) => server.close(r));
-    await cleanupAll();
+    await d?.close();
   }, 60_000);
 
   /** Everything under the root but the store, which records the refusal. */
-  async function rootFiles(): Promise<Record<string, string>> {
-    return Object.fromEntries(Object.entries(await hashTree(box.root)).filter(([rel]) => !rel.startsWith('var/lib/scoped')));
+  function rootFiles(): Promise<Record<string, string>> {
+    return treeDigest(d.root, { skip: ['var/lib/scoped'] });
   }
 
   /** The admin's `scope:set mail.smart-host HOST alice PASS --verify`: refused with `why`, nothing changed, the listener untouched. */
@@ -93,7 +91,7 @@ describe('attack: --verify sent to a listener through /etc/hosts', () => {
     const operator = JSON.parse(made.stdout).token as string;
     const set = await cpcmd(['scope:set', 'net.hostname', 'relay.example.com'], { url: d.url, token: operator });
     expect(set.code, set.stderr).toBe(0);
-    expect(await readOrNull(path.join(box.root, 'etc/hosts'), 'utf8')).toMatch(/^127\.0\.1\.1\s+relay\.example\.com\s+relay$/m);
+    expect(await readOrNull(path.join(d.root, 'etc/hosts'), 'utf8')).toMatch(/^127\.0\.1\.1\s+relay\.example\.com\s+relay$/m);
     await refused(`[relay.example.com]:${port}`, /relay\.example\.com is this machine's own hostname \(net\.hostname\)/);
     await refused(`relay:${port}`, /relay is this machine's own hostname/);
   });

@@ -9,7 +9,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HostileRelay, type HostileScript } from '../helpers/hostile-relay.js';
-import { CPCMD_BIN, Daemon, PostfixRoot, type RunResult, cleanEnv, cleanupAll, hashTree, run } from '../helpers/sandbox.js';
+import { CPCMD_BIN, type RunResult, type Scoped, cleanEnv, run, scoped, treeDigest } from '../helpers/scoped.js';
 
 const INVALID = 6;
 const DEADLINE_MS = 2_000;
@@ -23,21 +23,19 @@ const PRINTABLE_LINE = /^[\x20-\x7e]*$/;
 const HOSTILE = '\x1b[2J\x1b[H\x1b]0;pwned\x07\x1b]52;c;cm0gLXJmIC8=\x1b\\\x9b31m\x9d2;title\x9c\x07\x7f\x85';
 
 describe('attack: --verify against a hostile relay', () => {
-  let box: PostfixRoot;
-  let d: Daemon;
+  let d: Scoped;
   let operator = '';
   const hostile: HostileRelay[] = [];
 
   beforeAll(async () => {
-    box = await PostfixRoot.create();
-    d = await Daemon.start(box.root, { env: { SCOPED_VERIFY_DEADLINE_MS: String(DEADLINE_MS) } });
+    d = await scoped({ postfix: true, env: { SCOPED_VERIFY_DEADLINE_MS: String(DEADLINE_MS) } });
     const made = await d.cpcmd(['token:create', '--role', 'operator', '--scopes', 'mail.*', '--name', 'relay-attacker', '-o', 'json']);
     operator = JSON.parse(made.stdout).token as string;
   });
 
   afterAll(async () => {
     await Promise.all(hostile.map((h) => h.close()));
-    await cleanupAll();
+    await d?.close();
   }, 60_000);
 
   /** The attacker's relay, following a script; its relayhost value. */
@@ -59,8 +57,8 @@ describe('attack: --verify against a hostile relay', () => {
   }
 
   /** Everything under the root but the store, which records the refusal in the audit. */
-  async function rootFiles(): Promise<Record<string, string>> {
-    return Object.fromEntries(Object.entries(await hashTree(box.root)).filter(([rel]) => !rel.startsWith('var/lib/scoped')));
+  function rootFiles(): Promise<Record<string, string>> {
+    return treeDigest(d.root, { skip: ['var/lib/scoped'] });
   }
 
   /** Every string in a JSON value. */

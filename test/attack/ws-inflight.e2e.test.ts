@@ -8,7 +8,7 @@
  * limits are lowered by flag so that a history of a few hundred entries shows it.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Daemon, WsClient, cleanupAll, httpPost, makeRoot, rssBytes, sleep } from '../helpers/sandbox.js';
+import { httpPost, rssBytes, scoped, type Scoped, sleep, WsClient } from '../helpers/scoped.js';
 
 /** maxResponseBytes: one batch answer of 100 audit.list over the history below is cut at 1 MiB. */
 const MAX_RESPONSE = 1024 * 1024;
@@ -25,23 +25,20 @@ const MESSAGES = 500;
  */
 const RSS_GROWTH = 192 * 1024 * 1024;
 
-afterAll(async () => {
-  await cleanupAll();
-}, 60_000);
-
 describe('one WebSocket cannot make the daemon build many answers at once', { timeout: 180_000 }, () => {
-  let d: Daemon;
+  let d: Scoped;
   let admin: string;
   let reader: string;
 
   beforeAll(async () => {
-    d = await Daemon.start(await makeRoot(), { args: ['--max-response-bytes', String(MAX_RESPONSE), '--max-answer-bytes-in-flight', String(POOL)] });
+    d = await scoped({ args: ['--max-response-bytes', String(MAX_RESPONSE), '--max-answer-bytes-in-flight', String(POOL)] });
     admin = d.token();
     reader = (await d.ok<{ token: string }>('token.create', { role: 'reader', name: 'flooder' })).token;
     // A history of a few hundred applied changes: one audit.list of it is tens of KB.
     const sets = Array.from({ length: 300 }, (_, i) => ({ jsonrpc: '2.0', id: i, method: 'scope.set', params: { name: 'net.hostname', value: `host-${i}.example.test` } }));
     for (let i = 0; i < sets.length; i += 50) await httpPost({ socket: d.socket }, JSON.stringify(sets.slice(i, i + 50)));
   });
+  afterAll(() => d?.close(), 60_000);
 
   it(`${MESSAGES} batches of 100 audit.list on a WebSocket that does not read: the RSS stays bounded, the admin is answered, the daemon answers after`, async () => {
     await sleep(500);
@@ -70,7 +67,7 @@ describe('one WebSocket cannot make the daemon build many answers at once', { ti
     } finally {
       sampling = false;
       await sampler;
-      attacker.close();
+      attacker.terminate();
     }
     expect(peak - before, `RSS grew from ${before >> 20} MiB to ${peak >> 20} MiB`).toBeLessThan(RSS_GROWTH);
 
@@ -81,7 +78,7 @@ describe('one WebSocket cannot make the daemon build many answers at once', { ti
       const a = await again.call('audit.list', { limit: 10 });
       expect(a).toMatchObject({ result: { entries: expect.any(Array) } });
     } finally {
-      again.close();
+      again.terminate();
     }
     expect(await d.ok('daemon.status')).toMatchObject({ pid: d.pid });
   });
@@ -98,7 +95,7 @@ describe('one WebSocket cannot make the daemon build many answers at once', { ti
       }, 15_000);
       expect(ws.messages.map((m) => JSON.parse(m) as { result?: unknown }).every((m) => m.result)).toBe(true);
     } finally {
-      ws.close();
+      ws.terminate();
     }
   });
 });

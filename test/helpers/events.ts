@@ -3,7 +3,7 @@
  * real changes that makes events for them to replay.
  */
 import { expect } from 'vitest';
-import { type Daemon, type WsClient, httpPost } from './sandbox.js';
+import { httpPost, type Scoped, type WsClient } from './scoped.js';
 
 /** An answer or a notification on a subscriber's WebSocket. */
 export interface EventMessage {
@@ -22,7 +22,7 @@ export const parsedMessages = (c: WsClient): EventMessage[] => c.messages.map((m
  * within maxJobs; each makes events (scope.changed, unit.converged). `from` numbers the names,
  * so consecutive runs keep changing the value.
  */
-export async function makeEvents(d: Daemon, n: number, from = 0): Promise<void> {
+export async function makeEvents(d: Scoped, n: number, from = 0): Promise<void> {
   for (let done = 0; done < n; done += 50) {
     const batch = Array.from({ length: Math.min(50, n - done) }, (_, i) => ({ jsonrpc: '2.0', id: i, method: 'scope.set', params: { name: 'net.hostname', value: `h${from + done + i}.example.test` } }));
     const answer = JSON.parse((await httpPost({ socket: d.socket }, JSON.stringify(batch))).text) as EventMessage[];

@@ -47,4 +47,8 @@ export class PluginDirs {
   async remove(): Promise<void> {
     await rm(this.dir, { recursive: true, force: true });
   }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.remove();
+  }
 }

@@ -1,73 +1,145 @@
 /**
- * A real, private Postfix instance for end-to-end tests, and the two processes the tests
- * drive it through: the scoped daemon (with its --root on the sandbox) and the cpcmd binary.
+ * A real, private Postfix for end-to-end tests: its config dir, queue, data dir and log all
+ * live under one root (the same root the scoped daemon manages, so `${root}/etc/postfix` is the
+ * config dir both work on), laid out from Debian's main.cf and the host's master.cf. With
+ * `smtpd`, its only listener is a smtpd on a free loopback port and mail can flow; without it,
+ * it has no listener at all (enough for every test that only reads and writes its config).
  *
- * Every resource here has one owner that closes it: `PostfixSandbox.close()` stops Postfix
- * (waiting until its master and every process under the sandbox are gone) and removes the
- * sandbox; `ScopedDaemon.stop()` sends SIGTERM and awaits the exit. Nothing runs a shell:
- * every program gets an argument array. Everything is asynchronous, because the SMTP sink the
- * tests talk to lives in the test's own process and must keep answering meanwhile.
+ * `scoped({ postfix: true })` makes one and owns it; nothing runs a shell: every program gets
+ * an argument array.
  */
-import { existsSync, statSync } from 'node:fs';
-import { readFile, readdir, rm, stat } from 'node:fs/promises';
+import { existsSync, readFileSync, statSync, utimesSync } from 'node:fs';
+import { chmod, chown, copyFile, mkdir, readFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { PostfixBase } from './postfix-base.js';
-import { type RunResult, ScopedProcess, cpcmd, freePort, httpPost, makeTempDir, mustRun, waitFor } from './proc.js';
+import { alive, freePort, killPids, mustRun, pidsUnder, run, waitFor } from './proc.js';
 
-export { REPO, type RunResult, mustRun, run, waitFor } from './proc.js';
+async function postfixUser(): Promise<{ uid: number; gid: number }> {
+  const line = (await readFile('/etc/passwd', 'utf8')).split('\n').find((l) => l.startsWith('postfix:'));
+  if (!line) throw new Error("no postfix user: install Debian's postfix package");
+  const [, , uid, gid] = line.split(':');
+  return { uid: Number(uid), gid: Number(gid) };
+}
 
-/**
- * A private Postfix: its config dir, queue, data dir and log all live under one temporary
- * root, and its only listener is a smtpd on a free loopback port. `root` is the same root the
- * scoped daemon manages, so `${root}/etc/postfix` is the config dir both work on.
- */
-export class PostfixSandbox extends PostfixBase {
+/** A private Postfix needs root and Debian's postfix. `npm test` installs it when run as root. */
+export function requirePostfix(): void {
+  if (process.getuid?.() !== 0) throw new Error('the Postfix tests run a private Postfix and need root: run npm test as root');
+  if (!existsSync('/usr/sbin/postfix') || !existsSync('/usr/share/postfix/main.cf.debian')) {
+    throw new Error('Postfix is not installed: apt-get install postfix libsasl2-modules (npm test does it when run as root)');
+  }
+}
+
+/** The postfix user must traverse every directory above a root; a private TMPDIR (0700) would fail obscurely. */
+export function requireTraversable(dir: string): void {
+  for (let d = dir; ; d = path.dirname(d)) {
+    const mode = statSync(d).mode;
+    if ((mode & 0o001) === 0) throw new Error(`${d} is not traversable by others (mode ${(mode & 0o777).toString(8)}); the postfix user could not reach a root under it: point TMPDIR elsewhere`);
+    if (d === path.dirname(d)) break;
+  }
+}
+
+export interface PostfixOptions {
+  /** A smtpd on a free loopback port (mynetworks 127.0.0.0/8, short retry times): mail can be submitted and relayed. */
+  smtpd?: boolean;
+}
+
+/** `postconf -n` output as a map. */
+function parseParams(out: string): Map<string, string> {
+  const m = new Map<string, string>();
+  for (const line of out.split('\n')) {
+    const i = line.indexOf(' = ');
+    if (i > 0) m.set(line.slice(0, i), line.slice(i + 3));
+    else if (line.endsWith(' =')) m.set(line.slice(0, -2), '');
+  }
+  return m;
+}
+
+/** A private Postfix under `root`; the root's directories must be traversable by the postfix user. */
+export class Postfix {
+  private started = false;
+
   private constructor(
-    root: string,
-    /** The port of the sandbox's own smtpd on 127.0.0.1. */
+    readonly root: string,
+    /** The port of its own smtpd on 127.0.0.1, with `smtpd`; 0 otherwise. */
     readonly smtpPort: number,
-  ) {
-    super(root);
+  ) {}
+
+  /** Lay out the root and Postfix's config; Postfix is not started. */
+  static async create(root: string, opts: PostfixOptions = {}): Promise<Postfix> {
+    requirePostfix();
+    requireTraversable(tmpdir());
+    const box = new Postfix(root, opts.smtpd ? await freePort() : 0);
+    await box.layout(opts);
+    return box;
   }
 
-  /** Lay out a sandbox and its config; Postfix is not started yet. */
-  static async create(): Promise<PostfixSandbox> {
-    // The postfix user must traverse every directory above the sandbox; a private TMPDIR (0700) would fail obscurely.
-    for (let d = tmpdir(); ; d = path.dirname(d)) {
-      if ((statSync(d).mode & 0o001) === 0) throw new Error(`${d} is not traversable by others (mode ${(statSync(d).mode & 0o777).toString(8)}); the postfix user could not reach a sandbox under it: point TMPDIR elsewhere`);
-      if (d === path.dirname(d)) break;
-    }
-    // mkdtemp makes 0700; the postfix user must be able to traverse it.
-    const root = await makeTempDir('scoped-mail-e2e-', 0o755);
-    try {
-      const port = await freePort();
-      const box = new PostfixSandbox(root, port);
-      const listen = `127.0.0.1:${port}`;
-      await box.layout({
-        mynetworks: '127.0.0.0/8',
-        // A deferred message is retried on flush, never behind a long backoff.
-        params: ['minimal_backoff_time=1s', 'maximal_backoff_time=2s', 'queue_run_delay=1s'],
-        services: [`${listen}/inet=${listen} inet n - y - - smtpd`],
-      });
-      return box;
-    } catch (err) {
-      await rm(root, { recursive: true, force: true });
-      throw err;
-    }
+  /** The config dir (`-c`). */
+  get dir(): string {
+    return path.join(this.root, 'etc/postfix');
+  }
+  get mainCf(): string {
+    return path.join(this.dir, 'main.cf');
+  }
+  get queueDir(): string {
+    return path.join(this.root, 'var/spool/postfix');
+  }
+  get maillogFile(): string {
+    return path.join(this.root, 'var/log/maillog');
+  }
+  /** The smart host's credentials map and its database. */
+  get authMap(): string {
+    return path.join(this.dir, 'smarthost-auth');
+  }
+  get authDb(): string {
+    return path.join(this.dir, 'smarthost-auth.db');
+  }
+
+  private async layout(opts: PostfixOptions): Promise<void> {
+    const dataDir = path.join(this.root, 'var/lib/postfix');
+    const logDir = path.join(this.root, 'var/log');
+    for (const d of [this.dir, this.queueDir, dataDir, logDir]) await mkdir(d, { recursive: true, mode: 0o755 });
+    for (const d of ['etc', 'var', 'var/spool', 'var/lib', 'var/log']) await chmod(path.join(this.root, d), 0o755);
+    const { uid, gid } = await postfixUser();
+    await chown(dataDir, uid, gid);
+    await copyFile('/usr/share/postfix/main.cf.debian', this.mainCf);
+    await copyFile('/etc/postfix/master.cf', path.join(this.dir, 'master.cf'));
+    const listen = `127.0.0.1:${this.smtpPort}`;
+    await this.postconf([
+      '-e',
+      `queue_directory=${this.queueDir}`,
+      `data_directory=${dataDir}`,
+      'inet_interfaces=loopback-only',
+      'inet_protocols=ipv4',
+      `maillog_file=${this.maillogFile}`,
+      `maillog_file_prefixes=${logDir}`,
+      'myhostname=sandbox.test',
+      'mydestination=',
+      'compatibility_level=3.6',
+      // Local delivery and aliases play no part here; keep Postfix from reading the host's /etc/aliases.
+      'alias_maps=',
+      'alias_database=',
+      // A deferred message is retried on flush, never behind a long backoff.
+      ...(opts.smtpd ? ['mynetworks=127.0.0.0/8', 'minimal_backoff_time=1s', 'maximal_backoff_time=2s', 'queue_run_delay=1s'] : []),
+    ]);
+    await this.postconf(['-M#', 'smtp/inet']);
+    if (opts.smtpd) await this.postconf(['-M', `${listen}/inet=${listen} inet n - y - - smtpd`]);
+    this.backdateMainCf();
+  }
+
+  /** postconf on this instance; its stdout. */
+  postconf(args: readonly string[]): Promise<string> {
+    return mustRun('postconf', ['-c', this.dir, ...args]);
   }
 
   /** `postconf -n` as a map. */
   async params(): Promise<Map<string, string>> {
-    const out = await this.postconf(['-n']);
-    const m = new Map<string, string>();
-    for (const line of out.split('\n')) {
-      const i = line.indexOf(' = ');
-      if (i > 0) m.set(line.slice(0, i), line.slice(i + 3));
-      else if (line.endsWith(' =')) m.set(line.slice(0, -2), '');
-    }
-    return m;
+    return parseParams(await this.postconf(['-n']));
+  }
+
+  /** One parameter as `postconf -h` prints it. */
+  async param(name: string): Promise<string> {
+    return (await this.postconf(['-h', name])).trim();
   }
 
   /** A hand edit, as an operator would make it: `postconf -e name=value`, then backdated. */
@@ -75,6 +147,59 @@ export class PostfixSandbox extends PostfixBase {
     await this.postconf(['-e', ...assignments]);
     this.backdateMainCf();
   }
+
+  /**
+   * Date main.cf 3 s into the past: Postfix pauses ~2 s ("cool-down") before reading a main.cf
+   * changed within the last ~2 s, which a hand edit in a test would otherwise cost every time.
+   */
+  backdateMainCf(): void {
+    const t = new Date(Date.now() - 3_000);
+    utimesSync(this.mainCf, t, t);
+  }
+
+  /** A file's mode under the config dir, or null when it is missing. */
+  fileMode(rel: string): number | null {
+    const p = path.join(this.dir, rel);
+    return existsSync(p) ? statSync(p).mode & 0o7777 : null;
+  }
+
+  async maillog(): Promise<string> {
+    return (await readFile(this.maillogFile, 'utf8').catch(() => '')) as string;
+  }
+
+  /** The master's pid, when its pid file names a live process. */
+  masterPid(): number | undefined {
+    try {
+      const pid = Number(readFileSync(path.join(this.queueDir, 'pid/master.pid'), 'utf8').trim());
+      return Number.isInteger(pid) && pid > 0 && alive(pid) ? pid : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  async start(): Promise<void> {
+    this.started = true;
+    const r = await run('postfix', ['-c', this.dir, 'start'], { timeoutMs: 60_000 });
+    if (r.code !== 0) throw new Error(`postfix start failed (${r.code ?? r.signal}): ${r.stdout}${r.stderr}\nmaillog:\n${await this.maillog()}`);
+    await waitFor('the Postfix master to run', () => this.masterPid(), 20_000).catch(async (err) => {
+      throw new Error(`${(err as Error).message}\nmaillog:\n${await this.maillog()}`);
+    });
+  }
+
+  /** Stop Postfix and wait until its master and every process under the root are gone; safe to call twice. */
+  async stop(): Promise<void> {
+    if (!this.started) return;
+    const pid = this.masterPid();
+    await run('postfix', ['-c', this.dir, 'stop'], { timeoutMs: 30_000 }).catch(() => undefined);
+    // Ours, found by its own pid file: make sure it goes.
+    if (pid !== undefined) await waitFor('the Postfix master to exit', () => (alive(pid) ? undefined : true), 15_000).catch(() => killPids([pid]));
+    // The master's children (smtp, qmgr, pickup...) notice it is gone and exit; wait for them.
+    await waitFor('every Postfix process under the root to exit', () => (pidsUnder(this.root).length ? undefined : true), 15_000).catch(() => killPids(pidsUnder(this.root)));
+    this.started = false;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // mail through it (with `smtpd`)
 
   /** Submit a message through sendmail (pickup); returns the Message-ID the test set. */
   async sendmail(opts: { from?: string; to?: string; subject?: string } = {}): Promise<string> {
@@ -87,10 +212,11 @@ export class PostfixSandbox extends PostfixBase {
   }
 
   /**
-   * Submit a message over SMTP to the sandbox's smtpd, as a client on 127.0.0.1 would, without
-   * logging in. Resolves with every reply line; the caller judges them.
+   * Submit a message over SMTP to the smtpd, as a client on 127.0.0.1 would, without logging
+   * in. Resolves with every reply line; the caller judges them.
    */
   smtpSubmit(opts: { from?: string; to?: string; id?: string } = {}): Promise<string[]> {
+    if (!this.smtpPort) throw new Error('this Postfix has no smtpd: scoped({ postfix: { smtpd: true } })');
     const from = opts.from ?? 'sender@sandbox.test';
     const to = opts.to ?? 'rcpt@remote.test';
     const id = opts.id ?? `<${Date.now()}.${Math.random().toString(36).slice(2)}@sandbox.test>`;
@@ -124,11 +250,10 @@ export class PostfixSandbox extends PostfixBase {
   }
 
   /** `postqueue -p`. */
-  async queue(): Promise<string> {
+  queue(): Promise<string> {
     return mustRun('postqueue', ['-c', this.dir, '-p']);
   }
 
-  /** Whether the queue is empty. */
   async queueEmpty(): Promise<boolean> {
     return /Mail queue is empty/.test(await this.queue());
   }
@@ -136,91 +261,5 @@ export class PostfixSandbox extends PostfixBase {
   /** `postqueue -f`: ask for immediate delivery of everything queued. */
   async flush(): Promise<void> {
     await mustRun('postqueue', ['-c', this.dir, '-f']);
-  }
-
-  /** Every file under the config dir with its bytes and mode, to prove a refusal wrote nothing. */
-  async snapshot(): Promise<Map<string, { content: string; mode: number; mtimeMs: number }>> {
-    const out = new Map<string, { content: string; mode: number; mtimeMs: number }>();
-    const walk = async (dir: string): Promise<void> => {
-      for (const e of await readdir(dir, { withFileTypes: true })) {
-        const p = path.join(dir, e.name);
-        if (e.isDirectory()) await walk(p);
-        else {
-          const st = await stat(p);
-          out.set(path.relative(this.dir, p), { content: (await readFile(p)).toString('base64'), mode: st.mode & 0o7777, mtimeMs: st.mtimeMs });
-        }
-      }
-    };
-    await walk(this.dir);
-    return out;
-  }
-
-  fileMode(rel: string): number | null {
-    const p = path.join(this.dir, rel);
-    return existsSync(p) ? statSync(p).mode & 0o7777 : null;
-  }
-}
-
-/**
- * A scoped daemon on a sandbox root, started as the real binary. Its stderr (JSON lines) is
- * kept for assertions; stop() sends SIGTERM and awaits the exit.
- */
-export class ScopedDaemon {
-  private constructor(private readonly proc: ScopedProcess) {}
-
-  get root(): string {
-    return this.proc.root;
-  }
-
-  get socket(): string {
-    return path.join(this.root, 'run/scoped/scoped.sock');
-  }
-
-  /** Everything the daemon wrote to stderr so far. */
-  get stderr(): string {
-    return this.proc.stderr();
-  }
-
-  get stdout(): string {
-    return this.proc.stdout();
-  }
-
-  /** The stderr log as parsed JSON lines (a line that is not JSON fails the parse loudly). */
-  logLines(): Record<string, unknown>[] {
-    return this.stderr
-      .split('\n')
-      .filter((l) => l.trim())
-      .map((l) => JSON.parse(l) as Record<string, unknown>);
-  }
-
-  /** `args` are more scoped flags, such as `--plugin DIR` or `--config FILE`. No TCP listener. */
-  static async start(root: string, opts: { args?: readonly string[] } = {}): Promise<ScopedDaemon> {
-    const d = new ScopedDaemon(await ScopedProcess.spawn(root, { listen: 'none', ...(opts.args ? { args: opts.args } : {}) }));
-    try {
-      await d.proc.ready(30_000);
-      await waitFor('the scoped socket', () => (existsSync(d.socket) ? true : undefined), 5_000);
-      const lines = d.stderr.split('\n').slice(0, -1).map((l) => JSON.parse(l) as { msg?: string });
-      // Only a plugin loaded with --plugin or the config may log before "listening".
-      const early = lines.slice(0, lines.findIndex((l) => l.msg === 'listening')).find((l) => l.msg !== 'plugin loaded');
-      if (early) throw new Error(`scoped logged before "listening": ${JSON.stringify(early)}`);
-    } catch (err) {
-      await d.stop();
-      throw err;
-    }
-    return d;
-  }
-
-  async stop(): Promise<void> {
-    await this.proc.stop(15_000);
-  }
-
-  /** Run the real cpcmd against this daemon. */
-  cpcmd(...args: string[]): Promise<RunResult> {
-    return cpcmd(args, { socket: this.socket });
-  }
-
-  /** A raw JSON-RPC call over the unix socket (HTTP POST /rpc); the response body as text. */
-  async rpcRaw(method: string, params: Record<string, unknown>): Promise<string> {
-    return (await httpPost({ socket: this.socket }, JSON.stringify({ jsonrpc: '2.0', id: 1, method, params }))).text;
   }
 }

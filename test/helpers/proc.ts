@@ -1,8 +1,8 @@
 /**
  * The primitives every end-to-end helper shares: where the binaries are, temp dirs, running a
  * program, polling, pids, raw HTTP and WebSocket to the daemon, and the scoped process itself.
- * The higher-level helpers (daemon.ts, sandbox.ts, postfix.ts, relay.ts, plugin-dir.ts) build
- * on these and re-export what their tests import. Nothing here runs a shell: every program gets
+ * The fixture (scoped.ts) and the other helpers (postfix.ts, relay.ts, plugin-dir.ts) build on
+ * these. Nothing here runs a shell: every program gets
  * an argument array.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -279,17 +279,17 @@ export function httpPost(target: { port: number } | { socket: string }, body: st
 /** ws client options, plus the path (default /rpc) and a whole Authorization header (wins over the token). */
 export type WsOpenOptions = WebSocket.ClientOptions & { path?: string; authorization?: string };
 
-/**
- * An open WebSocket that records every message it receives; WsConn (daemon.ts) and WsClient
- * (sandbox.ts) add their ways of waiting and closing.
- */
-export class WsBase {
+/** A JSON-RPC answer as it comes off the wire. */
+export type RpcAnswer = { jsonrpc: '2.0'; id: unknown; result: any } | { jsonrpc: '2.0'; id: unknown; error: { code: number; message: string; data?: any } };
+
+/** An open WebSocket to /rpc that records every message it receives. */
+export class WsClient {
   readonly messages: string[] = [];
   private waiters: (() => void)[] = [];
   readonly closed: Promise<{ code: number; reason: string }>;
   isClosed = false;
 
-  protected constructor(readonly ws: WebSocket) {
+  private constructor(readonly ws: WebSocket) {
     ws.on('message', (data) => {
       this.messages.push(data.toString());
       this.wake();
@@ -308,14 +308,14 @@ export class WsBase {
    * Open ws://127.0.0.1:port/rpc (with `Bearer token`), or reject with the HTTP status and body
    * of a refused upgrade (`{ status, body, opened: false }`).
    */
-  protected static connect(port: number, token: string | undefined, opts: WsOpenOptions = {}): Promise<WebSocket> {
+  static open(port: number, token: string | undefined, opts: WsOpenOptions = {}): Promise<WsClient> {
     const { path: at = '/rpc', authorization, ...options } = opts;
     const headers: Record<string, string> = {};
     if (authorization !== undefined) headers.authorization = authorization;
     else if (token !== undefined) headers.authorization = `Bearer ${token}`;
     const ws = new WebSocket(`ws://127.0.0.1:${port}${at}`, { headers, ...options });
     return new Promise((resolve, reject) => {
-      ws.once('open', () => resolve(ws));
+      ws.once('open', () => resolve(new WsClient(ws)));
       ws.once('unexpected-response', (_req, res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
@@ -337,11 +337,74 @@ export class WsBase {
   }
 
   /** Until the next message or the close, at most `ms`. */
-  protected nextEvent(ms: number): Promise<void> {
+  private nextEvent(ms: number): Promise<void> {
     return new Promise<void>((resolve) => {
       const t = setTimeout(resolve, ms);
       this.waiters.push(() => (clearTimeout(t), resolve()));
     });
+  }
+
+  /** Wait until `count` messages have arrived in all (rejects after timeoutMs). */
+  async waitForCount(count: number, timeoutMs = 10_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.messages.length < count) {
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`waited ${timeoutMs} ms for ${count} WebSocket messages; have ${this.messages.length}: ${JSON.stringify(this.messages)}`);
+      await this.nextEvent(left);
+    }
+  }
+
+  /** Wait until a message satisfies pred (returns it), or reject after timeoutMs / on close. */
+  async waitFor(pred: (m: string) => boolean, timeoutMs = 10_000, from = 0): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const hit = this.messages.slice(from).find(pred);
+      if (hit !== undefined) return hit;
+      if (this.isClosed) throw new Error('the WebSocket closed');
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`no matching WebSocket message in ${timeoutMs} ms`);
+      await this.nextEvent(left);
+    }
+  }
+
+  /** Send a text and wait for the next message, parsed. */
+  async request(text: string): Promise<unknown> {
+    const n = this.messages.length;
+    this.ws.send(text);
+    await this.waitForCount(n + 1);
+    return JSON.parse(this.messages[n]!);
+  }
+
+  /** One call; waits for the answer with its id. */
+  async call(method: string, params: Record<string, unknown> = {}, id: string | number = `c${Math.random().toString(36).slice(2)}`): Promise<RpcAnswer> {
+    const from = this.messages.length;
+    this.send(JSON.stringify({ jsonrpc: '2.0', id, method, params }));
+    const text = await this.waitFor((m) => {
+      try {
+        return (JSON.parse(m) as { id?: unknown }).id === id;
+      } catch {
+        return false;
+      }
+    }, 15_000, from);
+    return JSON.parse(text) as RpcAnswer;
+  }
+
+  /** The closing handshake (1000), cut after 3 s; resolves once closed. */
+  async close(): Promise<void> {
+    if (this.ws.readyState === WebSocket.CLOSED) return;
+    this.ws.close(1000);
+    const timer = setTimeout(() => this.ws.terminate(), 3_000);
+    await this.closed;
+    clearTimeout(timer);
+  }
+
+  /** Cut the connection at once, without a closing handshake. */
+  terminate(): void {
+    this.ws.terminate();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
   }
 }
 
@@ -379,8 +442,8 @@ export interface ScopedSpawnOptions {
 }
 
 /**
- * The real scoped binary on a root: its output collected, its exit tracked. The daemon classes
- * of daemon.ts, sandbox.ts and postfix.ts wrap one of these.
+ * The real scoped binary on a root: its output collected, its exit tracked. The fixture
+ * (scoped.ts) wraps one of these.
  */
 export class ScopedProcess {
   private stderrChunks: Buffer[] = [];

@@ -141,6 +141,21 @@ describe('direct driver with a stale pid file', () => {
 });
 
 describe('direct driver on a sandbox root', () => {
+  it('finds a spam filter installed only inside the root, whatever the host has', async () => {
+    const root = await mkdtemp(path.join(os.tmpdir(), 'scoped-services-root-'));
+    try {
+      const driver = chooseServiceDriver(root, nowhere);
+      expect(await driver.installed('rspamd')).toBe(false);
+      expect(await driver.installed('spamassassin')).toBe(false);
+      await mkdir(path.join(root, 'usr/bin'), { recursive: true });
+      await writeFile(path.join(root, 'usr/bin/rspamd'), '#!/bin/sh\n', { mode: 0o755 });
+      expect(await driver.installed('rspamd')).toBe(true);
+      expect(await driver.installed('spamassassin')).toBe(false);
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+
   it('does not touch the host\'s spam daemons', async () => {
     const driver = new DirectServiceDriver(nowhere);
     expect(await driver.running('rspamd')).toBe(false);
