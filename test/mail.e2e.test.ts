@@ -7,7 +7,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { expectExit, expectRefused } from './helpers/expect.js';
-import { type Postfix, type RunResult, type Scoped, httpPost, mustRun, run, scoped, treeDigest, waitFor } from './helpers/scoped.js';
+import { type Postfix, type RunResult, type Scoped, httpPost, scoped, treeDigest, waitFor } from './helpers/scoped.js';
 import { RELAY_PASSWORD, RELAY_USER, RelaySink } from './helpers/relay.js';
 
 const REDACTED = '[redacted]';

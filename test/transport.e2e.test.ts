@@ -5,7 +5,7 @@
  * delivers a message that way. Turning the entry off puts master.cf and main.cf back.
  */
 import { existsSync } from 'node:fs';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile, } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectExit } from './helpers/expect.js';

@@ -7,7 +7,7 @@
  * resumes with `since` and gets every event exactly once. Real scoped, real WebSockets.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type EventMessage, makeEvents as makeEventsOf, parsedMessages } from '../helpers/events.js';
+import { makeEvents as makeEventsOf, parsedMessages } from '../helpers/events.js';
 import { ErrorCodes } from '../helpers/expect.js';
 import { rssBytes, scoped, type Scoped, sleep, WsClient } from '../helpers/scoped.js';
 

@@ -5,7 +5,7 @@
  * no test inherits another's failed logins or open connections.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ErrorCodes, ExitCodes, expectExit, expectRefused } from '../helpers/expect.js';
+import { ErrorCodes, ExitCodes, expectRefused } from '../helpers/expect.js';
 import { type Scoped, WsClient, cpcmd, freshPeer, httpPost, scoped, sleep, waitFor } from '../helpers/scoped.js';
 import { body } from './shared.js';
 

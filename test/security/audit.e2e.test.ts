@@ -6,7 +6,7 @@
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ErrorCodes, ExitCodes, expectExit, expectRefused } from '../helpers/expect.js';
+import { ErrorCodes, expectExit, expectRefused } from '../helpers/expect.js';
 import { type Scoped, WsClient, scoped } from '../helpers/scoped.js';
 import { REDACTED, http, idOf, makeTokens, relayhostOf, rolesSandbox, unix } from './shared.js';
 

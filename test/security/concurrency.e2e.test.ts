@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { readFile, readdir, stat } from 'node:fs/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ErrorCodes, ExitCodes, expectExit, expectRefused } from '../helpers/expect.js';
+import { ErrorCodes, expectExit, expectRefused } from '../helpers/expect.js';
 import { type Scoped, WsClient, mustRun, treeDigest } from '../helpers/scoped.js';
 import { REDACTED, http, relayhostOf, rolesSandbox, unix } from './shared.js';
 

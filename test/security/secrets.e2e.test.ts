@@ -8,8 +8,8 @@ import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { RELAY_USER, RelaySink } from '../helpers/relay.js';
-import { ErrorCodes, ExitCodes, type ExitCodeName, expectExit, expectRefused } from '../helpers/expect.js';
-import { type Scoped, WsClient, cpcmd, scoped, sleep, waitFor } from '../helpers/scoped.js';
+import { type ExitCodeName, expectExit, } from '../helpers/expect.js';
+import { type Scoped, WsClient, cpcmd, scoped, waitFor } from '../helpers/scoped.js';
 import { REDACTED, TOKEN_RE, http, secretOf, unix, watchModes } from './shared.js';
 
 describe('secrets never leak', { timeout: 60_000 }, () => {

@@ -178,6 +178,7 @@ export class ScopeInputError extends Error {
    * as invalid params, not as a plugin failure.
    */
   static override [Symbol.hasInstance](value: unknown): boolean {
+    // biome-ignore lint/complexity/noThisInStatic: `this` is the class instanceof was asked about; a subclass keeps the ordinary check.
     if (this !== ScopeInputError) return Function.prototype[Symbol.hasInstance].call(this, value);
     return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[SCOPE_INPUT_ERROR] === true;
   }
