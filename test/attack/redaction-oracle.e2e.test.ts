@@ -11,7 +11,7 @@
  * password come out whole in answers, plans and the audit trail.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Postfix, type Scoped, scoped, tcpCall } from '../helpers/scoped.js';
+import { type Scoped, scoped, tcpCall } from '../helpers/scoped.js';
 
 const REDACTED = '[redacted]';
 const HOST = '[relay.example.test]:587';
@@ -38,13 +38,11 @@ const probes: [string, (g: string) => Record<string, unknown>][] = [
 const wrongGuess = (pw: string) => pw.slice(0, -1) + (pw.at(-1) === 'x' ? 'z' : pw.at(-1) === '3' ? '4' : 'x');
 
 describe('attack: guessing the relay password through redacted error messages', { timeout: 120_000 }, () => {
-  let _box: Postfix;
   let d: Scoped;
   const tok = { reader: '', netOperator: '', operator: '' };
 
   beforeAll(async () => {
     d = await scoped({ postfix: true });
-    _box = d.postfix;
     tok.reader = (await d.ok('token.create', { role: 'reader', name: 'guesser' })).token;
     tok.netOperator = (await d.ok('token.create', { role: 'operator', name: 'net-op', scopes: ['net.*'] })).token;
     tok.operator = (await d.ok('token.create', { role: 'operator', name: 'op' })).token;
