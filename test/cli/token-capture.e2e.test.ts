@@ -4,37 +4,23 @@
  * (a line break, a control character) is refused by cpcmd with a usage error that says what to
  * do, never Node's header error. Real cpcmd in a real shell, a real scoped.
  */
-import { mkdir, writeFile } from 'node:fs/promises';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CPCMD_BIN, Daemon, type RunResult, cleanEnv, cleanupAll, cpcmd, makeRoot, pidsMentioning, run } from '../helpers/sandbox.js';
+import { expectExit, expectRefused } from '../helpers/expect.js';
+import { CPCMD_BIN, type Scoped, cleanEnv, run, scoped } from '../helpers/scoped.js';
 
-const EXIT = { ok: 0, usage: 2 } as const;
 const TOKEN = /^scoped_[A-Za-z0-9_-]+$/;
 
-let d: Daemon;
-let root: string;
-
-function expectExit(r: RunResult, code: number): void {
-  expect(r.code, `exit ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`).toBe(code);
-}
-
 describe('capturing a new token in a script', { timeout: 60_000 }, () => {
+  // Each test creates tokens of its own and reads the hostname, which none changes.
+  let d: Scoped;
   beforeAll(async () => {
-    root = await makeRoot();
-    await mkdir(path.join(root, 'etc'));
-    await writeFile(path.join(root, 'etc/hostname'), 'capture.example.org\n');
-    d = await Daemon.start(root);
+    d = await scoped({ files: { 'etc/hostname': 'capture.example.org\n' } });
   });
-
-  afterAll(async () => {
-    await cleanupAll();
-    if (root) expect(pidsMentioning(root)).toEqual([]);
-  }, 60_000);
+  afterAll(() => d?.close(), 60_000);
 
   it('prints the token alone on stdout and the note on stderr', async () => {
-    const r = await cpcmd(['token:create', '--role', 'reader', '--name', 'alone'], { socket: d.socket });
-    expectExit(r, EXIT.ok);
+    const r = await d.cpcmd(['token:create', '--role', 'reader', '--name', 'alone']);
+    expectExit(r, 'ok');
     const lines = r.stdout.split('\n');
     expect(lines, r.stdout).toHaveLength(2);
     expect(lines[0]).toMatch(TOKEN);
@@ -49,14 +35,14 @@ describe('capturing a new token in a script', { timeout: 60_000 }, () => {
       'SCOPED_URL="$URL" SCOPED_TOKEN="$T" "$NODE" "$CPCMD" scope:get net.hostname',
     ].join('\n');
     const r = await run('sh', ['-c', script], { env: cleanEnv({ SOCK: d.socket, NODE: process.execPath, CPCMD: CPCMD_BIN, URL: d.url }) });
-    expectExit(r, EXIT.ok);
+    expectExit(r, 'ok');
     expect(r.stdout).toBe('capture.example.org\n');
     expect(r.stderr).toBe('(script, reader; shown once: store it now)\n');
   });
 
   it('-o json is unchanged: the whole answer on stdout, nothing on stderr', async () => {
-    const r = await cpcmd(['token:create', '--role', 'reader', '--name', 'json', '-o', 'json'], { socket: d.socket });
-    expectExit(r, EXIT.ok);
+    const r = await d.cpcmd(['token:create', '--role', 'reader', '--name', 'json', '-o', 'json']);
+    expectExit(r, 'ok');
     expect(JSON.parse(r.stdout)).toMatchObject({ token: expect.stringMatching(TOKEN), name: 'json', role: 'reader' });
     expect(r.stderr).toBe('');
   });
@@ -67,12 +53,12 @@ describe('capturing a new token in a script', { timeout: 60_000 }, () => {
     ['an escape character', '\u001b[2J', 'a control character'],
     ['a space', ' x', 'a space'],
   ])('refuses a SCOPED_TOKEN with %s with a usage error, on both paths', async (_name, tail, what) => {
-    const token = (await cpcmd(['token:create', '--role', 'reader', '-o', 'json'], { socket: d.socket })).stdout;
-    const good = (JSON.parse(token) as { token: string }).token;
+    const created = await d.cpcmd(['token:create', '--role', 'reader', '-o', 'json']);
+    expectExit(created, 'ok');
+    const good = (JSON.parse(created.stdout) as { token: string }).token;
     for (const oclif of [false, true]) {
-      const r = await cpcmd(['scope:get', 'net.hostname'], { url: d.url, token: `${good}${tail}`, oclif });
-      expectExit(r, EXIT.usage);
-      expect(r.stdout).toBe('');
+      const r = await d.cpcmd(['scope:get', 'net.hostname'], { url: d.url, token: `${good}${tail}`, oclif });
+      expectRefused(r, 'usage');
       expect(r.stderr).toBe(
         `cpcmd: SCOPED_TOKEN holds more than a token: it has ${what}, which no token has\n` +
           'hint: set it to the token alone, as cpcmd token:create prints it on stdout: export SCOPED_TOKEN=$(cpcmd token:create --role reader)\n',

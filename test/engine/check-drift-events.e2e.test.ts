@@ -3,10 +3,9 @@
  * as a named check and a get do: a subscriber watching for drift must not miss drift that was
  * found by the one command that checks everything.
  */
-import { writeFile } from 'node:fs/promises';
-import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Daemon, PostfixRoot, WsClient, cleanupAll } from '../helpers/sandbox.js';
+import { describe, expect, it } from 'vitest';
+import { expectExit } from '../helpers/expect.js';
+import { type WsClient, scoped } from '../helpers/scoped.js';
 
 interface DriftEvent {
   unit: string;
@@ -22,40 +21,24 @@ function driftEvents(ws: WsClient): DriftEvent[] {
     .map((m) => m.params!.data);
 }
 
-afterAll(async () => {
-  await cleanupAll();
-}, 60_000);
-
 describe('bare scope:check and drift.detected', { timeout: 60_000 }, () => {
-  let box: PostfixRoot;
-  let d: Daemon;
-
-  beforeAll(async () => {
-    box = await PostfixRoot.create();
-    await writeFile(path.join(box.root, 'etc/hostname'), 'before.example.test\n');
-    d = await Daemon.start(box.root);
-    await d.ok('scope.set', { name: 'net.hostname', value: 'mail.example.test' });
-  });
-  afterAll(async () => {
-    await d?.stop();
-  });
-
   it('emits drift.detected for the drift it finds, with no named scope', async () => {
-    const ws = await WsClient.open(d.port!, d.token());
-    try {
-      expect(await ws.call('events.subscribe', { topics: ['drift.*'] })).toMatchObject({ result: { subscription: expect.any(String) } });
-      await writeFile(path.join(box.root, 'etc/hostname'), 'drifted.example.test\n');
+    await using d = await scoped({ postfix: true, files: { 'etc/hostname': 'before.example.test\n' } });
+    await d.ok('scope.set', { name: 'net.hostname', value: 'mail.example.test' });
+    await using ws = await d.ws();
+    expect(await ws.call('events.subscribe', { topics: ['drift.*'] })).toMatchObject({ result: { subscription: expect.any(String) } });
+    await d.write('etc/hostname', 'drifted.example.test\n');
 
-      const r = await d.cpcmd(['scope:check']);
-      expect(r.code).toBe(3);
-      expect(r.stdout + r.stderr).toContain('/etc/hostname');
+    const r = await d.cpcmd(['scope:check']);
+    expectExit(r, 'drift');
+    expect(r.stdout + r.stderr).toContain('/etc/hostname');
 
-      await ws.waitFor((m) => m.includes('"drift.detected"') && m.includes('/etc/hostname'), 10_000);
-      const heard = driftEvents(ws).filter((e) => e.drift.some((i) => i.target === '/etc/hostname'));
-      expect(heard).toHaveLength(1);
-      expect(heard[0]).toMatchObject({ unit: 'net/hostname', drift: expect.arrayContaining([expect.objectContaining({ target: '/etc/hostname', scope: 'net.hostname' })]) });
-    } finally {
-      ws.close();
-    }
+    await ws.waitFor((m) => m.includes('"drift.detected"') && m.includes('/etc/hostname'), 10_000);
+    const heard = driftEvents(ws).filter((e) => e.drift.some((i) => i.target === '/etc/hostname'));
+    expect(heard).toHaveLength(1);
+    expect(heard[0]).toMatchObject({
+      unit: 'net/hostname',
+      drift: expect.arrayContaining([expect.objectContaining({ target: '/etc/hostname', scope: 'net.hostname' })]),
+    });
   });
 });
