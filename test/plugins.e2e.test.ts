@@ -319,7 +319,7 @@ describe('a plugin whose scope code never returns', () => {
 
 describe('every plugin, first-party or not, loads through one loader in the order its dependsOn gives', () => {
   let depDirs: PluginDirs | undefined;
-  let dd: Daemon;
+  let dd: Scoped;
   const dirOf: Record<string, string> = {};
   const simple = (name: string, extra: Partial<Parameters<typeof simplePlugin>[0]> = {}) =>
     simplePlugin({ name: `scoped-plugin-${name}`, scope: `${name.replace(/-/g, '')}.value`, varName: `${name.replace(/-/g, '_')}_value`, unit: `${name.replace(/-/g, '')}/value`, ...extra });
@@ -347,17 +347,17 @@ describe('every plugin, first-party or not, loads through one loader in the orde
     await withMain(dirOf.tsEntry, './src/index.ts');
     dirOf.unbuilt = await inDir('unbuilt', simple('unbuilt'));
     await withMain(dirOf.unbuilt, './dist/index.js');
-    dd = await Daemon.start(await makeRoot(), { config: { pluginDir: path.join(depDirs.dir, 'plugin-dir') } });
+    dd = await scoped({ config: { pluginDir: path.join(depDirs.dir, 'plugin-dir') } });
   });
 
   afterAll(async () => {
-    await cleanupAll();
+    await dd?.close();
     await depDirs?.remove();
   });
 
   async function statusByName() {
     const r = await dd.cpcmd(['daemon:status', '-o', 'json']);
-    expectExit(r, EXIT.ok);
+    expectExit(r, 'ok');
     const list = JSON.parse(r.stdout).plugins as { name: string; status: string; error?: string; source?: string }[];
     return Object.fromEntries(list.map((p) => [p.name, p]));
   }
@@ -378,16 +378,16 @@ describe('every plugin, first-party or not, loads through one loader in the orde
     expect(byName['scoped-plugin-aa-early']).toMatchObject({ status: 'loaded', source: dirOf.early });
     expect(byName['scoped-plugin-host-reader']).toMatchObject({ status: 'loaded' });
     const set = await dd.cpcmd(['scope:set', 'aaearly.value', 'x']);
-    expectExit(set, EXIT.ok);
+    expectExit(set, 'ok');
   });
 
   it('a plugin that reads another plugin\'s var without declaring it in dependsOn is refused, naming what to add', async () => {
     const pl = await dd.cpcmd(['plugin:list']);
-    expectExit(pl, EXIT.plugin);
+    expectExit(pl, 'plugin');
     expect(pl.stdout).toMatch(
       /^scoped-plugin-sneaky@1\.0\.0\s+failed {2}sneaky\.value {2}unit sneaky\/value reads var system_hostname of @scoped\/plugin-net, which it does not depend on: add '@scoped\/plugin-net' to the plugin's dependsOn$/m,
     );
-    expectExit(await dd.cpcmd(['scope:get', 'sneaky.value']), EXIT.notFound);
+    expectExit(await dd.cpcmd(['scope:get', 'sneaky.value']), 'notFound');
   });
 
   it('a missing or cyclic dependency refuses that plugin with the reason; everything else loads', async () => {
@@ -404,9 +404,9 @@ describe('every plugin, first-party or not, loads through one loader in the orde
       expect(byName[name]).toMatchObject({ status: 'failed', error: `its dependsOn makes a cycle (${cycle}): a plugin cannot come before itself; remove one of these dependencies` });
     }
     expect(byName['scoped-plugin-after-cycle']).toMatchObject({ status: 'failed', error: 'it depends on scoped-plugin-cycle-a, which did not load (see its own entry)' });
-    for (const scope of ['orphan.value', 'cyclea.value', 'aftercycle.value']) expectExit(await dd.cpcmd(['scope:get', scope]), EXIT.notFound);
+    for (const scope of ['orphan.value', 'cyclea.value', 'aftercycle.value']) expectExit(await dd.cpcmd(['scope:get', scope]), 'notFound');
     expect(dd.running).toBe(true);
-    expectExit(await dd.cpcmd(['scope:set', 'net.hostname', 'deps.example.test']), EXIT.ok);
+    expectExit(await dd.cpcmd(['scope:set', 'net.hostname', 'deps.example.test']), 'ok');
   });
 
   it('a plugin whose entry is TypeScript, or not built yet, is refused with what to do', async () => {
