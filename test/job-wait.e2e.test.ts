@@ -3,10 +3,10 @@
  * job is still running when it is asked for; JSON-RPC over the unix socket and over TCP with a
  * token, and the real cpcmd, which waits for its jobs this way.
  */
-import { ErrorCodes } from '@scoped/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { expectExit, expectRpcError } from './helpers/expect.js';
 import { PluginDirs } from './helpers/plugin-dir.js';
-import { Daemon, type RpcAnswer, cleanupAll, makeRoot, tcpCall } from './helpers/sandbox.js';
+import { type RpcAnswer, type Scoped, scoped } from './helpers/scoped.js';
 
 /** How long the slow unit's plan takes for a value that starts with `slow`. */
 const PLAN_MS = 1_500;
@@ -52,33 +52,41 @@ export default definePlugin({ name: 'scoped-plugin-slow', version: '1.0.0', apiV
 `;
 
 let plugins: PluginDirs | undefined;
-let d: Daemon;
+/** The slow plugin's directory (what `--plugin` takes). */
+let pluginDir: string;
 
 function result<T = any>(a: RpcAnswer): T {
   if ('error' in a) throw new Error(`expected a result, got ${JSON.stringify(a.error)}`);
   return a.result as T;
 }
 
-async function startSlowSet(value: string): Promise<string> {
+/** scoped with the slow plugin, on a fresh root of the test's own. */
+const slowScoped = () => scoped({ args: ['--plugin', pluginDir] });
+
+async function startSlowSet(d: Scoped, value: string): Promise<string> {
   const r = result<{ status: string; job: string }>(await d.call('scope.set', { name: 'slow.value', args: [value], async: true }));
   expect(r.status).toBe('queued');
   return r.job;
 }
 
+/** Set a value at once (no wait in the plan) and wait for it: the state a test starts from. */
+async function setQuick(d: Scoped, value: string): Promise<void> {
+  expect(await d.ok('scope.set', { name: 'slow.value', args: [value] })).toMatchObject({ status: 'applied' });
+}
+
 describe('job.get waitMs (real scoped, a slow plugin, unix socket, TCP, cpcmd)', () => {
   beforeAll(async () => {
     plugins = await PluginDirs.create();
-    const dir = await plugins.write('slow', SLOW_PLUGIN);
-    d = await Daemon.start(await makeRoot(), { args: ['--plugin', dir] });
+    pluginDir = await plugins.write('slow', SLOW_PLUGIN);
   });
 
   afterAll(async () => {
-    await cleanupAll();
     await plugins?.remove();
   });
 
   it('answers the moment the job ends, in one call, with its result', async () => {
-    const id = await startSlowSet('slow-1');
+    await using d = await slowScoped();
+    const id = await startSlowSet(d, 'slow-1');
     // Without waitMs the job is still running: its plan alone takes PLAN_MS.
     expect(['queued', 'running']).toContain(result(await d.call('job.get', { id })).state);
     const job = result(await d.call('job.get', { id, waitMs: 10_000 }));
@@ -88,7 +96,8 @@ describe('job.get waitMs (real scoped, a slow plugin, unix socket, TCP, cpcmd)',
   });
 
   it('answers the job as it stands when waitMs passes first, and at once for a job that has ended', async () => {
-    const id = await startSlowSet('slow-2');
+    await using d = await slowScoped();
+    const id = await startSlowSet(d, 'slow-2');
     const running = result(await d.call('job.get', { id, waitMs: 50 }));
     expect(running).toMatchObject({ id, state: expect.stringMatching(/^(queued|running)$/) });
     expect(running.result).toBeUndefined();
@@ -98,44 +107,45 @@ describe('job.get waitMs (real scoped, a slow plugin, unix socket, TCP, cpcmd)',
   });
 
   it('a cancelled job is answered cancelled, with its error, once rolled back', async () => {
-    const id = await startSlowSet('slow-3');
+    await using d = await slowScoped();
+    await setQuick(d, 'before-3');
+    const id = await startSlowSet(d, 'slow-3');
     const cancel = result(await d.call('job.cancel', { id }));
     expect(['queued', 'running']).toContain(cancel.state);
     const job = result(await d.call('job.get', { id, waitMs: 10_000 }));
     expect(job.state).toBe('cancelled');
     expect(job.error).toMatchObject({ code: expect.any(Number), message: expect.stringMatching(/cancel/) });
-    expect(result(await d.call('scope.get', { name: 'slow.value' })).value).toBe('slow-2');
+    expect(result(await d.call('scope.get', { name: 'slow.value' })).value).toBe('before-3');
   });
 
   it('waitMs out of range is refused with the limit, and nothing waits', async () => {
+    await using d = await slowScoped();
     for (const waitMs of [10_001, -1, 1.5, '100']) {
-      const a = await d.call('job.get', { id: 'job-000000000000', waitMs });
-      expect('error' in a && a.error.code).toBe(ErrorCodes.InvalidParams);
-      if ('error' in a) expect(a.error.message).toMatch(/waitMs/);
+      expectRpcError(await d.call('job.get', { id: 'job-000000000000', waitMs }), 'InvalidParams', /waitMs/);
     }
-    const over = await d.call('job.get', { id: 'job-000000000000', waitMs: 10_001 });
-    if ('error' in over) expect(over.error.message).toMatch(/at most 10000/);
+    expectRpcError(await d.call('job.get', { id: 'job-000000000000', waitMs: 10_001 }), 'InvalidParams', /at most 10000/);
     // An unknown job is not found at once, waitMs or not.
-    const unknown = await d.call('job.get', { id: 'job-000000000000', waitMs: 10_000 });
-    expect('error' in unknown && unknown.error.code).toBe(ErrorCodes.NotFound);
+    expectRpcError(await d.call('job.get', { id: 'job-000000000000', waitMs: 10_000 }), 'NotFound');
   });
 
   it('a token limited to scopes waits only for its own jobs: another token\'s job is not found', async () => {
+    await using d = await slowScoped();
     const mk = async (name: string) => result<{ token: string }>(await d.call('token.create', { role: 'operator', name, scopes: ['slow.*'] })).token;
     const [alice, bob] = [await mk('alice'), await mk('bob')];
-    const id = result<{ job: string }>(await tcpCall(d.port!, alice, 'scope.set', { name: 'slow.value', args: ['slow-4'], async: true })).job;
-    const other = await tcpCall(d.port!, bob, 'job.get', { id, waitMs: 10_000 });
-    expect('error' in other && other.error.code).toBe(ErrorCodes.NotFound);
-    expect(result(await tcpCall(d.port!, alice, 'job.get', { id, waitMs: 10_000 }))).toMatchObject({ id, state: 'done' });
+    const id = result<{ job: string }>(await d.tcpCall('scope.set', { name: 'slow.value', args: ['slow-4'], async: true }, alice)).job;
+    expectRpcError(await d.tcpCall('job.get', { id, waitMs: 10_000 }, bob), 'NotFound');
+    expect(result(await d.tcpCall('job.get', { id, waitMs: 10_000 }, alice))).toMatchObject({ id, state: 'done' });
   });
 
   it('cpcmd scope:set waits for its job and prints the outcome; job:get --wait follows a job to its end', async () => {
+    await using d = await slowScoped();
+    await setQuick(d, 'before-5');
     const set = await d.cpcmd(['scope:set', 'slow.value', 'slow-5']);
-    expect(set.code, set.stderr).toBe(0);
+    expectExit(set, 'ok');
     expect(set.stdout).toMatch(/^slow\.value: applied \(revision \d+\)\n {2}slow\/file: rewrite \/etc\/slow\/value/);
-    const id = await startSlowSet('slow-6');
+    const id = await startSlowSet(d, 'slow-6');
     const wait = await d.cpcmd(['job:get', id, '--wait', '-o', 'json']);
-    expect(wait.code, wait.stderr).toBe(0);
+    expectExit(wait, 'ok');
     expect(JSON.parse(wait.stdout)).toMatchObject({ status: 'applied', name: 'slow.value', value: 'slow-6' });
   });
 });

@@ -22,8 +22,8 @@
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CPCMD_BIN, Daemon, PostfixRoot, type RunResult, cleanEnv, cleanupAll, run } from './helpers/sandbox.js';
-import { REPO, makeTempDir } from './helpers/proc.js';
+import { expectExit } from './helpers/expect.js';
+import { CPCMD_BIN, REPO, type RunResult, type Scoped, cleanEnv, run, scoped, tempDir } from './helpers/scoped.js';
 
 type Step =
   | { kind: 'file'; path: string; text: string }
@@ -71,34 +71,33 @@ function printedPattern(text: string): RegExp {
 
 const readme = await readFile(path.join(REPO, 'README.md'), 'utf8');
 const all = examples(readme);
+/** The temp directories the whole file shares: the tarballs and the cpcmd on the reader's PATH. */
+let packsDir: Awaited<ReturnType<typeof tempDir>> | undefined;
+let shimsDir: Awaited<ReturnType<typeof tempDir>> | undefined;
 let packs: string;
 let shims: string;
-const tmpDirs: string[] = [];
 
-/** A fresh scoped on a fresh Postfix sandbox root. */
-async function startDaemon(args: string[] = []): Promise<Daemon> {
-  const box = await PostfixRoot.create();
-  return Daemon.start(box.root, { args });
-}
+/** A fresh scoped on a fresh root with a private Postfix. */
+const startDaemon = (args: string[] = []): Promise<Scoped> => scoped({ postfix: true, args });
 
 describe('the README examples, run outside the repository as written', () => {
   beforeAll(async () => {
     // The clone's steps: `npm run pack` (to a temp DIR rather than the clone's packs/).
-    packs = await makeTempDir('scoped-readme-packs-');
-    tmpDirs.push(packs);
+    packsDir = await tempDir('scoped-readme-packs-');
+    packs = packsDir.path;
     const packed = await run('npm', ['run', '--silent', 'pack', '--', packs], { cwd: REPO, timeoutMs: 120_000 });
     expect(packed.code, packed.stderr).toBe(0);
     expect(packed.stdout.trim().split('\n').map((f) => path.basename(f))).toEqual(['scoped-protocol.tgz', 'scoped-sdk.tgz', 'scoped-client.tgz']);
     // cpcmd as the reader has it on the PATH, talking to the daemon over its socket.
-    shims = await makeTempDir('scoped-readme-bin-');
-    tmpDirs.push(shims);
+    shimsDir = await tempDir('scoped-readme-bin-');
+    shims = shimsDir.path;
     await writeFile(path.join(shims, 'cpcmd'), `#!/bin/sh\nunset SCOPED_URL SCOPED_TOKEN\nexec ${JSON.stringify(process.execPath)} ${JSON.stringify(CPCMD_BIN)} "$@"\n`);
     await chmod(path.join(shims, 'cpcmd'), 0o755);
   }, 180_000);
 
   afterAll(async () => {
-    await cleanupAll();
-    await Promise.all(tmpDirs.map((d) => run('rm', ['-rf', d])));
+    await packsDir?.[Symbol.asyncDispose]();
+    await shimsDir?.[Symbol.asyncDispose]();
   });
 
   it('the README has the examples this test runs: the client and the plugin', () => {
@@ -110,41 +109,46 @@ describe('the README examples, run outside the repository as written', () => {
 
   for (const example of all) {
     it(`${example.section}: every block runs outside the repository and prints what the README says`, async () => {
-      const dir = await makeTempDir('scoped-readme-example-', 0o755);
-      tmpDirs.push(dir);
+      await using exampleDir = await tempDir('scoped-readme-example-');
+      const dir = exampleDir.path;
       expect(path.relative(REPO, dir).startsWith('..')).toBe(true);
+      // The daemon the reader has running, replaced (on a fresh root) where the README starts one
+      // with a plugin; whichever runs last is closed when the example ends, however it ends.
       let daemon = await startDaemon();
-      for (const step of example.steps) {
-        if (step.kind === 'file') {
-          const file = path.join(dir, step.path);
-          await mkdir(path.dirname(file), { recursive: true });
-          await writeFile(file, step.text);
-        } else if (step.kind === 'scoped') {
-          expect(step.text).toMatch(/^scoped --plugin /);
-          await daemon.stop();
-          daemon = await startDaemon(['--plugin', path.join(dir, step.plugin)]);
-        } else {
-          const env = cleanEnv({
-            PACKS: packs,
-            PATH: `${shims}:${process.env.PATH ?? ''}`,
-            SCOPED_SOCKET: daemon.socket,
-            SCOPED_URL: daemon.wsUrl,
-            SCOPED_TOKEN: daemon.token(),
-            // npm as the reader runs it, from the local cache first, without nagging.
-            npm_config_prefer_offline: 'true',
-            npm_config_audit: 'false',
-            npm_config_fund: 'false',
-            npm_config_update_notifier: 'false',
-          });
-          const r: RunResult = await run('bash', ['-e', '-c', step.script], { cwd: dir, env, timeoutMs: 240_000 });
-          const what = `README ${example.section}:\n${step.script}\nexit ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`;
-          expect(r.code, what).toBe(step.prints?.exit ?? 0);
-          if (step.prints) expect(r[step.prints.stream], what).toMatch(printedPattern(step.prints.text));
+      try {
+        for (const step of example.steps) {
+          if (step.kind === 'file') {
+            const file = path.join(dir, step.path);
+            await mkdir(path.dirname(file), { recursive: true });
+            await writeFile(file, step.text);
+          } else if (step.kind === 'scoped') {
+            expect(step.text).toMatch(/^scoped --plugin /);
+            await daemon.close();
+            daemon = await startDaemon(['--plugin', path.join(dir, step.plugin)]);
+          } else {
+            const env = cleanEnv({
+              PACKS: packs,
+              PATH: `${shims}:${process.env.PATH ?? ''}`,
+              SCOPED_SOCKET: daemon.socket,
+              SCOPED_URL: daemon.wsUrl,
+              SCOPED_TOKEN: daemon.token(),
+              // npm as the reader runs it, from the local cache first, without nagging.
+              npm_config_prefer_offline: 'true',
+              npm_config_audit: 'false',
+              npm_config_fund: 'false',
+              npm_config_update_notifier: 'false',
+            });
+            const r: RunResult = await run('bash', ['-e', '-c', step.script], { cwd: dir, env, timeoutMs: 240_000 });
+            const what = `README ${example.section}:\n${step.script}\nexit ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`;
+            expect(r.code, what).toBe(step.prints?.exit ?? 0);
+            if (step.prints) expect(r[step.prints.stream], what).toMatch(printedPattern(step.prints.text));
+          }
         }
+        // Everything the plugin's example loaded, loaded.
+        expectExit(await daemon.cpcmd(['plugin:list']), 'ok');
+      } finally {
+        await daemon.close();
       }
-      // Everything the plugin's example loaded, loaded.
-      const pl = await daemon.cpcmd(['plugin:list']);
-      expect(pl.code, pl.stdout).toBe(0);
     }, 400_000);
   }
 });

@@ -6,94 +6,87 @@
  * root (fake-daemons.ts), so nothing depends on what the machine has installed.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { Daemon, PostfixRoot, type RunResult, cleanupAll, hashTree, pidsMentioning, waitFor } from '../helpers/sandbox.js';
+import { expectExit } from '../helpers/expect.js';
+import { type Postfix, type Scoped, pidsMentioning, scoped, treeDigest, waitFor } from '../helpers/scoped.js';
 import { FakeDaemons } from './fake-daemons.js';
 
-const EXIT = { ok: 0, convergeFailed: 9 } as const;
-
-function expectExit(r: RunResult, code: number): void {
-  expect(r.code, `exit ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`).toBe(code);
-}
-
 describe('a service that cannot start', { timeout: 60_000 }, () => {
-  let box: PostfixRoot;
-  let fakes: FakeDaemons;
-  let d: Daemon;
+  /** The root with its Postfix laid out; each test starts scoped on it once its stand-ins are in place. */
+  let d: Scoped;
+  let box: Postfix;
+  let fakes: FakeDaemons | undefined;
 
   beforeEach(async () => {
-    box = await PostfixRoot.create();
+    fakes = undefined;
+    d = await scoped({ postfix: true, listen: 'none', start: false });
+    box = d.postfix;
   });
 
   afterEach(async () => {
+    const root = d?.root;
     await fakes?.stopAll();
-    await cleanupAll();
-    expect(pidsMentioning(box.root)).toEqual([]);
+    await d?.close();
+    if (root) expect(pidsMentioning(root)).toEqual([]);
   });
 
   /** scoped on the root, converged once so the starting point has no drift. */
   async function startConverged(): Promise<void> {
-    d = await Daemon.start(box.root, { listen: 'none' });
+    await d.start();
     expect((await d.ok('unit.converge', {})).status).toBe('applied');
   }
 
-  /** The daemon stopped and started again: a journal left behind would be recovered (and reported) at this start. */
-  async function restart(): Promise<void> {
-    await d.stop();
-    d = await Daemon.start(box.root, { listen: 'none' });
-  }
-
   it('scope:set mail.spam-filter rspamd fails, says rolled back, leaves the files byte for byte and no journal, and scoped keeps serving', async () => {
-    fakes = await FakeDaemons.install(box.root, ['rspamd']);
+    fakes = await FakeDaemons.install(d.root, ['rspamd']);
     await fakes.breakStart('rspamd', 'its configuration is broken');
     await startConverged();
-    const before = await hashTree(box.dir);
+    const before = await treeDigest(box.dir);
 
     const set = await d.cpcmd(['scope:set', 'mail.spam-filter', 'rspamd']);
-    expectExit(set, EXIT.convergeFailed);
+    expectExit(set, 'convergeFailed');
     expect(set.stderr).toMatch(/^cpcmd: converge failed and was rolled back: .*rspamd: cannot start: its configuration is broken/m);
     expect(set.stderr).not.toMatch(/did not finish/);
 
-    expect(await hashTree(box.dir)).toEqual(before);
+    expect(await treeDigest(box.dir)).toEqual(before);
     expect(fakes.running('rspamd')).toBe(false);
     expect(d.stderr()).not.toMatch(/rollback failed/);
 
     // Still serving, and nothing left to recover: neither now nor after a restart.
     const get = await d.cpcmd(['scope:get', 'mail.spam-filter']);
-    expectExit(get, EXIT.ok);
+    expectExit(get, 'ok');
     expect(get.stdout.trim()).toBe('false');
-    expectExit(await d.cpcmd(['scope:check']), EXIT.ok);
+    expectExit(await d.cpcmd(['scope:check']), 'ok');
     expect((await d.ok('daemon.status')).recovery).toBeUndefined();
-    await restart();
+    await d.restart(); // a journal left behind would be recovered (and reported) at this start
     expect((await d.ok('daemon.status')).recovery).toBeUndefined();
     expect(d.stderr()).not.toMatch(/interrupted converge/);
-    expect(await hashTree(box.dir)).toEqual(before);
+    expect(await treeDigest(box.dir)).toEqual(before);
 
     // Once rspamd can start, the same set goes through.
     await fakes.mend('rspamd');
     const again = await d.cpcmd(['scope:set', 'mail.spam-filter', 'rspamd']);
-    expectExit(again, EXIT.ok);
+    expectExit(again, 'ok');
     expect(fakes.running('rspamd')).toBe(true);
     expect((await d.cpcmd(['scope:get', 'mail.spam-filter'])).stdout.trim()).toBe('rspamd');
   });
 
   it('a filter that ran and was stopped by the failed change runs again, and a running Postfix is reloaded with the restored files', async () => {
-    fakes = await FakeDaemons.install(box.root, ['rspamd', 'spamassassin']);
+    fakes = await FakeDaemons.install(d.root, ['rspamd', 'spamassassin']);
     await box.start();
     await startConverged();
-    expectExit(await d.cpcmd(['scope:set', 'mail.spam-filter', 'rspamd']), EXIT.ok);
+    expectExit(await d.cpcmd(['scope:set', 'mail.spam-filter', 'rspamd']), 'ok');
     const rspamdBefore = fakes.pid('rspamd');
     expect(rspamdBefore).toBeDefined();
-    const before = await hashTree(box.dir);
+    const before = await treeDigest(box.dir);
     const reloads = async () => (await box.maillog()).split('\n').filter((l) => /postfix\/master\[\d+\]: reload/.test(l)).length;
     const reloadsBefore = await waitFor('the set\'s Postfix reload in the log', async () => ((await reloads()) > 0 ? reloads() : undefined));
 
     // The switch stops rspamd, then fails to start spamd.
     await fakes.breakStart('spamassassin', 'no bayes database');
     const set = await d.cpcmd(['scope:set', 'mail.spam-filter', 'spamassassin']);
-    expectExit(set, EXIT.convergeFailed);
+    expectExit(set, 'convergeFailed');
     expect(set.stderr).toMatch(/^cpcmd: converge failed and was rolled back: .*spamd: cannot start: no bayes database/m);
 
-    expect(await hashTree(box.dir)).toEqual(before);
+    expect(await treeDigest(box.dir)).toEqual(before);
     expect(fakes.running('spamassassin')).toBe(false);
     const rspamdAfter = fakes.pid('rspamd');
     expect(rspamdAfter, 'rspamd runs again').toBeDefined();
@@ -102,8 +95,8 @@ describe('a service that cannot start', { timeout: 60_000 }, () => {
     await waitFor('Postfix reloaded by the rollback', async () => ((await reloads()) > reloadsBefore ? true : undefined));
 
     expect((await d.cpcmd(['scope:get', 'mail.spam-filter'])).stdout.trim()).toBe('rspamd');
-    expectExit(await d.cpcmd(['scope:check']), EXIT.ok);
-    await restart();
+    expectExit(await d.cpcmd(['scope:check']), 'ok');
+    await d.restart(); // a journal left behind would be recovered (and reported) at this start
     expect((await d.ok('daemon.status')).recovery).toBeUndefined();
   });
 });

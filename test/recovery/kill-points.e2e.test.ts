@@ -10,25 +10,29 @@
 import { cp, mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { Daemon, PostfixRoot, cleanupAll, hashTree, pidsMentioning } from '../helpers/sandbox.js';
+import { type Postfix, type Scoped, pidsMentioning, scoped, treeDigest } from '../helpers/scoped.js';
 import { FakeDaemons } from './fake-daemons.js';
 
 describe('kill points inside a rollback', () => {
-  let box: PostfixRoot;
+  /** The root, its Postfix, and the scoped process started on it again and again (with and without a crash point). */
+  let fx: Scoped;
+  let box: Postfix;
   let fakes: FakeDaemons;
-  const pristine = () => path.join(box.root, 'pristine');
-  const storeDir = () => path.join(box.root, 'var/lib/scoped');
+  const pristine = () => path.join(fx.root, 'pristine');
+  const storeDir = () => path.join(fx.root, 'var/lib/scoped');
 
   beforeAll(async () => {
-    box = await PostfixRoot.create();
-    fakes = await FakeDaemons.install(box.root, ['rspamd']);
+    fx = await scoped({ postfix: true, listen: 'none', start: false });
+    box = fx.postfix;
+    fakes = await FakeDaemons.install(fx.root, ['rspamd']);
     await fakes.breakStart('rspamd', 'its configuration is broken');
   }, 60_000);
 
   afterAll(async () => {
+    const root = fx?.root;
     await fakes?.stopAll();
-    await cleanupAll();
-    expect(pidsMentioning(box.root)).toEqual([]);
+    await fx?.close();
+    if (root) expect(pidsMentioning(root)).toEqual([]);
   }, 60_000);
 
   async function restorePristine(): Promise<void> {
@@ -39,10 +43,10 @@ describe('kill points inside a rollback', () => {
   }
 
   /** A restart after a kill: it must come up having rolled the set back, whole. */
-  async function checkRolledBack(d: Daemon, before: Record<string, string>, where: string): Promise<void> {
+  async function checkRolledBack(d: Scoped, before: Record<string, string>, where: string): Promise<void> {
     const status = await d.ok('daemon.status');
     expect(status.recovery, `${where}: daemon.status reports the finished rollback`).toMatchObject({ state: 'completed', outcome: 'rolled-back', action: 'scope.set', target: 'mail.spam-filter' });
-    expect(await hashTree(box.dir), `${where}: the files are as before the set`).toEqual(before);
+    expect(await treeDigest(box.dir), `${where}: the files are as before the set`).toEqual(before);
     expect(fakes.running('rspamd'), `${where}: rspamd stays stopped`).toBe(false);
     expect(await d.ok('scope.check', {}), `${where}: scope.check`).toEqual({ ok: true, drift: [] });
     expect((await d.ok('scope.get', { name: 'mail.spam-filter' })).value).toBe(false);
@@ -50,13 +54,13 @@ describe('kill points inside a rollback', () => {
 
   test('a kill at any crash point of a failing set, its rollback included, is recovered at restart', async () => {
     // Converged once, so the starting point has no drift; kept as the pristine copy.
-    let d = await Daemon.start(box.root, { listen: 'none' });
+    let d = await fx.start();
     expect((await d.ok('unit.converge', {})).status).toBe('applied');
     await d.stop();
     await mkdir(pristine(), { recursive: true });
     await cp(box.dir, path.join(pristine(), 'postfix'), { recursive: true, preserveTimestamps: true });
     await cp(storeDir(), path.join(pristine(), 'store'), { recursive: true, preserveTimestamps: true });
-    const before = await hashTree(box.dir);
+    const before = await treeDigest(box.dir);
 
     let kills = 0;
     let inRollback = 0;
@@ -64,12 +68,12 @@ describe('kill points inside a rollback', () => {
       expect(n, 'the set never got past its crash points').toBeLessThan(40);
       await restorePristine();
       const attempts = fakes.starts('rspamd');
-      const crashing = await Daemon.start(box.root, { listen: 'none', env: { SCOPED_CRASH_AT: String(n) } });
+      const crashing = await fx.start({ env: { SCOPED_CRASH_AT: String(n) } });
       const answer = await crashing.call('scope.set', { name: 'mail.spam-filter', value: 'rspamd' }).catch(() => undefined);
       if (answer !== undefined && crashing.running) {
         // Past the last crash point: the set failed and was rolled back without a kill.
         expect('error' in answer && answer.error.message, `N=${n}`).toMatch(/^converge failed and was rolled back: .*rspamd: cannot start/);
-        expect(await hashTree(box.dir)).toEqual(before);
+        expect(await treeDigest(box.dir)).toEqual(before);
         expect((await crashing.ok('daemon.status')).recovery).toBeUndefined();
         await crashing.stop();
         break;
@@ -85,8 +89,15 @@ describe('kill points inside a rollback', () => {
         // Killed again inside the restart's own rollback, at each of its crash points in turn.
         for (let k = 1; ; k++) {
           expect(k).toBeLessThan(20);
-          const again = await Daemon.start(box.root, { listen: 'none', env: { SCOPED_CRASH_AT: String(k) }, noWait: true });
-          const up = await again.ready().then(() => true, () => false);
+          const again = await fx.start({ env: { SCOPED_CRASH_AT: String(k) }, wait: false });
+          // Up, or killed by its crash point before listening (any other failure fails the test).
+          const up = await again.ready().then(
+            () => true,
+            (err: unknown) => {
+              if ((err as { exit?: unknown }).exit === undefined) throw err;
+              return false;
+            },
+          );
           if (up) {
             await checkRolledBack(again, before, `N=${n}, its recovery killed ${k - 1} times`);
             await again.stop();
@@ -98,7 +109,7 @@ describe('kill points inside a rollback', () => {
         }
         continue;
       }
-      d = await Daemon.start(box.root, { listen: 'none' });
+      d = await fx.start();
       try {
         await checkRolledBack(d, before, `N=${n}`);
       } catch (err) {

@@ -8,67 +8,60 @@
 import { cp, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { Daemon, PostfixRoot, type RunResult, cleanupAll, hashTree, pidsMentioning, tcpCall } from '../helpers/sandbox.js';
+import { expectExit } from '../helpers/expect.js';
+import { type Postfix, type Scoped, pidsMentioning, scoped, treeDigest } from '../helpers/scoped.js';
 import { FakeDaemons } from './fake-daemons.js';
 
-const EXIT = { ok: 0, convergeFailed: 9 } as const;
-
-function expectExit(r: RunResult, code: number): void {
-  expect(r.code, `exit ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`).toBe(code);
-}
-
 describe('a recovery that cannot finish', { timeout: 90_000 }, () => {
-  let box: PostfixRoot;
+  /** The root, its Postfix, and the scoped process (re)started on it. */
+  let d: Scoped;
+  let box: Postfix;
   let fakes: FakeDaemons;
-  let d: Daemon;
   let before: Record<string, string>;
 
   /** A converged sandbox with stand-ins for both filters, rspamd set and running; `before` is its config. */
   beforeEach(async () => {
-    box = await PostfixRoot.create();
-    fakes = await FakeDaemons.install(box.root, ['rspamd', 'spamassassin']);
-    d = await Daemon.start(box.root, { listen: 'none' });
+    d = await scoped({ postfix: true, listen: 'none', start: false });
+    box = d.postfix;
+    fakes = await FakeDaemons.install(d.root, ['rspamd', 'spamassassin']);
+    await d.start();
     expect((await d.ok('unit.converge', {})).status).toBe('applied');
-    expectExit(await d.cpcmd(['scope:set', 'mail.spam-filter', 'rspamd']), EXIT.ok);
+    expectExit(await d.cpcmd(['scope:set', 'mail.spam-filter', 'rspamd']), 'ok');
     expect(fakes.running('rspamd')).toBe(true);
-    before = await hashTree(box.dir);
+    before = await treeDigest(box.dir);
   });
 
   afterEach(async () => {
+    const root = d?.root;
     await fakes?.stopAll();
-    await cleanupAll();
-    expect(pidsMentioning(box.root)).toEqual([]);
+    await d?.close();
+    if (root) expect(pidsMentioning(root)).toEqual([]);
   });
-
-  async function restart(env?: Record<string, string>, listen = 'none'): Promise<void> {
-    await d.stop();
-    d = await Daemon.start(box.root, { listen, ...(env ? { env } : {}) });
-  }
 
   /** Stuck: reported by daemon:status and scope:check, reads served, changes other than converge refused, nothing changed. */
   async function expectStuck(error: RegExp): Promise<string> {
     const status = await d.cpcmd(['daemon:status']);
-    expectExit(status, EXIT.ok);
+    expectExit(status, 'ok');
     expect(status.stdout).toMatch(/^recovery:\n {2}state: stuck\n {2}action: scope\.set\n {2}target: mail\.spam-filter\n/m);
     expect(status.stdout).toMatch(/^ {2}since: \d{4}-\d\d-\d\dT/m);
     expect(status.stdout).toMatch(error);
     expect(status.stdout).toMatch(/^ {2}hint: .*cpcmd converge/m);
 
     const check = await d.cpcmd(['scope:check']);
-    expectExit(check, EXIT.convergeFailed);
+    expectExit(check, 'convergeFailed');
     expect(check.stdout).toMatch(/^recovery stuck: scope\.set mail\.spam-filter \(started .*\) has not been finished or undone since /);
     expect(check.stdout).toMatch(error);
     expect(check.stdout).toMatch(/^hint: .*cpcmd converge/m);
 
     const get = await d.cpcmd(['scope:get', 'mail.spam-filter']);
-    expectExit(get, EXIT.ok);
+    expectExit(get, 'ok');
     expect(get.stdout.trim()).toBe('rspamd');
-    expectExit(await d.cpcmd(['scope:set', 'mail.spam-filter', 'false', '--dry-run']), EXIT.ok);
+    expectExit(await d.cpcmd(['scope:set', 'mail.spam-filter', 'false', '--dry-run']), 'ok');
 
     const set = await d.cpcmd(['scope:set', 'mail.spam-filter', 'false']);
-    expectExit(set, EXIT.convergeFailed);
+    expectExit(set, 'convergeFailed');
     expect(set.stderr).toMatch(/^cpcmd: refused: the recovery of scope\.set mail\.spam-filter .* has not finished since .*cpcmd converge/m);
-    expect(await hashTree(box.dir)).toEqual(before);
+    expect(await treeDigest(box.dir)).toEqual(before);
     return (await d.ok('daemon.status')).recovery.since as string;
   }
 
@@ -76,15 +69,15 @@ describe('a recovery that cannot finish', { timeout: 90_000 }, () => {
   async function expectConvergeFinishes(): Promise<void> {
     await fakes.mend('rspamd');
     const converge = await d.cpcmd(['converge']);
-    expectExit(converge, EXIT.ok);
+    expectExit(converge, 'ok');
     expect(fakes.running('rspamd')).toBe(true);
     expect(fakes.running('spamassassin')).toBe(false);
-    expect(await hashTree(box.dir)).toEqual(before);
+    expect(await treeDigest(box.dir)).toEqual(before);
     expect((await d.ok('daemon.status')).recovery).toMatchObject({ state: 'completed', outcome: 'rolled-back', target: 'mail.spam-filter' });
     const check = await d.cpcmd(['scope:check']);
-    expectExit(check, EXIT.ok);
+    expectExit(check, 'ok');
     expect(check.stdout.trim()).toBe('ok: no drift');
-    expectExit(await d.cpcmd(['scope:set', 'mail.spam-filter', 'false']), EXIT.ok);
+    expectExit(await d.cpcmd(['scope:set', 'mail.spam-filter', 'false']), 'ok');
     expect(fakes.running('rspamd')).toBe(false);
   }
 
@@ -93,7 +86,7 @@ describe('a recovery that cannot finish', { timeout: 90_000 }, () => {
     await fakes.breakStart('spamassassin', 'no bayes database');
     await fakes.breakStart('rspamd', 'port 11332 is taken');
     const set = await d.cpcmd(['scope:set', 'mail.spam-filter', 'spamassassin']);
-    expectExit(set, EXIT.convergeFailed);
+    expectExit(set, 'convergeFailed');
     expect(set.stderr).toMatch(/^cpcmd: converge failed: .*spamd: cannot start: no bayes database; rolling it back did not finish either: .*start rspamd: .*port 11332 is taken.*cpcmd converge/m);
     expect(fakes.running('rspamd')).toBe(false);
 
@@ -101,19 +94,19 @@ describe('a recovery that cannot finish', { timeout: 90_000 }, () => {
 
     // Converge while the cause is still there: still stuck, and it says so.
     const retry = await d.cpcmd(['converge']);
-    expectExit(retry, EXIT.convergeFailed);
+    expectExit(retry, 'convergeFailed');
     expect(retry.stderr).toMatch(/^cpcmd: the recovery of scope\.set mail\.spam-filter did not finish: .*port 11332 is taken/m);
 
     // A restart comes up (the recovery fails again) and reports it stuck since the first failure.
-    await restart(undefined, '127.0.0.1:0');
+    await d.restart({ listen: '127.0.0.1:0' });
     expect(await expectStuck(/port 11332 is taken/)).toBe(since);
 
     // A token limited to other scopes learns that a recovery is stuck and what to do, not whose change or why.
     const { token } = await d.ok('token.create', { role: 'reader', scopes: ['net.*'], name: 'monitor' });
-    const seen = await tcpCall(d.port!, token, 'daemon.status');
+    const seen = await d.tcpCall('daemon.status', {}, token);
     expect('result' in seen && seen.result.recovery).toMatchObject({ state: 'stuck', target: 'another scope', actor: 'another caller', since });
     expect(JSON.stringify('result' in seen && seen.result.recovery)).not.toMatch(/mail\.spam-filter|11332|unix-socket/);
-    const checked = await tcpCall(d.port!, token, 'scope.check', { name: 'net.hostname' });
+    const checked = await d.tcpCall('scope.check', { name: 'net.hostname' }, token);
     expect('result' in checked && checked.result).toMatchObject({ ok: false, recovery: { state: 'stuck', target: 'another scope' } });
 
     await expectConvergeFinishes();
@@ -123,8 +116,8 @@ describe('a recovery that cannot finish', { timeout: 90_000 }, () => {
     // Killed at each crash point of the switch in turn, from the same config and store, until a
     // kill comes after rspamd was stopped (the kills before it leave rspamd running).
     await d.stop();
-    const saved = path.join(box.root, 'saved');
-    const storeDir = path.join(box.root, 'var/lib/scoped');
+    const saved = path.join(d.root, 'saved');
+    const storeDir = path.join(d.root, 'var/lib/scoped');
     await cp(box.dir, path.join(saved, 'postfix'), { recursive: true, preserveTimestamps: true });
     await cp(storeDir, path.join(saved, 'store'), { recursive: true, preserveTimestamps: true });
     for (let n = 1; ; n++) {
@@ -133,14 +126,14 @@ describe('a recovery that cannot finish', { timeout: 90_000 }, () => {
         await rm(to, { recursive: true, force: true });
         await cp(path.join(saved, from), to, { recursive: true, preserveTimestamps: true });
       }
-      d = await Daemon.start(box.root, { listen: 'none', env: { SCOPED_CRASH_AT: String(n) } });
+      await d.start({ env: { SCOPED_CRASH_AT: String(n) } });
       const answer = await d.call('scope.set', { name: 'mail.spam-filter', value: 'spamassassin' }).catch(() => undefined);
       expect(answer, `N=${n}: scoped was killed before answering`).toBeUndefined();
       expect((await d.waitExit()).signal).toBe('SIGKILL');
       if (!fakes.running('rspamd')) break;
     }
     await fakes.breakStart('rspamd', 'port 11332 is taken');
-    d = await Daemon.start(box.root, { listen: 'none' });
+    await d.start();
     await expectStuck(/rspamd: cannot start: port 11332 is taken/);
     await expectConvergeFinishes();
   });
