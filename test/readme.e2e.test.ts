@@ -60,12 +60,12 @@ function examples(readme: string): Example[] {
   return found;
 }
 
-const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+const escapeRegExp = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 /** The README's printed text as a pattern: a line `…` is any lines, `…` in a line any text. */
 function printedPattern(text: string): RegExp {
   const lines = text.replace(/\n$/, '').split('\n');
-  const body = lines.map((l) => (l === '…' ? '(?:[^\\n]*\\n)*?' : `${l.split('…').map(escape).join('[^\\n]*')}\\n`)).join('');
+  const body = lines.map((l) => (l === '…' ? '(?:[^\\n]*\\n)*?' : `${l.split('…').map(escapeRegExp).join('[^\\n]*')}\\n`)).join('');
   return new RegExp(`^${body}$`);
 }
 

@@ -29,7 +29,7 @@ const USAGE = /^cpcmd: [^\n]+\nhint: [^\n]+\n$/;
 const JOB = 'job-0123456789ab';
 const setJob = (params: unknown) => [
   { method: 'scope.set', params },
-  { method: 'job.get', params: { id: JOB } },
+  { method: 'job.get', params: { id: JOB, waitMs: 300 } },
 ];
 
 const cases: Case[] = [
@@ -73,7 +73,7 @@ const cases: Case[] = [
   // Arguments: after --, negative numbers, variadic ones.
   { argv: ['scope:set', 'net.hostname', '--', '-x'], want: { code: 0, requests: setJob({ name: 'net.hostname', args: ['-x'], words: ['-x'], async: true }) } },
   { argv: ['scope:set', 'net.hostname', '-1', '--dry-run'], want: { code: 0, requests: [{ method: 'scope.set', params: { name: 'net.hostname', args: [-1], words: ['-1'], dryRun: true } }] } },
-  { argv: ['converge'], want: { code: 0, stdout: /^all units: applied/m, requests: [{ method: 'unit.converge', params: { async: true } }, { method: 'job.get', params: { id: JOB } }] } },
+  { argv: ['converge'], want: { code: 0, stdout: /^all units: applied/m, requests: [{ method: 'unit.converge', params: { async: true } }, { method: 'job.get', params: { id: JOB, waitMs: 300 } }] } },
   { argv: ['converge', 'net/hostname', 'postfix/main', '--dry-run'], want: { code: 0, requests: [{ method: 'unit.converge', params: { units: ['net/hostname', 'postfix/main'], dryRun: true } }] } },
   { argv: ['scope:reset', 'net.hostname', '--dry-run'], want: { code: 0, requests: [{ method: 'scope.reset', params: { name: 'net.hostname', dryRun: true } }] } },
   { argv: ['scope:check'], want: { code: 0, stdout: 'ok: no drift\n' } },
