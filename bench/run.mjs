@@ -117,7 +117,9 @@ function waitFor(child, what, test, ms = 15_000) {
     const timer = setTimeout(() => finish(reject, new Error(`timed out after ${ms} ms waiting for ${what}; stderr: ${child.err.slice(0, 2000)}`)), ms);
     child.stdout.on('data', check);
     child.stderr.on('data', check);
-    child.exited.then(({ code, signal }) => finish(reject, new Error(`${what}: the process exited (${signal ?? code}) first; stderr: ${child.err.slice(0, 2000)}`)));
+    child.exited.then(({ code, signal }) =>
+      finish(reject, new Error(`${what}: the process exited (${signal ?? code}) first; stderr: ${child.err.slice(0, 2000)}`)),
+    );
     setImmediate(check);
   });
 }
@@ -316,7 +318,9 @@ async function main() {
 
   /* 1. WebSocket throughput */
   log('');
-  log(`1. WebSocket throughput: scope.get net.hostname, one connection, ${cfg.window} in flight, ${fmt(cfg.warmup)} warm-up + ${fmt(cfg.count)} measured, ${cfg.rounds} rounds alternating`);
+  log(
+    `1. WebSocket throughput: scope.get net.hostname, one connection, ${cfg.window} in flight, ${fmt(cfg.warmup)} warm-up + ${fmt(cfg.count)} measured, ${cfg.rounds} rounds alternating`,
+  );
   const opts = { warmup: cfg.warmup, count: cfg.count, window: cfg.window, timeoutMs: wsTimeoutMs };
   const bareRates = [];
   const scopedRates = [];
@@ -325,7 +329,9 @@ async function main() {
     bareRates.push(b.reqPerSec);
     const s = await wsLoad(wsUrl, token, opts);
     scopedRates.push(s.reqPerSec);
-    log(`   round ${r}: bare ${fmt(b.reqPerSec)} req/s (${b.seconds.toFixed(2)} s)   scoped ${fmt(s.reqPerSec)} req/s (${s.seconds.toFixed(2)} s)   ratio ${(s.reqPerSec / b.reqPerSec).toFixed(3)}`);
+    log(
+      `   round ${r}: bare ${fmt(b.reqPerSec)} req/s (${b.seconds.toFixed(2)} s)   scoped ${fmt(s.reqPerSec)} req/s (${s.seconds.toFixed(2)} s)   ratio ${(s.reqPerSec / b.reqPerSec).toFixed(3)}`,
+    );
   }
   const bareMed = median(bareRates);
   const scopedMed = median(scopedRates);
@@ -370,16 +376,22 @@ async function main() {
   /* verdicts */
   log('');
   log('Budgets (ratios against baselines measured in this run):');
-  log(`   ${verdict(wsRatio >= 0.7)}  WebSocket throughput  scoped/bare = ${wsRatio.toFixed(3)}  (budget >= 0.70; medians ${fmt(scopedMed)} / ${fmt(bareMed)} req/s)`);
-  log(`   ${verdict(fastRatio <= 1.5)}  cpcmd cold start      cpcmd/node = ${fastRatio.toFixed(2)}x  (budget <= 1.50x; medians ${meds[1].toFixed(1)} / ${meds[0].toFixed(1)} ms)`);
+  log(
+    `   ${verdict(wsRatio >= 0.7)}  WebSocket throughput  scoped/bare = ${wsRatio.toFixed(3)}  (budget >= 0.70; medians ${fmt(scopedMed)} / ${fmt(bareMed)} req/s)`,
+  );
+  log(
+    `   ${verdict(fastRatio <= 1.5)}  cpcmd cold start      cpcmd/node = ${fastRatio.toFixed(2)}x  (budget <= 1.50x; medians ${meds[1].toFixed(1)} / ${meds[0].toFixed(1)} ms)`,
+  );
   const e2e = mail.endToEnd;
-  log(`   ${verdict(e2e.ratio <= 1.3)}  smart-host set, e2e   cpcmd/bare  = ${e2e.ratio.toFixed(2)}x  (budget <= 1.30x; medians ${e2e.cpcmd.median.toFixed(1)} / ${e2e.bare.median.toFixed(1)} ms)`);
-  log(`   ${verdict(mail.daemon.ratio <= 1.5)}  smart-host set, daemon scoped/bare = ${mail.daemon.ratio.toFixed(2)}x  (budget <= 1.50x; medians ${mail.daemon.scoped.toFixed(1)} / ${mail.daemon.baseline.toFixed(1)} ms)`);
+  log(
+    `   ${verdict(e2e.ratio <= 1.3)}  smart-host set, e2e   cpcmd/bare  = ${e2e.ratio.toFixed(2)}x  (budget <= 1.30x; medians ${e2e.cpcmd.median.toFixed(1)} / ${e2e.bare.median.toFixed(1)} ms)`,
+  );
+  log(
+    `   ${verdict(mail.daemon.ratio <= 1.5)}  smart-host set, daemon scoped/bare = ${mail.daemon.ratio.toFixed(2)}x  (budget <= 1.50x; medians ${mail.daemon.scoped.toFixed(1)} / ${mail.daemon.baseline.toFixed(1)} ms)`,
+  );
   log(`   info  cpcmd via oclif       cpcmd/node = ${oclifRatio.toFixed(2)}x  (no budget; medians ${meds[2].toFixed(1)} / ${meds[0].toFixed(1)} ms)`);
 
-  const errs = daemon.err
-    .split('\n')
-    .filter((l) => l.includes('"level":"error"'));
+  const errs = daemon.err.split('\n').filter((l) => l.includes('"level":"error"'));
   if (errs.length) log(`\nnote: scoped logged ${errs.length} error line(s), first: ${errs[0].slice(0, 300)}`);
 }
 

@@ -73,9 +73,19 @@ function startPostfix() {
   chownSync(path.join(root, 'var/lib/postfix'), Number(execFileSync('id', ['-u', 'postfix']).toString()), 0);
   copyFileSync('/usr/share/postfix/main.cf.debian', path.join(dir, 'main.cf'));
   copyFileSync('/etc/postfix/master.cf', path.join(dir, 'master.cf'));
-  execFileSync('postconf', ['-c', dir, '-e', `queue_directory=${root}/var/spool/postfix`, `data_directory=${root}/var/lib/postfix`,
-    'inet_interfaces=loopback-only', `maillog_file=${root}/var/log/maillog`, `maillog_file_prefixes=${root}/var/log`,
-    'myhostname=bench.test', 'mydestination=', 'compatibility_level=3.6']);
+  execFileSync('postconf', [
+    '-c',
+    dir,
+    '-e',
+    `queue_directory=${root}/var/spool/postfix`,
+    `data_directory=${root}/var/lib/postfix`,
+    'inet_interfaces=loopback-only',
+    `maillog_file=${root}/var/log/maillog`,
+    `maillog_file_prefixes=${root}/var/log`,
+    'myhostname=bench.test',
+    'mydestination=',
+    'compatibility_level=3.6',
+  ]);
   execFileSync('postconf', ['-c', dir, '-M#', 'smtp/inet']);
   backdate(path.join(dir, 'main.cf'));
   execFileSync('postfix', ['-c', dir, 'start'], { stdio: 'ignore' });
@@ -110,7 +120,8 @@ function rpc(socket, method, params) {
 /** The set did the full work: the relay, the credentials file, postmap and a reload. */
 function fullWork(plan, what) {
   const kinds = new Set(plan.map((c) => c.kind));
-  for (const k of ['postconf', 'file', 'postmap', 'service']) if (!kinds.has(k)) throw new Error(`${what} did not do the full work (no ${k}): ${JSON.stringify(plan)}`);
+  for (const k of ['postconf', 'file', 'postmap', 'service'])
+    if (!kinds.has(k)) throw new Error(`${what} did not do the full work (no ${k}): ${JSON.stringify(plan)}`);
 }
 
 /** The bare tools for one set, each a fresh process; `node` adds a fresh `node -e 0`. Resolves with each one's ms. */
@@ -145,7 +156,9 @@ export async function benchSmartHost({ warmup = int('BENCH_SET_WARMUP', 2), runs
   live.add(stop);
   try {
     const map = path.join(pf.dir, 'bench-map');
-    daemon = spawn(process.execPath, [path.join(repo, 'packages/daemon/bin/scoped.js'), '--root', pf.root, '--listen', 'none', '--log-level', 'error'], { stdio: 'ignore' });
+    daemon = spawn(process.execPath, [path.join(repo, 'packages/daemon/bin/scoped.js'), '--root', pf.root, '--listen', 'none', '--log-level', 'error'], {
+      stdio: 'ignore',
+    });
     const socket = path.join(pf.root, 'run/scoped/scoped.sock');
     for (let i = 0; i < 100 && !existsSync(socket); i++) await sleep(50);
     const relay = (i) => `[127.0.0.1]:${2525 + (i % 2)}`;
@@ -153,13 +166,19 @@ export async function benchSmartHost({ warmup = int('BENCH_SET_WARMUP', 2), runs
     // End to end: cpcmd against node + the bare tools, in the same rounds.
     const env = { ...process.env, SCOPED_SOCKET: socket };
     for (const k of ['SCOPED_URL', 'SCOPED_TOKEN', 'CPCMD_OCLIF', 'NODE_OPTIONS']) delete env[k];
-    const cpcmd = (i, ...more) => run(process.execPath, [path.join(repo, 'packages/cli/bin/cpcmd.js'), 'scope:set', 'mail.smart-host', `'${relay(i)}'`, 'alice', `s3cret${i % 2}`, ...more], env);
+    const cpcmd = (i, ...more) =>
+      run(
+        process.execPath,
+        [path.join(repo, 'packages/cli/bin/cpcmd.js'), 'scope:set', 'mail.smart-host', `'${relay(i)}'`, 'alice', `s3cret${i % 2}`, ...more],
+        env,
+      );
     const [, first] = await cpcmd(1, '-o', 'json');
     fullWork(JSON.parse(first).plan, 'cpcmd scope:set');
     const e2e = { cpcmd: [], bare: [], ratio: [], parts: { node: [], postconf: [], postmap: [], reload: [] } };
     for (let i = 0; i < warmup + runs; i++) {
       const [ms, out] = await cpcmd(i);
-      if (!/: applied \(revision \d+\)/.test(out) || !/postmap /.test(out) || !/reload postfix/.test(out)) throw new Error(`cpcmd scope:set did not do the full work: ${out.slice(0, 800)}`);
+      if (!/: applied \(revision \d+\)/.test(out) || !/postmap /.test(out) || !/reload postfix/.test(out))
+        throw new Error(`cpcmd scope:set did not do the full work: ${out.slice(0, 800)}`);
       const t = await bareSet(pf.dir, map, i, true);
       if (i < warmup) continue;
       const bare = t.node + t.postconf + t.postmap + t.reload;

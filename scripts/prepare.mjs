@@ -25,7 +25,8 @@ if (major < 20) {
 
 // Postfix itself, and the SASL modules its smtp client needs to log in to a smart host.
 const debianPackages = ['postfix', 'libsasl2-modules'];
-const dpkgMissing = () => debianPackages.filter((p) => spawnSync('dpkg-query', ['-W', '-f=${Status}', p], { encoding: 'utf8' }).stdout?.includes('install ok installed') !== true);
+const dpkgMissing = () =>
+  debianPackages.filter((p) => spawnSync('dpkg-query', ['-W', '-f=${Status}', p], { encoding: 'utf8' }).stdout?.includes('install ok installed') !== true);
 const missing = has('dpkg-query') ? dpkgMissing() : has('postconf') ? [] : debianPackages;
 if (missing.length) {
   if (process.getuid?.() === 0 && has('apt-get')) {

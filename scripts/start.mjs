@@ -32,6 +32,8 @@ Over HTTP: curl -H "Authorization: Bearer $(cat ${path.join(root, 'etc/scoped/ad
 Stop with Ctrl-C.
 
 `);
-const child = spawn(process.execPath, [path.join(repo, 'packages', 'daemon', 'bin', 'scoped.js'), '--root', root, ...process.argv.slice(2)], { stdio: 'inherit' });
+const child = spawn(process.execPath, [path.join(repo, 'packages', 'daemon', 'bin', 'scoped.js'), '--root', root, ...process.argv.slice(2)], {
+  stdio: 'inherit',
+});
 for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => child.kill('SIGTERM'));
 child.on('exit', (code, signal) => process.exit(code ?? (signal ? 0 : 1)));

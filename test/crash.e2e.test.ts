@@ -126,72 +126,68 @@ describe('crash safety of scope.set mail.smart-host', () => {
     return isA ? 'A' : 'B';
   }
 
-  test(
-    'a kill at any crash point leaves the old or the new state whole, and the store agreeing',
-    async () => {
-      // First start: creates the store and the admin token, so later starts pass no crash point.
-      // Converge once, so the starting point (no smart host) is a state without drift.
-      let d = await fx.start();
-      const converged = await d.ok<{ status: string }>('unit.converge', {});
-      expect(converged.status).toBe('applied');
-      expect(await d.ok('scope.check', {})).toEqual({ ok: true, drift: [] });
+  test('a kill at any crash point leaves the old or the new state whole, and the store agreeing', async () => {
+    // First start: creates the store and the admin token, so later starts pass no crash point.
+    // Converge once, so the starting point (no smart host) is a state without drift.
+    let d = await fx.start();
+    const converged = await d.ok<{ status: string }>('unit.converge', {});
+    expect(converged.status).toBe('applied');
+    expect(await d.ok('scope.check', {})).toEqual({ ok: true, drift: [] });
+    await d.stop();
+
+    let killPoints = 0;
+    const summary: string[] = [];
+    for (const sc of scenarios) {
+      // The reference run: A before, B after.
+      await savePristine();
+      const A = await files();
+      d = await fx.start();
+      const ref = JSON.parse((await httpPost({ socket: d.socket }, setBody(sc.value))).text);
+      expect(ref.result?.status, `${sc.name}: reference run: ${JSON.stringify(ref)}`).toBe('applied');
+      const B = await files();
+      await checkConsistent(d, B, B, `${sc.name} reference`);
       await d.stop();
+      expect(B).not.toEqual(A);
 
-      let killPoints = 0;
-      const summary: string[] = [];
-      for (const sc of scenarios) {
-        // The reference run: A before, B after.
-        await savePristine();
-        const A = await files();
-        d = await fx.start();
-        const ref = JSON.parse((await httpPost({ socket: d.socket }, setBody(sc.value))).text);
-        expect(ref.result?.status, `${sc.name}: reference run: ${JSON.stringify(ref)}`).toBe('applied');
-        const B = await files();
-        await checkConsistent(d, B, B, `${sc.name} reference`);
-        await d.stop();
-        expect(B).not.toEqual(A);
-
-        const outcomes: string[] = [];
-        for (let n = 1; ; n++) {
-          expect(n, `${sc.name}: the set never completed`).toBeLessThan(100);
-          await restorePristine();
-          const crashing = await fx.start({ env: { SCOPED_CRASH_AT: String(n) } });
-          let answer: string | undefined;
-          try {
-            answer = (await httpPost({ socket: crashing.socket }, setBody(sc.value))).text;
-          } catch {
-            // reset by the kill
-          }
-          if (answer !== undefined && crashing.running) {
-            // Past the last crash point: the set completed normally.
-            expect(JSON.parse(answer).result?.status, `${sc.name} N=${n}`).toBe('applied');
-            await checkConsistent(crashing, A, B, `${sc.name} N=${n} (no crash)`);
-            await crashing.stop();
-            outcomes.push('done');
-            break;
-          }
-          const exit = await crashing.waitExit(15_000);
-          expect(exit.signal, `${sc.name} N=${n}: the daemon should have killed itself`).toBe('SIGKILL');
-          expect(answer, `${sc.name} N=${n}: an answer came before the kill`).toBeUndefined();
-          killPoints++;
-
-          const again = await fx.start();
-          try {
-            outcomes.push(await checkConsistent(again, A, B, `${sc.name} N=${n}`));
-          } catch (err) {
-            (err as Error).message += `\n--- daemon log after the restart ---\n${again.stderr()}`;
-            throw err;
-          } finally {
-            await again.stop();
-          }
+      const outcomes: string[] = [];
+      for (let n = 1; ; n++) {
+        expect(n, `${sc.name}: the set never completed`).toBeLessThan(100);
+        await restorePristine();
+        const crashing = await fx.start({ env: { SCOPED_CRASH_AT: String(n) } });
+        let answer: string | undefined;
+        try {
+          answer = (await httpPost({ socket: crashing.socket }, setBody(sc.value))).text;
+        } catch {
+          // reset by the kill
         }
-        summary.push(`${sc.name}: ${outcomes.length - 1} kill points, outcomes ${outcomes.join(' ')}`);
-        // Leave B in place (the completed run) for the next scenario.
-        await rm(pristineDir(), { recursive: true, force: true });
+        if (answer !== undefined && crashing.running) {
+          // Past the last crash point: the set completed normally.
+          expect(JSON.parse(answer).result?.status, `${sc.name} N=${n}`).toBe('applied');
+          await checkConsistent(crashing, A, B, `${sc.name} N=${n} (no crash)`);
+          await crashing.stop();
+          outcomes.push('done');
+          break;
+        }
+        const exit = await crashing.waitExit(15_000);
+        expect(exit.signal, `${sc.name} N=${n}: the daemon should have killed itself`).toBe('SIGKILL');
+        expect(answer, `${sc.name} N=${n}: an answer came before the kill`).toBeUndefined();
+        killPoints++;
+
+        const again = await fx.start();
+        try {
+          outcomes.push(await checkConsistent(again, A, B, `${sc.name} N=${n}`));
+        } catch (err) {
+          (err as Error).message += `\n--- daemon log after the restart ---\n${again.stderr()}`;
+          throw err;
+        } finally {
+          await again.stop();
+        }
       }
-      console.log(`crash e2e: ${killPoints} kill points across ${scenarios.length} scenarios\n  ${summary.join('\n  ')}`);
-      expect(killPoints).toBeGreaterThanOrEqual(50);
-    },
-    300_000,
-  );
+      summary.push(`${sc.name}: ${outcomes.length - 1} kill points, outcomes ${outcomes.join(' ')}`);
+      // Leave B in place (the completed run) for the next scenario.
+      await rm(pristineDir(), { recursive: true, force: true });
+    }
+    console.log(`crash e2e: ${killPoints} kill points across ${scenarios.length} scenarios\n  ${summary.join('\n  ')}`);
+    expect(killPoints).toBeGreaterThanOrEqual(50);
+  }, 300_000);
 });

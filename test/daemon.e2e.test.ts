@@ -36,7 +36,14 @@ describe('scoped start-up and shutdown', () => {
       await new Promise<void>((resolve, reject) => {
         const body = '{"jsonrpc":"2.0","id":1,"method":"scope.list","params":{}}';
         const req = httpRequest(
-          { host: '127.0.0.1', port: d.port!, path: '/rpc', method: 'POST', agent, headers: { authorization: `Bearer ${token}`, 'content-length': body.length } },
+          {
+            host: '127.0.0.1',
+            port: d.port!,
+            path: '/rpc',
+            method: 'POST',
+            agent,
+            headers: { authorization: `Bearer ${token}`, 'content-length': body.length },
+          },
           (res) => {
             res.resume();
             res.on('end', () => resolve());

@@ -43,7 +43,10 @@ describe('events over WebSocket', () => {
   });
 
   it('answers subscribe over HTTP with a clear error: events need a WebSocket', async () => {
-    await expect(local.call('events.subscribe', { topics: ['scope.changed'] })).rejects.toMatchObject({ code: -32600, message: expect.stringMatching(/WebSocket/) });
+    await expect(local.call('events.subscribe', { topics: ['scope.changed'] })).rejects.toMatchObject({
+      code: -32600,
+      message: expect.stringMatching(/WebSocket/),
+    });
   });
 
   it('replays exactly the three changes a subscriber missed, then live ones, with no duplicate', async () => {
@@ -56,7 +59,11 @@ describe('events over WebSocket', () => {
     expect((await d.cpcmd(['scope:set', 'net.hostname', 'one.example.com'])).code).toBe(0);
     await until('the first event', () => eventsOn(first).length === 1);
     const seen = eventsOn(first)[0]!;
-    expect(seen).toMatchObject({ subscription: sub.result.subscription, topic: 'scope.changed', data: { scope: 'net.hostname', value: 'one.example.com', action: 'scope.set' } });
+    expect(seen).toMatchObject({
+      subscription: sub.result.subscription,
+      topic: 'scope.changed',
+      data: { scope: 'net.hostname', value: 'one.example.com', action: 'scope.set' },
+    });
     expect(seen.revision).toBeGreaterThan(sub.result.revision);
     await first.close();
 
@@ -178,7 +185,9 @@ describe('events over WebSocket', () => {
   it('refuses a subscription to a topic that is not a glob, and an unauthenticated one', async () => {
     const conn = await WsClient.open(d.port!, token);
     try {
-      const bad = (await conn.request(JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'events.subscribe', params: { topics: ['scope changed\n'] } }))) as object;
+      const bad = (await conn.request(
+        JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'events.subscribe', params: { topics: ['scope changed\n'] } }),
+      )) as object;
       expect(bad).toMatchObject({ id: 1, error: { code: -32602 } });
     } finally {
       await conn.close();

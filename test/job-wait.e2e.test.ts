@@ -128,7 +128,7 @@ describe('job.get waitMs (real scoped, a slow plugin, unix socket, TCP, cpcmd)',
     expectRpcError(await d.call('job.get', { id: 'job-000000000000', waitMs: 10_000 }), 'NotFound');
   });
 
-  it('a token limited to scopes waits only for its own jobs: another token\'s job is not found', async () => {
+  it("a token limited to scopes waits only for its own jobs: another token's job is not found", async () => {
     await using d = await slowScoped();
     const mk = async (name: string) => result<{ token: string }>(await d.call('token.create', { role: 'operator', name, scopes: ['slow.*'] })).token;
     const [alice, bob] = [await mk('alice'), await mk('bob')];

@@ -75,7 +75,13 @@ const bulkText = (value: string, i: number) => `# bulk file ${i}, written by sco
 
 interface EventNote {
   method: string;
-  params: { subscription: string; revision: number; topic: string; time: string; data: { job: string; done?: number; total?: number; step?: string; error?: string } };
+  params: {
+    subscription: string;
+    revision: number;
+    topic: string;
+    time: string;
+    data: { job: string; done?: number; total?: number; step?: string; error?: string };
+  };
 }
 
 let plugins: PluginDirs | undefined;
@@ -123,10 +129,12 @@ async function setBulk(value: string): Promise<string> {
   const r = await cp('scope:set', 'bulk.files', value, '--no-wait');
   expectExit(r, 'ok');
   const id = r.stdout.trim();
-  const end = JSON.parse(await ws.waitFor((m) => {
-    const e = JSON.parse(m) as Partial<EventNote>;
-    return e.method === 'event' && e.params?.data?.job === id && /^job\.(done|failed|cancelled)$/.test(e.params.topic);
-  }, 30_000)) as EventNote;
+  const end = JSON.parse(
+    await ws.waitFor((m) => {
+      const e = JSON.parse(m) as Partial<EventNote>;
+      return e.method === 'event' && e.params?.data?.job === id && /^job\.(done|failed|cancelled)$/.test(e.params.topic);
+    }, 30_000),
+  ) as EventNote;
   expect(end.params.topic).toBe('job.done');
   return id;
 }
@@ -228,7 +236,12 @@ describe('converges as jobs (real scoped, a plugin from outside the repository, 
     expect(await storedValue()).toBe('v1');
     const audit = await cp('audit:list', '--scope', 'bulk.files', '-o', 'json');
     expectExit(audit, 'ok');
-    expect(JSON.parse(audit.stdout).at(-1)).toMatchObject({ action: 'scope.set', target: 'bulk.files', outcome: 'rolled-back', reason: expect.stringMatching(/cancelled/) });
+    expect(JSON.parse(audit.stdout).at(-1)).toMatchObject({
+      action: 'scope.set',
+      target: 'bulk.files',
+      outcome: 'rolled-back',
+      reason: expect.stringMatching(/cancelled/),
+    });
   });
 
   it('a job cancelled midway while creating files removes every file it created', async () => {
@@ -247,7 +260,10 @@ describe('converges as jobs (real scoped, a plugin from outside the repository, 
     expect(job.done).toBeLessThan(N);
 
     const after = await treeDigest(etc());
-    expect(Object.keys(after).filter((p) => after[p]!.startsWith('file ') && !(p in before)), 'files the cancelled job created').toEqual([]);
+    expect(
+      Object.keys(after).filter((p) => after[p]!.startsWith('file ') && !(p in before)),
+      'files the cancelled job created',
+    ).toEqual([]);
     expect.soft(after, 'the tree, directories included, is as before the job').toEqual(before);
     expect(await storedValue()).toBe('');
     expectExit(await cp('scope:check'), 'ok');

@@ -185,7 +185,9 @@ describe.each(transports)('JSON-RPC 2.0 section 7 examples over %s', (_name, ope
     expect(Array.isArray(a)).toBe(true);
     const list = a as { id: unknown; result?: unknown; error?: { code: number } }[];
     expect(list).toHaveLength(5);
-    expect(list.map((r) => r.id).sort((x, y) => String(x).localeCompare(String(y)))).toEqual(['1', '2', '5', '9', null].sort((x, y) => String(x).localeCompare(String(y))));
+    expect(list.map((r) => r.id).sort((x, y) => String(x).localeCompare(String(y)))).toEqual(
+      ['1', '2', '5', '9', null].sort((x, y) => String(x).localeCompare(String(y))),
+    );
     const byId = new Map(list.map((r) => [r.id, r]));
     expect(byId.get('1')).toMatchObject({ result: { name: 'net.hostname', value: 'rpc.example.net' } });
     expect(byId.get('2')).toMatchObject({ result: { name: 'net.hostname', usage: expect.any(String) } });
@@ -335,7 +337,8 @@ describe('limits from a YAML --config file', () => {
   let daemon: Scoped;
   let token: string;
   const call = JSON.stringify({ jsonrpc: '2.0', method: 'scope.list', params: { glob: 'net.*' }, id: 7 });
-  const batch = (n: number) => JSON.stringify(Array.from({ length: n }, (_, i) => ({ jsonrpc: '2.0', method: 'scope.list', params: { glob: 'net.*' }, id: i + 1 })));
+  const batch = (n: number) =>
+    JSON.stringify(Array.from({ length: n }, (_, i) => ({ jsonrpc: '2.0', method: 'scope.list', params: { glob: 'net.*' }, id: i + 1 })));
 
   beforeAll(async () => {
     daemon = await scoped({ config: { maxBodyBytes: 2048, maxBatch: 3, maxWsPayloadBytes: 2048 } });

@@ -56,7 +56,14 @@ describe('mail scopes against a real Postfix', { timeout: 120_000 }, () => {
       box = daemon.postfix;
       // Nothing but a plugin loaded may log before "listening".
       const lines = daemon.logLines();
-      expect(lines.slice(0, lines.findIndex((l) => l.msg === 'listening')).filter((l) => l.msg !== 'plugin loaded')).toEqual([]);
+      expect(
+        lines
+          .slice(
+            0,
+            lines.findIndex((l) => l.msg === 'listening'),
+          )
+          .filter((l) => l.msg !== 'plugin loaded'),
+      ).toEqual([]);
     } catch (err) {
       await teardown().catch(() => undefined);
       throw err;
@@ -121,11 +128,11 @@ describe('mail scopes against a real Postfix', { timeout: 120_000 }, () => {
     expect(again.stdout).toMatch(/unchanged/);
   });
 
-  it('a wrong password defers the mail (kept in the queue, with the relay\'s answer); the right one and a flush deliver it', async () => {
+  it("a wrong password defers the mail (kept in the queue, with the relay's answer); the right one and a flush deliver it", async () => {
     expectExit(await setSmartHost(RELAY_USER, WRONG), 'ok');
     const id = await box.sendmail();
 
-    const queued = await waitFor('the message to be deferred with the relay\'s answer', async () => {
+    const queued = await waitFor("the message to be deferred with the relay's answer", async () => {
       const q = await box.queue();
       return /SASL authentication failed/.test(q) && /535/.test(q) ? q : undefined;
     });
@@ -156,14 +163,20 @@ describe('mail scopes against a real Postfix', { timeout: 120_000 }, () => {
   it('postfix_relay_mynetworks: off, Postfix defers relaying for 127.0.0.1 without a login; on, it relays through the smart host', async () => {
     expectExit(await setSmartHost(RELAY_USER, RELAY_PASSWORD), 'ok');
     const refused = await box.smtpSubmit();
-    expect(refused.find((l) => l.startsWith('4') || l.startsWith('5')), refused.join('\n')).toMatch(/^454 .*Relay access denied/);
+    expect(
+      refused.find((l) => l.startsWith('4') || l.startsWith('5')),
+      refused.join('\n'),
+    ).toMatch(/^454 .*Relay access denied/);
     expect(relay.messages).toEqual([]);
 
     expectExit(await daemon.cpcmd(['scope:set', 'cp.bootstrapper', 'postfix_relay_mynetworks', 'true']), 'ok');
     expect((await box.params()).get('smtpd_relay_restrictions')).toMatch(/^permit_mynetworks, /);
     const id = `<${Date.now()}.smtp@sandbox.test>`;
     const accepted = await box.smtpSubmit({ id });
-    expect(accepted.some((l) => /^250 .*queued as/.test(l)), accepted.join('\n')).toBe(true);
+    expect(
+      accepted.some((l) => /^250 .*queued as/.test(l)),
+      accepted.join('\n'),
+    ).toBe(true);
     expect(await messageArrives(id)).toMatchObject({ secure: true, user: RELAY_USER });
   });
 
@@ -322,7 +335,7 @@ describe('mail scopes against a real Postfix', { timeout: 120_000 }, () => {
       ['scope.set', { name: 'mail.smart-host', value: { host: 'bad host', username: RELAY_USER, password: WRONG } }],
       ['scope.set', { name: 'mail.smart-host', value: { host: relay.relayhost, username: RELAY_USER, password: `${WRONG}\nx` } }],
       ['scope.set', { name: 'mail.smart-host', value: { host: relay.relayhost, username: RELAY_USER, password: WRONG, extra: WRONG } }],
-      ['var.set', { name: 'postfix_smarthost', value: { host: relay.relayhost, username: RELAY_USER } , extra: WRONG }],
+      ['var.set', { name: 'postfix_smarthost', value: { host: relay.relayhost, username: RELAY_USER }, extra: WRONG }],
       ['scope.set', { name: 'cp.bootstrapper', args: ['postfix_smarthost', [`host:${relay.relayhost}`, `password:${WRONG}`]] }],
     ];
     for (const [method, params] of refusedRpc) {
@@ -352,11 +365,19 @@ describe('mail scopes against a real Postfix', { timeout: 120_000 }, () => {
       for (const word of ['postfix_smarthost', 'relayhost', relay.relayhost, '[other.test]:25']) expect(check.stdout, word).toContain(word);
     }
     // Which scope the whole-system check names has its own test below.
-    expect((await daemon.cpcmd(['scope:check', 'mail.smart-host'])).stdout).toMatch(/^drift: mail\.smart-host postfix_smarthost mail\/configure-postfix main\.cf:relayhost: /m);
+    expect((await daemon.cpcmd(['scope:check', 'mail.smart-host'])).stdout).toMatch(
+      /^drift: mail\.smart-host postfix_smarthost mail\/configure-postfix main\.cf:relayhost: /m,
+    );
     const json = await daemon.cpcmd(['scope:check', 'mail.smart-host', '-o', 'json']);
     expectExit(json, 'drift');
     expect(JSON.parse(json.stdout).drift).toEqual([
-      expect.objectContaining({ scope: 'mail.smart-host', var: 'postfix_smarthost', unit: 'mail/configure-postfix', expected: relay.relayhost, actual: '[other.test]:25' }),
+      expect.objectContaining({
+        scope: 'mail.smart-host',
+        var: 'postfix_smarthost',
+        unit: 'mail/configure-postfix',
+        expected: relay.relayhost,
+        actual: '[other.test]:25',
+      }),
     ]);
 
     const get = await daemon.cpcmd(['scope:get', 'mail.smart-host']);
@@ -398,10 +419,12 @@ describe('mail scopes against a real Postfix', { timeout: 120_000 }, () => {
     expectExit(check, 'drift');
     expect(check.stdout).toMatch(/^drift: mail\.smart-host postfix_smarthost mail\/configure-postfix main\.cf:relayhost: /m);
     const json = await daemon.cpcmd(['scope:check', '-o', 'json']);
-    expect(JSON.parse(json.stdout).drift).toEqual([expect.objectContaining({ scope: 'mail.smart-host', var: 'postfix_smarthost', target: 'main.cf:relayhost' })]);
+    expect(JSON.parse(json.stdout).drift).toEqual([
+      expect.objectContaining({ scope: 'mail.smart-host', var: 'postfix_smarthost', target: 'main.cf:relayhost' }),
+    ]);
   });
 
-  it('net.hostname propagates to Postfix\'s myhostname and reloads the running Postfix', async () => {
+  it("net.hostname propagates to Postfix's myhostname and reloads the running Postfix", async () => {
     expectExit(await setSmartHost(RELAY_USER, RELAY_PASSWORD), 'ok');
     const reloadsBefore = ((await box.maillog()).match(/postfix\/master\[\d+\]: reload/g) ?? []).length;
 
@@ -410,7 +433,9 @@ describe('mail scopes against a real Postfix', { timeout: 120_000 }, () => {
     expect((await box.postconf(['-h', 'myhostname'])).trim()).toBe('mail.example.test');
     expect(readFileSync(path.join(box.root, 'etc/hostname'), 'utf8')).toBe('mail.example.test\n');
     expect(readFileSync(path.join(box.root, 'etc/mailname'), 'utf8')).toBe('mail.example.test\n');
-    await waitFor('Postfix to log a reload', async () => (((await box.maillog()).match(/postfix\/master\[\d+\]: reload/g) ?? []).length > reloadsBefore ? true : undefined));
+    await waitFor('Postfix to log a reload', async () =>
+      ((await box.maillog()).match(/postfix\/master\[\d+\]: reload/g) ?? []).length > reloadsBefore ? true : undefined,
+    );
 
     // The running Postfix uses the new name: it stamps it into the Received header it adds.
     const msg = await messageArrives(await box.sendmail());

@@ -117,14 +117,33 @@ describe('third-party plugins loaded from outside the repository (real scoped, r
   beforeAll(async () => {
     plugins = await PluginDirs.create();
     dirs.demo = await plugins.write('demo', DEMO_PLUGIN);
-    dirs.api2Manifest = await plugins.write('future-manifest', simplePlugin({ name: 'scoped-plugin-future-manifest', scope: 'future.manifest', varName: 'future_manifest', unit: 'future/manifest' }), { apiVersion: 2 });
-    dirs.api2Module = await plugins.write('future-module', simplePlugin({ name: 'scoped-plugin-future-module', scope: 'future.module', varName: 'future_module', unit: 'future/module', apiVersion: 2 }));
-    dirs.collide = await plugins.write('collide', simplePlugin({ name: 'scoped-plugin-collide', scope: 'net.hostname', varName: 'collide_value', unit: 'collide/hostname' }));
+    dirs.api2Manifest = await plugins.write(
+      'future-manifest',
+      simplePlugin({ name: 'scoped-plugin-future-manifest', scope: 'future.manifest', varName: 'future_manifest', unit: 'future/manifest' }),
+      { apiVersion: 2 },
+    );
+    dirs.api2Module = await plugins.write(
+      'future-module',
+      simplePlugin({ name: 'scoped-plugin-future-module', scope: 'future.module', varName: 'future_module', unit: 'future/module', apiVersion: 2 }),
+    );
+    dirs.collide = await plugins.write(
+      'collide',
+      simplePlugin({ name: 'scoped-plugin-collide', scope: 'net.hostname', varName: 'collide_value', unit: 'collide/hostname' }),
+    );
     // A plugin directory (pluginDir): every subdirectory is a plugin.
-    dirs.broken = await plugins.write('plugin-dir/broken', `throw new Error('broken on purpose: cannot reach its license server');\n`, { name: 'scoped-plugin-broken' });
+    dirs.broken = await plugins.write('plugin-dir/broken', `throw new Error('broken on purpose: cannot reach its license server');\n`, {
+      name: 'scoped-plugin-broken',
+    });
     dirs.hang = await plugins.write(
       'plugin-dir/hang',
-      simplePlugin({ name: 'scoped-plugin-hang', scope: 'hang.forever', varName: 'hang_value', unit: 'hang/forever', timeoutMs: HANG_MS, observe: '() => new Promise(() => {})' }),
+      simplePlugin({
+        name: 'scoped-plugin-hang',
+        scope: 'hang.forever',
+        varName: 'hang_value',
+        unit: 'hang/forever',
+        timeoutMs: HANG_MS,
+        observe: '() => new Promise(() => {})',
+      }),
       { name: 'scoped-plugin-hang' },
     );
     d = await scoped({
@@ -184,7 +203,13 @@ describe('third-party plugins loaded from outside the repository (real scoped, r
     expect(pl.stdout).toMatch(/^scoped-plugin-demo@1\.0\.0\s+loaded {2}demo\.banner$/m);
     expect(pl.stdout).toMatch(/^@scoped\/plugin-net@\S+\s+loaded {2}net\.hostname$/m);
     const json = await cp('plugin:list', '-o', 'json');
-    expect(JSON.parse(json.stdout)).toContainEqual({ name: 'scoped-plugin-demo', version: '1.0.0', scopes: ['demo.banner'], status: 'loaded', source: dirs.demo });
+    expect(JSON.parse(json.stdout)).toContainEqual({
+      name: 'scoped-plugin-demo',
+      version: '1.0.0',
+      scopes: ['demo.banner'],
+      status: 'loaded',
+      source: dirs.demo,
+    });
   });
 
   it('a plugin that throws at load, one for another API version and one that takes a first-party scope name are refused with the reason; first-party scopes work', async () => {
@@ -193,7 +218,9 @@ describe('third-party plugins loaded from outside the repository (real scoped, r
     expectExit(pl, 'plugin');
     expect(pl.stdout).toMatch(/^scoped-plugin-broken\s+failed {2}broken on purpose: cannot reach its license server$/m);
     expect(pl.stdout).toMatch(/^scoped-plugin-future-manifest\s+failed {2}.*needs plugin API 2; this daemon speaks 1$/m);
-    expect(pl.stdout).toMatch(/^scoped-plugin-future-module@1\.0\.0\s+failed {2}future\.module {2}plugin API version 2 is not supported \(this daemon speaks 1\)$/m);
+    expect(pl.stdout).toMatch(
+      /^scoped-plugin-future-module@1\.0\.0\s+failed {2}future\.module {2}plugin API version 2 is not supported \(this daemon speaks 1\)$/m,
+    );
     expect(pl.stdout).toMatch(/^scoped-plugin-collide@1\.0\.0\s+failed {2}net\.hostname {2}.*scope net\.hostname is already declared by @scoped\/plugin-net/m);
     // The hanging plugin loads fine: it only hangs once its unit runs.
     expect(pl.stdout).toMatch(/^scoped-plugin-hang@1\.0\.0\s+loaded {2}hang\.forever$/m);
@@ -201,7 +228,11 @@ describe('third-party plugins loaded from outside the repository (real scoped, r
     const status = await pluginStatus();
     const byName = Object.fromEntries(status.map((p) => [p.name, p]));
     expect(byName['scoped-plugin-broken']).toMatchObject({ status: 'failed', source: dirs.broken, error: expect.stringContaining('broken on purpose') });
-    expect(byName['scoped-plugin-future-manifest']).toMatchObject({ status: 'failed', source: dirs.api2Manifest, error: expect.stringContaining('plugin API 2') });
+    expect(byName['scoped-plugin-future-manifest']).toMatchObject({
+      status: 'failed',
+      source: dirs.api2Manifest,
+      error: expect.stringContaining('plugin API 2'),
+    });
     expect(byName['scoped-plugin-future-module']).toMatchObject({ status: 'failed', error: expect.stringContaining('plugin API version 2') });
     expect(byName['scoped-plugin-collide']).toMatchObject({ status: 'failed', error: expect.stringContaining('net.hostname') });
     // A clear reason says who already has the name, not only that it is taken.
@@ -236,15 +267,23 @@ describe('third-party plugins loaded from outside the repository (real scoped, r
     const during = cp('scope:set', 'net.hostname', 'during.example.test');
     const [h, s] = await Promise.all([hanging, during]);
     expectExit(h, 'plugin');
-    expect(h.stderr).toMatch(new RegExp(`^cpcmd: unit hang/forever did not observe and plan within ${HANG_MS} ms; its plugin is disabled until scoped restarts`));
+    expect(h.stderr).toMatch(
+      new RegExp(`^cpcmd: unit hang/forever did not observe and plan within ${HANG_MS} ms; its plugin is disabled until scoped restarts`),
+    );
     expect(Date.now() - t0).toBeLessThan(15_000);
     expectExit(s, 'ok');
     expect(await readFile(path.join(d.root, 'etc/hostname'), 'utf8')).toBe('during.example.test\n');
 
     const pl = await cp('plugin:list');
     expectExit(pl, 'plugin');
-    expect(pl.stdout).toMatch(new RegExp(`^scoped-plugin-hang@1\\.0\\.0\\s+disabled {2}hang\\.forever {2}unit hang/forever did not observe and plan within ${HANG_MS} ms`, 'm'));
-    expect((await pluginStatus()).find((p) => p.name === 'scoped-plugin-hang')).toMatchObject({ status: 'disabled', source: dirs.hang, error: expect.stringContaining('did not observe and plan') });
+    expect(pl.stdout).toMatch(
+      new RegExp(`^scoped-plugin-hang@1\\.0\\.0\\s+disabled {2}hang\\.forever {2}unit hang/forever did not observe and plan within ${HANG_MS} ms`, 'm'),
+    );
+    expect((await pluginStatus()).find((p) => p.name === 'scoped-plugin-hang')).toMatchObject({
+      status: 'disabled',
+      source: dirs.hang,
+      error: expect.stringContaining('did not observe and plan'),
+    });
 
     // Disabled: refused at once with the reason, without waiting for the unit again.
     const again = await cp('scope:set', 'hang.forever', 'y');
@@ -292,7 +331,8 @@ describe('a plugin whose scope code never returns', () => {
   let stuckDirs: PluginDirs | undefined;
   let sd: Scoped;
   /** cpcmd with a deadline: a call that never answers is killed and shows as exit null. */
-  const cpWithin = (ms: number, ...args: string[]) => run(process.execPath, [CPCMD_BIN, ...args], { env: cleanEnv({ SCOPED_SOCKET: sd.socket }), timeoutMs: ms });
+  const cpWithin = (ms: number, ...args: string[]) =>
+    run(process.execPath, [CPCMD_BIN, ...args], { env: cleanEnv({ SCOPED_SOCKET: sd.socket }), timeoutMs: ms });
 
   beforeAll(async () => {
     stuckDirs = await PluginDirs.create();
@@ -309,7 +349,9 @@ describe('a plugin whose scope code never returns', () => {
     const stuck = cpWithin(25_000, 'scope:set', 'stuck.get', 'x');
     await new Promise((r) => setTimeout(r, 300));
     const host = await cpWithin(20_000, 'scope:set', 'net.hostname', 'unblocked.example.test');
-    expect(host.code, `net.hostname was held up by the stuck plugin (exit ${host.code ?? host.signal})\nstdout: ${host.stdout}\nstderr: ${host.stderr}`).toBe(ExitCodes.ok);
+    expect(host.code, `net.hostname was held up by the stuck plugin (exit ${host.code ?? host.signal})\nstdout: ${host.stdout}\nstderr: ${host.stderr}`).toBe(
+      ExitCodes.ok,
+    );
     expect(await readFile(path.join(sd.root, 'etc/hostname'), 'utf8')).toBe('unblocked.example.test\n');
     // The stuck call itself should end with a plugin error or a timeout, the plugin reported.
     const s = await stuck;
@@ -322,7 +364,13 @@ describe('every plugin, first-party or not, loads through one loader in the orde
   let dd: Scoped;
   const dirOf: Record<string, string> = {};
   const simple = (name: string, extra: Partial<Parameters<typeof simplePlugin>[0]> = {}) =>
-    simplePlugin({ name: `scoped-plugin-${name}`, scope: `${name.replace(/-/g, '')}.value`, varName: `${name.replace(/-/g, '_')}_value`, unit: `${name.replace(/-/g, '')}/value`, ...extra });
+    simplePlugin({
+      name: `scoped-plugin-${name}`,
+      scope: `${name.replace(/-/g, '')}.value`,
+      varName: `${name.replace(/-/g, '_')}_value`,
+      unit: `${name.replace(/-/g, '')}/value`,
+      ...extra,
+    });
   /** Rewrite a written plugin's package.json `main`. */
   const withMain = async (dir: string, main: string) => {
     const file = path.join(dir, 'package.json');
@@ -381,7 +429,7 @@ describe('every plugin, first-party or not, loads through one loader in the orde
     expectExit(set, 'ok');
   });
 
-  it('a plugin that reads another plugin\'s var without declaring it in dependsOn is refused, naming what to add', async () => {
+  it("a plugin that reads another plugin's var without declaring it in dependsOn is refused, naming what to add", async () => {
     const pl = await dd.cpcmd(['plugin:list']);
     expectExit(pl, 'plugin');
     expect(pl.stdout).toMatch(
@@ -401,9 +449,15 @@ describe('every plugin, first-party or not, loads through one loader in the orde
       ['scoped-plugin-cycle-a', 'scoped-plugin-cycle-a → scoped-plugin-cycle-b → scoped-plugin-cycle-a'],
       ['scoped-plugin-cycle-b', 'scoped-plugin-cycle-b → scoped-plugin-cycle-a → scoped-plugin-cycle-b'],
     ] as const) {
-      expect(byName[name]).toMatchObject({ status: 'failed', error: `its dependsOn makes a cycle (${cycle}): a plugin cannot come before itself; remove one of these dependencies` });
+      expect(byName[name]).toMatchObject({
+        status: 'failed',
+        error: `its dependsOn makes a cycle (${cycle}): a plugin cannot come before itself; remove one of these dependencies`,
+      });
     }
-    expect(byName['scoped-plugin-after-cycle']).toMatchObject({ status: 'failed', error: 'it depends on scoped-plugin-cycle-a, which did not load (see its own entry)' });
+    expect(byName['scoped-plugin-after-cycle']).toMatchObject({
+      status: 'failed',
+      error: 'it depends on scoped-plugin-cycle-a, which did not load (see its own entry)',
+    });
     for (const scope of ['orphan.value', 'cyclea.value', 'aftercycle.value']) expectExit(await dd.cpcmd(['scope:get', scope]), 'notFound');
     expect(dd.running).toBe(true);
     expectExit(await dd.cpcmd(['scope:set', 'net.hostname', 'deps.example.test']), 'ok');
@@ -413,8 +467,12 @@ describe('every plugin, first-party or not, loads through one loader in the orde
     const byName = await statusByName();
     expect(byName['scoped-plugin-ts-entry']).toMatchObject({
       status: 'failed',
-      error: 'its entry src/index.ts is TypeScript, which node cannot load: build it (npx tsc) and point "main" in package.json at the built .js file, such as ./dist/index.js',
+      error:
+        'its entry src/index.ts is TypeScript, which node cannot load: build it (npx tsc) and point "main" in package.json at the built .js file, such as ./dist/index.js',
     });
-    expect(byName['scoped-plugin-unbuilt']).toMatchObject({ status: 'failed', error: 'its entry dist/index.js does not exist: build the plugin first (npx tsc), or fix "main" in package.json' });
+    expect(byName['scoped-plugin-unbuilt']).toMatchObject({
+      status: 'failed',
+      error: 'its entry dist/index.js does not exist: build the plugin first (npx tsc), or fix "main" in package.json',
+    });
   });
 });

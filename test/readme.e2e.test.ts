@@ -87,11 +87,19 @@ describe('the README examples, run outside the repository as written', () => {
     packs = packsDir.path;
     const packed = await run('npm', ['run', '--silent', 'pack', '--', packs], { cwd: REPO, timeoutMs: 120_000 });
     expect(packed.code, packed.stderr).toBe(0);
-    expect(packed.stdout.trim().split('\n').map((f) => path.basename(f))).toEqual(['scoped-protocol.tgz', 'scoped-sdk.tgz', 'scoped-client.tgz']);
+    expect(
+      packed.stdout
+        .trim()
+        .split('\n')
+        .map((f) => path.basename(f)),
+    ).toEqual(['scoped-protocol.tgz', 'scoped-sdk.tgz', 'scoped-client.tgz']);
     // cpcmd as the reader has it on the PATH, talking to the daemon over its socket.
     shimsDir = await tempDir('scoped-readme-bin-');
     shims = shimsDir.path;
-    await writeFile(path.join(shims, 'cpcmd'), `#!/bin/sh\nunset SCOPED_URL SCOPED_TOKEN\nexec ${JSON.stringify(process.execPath)} ${JSON.stringify(CPCMD_BIN)} "$@"\n`);
+    await writeFile(
+      path.join(shims, 'cpcmd'),
+      `#!/bin/sh\nunset SCOPED_URL SCOPED_TOKEN\nexec ${JSON.stringify(process.execPath)} ${JSON.stringify(CPCMD_BIN)} "$@"\n`,
+    );
     await chmod(path.join(shims, 'cpcmd'), 0o755);
   }, 180_000);
 

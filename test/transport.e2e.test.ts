@@ -5,7 +5,7 @@
  * delivers a message that way. Turning the entry off puts master.cf and main.cf back.
  */
 import { existsSync } from 'node:fs';
-import { readFile, } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectExit } from './helpers/expect.js';
@@ -70,7 +70,9 @@ describe('mail.transport (the example plugin) with a real Postfix', () => {
     expect(p.get('relaylim_destination_concurrency_limit')).toBe('1');
     expect(await readFile(transportMap, 'utf8')).toMatch(new RegExp(`^${DEST.replace('.', '\\.')} relaylim:\\[127\\.0\\.0\\.1\\]:${relay.port}$`, 'm'));
     expect((await mustRun('postmap', ['-c', b.dir, '-q', DEST, `hash:${transportMap}`])).trim()).toBe(transport);
-    await waitFor('Postfix to reload', async () => (((await b.maillog()).match(/postfix\/master\[\d+\]: reload/g) ?? []).length > reloadsBefore ? true : undefined));
+    await waitFor('Postfix to reload', async () =>
+      ((await b.maillog()).match(/postfix\/master\[\d+\]: reload/g) ?? []).length > reloadsBefore ? true : undefined,
+    );
 
     const get = await d.cpcmd(['scope:get', 'mail.transport', '-o', 'json']);
     expectExit(get, 'ok');
@@ -86,7 +88,11 @@ describe('mail.transport (the example plugin) with a real Postfix', () => {
     await waitFor('the queue to empty', async () => ((await b.queueEmpty()) ? true : undefined));
     const log = await waitFor('the delivery in the mail log', async () => {
       const text = await b.maillog();
-      return new RegExp(`postfix/relaylim/smtp\\[\\d+\\]: \\w+: to=<rcpt@${DEST.replace('.', '\\.')}>, relay=127\\.0\\.0\\.1\\[127\\.0\\.0\\.1\\]:${relay.port},.*status=sent`).test(text) ? text : undefined;
+      return new RegExp(
+        `postfix/relaylim/smtp\\[\\d+\\]: \\w+: to=<rcpt@${DEST.replace('.', '\\.')}>, relay=127\\.0\\.0\\.1\\[127\\.0\\.0\\.1\\]:${relay.port},.*status=sent`,
+      ).test(text)
+        ? text
+        : undefined;
     });
     expect(log).not.toMatch(new RegExp(`postfix/smtp\\[\\d+\\]: \\w+: to=<rcpt@${DEST.replace('.', '\\.')}>`));
 
@@ -103,7 +109,9 @@ describe('mail.transport (the example plugin) with a real Postfix', () => {
     expect(JSON.parse((await d.cpcmd(['scope:get', 'mail.transport', '-o', 'json'])).stdout)).toEqual({});
     expectExit(await d.cpcmd(['scope:check', 'mail.transport']), 'ok');
     // The running Postfix was reloaded onto it, and Postfix's own check accepts it.
-    await waitFor('Postfix to reload again', async () => (((await b.maillog()).match(/postfix\/master\[\d+\]: reload/g) ?? []).length > reloadsOn ? true : undefined));
+    await waitFor('Postfix to reload again', async () =>
+      ((await b.maillog()).match(/postfix\/master\[\d+\]: reload/g) ?? []).length > reloadsOn ? true : undefined,
+    );
     const check = await run('postfix', ['-c', b.dir, 'check']);
     expect(check.code, check.stderr).toBe(0);
   });

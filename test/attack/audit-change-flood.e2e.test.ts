@@ -33,7 +33,6 @@ interface Entry {
   outcome: string;
 }
 
-
 describe('an operator floods the history with applied changes', { timeout: 120_000 }, () => {
   let d: Scoped;
   let ops = '';
@@ -48,7 +47,6 @@ describe('an operator floods the history with applied changes', { timeout: 120_0
   });
   afterAll(() => d?.close(), 60_000);
 
-
   it("keeps the admin's token changes and refuses the operator's changes beyond the limit, never the admin's", async () => {
     const answers: RpcAnswer[] = [];
     const adminAnswers: RpcAnswer[] = [];
@@ -57,7 +55,9 @@ describe('an operator floods the history with applied changes', { timeout: 120_0
     const flood = async () => {
       while (Date.now() < end) {
         const value = n++ % 2 ? 'flood-a.example.test' : 'flood-b.example.test';
-        const res = await httpPost({ port: d.port! }, JSON.stringify({ jsonrpc: '2.0', id: n, method: 'scope.set', params: { name: 'net.hostname', value } }), { token: ops });
+        const res = await httpPost({ port: d.port! }, JSON.stringify({ jsonrpc: '2.0', id: n, method: 'scope.set', params: { name: 'net.hostname', value } }), {
+          token: ops,
+        });
         answers.push(JSON.parse(res.text) as RpcAnswer);
       }
     };
@@ -87,7 +87,11 @@ describe('an operator floods the history with applied changes', { timeout: 120_0
     for (const a of adminAnswers) expect(a, JSON.stringify(a)).toHaveProperty('result');
     const root = (await d.ok<{ token: string }>('token.create', { role: 'admin', name: 'root-ci' })).token;
     for (let i = 0; i <= LIMIT; i++) {
-      const res = await httpPost({ port: d.port! }, JSON.stringify({ jsonrpc: '2.0', id: i, method: 'scope.set', params: { name: 'net.hostname', value: `admin-${i}.example.test` } }), { token: root });
+      const res = await httpPost(
+        { port: d.port! },
+        JSON.stringify({ jsonrpc: '2.0', id: i, method: 'scope.set', params: { name: 'net.hostname', value: `admin-${i}.example.test` } }),
+        { token: root },
+      );
       expect(JSON.parse(res.text), res.text).toHaveProperty('result');
     }
 
@@ -106,7 +110,11 @@ describe('an operator floods the history with applied changes', { timeout: 120_0
     expect(times).toEqual([...times].sort((a, b) => a - b));
     expect(history.length).toBe(KEEP + 2);
     // The operator sees its own scopes only: no token change, no mail.* change.
-    const seen = (JSON.parse((await httpPost({ port: d.port! }, JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'audit.list', params: { limit: 1_000 } }), { token: ops })).text) as { result: { entries: Entry[] } }).result.entries;
+    const seen = (
+      JSON.parse(
+        (await httpPost({ port: d.port! }, JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'audit.list', params: { limit: 1_000 } }), { token: ops })).text,
+      ) as { result: { entries: Entry[] } }
+    ).result.entries;
     expect(seen.length).toBeGreaterThan(0);
     for (const e of seen) expect(e.target).toMatch(/^net\./);
   });

@@ -22,7 +22,6 @@ const NEW_PER_MINUTE = 30;
 type Entry = AuditEntry;
 type Refusal = AuditRefusal;
 
-
 /** Run one statement on a stopped daemon's store. */
 function sql<T = Record<string, unknown>>(file: string, statement: string, ...params: unknown[]): Promise<T[]> {
   return new Promise((resolve, reject) => {
@@ -56,11 +55,24 @@ describe('a reader floods the audit trail with refused calls', () => {
   afterAll(() => d?.close(), 60_000);
 
   it('keeps every applied change and token change, and shows the refusals as a few rows with counts', async () => {
-    expect(applied.map((e) => `${e.action} ${e.outcome}`)).toEqual(['scope.set applied', 'scope.set applied', 'var.set applied', 'token.create applied', 'token.create applied']);
+    expect(applied.map((e) => `${e.action} ${e.outcome}`)).toEqual([
+      'scope.set applied',
+      'scope.set applied',
+      'var.set applied',
+      'token.create applied',
+      'token.create applied',
+    ]);
     const before = await storeBytes(d.storeFile);
     const started = Date.now();
     const batch = (i: number, target: (j: number) => string) =>
-      JSON.stringify(Array.from({ length: BATCH }, (_, j) => ({ jsonrpc: '2.0', id: i * BATCH + j, method: 'scope.set', params: { name: target(j), value: `evil${j}.example.test` } })));
+      JSON.stringify(
+        Array.from({ length: BATCH }, (_, j) => ({
+          jsonrpc: '2.0',
+          id: i * BATCH + j,
+          method: 'scope.set',
+          params: { name: target(j), value: `evil${j}.example.test` },
+        })),
+      );
     for (let i = 0; i < BATCHES; i++) {
       // The last batch aims at a hundred different targets, each a new row if nothing limited it.
       const body = batch(i, i < BATCHES - 1 ? () => 'net.hostname' : (j) => `net.host${j}`);
@@ -90,7 +102,11 @@ describe('a reader floods the audit trail with refused calls', () => {
     expect(rows.length).toBeLessThanOrEqual(NEW_PER_MINUTE + 1);
     expect(rows.reduce((n, r) => n + r.count, 0)).toBe(BATCHES * BATCH);
     const repeated = rows.find((r) => r.target === 'net.hostname')!;
-    expect(repeated).toMatchObject({ action: 'scope.set', count: (BATCHES - 1) * BATCH + 0, reason: expect.stringMatching(/lacks the operator role needed for scope\.set/) });
+    expect(repeated).toMatchObject({
+      action: 'scope.set',
+      count: (BATCHES - 1) * BATCH + 0,
+      reason: expect.stringMatching(/lacks the operator role needed for scope\.set/),
+    });
     expect(Date.parse(repeated.first)).toBeLessThanOrEqual(Date.parse(repeated.last));
     const dropped = rows.find((r) => r.action === '*')!;
     expect(dropped.count).toBe(BATCH - (rows.length - 2));
@@ -98,15 +114,18 @@ describe('a reader floods the audit trail with refused calls', () => {
 
     // Read as people do: one line per row, with its count.
     const text = await d.cpcmd(['audit:list', '--refused']);
-    expect(text.stdout).toMatch(new RegExp(`flooder \\(${readerId}\\) via http 127\\.0\\.0\\.1 {2}scope\\.set net\\.hostname {2}refused ${(BATCHES - 1) * BATCH} times`));
+    expect(text.stdout).toMatch(
+      new RegExp(`flooder \\(${readerId}\\) via http 127\\.0\\.0\\.1 {2}scope\\.set net\\.hostname {2}refused ${(BATCHES - 1) * BATCH} times`),
+    );
 
     // The store grew by little more than the rows (the write-ahead log is reused, not appended to forever).
     expect(after - before).toBeLessThan(5 * 1024 * 1024);
   });
 
-  it('a scope-limited token sees only its scopes\' refusals and history', async () => {
+  it("a scope-limited token sees only its scopes' refusals and history", async () => {
     const ops = (await d.ok<{ token: string }>('token.create', { role: 'operator', name: 'mail-ops', scopes: ['mail.*'] })).token;
-    const call = async (params: Record<string, unknown>) => JSON.parse((await httpPost({ port: d.port! }, JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'audit.list', params }), { token: ops })).text);
+    const call = async (params: Record<string, unknown>) =>
+      JSON.parse((await httpPost({ port: d.port! }, JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'audit.list', params }), { token: ops })).text);
     expect((await call({ refused: true })).result.refusals).toEqual([]);
     expect((await call({})).result.entries).toEqual([]);
     // The reader sees the rows through cpcmd over HTTP too.
@@ -116,7 +135,7 @@ describe('a reader floods the audit trail with refused calls', () => {
   });
 });
 
-describe('retention is the admin\'s: age and size of the history, size of the refusals', () => {
+describe("retention is the admin's: age and size of the history, size of the refusals", () => {
   it('drops history entries older than auditMaxAgeDays at start-up, and keeps the rest', async () => {
     await using d = await scoped({ postfix: true, listen: 'none' });
     for (const i of [1, 2, 3]) expect(await d.ok('scope.set', { name: 'net.hostname', value: `age${i}.example.test` })).toMatchObject({ status: 'applied' });

@@ -78,8 +78,17 @@ describe('forged lines in audit:list --refused', () => {
     await d.stop();
     const when = new Date().toISOString();
     for (const table of ['scoped_refusals', 'scoped_noops']) {
-      await sql(d.storeFile, `INSERT INTO ${table} (actor, action, target, transport, count, first, last, reason) VALUES (?, ?, ?, ?, 1, ?, ?, ?)`,
-        `old\n${FORGED}`, 'scope.set', `zz\n${FORGED}`, 'http\t127.0.0.1', when, when, `why\r\n${FORGED}`);
+      await sql(
+        d.storeFile,
+        `INSERT INTO ${table} (actor, action, target, transport, count, first, last, reason) VALUES (?, ?, ?, ?, 1, ?, ?, ?)`,
+        `old\n${FORGED}`,
+        'scope.set',
+        `zz\n${FORGED}`,
+        'http\t127.0.0.1',
+        when,
+        when,
+        `why\r\n${FORGED}`,
+      );
     }
     await d.start();
 

@@ -42,12 +42,22 @@ describe('an operator floods the history with no-ops', () => {
   });
   afterAll(() => d?.close(), 60_000);
 
-
   it('keeps every applied change and token change; the no-ops are one row with a count', async () => {
-    expect(admin.map((e) => `${e.action} ${e.target.replace(/ \(.*/, '')} ${e.outcome}`)).toEqual(['scope.set net.hostname applied', 'scope.set mail.smart-host applied', 'token.create net-ops applied']);
+    expect(admin.map((e) => `${e.action} ${e.target.replace(/ \(.*/, '')} ${e.outcome}`)).toEqual([
+      'scope.set net.hostname applied',
+      'scope.set mail.smart-host applied',
+      'token.create net-ops applied',
+    ]);
     // Batches of maxJobsPerPrincipal (8): a token's concurrent mutations beyond that are refused busy.
     for (let i = 0; i < FLOOD; i += BATCH) {
-      const body = JSON.stringify(Array.from({ length: BATCH }, (_, j) => ({ jsonrpc: '2.0', id: i + j, method: 'scope.set', params: { name: 'net.hostname', value: 'noop.example.test' } })));
+      const body = JSON.stringify(
+        Array.from({ length: BATCH }, (_, j) => ({
+          jsonrpc: '2.0',
+          id: i + j,
+          method: 'scope.set',
+          params: { name: 'net.hostname', value: 'noop.example.test' },
+        })),
+      );
       const res = await httpPost({ port: d.port! }, body, { token: ops });
       expect(res.status).toBe(200);
       const answers = JSON.parse(res.text) as { result?: { status: string } }[];
@@ -72,7 +82,12 @@ describe('an operator floods the history with no-ops', () => {
     ]);
     expect(Date.parse(rows[0]!.first)).toBeLessThanOrEqual(Date.parse(rows[0]!.last));
     const text = await d.cpcmd(['audit:list', '--unchanged']);
-    expect(text.stdout).toMatch(new RegExp(`^\\S+Z {2}net-ops \\(${opsId}\\) via http 127\\.0\\.0\\.1 {2}scope\\.set net\\.hostname {2}unchanged ${FLOOD} times since \\S+Z {2}-> "noop\\.example\\.test"$`, 'm'));
+    expect(text.stdout).toMatch(
+      new RegExp(
+        `^\\S+Z {2}net-ops \\(${opsId}\\) via http 127\\.0\\.0\\.1 {2}scope\\.set net\\.hostname {2}unchanged ${FLOOD} times since \\S+Z {2}-> "noop\\.example\\.test"$`,
+        'm',
+      ),
+    );
     // Refusals stay apart: none of this is a refusal.
     expect((await d.ok<{ refusals: Noop[] }>('audit.list', { refused: true })).refusals.filter((r) => r.actor === `net-ops (${opsId})`)).toEqual([]);
   });
@@ -99,7 +114,7 @@ describe('an operator floods the history with no-ops', () => {
     for (const e of admin) expect(history).toContainEqual(e);
   });
 
-  it('shows a scope-limited token only its scopes\' no-ops, and refuses --refused with --unchanged', async () => {
+  it("shows a scope-limited token only its scopes' no-ops, and refuses --refused with --unchanged", async () => {
     const mailOps = (await d.ok<{ token: string }>('token.create', { role: 'operator', name: 'mail-ops', scopes: ['mail.*'] })).token;
     const seen = await cpcmd(['audit:list', '--unchanged', '-o', 'json'], { url: d.url, token: mailOps });
     expect(seen.code, seen.stderr).toBe(0);

@@ -13,7 +13,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Scoped, WsClient, cpcmd, scoped, storeBytes, tcpCall } from '../helpers/scoped.js';
 
-
 interface Entry {
   action: string;
   target: string;
@@ -85,12 +84,14 @@ describe('large values against the history of changes', () => {
       const set = await d.ok('scope.set', { name: 'cp.bootstrapper', value: { var: 'postfix_custom_config', value: { smtpd_banner: banner } } });
       expect(set).toMatchObject({ status: 'applied' });
       const text = await ws.waitFor((m) => m.includes('"scope.changed"') && m.includes('cp.bootstrapper') && JSON.parse(m).params?.revision > revision);
-      expect(JSON.parse(text).params.data).toMatchObject({ scope: 'cp.bootstrapper', value: { var: 'postfix_custom_config', value: expect.stringMatching(/^\(not kept: 20,0\d\d bytes of JSON\)$/) } });
+      expect(JSON.parse(text).params.data).toMatchObject({
+        scope: 'cp.bootstrapper',
+        value: { var: 'postfix_custom_config', value: expect.stringMatching(/^\(not kept: 20,0\d\d bytes of JSON\)$/) },
+      });
       expect(text.length).toBeLessThan(2_048);
       await d.ok('var.set', { name: 'postfix_custom_config', value: {} });
     } finally {
       ws.terminate();
-
     }
   });
 

@@ -21,7 +21,12 @@ describe('answers are bounded in bytes, however the calls are batched', { timeou
     d = await scoped({ args: ['--max-response-bytes', String(MAX)] });
     reader = (await d.ok<{ token: string }>('token.create', { role: 'reader' })).token;
     // A history of a few hundred applied changes: one audit.list of it is a few tens of KB.
-    const sets = Array.from({ length: 300 }, (_, i) => ({ jsonrpc: '2.0', id: i, method: 'scope.set', params: { name: 'net.hostname', value: `host-${i}.example.test` } }));
+    const sets = Array.from({ length: 300 }, (_, i) => ({
+      jsonrpc: '2.0',
+      id: i,
+      method: 'scope.set',
+      params: { name: 'net.hostname', value: `host-${i}.example.test` },
+    }));
     for (let i = 0; i < sets.length; i += 100) await httpPost({ socket: d.socket }, JSON.stringify(sets.slice(i, i + 100)));
   });
   afterAll(() => d?.close(), 60_000);
@@ -46,13 +51,16 @@ describe('answers are bounded in bytes, however the calls are batched', { timeou
     expect(await d.ok('daemon.status')).toMatchObject({ revision: expect.any(Number) });
   });
 
-  it('once a batch\'s answer is full, the calls after it are not run: no change is made and then answered too-large', async () => {
+  it("once a batch's answer is full, the calls after it are not run: no change is made and then answered too-large", async () => {
     const before = (await d.ok<{ value: string }>('scope.get', { name: 'net.hostname' })).value;
     const batch = [
       { jsonrpc: '2.0', id: 1, method: 'audit.list', params: { limit: 1000 } },
       { jsonrpc: '2.0', id: 2, method: 'scope.set', params: { name: 'net.hostname', value: 'not-run.example.test' } },
     ];
-    const answers = JSON.parse((await httpPost({ socket: d.socket }, JSON.stringify(batch))).text) as { id: number; error?: { code: number; message: string } }[];
+    const answers = JSON.parse((await httpPost({ socket: d.socket }, JSON.stringify(batch))).text) as {
+      id: number;
+      error?: { code: number; message: string };
+    }[];
     expect(answers.map((a) => [a.id, a.error?.code])).toEqual([
       [1, TOO_LARGE],
       [2, TOO_LARGE],
@@ -105,7 +113,6 @@ describe('a large answer reaches a WebSocket peer that reads', { timeout: 90_000
       expect(await ws.call('daemon.status')).toHaveProperty('result');
     } finally {
       ws.terminate();
-
     }
   });
 });

@@ -28,7 +28,6 @@ describe('relay credentials never travel without TLS', { timeout: 60_000 }, () =
   });
   afterAll(() => d?.close(), 60_000);
 
-
   it('an operator cannot lower the TLS level to one that may log in in the clear while credentials are stored', async () => {
     for (const level of ['may', 'dane', 'none']) {
       const r = await asOperator(['scope:set', 'cp.bootstrapper', 'postfix_smtp_tls_security_level', level]);

@@ -62,8 +62,16 @@ describe('attack: hearing about other scopes through drift events', { timeout: 6
       await d.ok('scope.check', {});
       await d.ok('scope.get', { name: 'mail.smart-host' });
 
-      await waitFor('the admin to hear the relayhost drift', () => (driftHeard(admin).some((i) => i.target === 'main.cf:relayhost') ? true : undefined), 10_000);
-      await waitFor('the limited token to hear the hostname drift', () => (driftHeard(limited).some((i) => i.target === '/etc/hostname') ? true : undefined), 10_000);
+      await waitFor(
+        'the admin to hear the relayhost drift',
+        () => (driftHeard(admin).some((i) => i.target === 'main.cf:relayhost') ? true : undefined),
+        10_000,
+      );
+      await waitFor(
+        'the limited token to hear the hostname drift',
+        () => (driftHeard(limited).some((i) => i.target === '/etc/hostname') ? true : undefined),
+        10_000,
+      );
       // Anything still in flight arrives before the verdict.
       await admin.call('daemon.status');
       await limited.call('daemon.status');
@@ -82,7 +90,6 @@ describe('attack: hearing about other scopes through drift events', { timeout: 6
     } finally {
       limited.terminate();
       admin.terminate();
-
     }
   });
 });

@@ -27,8 +27,7 @@ describe('the hostname cannot be pointed at the smart host', { timeout: 60_000 }
   });
   afterAll(() => d?.close(), 60_000);
 
-
-  it('an operator limited to net.* cannot take the smart host\'s name or its short name; /etc/hosts keeps its line', async () => {
+  it("an operator limited to net.* cannot take the smart host's name or its short name; /etc/hosts keeps its line", async () => {
     expectExit(await d.cpcmd(['scope:set', 'mail.smart-host', "'[relay.example.test]:2525'", 'alice', 'Adm1nRelayPW']), 'ok');
     const before = await hosts();
     for (const name of ['relay.example.test', 'Relay.Example.Test.']) {
@@ -47,7 +46,7 @@ describe('the hostname cannot be pointed at the smart host', { timeout: 60_000 }
     expect(await d.ok('scope.get', { name: 'net.hostname' })).toMatchObject({ value: 'mail.example.test' });
   });
 
-  it("a bare relay name is looked up by MX: the hostname may not be a name under it either", async () => {
+  it('a bare relay name is looked up by MX: the hostname may not be a name under it either', async () => {
     expectExit(await d.cpcmd(['scope:set', 'mail.smart-host', 'relay-domain.example.test:2525', 'alice', 'Adm1nRelayPW']), 'ok');
     const before = await hosts();
     const r = await setHostname('mx1.relay-domain.example.test');
@@ -60,7 +59,7 @@ describe('the hostname cannot be pointed at the smart host', { timeout: 60_000 }
     expectExit(await d.cpcmd(['scope:set', 'net.hostname', 'mail.example.test']), 'ok');
   });
 
-  it('the other order too: the smart host cannot be set to the machine\'s own name; an address in brackets still can', async () => {
+  it("the other order too: the smart host cannot be set to the machine's own name; an address in brackets still can", async () => {
     const r = await d.cpcmd(['scope:set', 'mail.smart-host', "'[mail.example.test]:587'"]);
     expectExit(r, 'invalid');
     expect(r.stderr).toMatch(SAME_NAME);

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectRpcError } from '../helpers/expect.js';
 import { type Scoped, httpPost, scoped, tcpCall, waitFor } from '../helpers/scoped.js';
 
-describe('job.cancel by someone other than the job\'s owner', { timeout: 60_000 }, () => {
+describe("job.cancel by someone other than the job's owner", { timeout: 60_000 }, () => {
   let d: Scoped;
   let operator: string;
   let other: string;
@@ -22,7 +22,12 @@ describe('job.cancel by someone other than the job\'s owner', { timeout: 60_000 
 
   it("an operator cannot cancel an admin's jobs, queued or done, though it may see them; the admin's changes stand", async () => {
     // The admin queues six changes in one batch over the unix socket.
-    const batch = Array.from({ length: 6 }, (_, i) => ({ jsonrpc: '2.0', id: i, method: 'scope.set', params: { name: 'net.hostname', value: `admin-${i}.example.test`, async: true } }));
+    const batch = Array.from({ length: 6 }, (_, i) => ({
+      jsonrpc: '2.0',
+      id: i,
+      method: 'scope.set',
+      params: { name: 'net.hostname', value: `admin-${i}.example.test`, async: true },
+    }));
     const queued = JSON.parse((await httpPost({ socket: d.socket }, JSON.stringify(batch))).text) as { result: { job: string } }[];
     const ids = queued.map((a) => a.result.job);
     for (const id of ids) {
@@ -31,12 +36,15 @@ describe('job.cancel by someone other than the job\'s owner', { timeout: 60_000 
       const cancel = await tcpCall(d.port!, operator, 'job.cancel', { id });
       expectRpcError(cancel, 'Forbidden', /started by another caller/);
     }
-    for (const id of ids) await waitFor(`job ${id} done`, async () => ((await d.ok<{ state: string }>('job.get', { id })).state === 'done' ? true : undefined), 20_000);
+    for (const id of ids)
+      await waitFor(`job ${id} done`, async () => ((await d.ok<{ state: string }>('job.get', { id })).state === 'done' ? true : undefined), 20_000);
     expect(await d.ok('scope.get', { name: 'net.hostname' })).toMatchObject({ value: 'admin-5.example.test' });
   });
 
   it("an operator cannot cancel another operator's job, and can cancel its own", async () => {
-    const mine = (await tcpCall(d.port!, operator, 'scope.set', { name: 'net.hostname', value: 'ops.example.test', async: true })) as { result: { job: string } };
+    const mine = (await tcpCall(d.port!, operator, 'scope.set', { name: 'net.hostname', value: 'ops.example.test', async: true })) as {
+      result: { job: string };
+    };
     const theirs = await tcpCall(d.port!, other, 'job.cancel', { id: mine.result.job });
     expect(theirs).toBeRpcError('Forbidden');
 

@@ -28,7 +28,12 @@ describe('job flooding: an operator cannot make an admin wait', { timeout: 120_0
 
   /** One batch of sets of net.hostname from the operator over HTTP, as jobs or answered when done; the answers. */
   async function batch(async = true): Promise<RpcAnswer[]> {
-    const calls = Array.from({ length: BATCH }, (_, i) => ({ jsonrpc: '2.0', id: i, method: 'scope.set', params: { name: 'net.hostname', value: `flood-${n++}.example.test`, async } }));
+    const calls = Array.from({ length: BATCH }, (_, i) => ({
+      jsonrpc: '2.0',
+      id: i,
+      method: 'scope.set',
+      params: { name: 'net.hostname', value: `flood-${n++}.example.test`, async },
+    }));
     const r = await httpPost({ port: d.port! }, JSON.stringify(calls), { token: operator });
     return JSON.parse(r.text) as RpcAnswer[];
   }
@@ -39,7 +44,6 @@ describe('job flooding: an operator cannot make an admin wait', { timeout: 120_0
     operator = (await d.ok<{ token: string }>('token.create', { role: 'operator', name: 'net-ops', scopes: ['net.*'] })).token;
   });
   afterAll(() => d?.close(), 60_000);
-
 
   it(`${FLOOD} async sets at once: most refused busy with a clear message; the admin's scope.get and scope.set complete within a few seconds`, async () => {
     const answers = (await Promise.all(Array.from({ length: FLOOD / BATCH }, () => batch()))).flat();
@@ -78,7 +82,7 @@ describe('job flooding: an operator cannot make an admin wait', { timeout: 120_0
     expect(set, `the admin's scope.set after ${took} ms`).toMatchObject({ result: { status: 'applied' } });
   });
 
-  it('cpcmd --url with the flooding token exits 10 (busy) with the daemon\'s message while its jobs fill its share; the admin is still served', async () => {
+  it("cpcmd --url with the flooding token exits 10 (busy) with the daemon's message while its jobs fill its share; the admin is still served", async () => {
     let flooding = true;
     const flood = (async () => {
       while (flooding) await batch();
@@ -86,7 +90,8 @@ describe('job flooding: an operator cannot make an admin wait', { timeout: 120_0
     try {
       await sleep(200);
       const tries: { code: number | null; stderr: string }[] = [];
-      for (let i = 0; i < 5 && !tries.some((t) => t.code === EXIT.busy); i++) tries.push(await cpcmd(['scope:set', 'net.hostname', `op-${i}.example.test`], { url: d.url, token: operator }));
+      for (let i = 0; i < 5 && !tries.some((t) => t.code === EXIT.busy); i++)
+        tries.push(await cpcmd(['scope:set', 'net.hostname', `op-${i}.example.test`], { url: d.url, token: operator }));
       const busy = tries.find((t) => t.code === EXIT.busy);
       expect(busy, JSON.stringify(tries)).toBeDefined();
       expect(busy!.stderr).toMatch(/^cpcmd: .*too many jobs/i);

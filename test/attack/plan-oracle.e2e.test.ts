@@ -27,7 +27,6 @@ describe('attack: guessing the relay password from the plan of a set', { timeout
   });
   afterAll(() => d?.close(), 60_000);
 
-
   /** The admin stores the right password, as before every guess. */
   const storeRight = () => d.ok('scope.set', { name: 'mail.smart-host', args: [HOST, 'alice', RIGHT] });
 
@@ -50,7 +49,12 @@ describe('attack: guessing the relay password from the plan of a set', { timeout
     expect(right).toEqual(wrong);
     // Both plan the credentials as new: written, postmapped, Postfix reloaded.
     const plan = (right as { plan: { summary: string }[] }).plan.map((c) => c.summary);
-    expect(plan).toEqual(expect.arrayContaining([expect.stringMatching(/^rewrite \/etc\/postfix\/smarthost-auth \(mode 0600, content redacted\)$/), 'postmap /etc/postfix/smarthost-auth (credentials given)']));
+    expect(plan).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^rewrite \/etc\/postfix\/smarthost-auth \(mode 0600, content redacted\)$/),
+        'postmap /etc/postfix/smarthost-auth (credentials given)',
+      ]),
+    );
     expect(plan.join('\n')).not.toMatch(/credentials changed/);
   });
 

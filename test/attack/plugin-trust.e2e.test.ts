@@ -124,7 +124,6 @@ describe('attack: plugins that someone other than root could change are not load
   afterAll(async () => {
     await d?.close();
     await plugins?.remove();
-
   });
 
   it('a clean plugin loads, also below a sticky root-owned directory; its scope serves', async () => {
@@ -136,33 +135,44 @@ describe('attack: plugins that someone other than root could change are not load
     }
   });
 
-  it.each(['groupWritable', 'worldWritable', 'foreignEntry', 'openParent'])('%s: refused before any of it ran, the reason in plugin:list, its scope absent', async (key) => {
-    const c = CASES[key]!;
-    expect(existsSync(marker(key)), 'the planted code ran as root').toBe(false);
+  it.each(['groupWritable', 'worldWritable', 'foreignEntry', 'openParent'])(
+    '%s: refused before any of it ran, the reason in plugin:list, its scope absent',
+    async (key) => {
+      const c = CASES[key]!;
+      expect(existsSync(marker(key)), 'the planted code ran as root').toBe(false);
 
-    const list = await d.cpcmd(['plugin:list']);
-    expectExit(list, 'plugin');
-    const line = list.stdout.split('\n').find((l) => l.startsWith(`${dirs[key]} `));
-    expect(line, list.stdout).toBeDefined();
-    expect(line).toMatch(/\sfailed\s/);
-    expect(line).toContain(`untrusted: ${named[key]} `);
-    expect(line).toMatch(c.found!);
-    expect(line).toMatch(c.fix!);
+      const list = await d.cpcmd(['plugin:list']);
+      expectExit(list, 'plugin');
+      const line = list.stdout.split('\n').find((l) => l.startsWith(`${dirs[key]} `));
+      expect(line, list.stdout).toBeDefined();
+      expect(line).toMatch(/\sfailed\s/);
+      expect(line).toContain(`untrusted: ${named[key]} `);
+      expect(line).toMatch(c.found!);
+      expect(line).toMatch(c.fix!);
 
-    const json = JSON.parse((await d.cpcmd(['plugin:list', '-o', 'json'])).stdout) as { name: string; status: string; source?: string; error?: string; scopes: string[] }[];
-    expect(json.find((p) => p.source === dirs[key])).toMatchObject({ status: 'failed', scopes: [], error: expect.stringMatching(c.found!) });
+      const json = JSON.parse((await d.cpcmd(['plugin:list', '-o', 'json'])).stdout) as {
+        name: string;
+        status: string;
+        source?: string;
+        error?: string;
+        scopes: string[];
+      }[];
+      expect(json.find((p) => p.source === dirs[key])).toMatchObject({ status: 'failed', scopes: [], error: expect.stringMatching(c.found!) });
 
-    expectExit(await d.cpcmd(['scope:info', c.scope]), 'notFound');
-    const scopes = await d.cpcmd(['scope:list', '-o', 'json']);
-    expect(scopes.stdout).not.toContain(c.scope);
-    expect(d.stderr()).toMatch(new RegExp(`"msg":"plugin failed to load","plugin":"${dirs[key]}","error":"untrusted: ${named[key]} `));
-  });
+      expectExit(await d.cpcmd(['scope:info', c.scope]), 'notFound');
+      const scopes = await d.cpcmd(['scope:list', '-o', 'json']);
+      expect(scopes.stdout).not.toContain(c.scope);
+      expect(d.stderr()).toMatch(new RegExp(`"msg":"plugin failed to load","plugin":"${dirs[key]}","error":"untrusted: ${named[key]} `));
+    },
+  );
 
   it('a --plugin-dir everyone may write to: none of its plugins load, the reason in plugin:list', async () => {
     expect(existsSync(marker('added')), 'the added plugin ran as root').toBe(false);
     const list = await d.cpcmd(['plugin:list']);
     const line = list.stdout.split('\n').find((l) => l.startsWith(`${openPluginDir} `));
-    expect(line, list.stdout).toMatch(new RegExp(`failed\\s+untrusted: ${openPluginDir} is writable by everyone \\(mode 0777\\).*chmod go-w ${openPluginDir}$`));
+    expect(line, list.stdout).toMatch(
+      new RegExp(`failed\\s+untrusted: ${openPluginDir} is writable by everyone \\(mode 0777\\).*chmod go-w ${openPluginDir}$`),
+    );
     expectExit(await d.cpcmd(['scope:info', 'trust.added']), 'notFound');
     expect(d.stderr()).toMatch(/"msg":"plugin directory refused"/);
   });

@@ -94,14 +94,38 @@ describe('operator to root through postfix_custom_config', { timeout: 60_000 }, 
     const evil = { daemon_directory: '/tmp/evil', smtpd_banner: 'owned' };
     for (const t of [tok.operator, tok.bootstrapOnly]) {
       // The original attack: refused before the value is read.
-      expectError(await tcpCall(d.port!, t, 'var.set', { name: 'postfix_custom_config', value: evil }), FORBIDDEN, /admin role needed to change postfix_custom_config/);
+      expectError(
+        await tcpCall(d.port!, t, 'var.set', { name: 'postfix_custom_config', value: evil }),
+        FORBIDDEN,
+        /admin role needed to change postfix_custom_config/,
+      );
       // Through cp.bootstrapper the value is parsed first: refused as invalid, the harmless one as forbidden.
-      expectError(await tcpCall(d.port!, t, 'scope.set', { name: 'cp.bootstrapper', value: { var: 'postfix_custom_config', value: evil } }), INVALID, /postfix_custom_config/);
+      expectError(
+        await tcpCall(d.port!, t, 'scope.set', { name: 'cp.bootstrapper', value: { var: 'postfix_custom_config', value: evil } }),
+        INVALID,
+        /postfix_custom_config/,
+      );
       const value = { smtpd_banner: 'owned' };
-      expectError(await tcpCall(d.port!, t, 'var.set', { name: 'postfix_custom_config', value }), FORBIDDEN, /admin role needed to change postfix_custom_config/);
-      expectError(await tcpCall(d.port!, t, 'scope.set', { name: 'cp.bootstrapper', value: { var: 'postfix_custom_config', value } }), FORBIDDEN, /admin role needed to change postfix_custom_config/);
-      expectError(await tcpCall(d.port!, t, 'scope.set', { name: 'cp.bootstrapper', args: ['postfix_custom_config', value], dryRun: true }), FORBIDDEN, /postfix_custom_config/);
-      expectError(await tcpCall(d.port!, t, 'scope.set', { name: 'cp.bootstrapper', value: { var: 'postfix_custom_config', value }, async: true }), FORBIDDEN, /postfix_custom_config/);
+      expectError(
+        await tcpCall(d.port!, t, 'var.set', { name: 'postfix_custom_config', value }),
+        FORBIDDEN,
+        /admin role needed to change postfix_custom_config/,
+      );
+      expectError(
+        await tcpCall(d.port!, t, 'scope.set', { name: 'cp.bootstrapper', value: { var: 'postfix_custom_config', value } }),
+        FORBIDDEN,
+        /admin role needed to change postfix_custom_config/,
+      );
+      expectError(
+        await tcpCall(d.port!, t, 'scope.set', { name: 'cp.bootstrapper', args: ['postfix_custom_config', value], dryRun: true }),
+        FORBIDDEN,
+        /postfix_custom_config/,
+      );
+      expectError(
+        await tcpCall(d.port!, t, 'scope.set', { name: 'cp.bootstrapper', value: { var: 'postfix_custom_config', value }, async: true }),
+        FORBIDDEN,
+        /postfix_custom_config/,
+      );
       // As the attacker types it.
       const r: RunResult = await cpcmd(['scope:set', 'cp.bootstrapper', 'postfix_custom_config', '[smtpd_banner:owned]'], { url: d.url, token: t });
       expectExit(r, 'unauthorized');
@@ -154,7 +178,11 @@ describe('operator to root through postfix_custom_config', { timeout: 60_000 }, 
     const refused: [Record<string, string>, RegExp][] = [
       // A value built from another parameter: Postfix expanded this to /etc/postfix/../../../../etc/shadow and postmap read it.
       [
-        { masquerade_exceptions: '..', virtual_alias_maps: 'texthash:$config_directory/$masquerade_exceptions/$masquerade_exceptions/$masquerade_exceptions/$masquerade_exceptions/etc/shadow' },
+        {
+          masquerade_exceptions: '..',
+          virtual_alias_maps:
+            'texthash:$config_directory/$masquerade_exceptions/$masquerade_exceptions/$masquerade_exceptions/$masquerade_exceptions/etc/shadow',
+        },
         /virtual_alias_maps is refused: \$masquerade_exceptions refers to another parameter.*write the value out/,
       ],
       [{ virtual_alias_maps: 'texthash:$smtpd_tls_key_file' }, /\$smtpd_tls_key_file refers to another parameter/],
@@ -201,7 +229,7 @@ describe('operator to root through postfix_custom_config', { timeout: 60_000 }, 
     expect(await customVar()).toEqual(custom);
   });
 
-  it('the admin\'s everyday parameters, $myhostname and friends included, still work', async () => {
+  it("the admin's everyday parameters, $myhostname and friends included, still work", async () => {
     const value = {
       smtpd_banner: '$myhostname ESMTP $mail_name',
       mydestination: '$myhostname, localhost.$mydomain, localhost',
@@ -297,7 +325,7 @@ describe('the "is Postfix running" check trusts only Postfix\'s master under --r
     }
   });
 
-  it('a pid file inside the root naming a live process that is not Postfix\'s master is not Postfix', async () => {
+  it("a pid file inside the root naming a live process that is not Postfix's master is not Postfix", async () => {
     await using daemon = await handEdited([]);
     const b = daemon.postfix;
     await mkdir(path.join(b.queueDir, 'pid'), { recursive: true });

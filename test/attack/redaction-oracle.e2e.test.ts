@@ -69,7 +69,11 @@ describe('attack: guessing the relay password through redacted error messages', 
   it('keeps words that contain a short password whole: answers, plans, errors, the audit trail', async () => {
     await d.ok('scope.set', { name: 'mail.smart-host', value: { host: HOST, username: 'alice', password: 'fix' } });
     // A plan names /etc/postfix/smarthost-auth.
-    const dry = await tcpCall(d.port!, tok.operator, 'scope.set', { name: 'mail.smart-host', value: { host: '[other.example.test]:587', username: 'bob', password: 'fix' }, dryRun: true });
+    const dry = await tcpCall(d.port!, tok.operator, 'scope.set', {
+      name: 'mail.smart-host',
+      value: { host: '[other.example.test]:587', username: 'bob', password: 'fix' },
+      dryRun: true,
+    });
     expect(JSON.stringify(dry)).toMatch(/\/etc\/postfix\/smarthost-auth/);
     // A did-you-mean hint names postfix_smarthost.
     const hint = await tcpCall(d.port!, tok.reader, 'scope.get', { name: 'cp.bootstrapper', args: ['postfix_smarthos'] });

@@ -30,12 +30,10 @@ const STALL_MS = 10_000;
  */
 const RSS_GROWTH = 96 * 1024 * 1024;
 
-
 describe('replays a reader never reads cannot hold the daemon’s memory', { timeout: 150_000 }, () => {
   let d: Scoped;
   const readers: string[] = [];
   let honest: string;
-
 
   beforeAll(async () => {
     d = await scoped();
@@ -67,7 +65,10 @@ describe('replays a reader never reads cannot hold the daemon’s memory', { tim
         peak = Math.max(peak, rssBytes(d.pid));
         if (Date.now() - started > admin * 3_000) {
           admin++;
-          const r = await httpPost({ port: d.port! }, JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'daemon.status', params: {} }), { token: d.token(), timeoutMs: 5_000 });
+          const r = await httpPost({ port: d.port! }, JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'daemon.status', params: {} }), {
+            token: d.token(),
+            timeoutMs: 5_000,
+          });
           expect(r.status, r.text).toBe(200);
         }
       }
@@ -77,8 +78,12 @@ describe('replays a reader never reads cannot hold the daemon’s memory', { tim
       const reading = await WsClient.open(d.port!, honest);
       reading.send(JSON.stringify({ jsonrpc: '2.0', id: 'honest', method: 'events.subscribe', params: { topics: ['*'], since: 0 } }));
       // Its replay may wait its turn behind the stalled ones, each closed within wsStallTimeoutMs.
-      const sub = JSON.parse(await reading.waitFor((m) => (JSON.parse(m) as EventMessage).id === 'honest', 3 * STALL_MS)) as { result: { subscription: string; revision: number; gap: boolean } };
-      const got = parsedMessages(reading).filter((m) => m.params?.subscription === sub.result!.subscription).map((m) => m.params!.revision);
+      const sub = JSON.parse(await reading.waitFor((m) => (JSON.parse(m) as EventMessage).id === 'honest', 3 * STALL_MS)) as {
+        result: { subscription: string; revision: number; gap: boolean };
+      };
+      const got = parsedMessages(reading)
+        .filter((m) => m.params?.subscription === sub.result!.subscription)
+        .map((m) => m.params!.revision);
       expect(got).toEqual(Array.from({ length: sub.result!.revision }, (_, i) => i + 1));
       reading.terminate();
 

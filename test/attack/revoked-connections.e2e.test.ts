@@ -25,7 +25,9 @@ async function keepAlive(port: number, token: string): Promise<{ socket: Socket;
   const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
   await new Promise((resolve, reject) => socket.once('connect', resolve).once('error', reject));
   const body = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'daemon.status', params: {} });
-  socket.write(`POST /rpc HTTP/1.1\r\nhost: scoped\r\nconnection: keep-alive\r\nauthorization: Bearer ${token}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+  socket.write(
+    `POST /rpc HTTP/1.1\r\nhost: scoped\r\nconnection: keep-alive\r\nauthorization: Bearer ${token}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+  );
   let answer = '';
   await new Promise<void>((resolve, reject) => {
     socket.on('data', (chunk: Buffer) => {
@@ -71,7 +73,11 @@ describe('a revoked token loses its open connections at once', { timeout: 90_000
       for (const s of sockets) {
         expect(await s.closed).toEqual({ code: 4401, reason: 'token revoked or expired' });
         // It was told why, in JSON-RPC, before the close.
-        expect(s.messages.map((m) => JSON.parse(m))).toContainEqual({ jsonrpc: '2.0', id: null, error: { code: -32001, message: expect.stringMatching(/revoked or has expired/) } });
+        expect(s.messages.map((m) => JSON.parse(m))).toContainEqual({
+          jsonrpc: '2.0',
+          id: null,
+          error: { code: -32001, message: expect.stringMatching(/revoked or has expired/) },
+        });
       }
       expect(http.filter((h) => !h.socket.destroyed).length, `keep-alive sockets still open ${WITHIN_MS} ms after token:revoke`).toBe(0);
       expect(httpClosed).toBe(true);

@@ -111,7 +111,10 @@ describe('slowloris: sockets without a token cannot keep an admin out', { timeou
       await sleep(1_500);
       // A few seconds at most for each, while every slot the attacker can get is taken and kept taken.
       for (let round = 0; round < 3; round++) {
-        const r = await httpPost({ port: d.port! }, body('daemon.status'), { token: admin, timeoutMs: 5_000 }).catch((err: Error) => ({ status: 0, text: err.message }));
+        const r = await httpPost({ port: d.port! }, body('daemon.status'), { token: admin, timeoutMs: 5_000 }).catch((err: Error) => ({
+          status: 0,
+          text: err.message,
+        }));
         expect(r.status, `round ${round}: ${r.text}`).toBe(200);
         expect(JSON.parse(r.text)).toHaveProperty('result.pid', d.pid);
 
@@ -150,7 +153,9 @@ describe('slowloris: sockets without a token cannot keep an admin out', { timeou
       return setInterval(() => s.writable && s.write(request[at++ % request.length]!), 1_000);
     });
     // A complete request with a wrong token is answered, and does not buy the socket more time.
-    unauthorized.write('POST /rpc HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer wrong-token-xxxxxxxxxxxxxxxx\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\n{}');
+    unauthorized.write(
+      'POST /rpc HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer wrong-token-xxxxxxxxxxxxxxxx\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\n{}',
+    );
     try {
       const closed = await Promise.all(lifetimes.map((p) => Promise.race([p, sleep(15_000).then(() => Infinity)])));
       for (const ms of closed) expect(ms).toBeLessThan(15_000);
@@ -180,7 +185,9 @@ describe('slowloris: sockets without a token cannot keep an admin out', { timeou
         );
       }
       expect(refused, `${held.length} WebSockets from ${peer} were let in`).toMatchObject({ status: 503 });
-      expect(JSON.parse(refused!.body!)).toMatchObject({ error: { code: BUSY, message: expect.stringMatching(/maxConnectionsPerToken|adminReservedConnections/) } });
+      expect(JSON.parse(refused!.body!)).toMatchObject({
+        error: { code: BUSY, message: expect.stringMatching(/maxConnectionsPerToken|adminReservedConnections/) },
+      });
       expect(held.length).toBeGreaterThan(0);
       // The same address is not locked out of everything for good, and others are served now.
       const other = await WsClient.open(d.port!, admin, { localAddress: freshPeer() });

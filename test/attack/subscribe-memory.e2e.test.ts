@@ -26,7 +26,6 @@ const MAX_SUBS = 32;
  */
 const RSS_GROWTH = 64 * 1024 * 1024;
 
-
 describe('events.subscribe cannot grow the daemon without bound', { timeout: 120_000 }, () => {
   let d: Scoped;
   let reader: string;
@@ -60,7 +59,8 @@ describe('events.subscribe cannot grow the daemon without bound', { timeout: 120
     const before = rssBytes(d.pid);
     const attacker = await WsClient.open(d.port!, reader);
     attacker.ws.pause();
-    for (let i = 0; i < SUBSCRIBES; i++) attacker.send(JSON.stringify({ jsonrpc: '2.0', id: i, method: 'events.subscribe', params: { topics: ['*'], since: 0 } }));
+    for (let i = 0; i < SUBSCRIBES; i++)
+      attacker.send(JSON.stringify({ jsonrpc: '2.0', id: i, method: 'events.subscribe', params: { topics: ['*'], since: 0 } }));
     const peak = await peakRss(6_000);
     expect(peak - before, `RSS grew from ${before >> 20} MiB to ${peak >> 20} MiB`).toBeLessThan(RSS_GROWTH);
 
@@ -75,7 +75,9 @@ describe('events.subscribe cannot grow the daemon without bound', { timeout: 120
     if (attacker.isClosed) expect(await attacker.closed).toMatchObject({ code: 4008 });
     else expect(accepted.length + refused.length).toBe(SUBSCRIBES);
     for (const a of accepted) {
-      const revisions = parsedMessages(attacker).filter((m) => m.params?.subscription === a.result!.subscription).map((m) => m.params!.revision);
+      const revisions = parsedMessages(attacker)
+        .filter((m) => m.params?.subscription === a.result!.subscription)
+        .map((m) => m.params!.revision);
       expect(revisions, `the replay of ${a.result!.subscription}`).toEqual(Array.from({ length: a.result!.revision }, (_, i) => i + 1));
     }
     attacker.terminate();
@@ -86,7 +88,8 @@ describe('events.subscribe cannot grow the daemon without bound', { timeout: 120
     const before = rssBytes(d.pid);
     const lagging = await WsClient.open(d.port!, reader);
     const subs: { subscription: string; revision: number }[] = [];
-    for (let i = 0; i < MAX_SUBS; i++) subs.push(((await lagging.call('events.subscribe', { topics: ['*'] })) as { result: { subscription: string; revision: number } }).result);
+    for (let i = 0; i < MAX_SUBS; i++)
+      subs.push(((await lagging.call('events.subscribe', { topics: ['*'] })) as { result: { subscription: string; revision: number } }).result);
     const from = subs[0]!.revision;
     lagging.ws.pause();
     // Every change now reaches the lagging socket 32 times; the kernel's buffers fill first, then the daemon's.
@@ -97,17 +100,23 @@ describe('events.subscribe cannot grow the daemon without bound', { timeout: 120
     const closed = await Promise.race([lagging.closed, sleep(20_000).then(() => 'still open' as const)]);
     expect(closed).toEqual({ code: 4008, reason: expect.stringMatching(/too far behind.*since/) });
     // Everything sent before the close arrives in order; the subscriber resumes from the last event it got.
-    const first = parsedMessages(lagging).filter((m) => m.params?.subscription === subs[0]!.subscription).map((m) => m.params!.revision);
+    const first = parsedMessages(lagging)
+      .filter((m) => m.params?.subscription === subs[0]!.subscription)
+      .map((m) => m.params!.revision);
     const last = first.at(-1) ?? from;
 
     const resumed = await WsClient.open(d.port!, reader);
-    const sub = (await resumed.call('events.subscribe', { topics: ['*'], since: last })) as { result: { subscription: string; revision: number; gap: boolean } };
+    const sub = (await resumed.call('events.subscribe', { topics: ['*'], since: last })) as {
+      result: { subscription: string; revision: number; gap: boolean };
+    };
     expect(sub.result.gap).toBe(false);
     await makeEvents(5);
     // The bus's revision now, from one more subscription's answer.
     const end = ((await resumed.call('events.subscribe', { topics: ['*'] })) as { result: { revision: number } }).result.revision;
     for (const stop = Date.now() + 10_000; !parsedMessages(resumed).some((m) => m.params?.revision === end) && Date.now() < stop; ) await sleep(50);
-    const second = parsedMessages(resumed).filter((m) => m.params?.subscription === sub.result.subscription).map((m) => m.params!.revision);
+    const second = parsedMessages(resumed)
+      .filter((m) => m.params?.subscription === sub.result.subscription)
+      .map((m) => m.params!.revision);
     expect([...first, ...second]).toEqual(Array.from({ length: end - from }, (_, i) => from + 1 + i));
     resumed.terminate();
   });

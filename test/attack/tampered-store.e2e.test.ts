@@ -40,7 +40,7 @@ function system(root: string): Promise<Record<string, string>> {
   return treeDigest(root, { skip: ['var/lib/scoped', 'run/scoped', 'scoped.yaml'] });
 }
 
-describe('a store edited behind scoped\'s back', () => {
+describe("a store edited behind scoped's back", () => {
   let d: Scoped;
 
   beforeAll(async () => {
@@ -112,13 +112,48 @@ describe('text no config line can carry, and over-size values', () => {
 
   const big = 'x'.repeat(70 * 1024);
   const cases: [string, string, Record<string, unknown>, RegExp][] = [
-    ['a lone surrogate in a password', 'scope.set', { name: 'mail.smart-host', value: { host: '[relay.example.test]:587', username: 'bob', password: 'pw\uD800x' } }, /mail\.smart-host: password: holds a lone UTF-16 surrogate/],
-    ['a lone low surrogate in a var', 'var.set', { name: 'postfix_custom_config', value: { smtp_helo_name: 'a\uDC00b' } }, /postfix_custom_config: smtp_helo_name: holds a lone UTF-16 surrogate/],
-    ['U+2028 in a var', 'var.set', { name: 'postfix_custom_config', value: { smtp_helo_name: 'a\u2028b' } }, /postfix_custom_config: smtp_helo_name: holds U\+2028/],
-    ['U+2029 in a key', 'var.set', { name: 'postfix_custom_config', value: { 'smtp\u2029helo': 'a' } }, /postfix_custom_config: smtp\u2029helo: its key holds U\+2029/],
-    ['NUL in a username', 'scope.set', { name: 'mail.smart-host', value: { host: '[relay.example.test]:587', username: 'b\0b', password: 'pw' } }, /mail\.smart-host: username: holds NUL/],
-    ['a value over 64 KiB', 'var.set', { name: 'postfix_custom_config', value: { smtp_helo_name: big } }, /postfix_custom_config: the value takes \d+ bytes as JSON; a var holds at most 65536/],
-    ['a scope value over 64 KiB', 'scope.set', { name: 'mail.smart-host', value: { host: '[relay.example.test]:587', username: 'bob', password: big } }, /mail\.smart-host: the value takes \d+ bytes/],
+    [
+      'a lone surrogate in a password',
+      'scope.set',
+      { name: 'mail.smart-host', value: { host: '[relay.example.test]:587', username: 'bob', password: 'pw\uD800x' } },
+      /mail\.smart-host: password: holds a lone UTF-16 surrogate/,
+    ],
+    [
+      'a lone low surrogate in a var',
+      'var.set',
+      { name: 'postfix_custom_config', value: { smtp_helo_name: 'a\uDC00b' } },
+      /postfix_custom_config: smtp_helo_name: holds a lone UTF-16 surrogate/,
+    ],
+    [
+      'U+2028 in a var',
+      'var.set',
+      { name: 'postfix_custom_config', value: { smtp_helo_name: 'a\u2028b' } },
+      /postfix_custom_config: smtp_helo_name: holds U\+2028/,
+    ],
+    [
+      'U+2029 in a key',
+      'var.set',
+      { name: 'postfix_custom_config', value: { 'smtp\u2029helo': 'a' } },
+      /postfix_custom_config: smtp\u2029helo: its key holds U\+2029/,
+    ],
+    [
+      'NUL in a username',
+      'scope.set',
+      { name: 'mail.smart-host', value: { host: '[relay.example.test]:587', username: 'b\0b', password: 'pw' } },
+      /mail\.smart-host: username: holds NUL/,
+    ],
+    [
+      'a value over 64 KiB',
+      'var.set',
+      { name: 'postfix_custom_config', value: { smtp_helo_name: big } },
+      /postfix_custom_config: the value takes \d+ bytes as JSON; a var holds at most 65536/,
+    ],
+    [
+      'a scope value over 64 KiB',
+      'scope.set',
+      { name: 'mail.smart-host', value: { host: '[relay.example.test]:587', username: 'bob', password: big } },
+      /mail\.smart-host: the value takes \d+ bytes/,
+    ],
   ];
 
   it.each(cases)('%s: invalid params naming the var or field, nothing written, nothing rolled back', async (_what, method, params, message) => {
@@ -147,4 +182,3 @@ describe('text no config line can carry, and over-size values', () => {
     expect((await box.postconf(['-h', 'smtp_helo_name'])).trim()).toBe('helo.example.test');
   });
 });
-

@@ -77,7 +77,11 @@ describe('attack: escape sequences reaching the admin terminal through cpcmd', {
   });
 
   it('escapes a stored var value in var:list and scope:get cp.bootstrapper', async () => {
-    const stored = await d.call('scope.set', { name: 'cp.bootstrapper', value: { var: 'postfix_custom_config', value: { smtpd_banner: `$myhostname ESMTP ${PAYLOAD}` } }, converge: false });
+    const stored = await d.call('scope.set', {
+      name: 'cp.bootstrapper',
+      value: { var: 'postfix_custom_config', value: { smtpd_banner: `$myhostname ESMTP ${PAYLOAD}` } },
+      converge: false,
+    });
     expect(stored, JSON.stringify(stored)).toHaveProperty('result');
     for (const args of [['var:list'], ['scope:get', 'cp.bootstrapper'], ['scope:get', 'cp.bootstrapper', 'postfix_custom_config']]) {
       const r = await d.cpcmd(args);

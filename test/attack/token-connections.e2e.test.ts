@@ -42,7 +42,10 @@ describe('token holders cannot fill the connection cap', { timeout: 120_000 }, (
 
   /** The admin's three ways in, each answered while the flood holds its connections. */
   async function adminGetsIn(): Promise<void> {
-    const r = await httpPost({ port: d.port! }, JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'daemon.status', params: {} }), { token: admin, timeoutMs: 5_000 });
+    const r = await httpPost({ port: d.port! }, JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'daemon.status', params: {} }), {
+      token: admin,
+      timeoutMs: 5_000,
+    });
     expect(r.status, r.text).toBe(200);
     expect(JSON.parse(r.text)).toHaveProperty('result.pid', d.pid);
     const ws = await WsClient.open(d.port!, admin, { handshakeTimeout: 5_000 }).catch((err: { status?: number; body?: string }) => err);
@@ -90,7 +93,8 @@ describe('token holders cannot fill the connection cap', { timeout: 120_000 }, (
 
   it(`several non-admin tokens together: at most ${MAX_CONNECTIONS - ADMIN_RESERVE} let in, the last ${ADMIN_RESERVE} slots kept for admins`, async () => {
     const tokens: string[] = [];
-    for (let t = 0; t < MAX_CONNECTIONS / PER_TOKEN; t++) tokens.push((await d.ok<{ token: string }>('token.create', { role: t % 2 ? 'operator' : 'reader', name: `crowd-${t}` })).token);
+    for (let t = 0; t < MAX_CONNECTIONS / PER_TOKEN; t++)
+      tokens.push((await d.ok<{ token: string }>('token.create', { role: t % 2 ? 'operator' : 'reader', name: `crowd-${t}` })).token);
     const held: WsClient[] = [];
     const refused: { status?: number; body?: string }[] = [];
     try {

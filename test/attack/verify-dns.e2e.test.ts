@@ -86,7 +86,7 @@ describe('attack: --verify sent to a listener through /etc/hosts', () => {
     expect(seen).toEqual([]);
   });
 
-  it('an operator limited to net.* names the machine after the relay: the admin\'s --verify refuses that name', async () => {
+  it("an operator limited to net.* names the machine after the relay: the admin's --verify refuses that name", async () => {
     const made = await d.cpcmd(['token:create', '--role', 'operator', '--scopes', 'net.*', '--name', 'hostname-attacker', '-o', 'json']);
     const operator = JSON.parse(made.stdout).token as string;
     const set = await cpcmd(['scope:set', 'net.hostname', 'relay.example.com'], { url: d.url, token: operator });

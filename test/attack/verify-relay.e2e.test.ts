@@ -52,7 +52,10 @@ describe('attack: --verify against a hostile relay', () => {
   async function verifyAgainst(relayhost: string, output: 'cli' | 'json'): Promise<RunResult & { ms: number }> {
     const env = cleanEnv({ SCOPED_URL: d.url, SCOPED_TOKEN: operator });
     const started = Date.now();
-    const r = await run(process.execPath, [CPCMD_BIN, 'scope:set', 'mail.smart-host', `'${relayhost}'`, USER, PASSWORD, '--verify', '-o', output], { env, timeoutMs: DEADLINE_MS + SLACK_MS });
+    const r = await run(process.execPath, [CPCMD_BIN, 'scope:set', 'mail.smart-host', `'${relayhost}'`, USER, PASSWORD, '--verify', '-o', output], {
+      env,
+      timeoutMs: DEADLINE_MS + SLACK_MS,
+    });
     return { ...r, ms: Date.now() - started };
   }
 

@@ -35,7 +35,12 @@ describe('one WebSocket cannot make the daemon build many answers at once', { ti
     admin = d.token();
     reader = (await d.ok<{ token: string }>('token.create', { role: 'reader', name: 'flooder' })).token;
     // A history of a few hundred applied changes: one audit.list of it is tens of KB.
-    const sets = Array.from({ length: 300 }, (_, i) => ({ jsonrpc: '2.0', id: i, method: 'scope.set', params: { name: 'net.hostname', value: `host-${i}.example.test` } }));
+    const sets = Array.from({ length: 300 }, (_, i) => ({
+      jsonrpc: '2.0',
+      id: i,
+      method: 'scope.set',
+      params: { name: 'net.hostname', value: `host-${i}.example.test` },
+    }));
     for (let i = 0; i < sets.length; i += 50) await httpPost({ socket: d.socket }, JSON.stringify(sets.slice(i, i + 50)));
   });
   afterAll(() => d?.close(), 60_000);
@@ -45,7 +50,8 @@ describe('one WebSocket cannot make the daemon build many answers at once', { ti
     const before = rssBytes(d.pid);
     const attacker = await WsClient.open(d.port!, reader);
     attacker.ws.pause();
-    const batch = (m: number) => JSON.stringify(Array.from({ length: 100 }, (_, i) => ({ jsonrpc: '2.0', id: m * 100 + i, method: 'audit.list', params: { limit: 1000 } })));
+    const batch = (m: number) =>
+      JSON.stringify(Array.from({ length: 100 }, (_, i) => ({ jsonrpc: '2.0', id: m * 100 + i, method: 'audit.list', params: { limit: 1000 } })));
     for (let m = 0; m < MESSAGES; m++) attacker.send(batch(m));
 
     let peak = before;
@@ -60,7 +66,10 @@ describe('one WebSocket cannot make the daemon build many answers at once', { ti
       await sleep(1_000);
       // The admin is answered while the flood is on.
       const t0 = Date.now();
-      const r = await httpPost({ port: d.port! }, JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'daemon.status', params: {} }), { token: admin, timeoutMs: 5_000 });
+      const r = await httpPost({ port: d.port! }, JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'daemon.status', params: {} }), {
+        token: admin,
+        timeoutMs: 5_000,
+      });
       expect(Date.now() - t0).toBeLessThan(5_000);
       expect(JSON.parse(r.text)).toHaveProperty('result.pid', d.pid);
       await sleep(5_000);

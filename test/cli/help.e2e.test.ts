@@ -31,7 +31,11 @@ describe('help and version', () => {
   });
 
   it('cpcmd help scope:set and scope:set --help show NAME VALUE...; converge shows [UNIT...]', async () => {
-    for (const args of [['help', 'scope:set'], ['scope:set', '--help'], ['-o', 'json', 'help', 'scope:set']]) {
+    for (const args of [
+      ['help', 'scope:set'],
+      ['scope:set', '--help'],
+      ['-o', 'json', 'help', 'scope:set'],
+    ]) {
       const r = await cpcmd(args);
       expect(r.code, r.stderr).toBe(0);
       expect(r.stdout, args.join(' ')).toMatch(/^ {2}\$ cpcmd scope:set NAME VALUE\.\.\. /m);
@@ -62,7 +66,8 @@ describe('oclif.manifest.json', () => {
   beforeAll(async () => {
     // A copy of the built package, to make its files stale without touching the real one.
     copy = await mkdtemp(path.join(tmpdir(), 'cpcmd-manifest-'));
-    for (const f of ['package.json', 'dist', 'scripts', 'oclif.manifest.json', 'scopes.json']) await cp(path.join(CLI, f), path.join(copy, f), { recursive: true });
+    for (const f of ['package.json', 'dist', 'scripts', 'oclif.manifest.json', 'scopes.json'])
+      await cp(path.join(CLI, f), path.join(copy, f), { recursive: true });
     await symlink(path.join(REPO, 'node_modules'), path.join(copy, 'node_modules'));
   });
   afterAll(async () => {
@@ -71,7 +76,9 @@ describe('oclif.manifest.json', () => {
   const check = (dir: string) => run(process.execPath, [path.join(dir, 'scripts/check-manifest.mjs')], { cwd: dir });
 
   it('is built with every command and its variadic arguments, and the check passes on it', async () => {
-    const manifest = JSON.parse(await readFile(path.join(CLI, 'oclif.manifest.json'), 'utf8')) as { commands: Record<string, { args: Record<string, { multiple?: boolean; required?: boolean }> }> };
+    const manifest = JSON.parse(await readFile(path.join(CLI, 'oclif.manifest.json'), 'utf8')) as {
+      commands: Record<string, { args: Record<string, { multiple?: boolean; required?: boolean }> }>;
+    };
     const { commands } = await import('@scoped/cli');
     expect(Object.keys(manifest.commands).sort()).toEqual(commands.map((c) => c.id).sort());
     expect(manifest.commands['scope:set']!.args).toMatchObject({ name: { required: true }, value: { multiple: true, required: true } });
@@ -89,6 +96,8 @@ describe('oclif.manifest.json', () => {
     await rm(path.join(copy, 'scopes.json'));
     const r = await check(copy);
     expect(r.code).toBe(1);
-    expect(r.stderr).toBe('oclif.manifest.json is stale: it does not match the commands declared in src/specs.ts (as built in dist)\nscopes.json is missing\nrun npm run build -w @scoped/cli to write it again\n');
+    expect(r.stderr).toBe(
+      'oclif.manifest.json is stale: it does not match the commands declared in src/specs.ts (as built in dist)\nscopes.json is missing\nrun npm run build -w @scoped/cli to write it again\n',
+    );
   });
 });

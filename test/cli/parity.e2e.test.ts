@@ -34,7 +34,10 @@ const setJob = (params: unknown) => [
 
 const cases: Case[] = [
   // ApisCP's order, and every spelling of the output flag, before and after the command.
-  { argv: ['scope:get', 'net.hostname'], want: { code: 0, stdout: 'mail.example.com\n', stderr: '', requests: [{ method: 'scope.get', params: { name: 'net.hostname' } }] } },
+  {
+    argv: ['scope:get', 'net.hostname'],
+    want: { code: 0, stdout: 'mail.example.com\n', stderr: '', requests: [{ method: 'scope.get', params: { name: 'net.hostname' } }] },
+  },
   { argv: ['-o', 'json', 'scope:get', 'net.hostname'], want: { code: 0, stdout: '"mail.example.com"\n', stderr: '' } },
   { argv: ['scope:get', 'net.hostname', '-o', 'json'], want: { code: 0, stdout: '"mail.example.com"\n' } },
   { argv: ['scope:get', '-o', 'json', 'net.hostname'], want: { code: 0, stdout: '"mail.example.com"\n' } },
@@ -49,40 +52,137 @@ const cases: Case[] = [
   { argv: ['scope:list', '--json'], want: { code: 0, stdout: /^\[\n/ } },
   { argv: ['-o', 'cli', 'scope:list'], want: { code: 0, stdout: /^net\.hostname {2,}the server's hostname$/m } },
   { argv: ['scope:list', 'mail.*'], want: { code: 0, requests: [{ method: 'scope.list', params: { glob: 'mail.*' } }] } },
-  { argv: ['--json', 'scope:get', 'cp.bootstrapper', 'system_hostname'], want: { code: 0, stdout: /"system_hostname": "mail.example.com"/, requests: [{ method: 'scope.get', params: { name: 'cp.bootstrapper', args: ['system_hostname'], words: ['system_hostname'] } }] } },
+  {
+    argv: ['--json', 'scope:get', 'cp.bootstrapper', 'system_hostname'],
+    want: {
+      code: 0,
+      stdout: /"system_hostname": "mail.example.com"/,
+      requests: [{ method: 'scope.get', params: { name: 'cp.bootstrapper', args: ['system_hostname'], words: ['system_hostname'] } }],
+    },
+  },
   { argv: ['scope:get', 'net.hostname', '--revision'], want: { code: 0, stdout: '3\n' } },
   { argv: ['-o', 'yaml', 'var:list'], want: { code: 0, stdout: /^- name: system_hostname$/m, requests: [{ method: 'var.list', params: {} }] } },
   { argv: ['token:list', '--json'], want: { code: 0, stdout: /"name": "ci"/ } },
   { argv: ['scope:info', 'net.hostname'], want: { code: 0, stdout: /^usage: cpcmd scope:set net.hostname HOSTNAME$/m } },
-  { argv: ['plugin:list', '-o', 'cli'], want: { code: 0, stdout: /^@scoped\/plugin-net@0\.1\.0 +loaded +net\.hostname$/m, requests: [{ method: 'daemon.status', params: {} }] } },
+  {
+    argv: ['plugin:list', '-o', 'cli'],
+    want: { code: 0, stdout: /^@scoped\/plugin-net@0\.1\.0 +loaded +net\.hostname$/m, requests: [{ method: 'daemon.status', params: {} }] },
+  },
 
   // Booleans: bare, --no-, =true and =false, and a value that is neither.
-  { argv: ['scope:set', 'net.hostname', 'mail.example.com', '--dry-run'], want: { code: 0, stdout: /^dry run: net.hostname would make 1 change, nothing written$/m, requests: [{ method: 'scope.set', params: { name: 'net.hostname', args: ['mail.example.com'], words: ['mail.example.com'], dryRun: true } }] } },
-  { argv: ['scope:set', 'net.hostname', 'mail.example.com', '--dry-run=true'], want: { code: 0, requests: [{ method: 'scope.set', params: { name: 'net.hostname', args: ['mail.example.com'], words: ['mail.example.com'], dryRun: true } }] } },
-  { argv: ['scope:set', 'net.hostname', 'mail.example.com', '--dry-run=false'], want: { code: 0, stdout: /^net.hostname: applied \(revision 4\)$/m, requests: setJob({ name: 'net.hostname', args: ['mail.example.com'], words: ['mail.example.com'], async: true }) } },
+  {
+    argv: ['scope:set', 'net.hostname', 'mail.example.com', '--dry-run'],
+    want: {
+      code: 0,
+      stdout: /^dry run: net.hostname would make 1 change, nothing written$/m,
+      requests: [{ method: 'scope.set', params: { name: 'net.hostname', args: ['mail.example.com'], words: ['mail.example.com'], dryRun: true } }],
+    },
+  },
+  {
+    argv: ['scope:set', 'net.hostname', 'mail.example.com', '--dry-run=true'],
+    want: {
+      code: 0,
+      requests: [{ method: 'scope.set', params: { name: 'net.hostname', args: ['mail.example.com'], words: ['mail.example.com'], dryRun: true } }],
+    },
+  },
+  {
+    argv: ['scope:set', 'net.hostname', 'mail.example.com', '--dry-run=false'],
+    want: {
+      code: 0,
+      stdout: /^net.hostname: applied \(revision 4\)$/m,
+      requests: setJob({ name: 'net.hostname', args: ['mail.example.com'], words: ['mail.example.com'], async: true }),
+    },
+  },
   { argv: ['scope:set', 'net.hostname', 'mail.example.com', '--dry-run=maybe'], want: { code: 2, stdout: '', stderr: USAGE, requests: [] } },
-  { argv: ['--dry-run', 'scope:set', 'net.hostname', 'mail.example.com'], want: { code: 0, requests: [{ method: 'scope.set', params: { name: 'net.hostname', args: ['mail.example.com'], words: ['mail.example.com'], dryRun: true } }] } },
-  { argv: ['scope:set', 'net.hostname', 'mail.example.com', '--no-wait'], want: { code: 0, stdout: `${JOB}\n`, requests: [{ method: 'scope.set', params: { name: 'net.hostname', args: ['mail.example.com'], words: ['mail.example.com'], async: true } }] } },
+  {
+    argv: ['--dry-run', 'scope:set', 'net.hostname', 'mail.example.com'],
+    want: {
+      code: 0,
+      requests: [{ method: 'scope.set', params: { name: 'net.hostname', args: ['mail.example.com'], words: ['mail.example.com'], dryRun: true } }],
+    },
+  },
+  {
+    argv: ['scope:set', 'net.hostname', 'mail.example.com', '--no-wait'],
+    want: {
+      code: 0,
+      stdout: `${JOB}\n`,
+      requests: [{ method: 'scope.set', params: { name: 'net.hostname', args: ['mail.example.com'], words: ['mail.example.com'], async: true } }],
+    },
+  },
   { argv: ['scope:set', 'net.hostname', 'mail.example.com', '--wait=false'], want: { code: 0, stdout: `${JOB}\n` } },
-  { argv: ['scope:set', 'cp.bootstrapper', 'system_hostname', 'x.example.com', '--no-converge'], want: { code: 0, requests: setJob({ name: 'cp.bootstrapper', args: ['system_hostname', 'x.example.com'], words: ['system_hostname', 'x.example.com'], converge: false, async: true }) } },
-  { argv: ['scope:set', 'net.hostname', 'mail.example.com', '--no-dry-run'], want: { code: 2, stderr: /^cpcmd: unknown flag --no-dry-run for scope:set\n/, requests: [] } },
-  { argv: ['scope:set', 'net.hostname', 'mail.example.com', '--if-revision', '3'], want: { code: 0, requests: setJob({ name: 'net.hostname', args: ['mail.example.com'], words: ['mail.example.com'], ifRevision: 3, async: true }) } },
-  { argv: ['scope:set', 'net.hostname', 'mail.example.com', '--if-revision=3'], want: { code: 0, requests: setJob({ name: 'net.hostname', args: ['mail.example.com'], words: ['mail.example.com'], ifRevision: 3, async: true }) } },
-  { argv: ['scope:set', 'net.hostname', 'mail.example.com', '--if-revision=abc'], want: { code: 2, stderr: /^cpcmd: --if-revision takes a whole number, not abc\n/, requests: [] } },
+  {
+    argv: ['scope:set', 'cp.bootstrapper', 'system_hostname', 'x.example.com', '--no-converge'],
+    want: {
+      code: 0,
+      requests: setJob({
+        name: 'cp.bootstrapper',
+        args: ['system_hostname', 'x.example.com'],
+        words: ['system_hostname', 'x.example.com'],
+        converge: false,
+        async: true,
+      }),
+    },
+  },
+  {
+    argv: ['scope:set', 'net.hostname', 'mail.example.com', '--no-dry-run'],
+    want: { code: 2, stderr: /^cpcmd: unknown flag --no-dry-run for scope:set\n/, requests: [] },
+  },
+  {
+    argv: ['scope:set', 'net.hostname', 'mail.example.com', '--if-revision', '3'],
+    want: { code: 0, requests: setJob({ name: 'net.hostname', args: ['mail.example.com'], words: ['mail.example.com'], ifRevision: 3, async: true }) },
+  },
+  {
+    argv: ['scope:set', 'net.hostname', 'mail.example.com', '--if-revision=3'],
+    want: { code: 0, requests: setJob({ name: 'net.hostname', args: ['mail.example.com'], words: ['mail.example.com'], ifRevision: 3, async: true }) },
+  },
+  {
+    argv: ['scope:set', 'net.hostname', 'mail.example.com', '--if-revision=abc'],
+    want: { code: 2, stderr: /^cpcmd: --if-revision takes a whole number, not abc\n/, requests: [] },
+  },
 
   // Arguments: after --, negative numbers, variadic ones.
   { argv: ['scope:set', 'net.hostname', '--', '-x'], want: { code: 0, requests: setJob({ name: 'net.hostname', args: ['-x'], words: ['-x'], async: true }) } },
-  { argv: ['scope:set', 'net.hostname', '-1', '--dry-run'], want: { code: 0, requests: [{ method: 'scope.set', params: { name: 'net.hostname', args: [-1], words: ['-1'], dryRun: true } }] } },
-  { argv: ['converge'], want: { code: 0, stdout: /^all units: applied/m, requests: [{ method: 'unit.converge', params: { async: true } }, { method: 'job.get', params: { id: JOB, waitMs: 300 } }] } },
-  { argv: ['converge', 'net/hostname', 'postfix/main', '--dry-run'], want: { code: 0, requests: [{ method: 'unit.converge', params: { units: ['net/hostname', 'postfix/main'], dryRun: true } }] } },
-  { argv: ['scope:reset', 'net.hostname', '--dry-run'], want: { code: 0, requests: [{ method: 'scope.reset', params: { name: 'net.hostname', dryRun: true } }] } },
+  {
+    argv: ['scope:set', 'net.hostname', '-1', '--dry-run'],
+    want: { code: 0, requests: [{ method: 'scope.set', params: { name: 'net.hostname', args: [-1], words: ['-1'], dryRun: true } }] },
+  },
+  {
+    argv: ['converge'],
+    want: {
+      code: 0,
+      stdout: /^all units: applied/m,
+      requests: [
+        { method: 'unit.converge', params: { async: true } },
+        { method: 'job.get', params: { id: JOB, waitMs: 300 } },
+      ],
+    },
+  },
+  {
+    argv: ['converge', 'net/hostname', 'postfix/main', '--dry-run'],
+    want: { code: 0, requests: [{ method: 'unit.converge', params: { units: ['net/hostname', 'postfix/main'], dryRun: true } }] },
+  },
+  {
+    argv: ['scope:reset', 'net.hostname', '--dry-run'],
+    want: { code: 0, requests: [{ method: 'scope.reset', params: { name: 'net.hostname', dryRun: true } }] },
+  },
   { argv: ['scope:check'], want: { code: 0, stdout: 'ok: no drift\n' } },
   { argv: ['-o', 'json', 'scope:check', 'mail.smart-host'], want: { code: 3, stdout: /"ok": false/ } },
   { argv: ['audit:list', '--limit', '5', '--since', '2h'], want: { code: 0, requests: [{ method: 'audit.list', params: { since: '2h', limit: 5 } }] } },
 
   // Usage errors: one line and a hint, exit 2, nothing sent.
-  { argv: ['scope:get'], want: { code: 2, stdout: '', stderr: 'cpcmd: scope:get needs NAME\nhint: usage: cpcmd scope:get NAME [ARG...] [FLAGS] (cpcmd help scope:get explains it)\n', requests: [] } },
-  { argv: ['scope:set', 'net.hostname'], want: { code: 2, stderr: /^cpcmd: scope:set needs VALUE\nhint: usage: cpcmd scope:set NAME VALUE\.\.\. /, requests: [] } },
+  {
+    argv: ['scope:get'],
+    want: {
+      code: 2,
+      stdout: '',
+      stderr: 'cpcmd: scope:get needs NAME\nhint: usage: cpcmd scope:get NAME [ARG...] [FLAGS] (cpcmd help scope:get explains it)\n',
+      requests: [],
+    },
+  },
+  {
+    argv: ['scope:set', 'net.hostname'],
+    want: { code: 2, stderr: /^cpcmd: scope:set needs VALUE\nhint: usage: cpcmd scope:set NAME VALUE\.\.\. /, requests: [] },
+  },
   { argv: ['scope:info', 'a', 'b'], want: { code: 2, stderr: /^cpcmd: scope:info takes at most 1 argument; got 2\n/, requests: [] } },
   { argv: ['scope:get', 'net.hostname', '--bogus'], want: { code: 2, stderr: /^cpcmd: unknown flag --bogus for scope:get\n/, requests: [] } },
   { argv: ['--bogus', 'scope:get', 'net.hostname'], want: { code: 2, stderr: /^cpcmd: unknown flag --bogus for scope:get\n/, requests: [] } },
@@ -94,13 +194,37 @@ const cases: Case[] = [
   { argv: ['-o', 'json'], want: { code: 2, stderr: /^cpcmd: no command after -o\n/, requests: [] } },
 
   // Where the daemon is: a flag beats any variable; SCOPED_URL beats SCOPED_SOCKET.
-  { argv: ['scope:list'], env: (r) => ({ SCOPED_SOCKET: r.socket, SCOPED_URL: r.url, SCOPED_TOKEN: 'tok-secret' }), want: { code: 0, requests: [{ method: 'scope.list', params: {}, via: 'http', authorization: 'Bearer tok-secret' }] } },
-  { argv: (r) => ['scope:list', '--socket', r.socket], env: (r) => ({ SCOPED_URL: r.url }), want: { code: 0, requests: [{ method: 'scope.list', params: {}, via: 'socket' }] } },
-  { argv: (r) => ['--socket', r.socket, 'scope:list'], env: (r) => ({ SCOPED_SOCKET: `${r.dir}/elsewhere.sock`, SCOPED_URL: r.url }), want: { code: 0, requests: [{ method: 'scope.list', params: {}, via: 'socket' }] } },
-  { argv: (r) => ['scope:list', `--url=${r.url}`], env: (r) => ({ SCOPED_SOCKET: r.socket }), want: { code: 0, requests: [{ method: 'scope.list', params: {}, via: 'http' }] } },
-  { argv: ['scope:list'], env: (r) => ({ SCOPED_SOCKET: r.socket, SCOPED_URL: '' }), want: { code: 0, requests: [{ method: 'scope.list', params: {}, via: 'socket' }] } },
+  {
+    argv: ['scope:list'],
+    env: (r) => ({ SCOPED_SOCKET: r.socket, SCOPED_URL: r.url, SCOPED_TOKEN: 'tok-secret' }),
+    want: { code: 0, requests: [{ method: 'scope.list', params: {}, via: 'http', authorization: 'Bearer tok-secret' }] },
+  },
+  {
+    argv: (r) => ['scope:list', '--socket', r.socket],
+    env: (r) => ({ SCOPED_URL: r.url }),
+    want: { code: 0, requests: [{ method: 'scope.list', params: {}, via: 'socket' }] },
+  },
+  {
+    argv: (r) => ['--socket', r.socket, 'scope:list'],
+    env: (r) => ({ SCOPED_SOCKET: `${r.dir}/elsewhere.sock`, SCOPED_URL: r.url }),
+    want: { code: 0, requests: [{ method: 'scope.list', params: {}, via: 'socket' }] },
+  },
+  {
+    argv: (r) => ['scope:list', `--url=${r.url}`],
+    env: (r) => ({ SCOPED_SOCKET: r.socket }),
+    want: { code: 0, requests: [{ method: 'scope.list', params: {}, via: 'http' }] },
+  },
+  {
+    argv: ['scope:list'],
+    env: (r) => ({ SCOPED_SOCKET: r.socket, SCOPED_URL: '' }),
+    want: { code: 0, requests: [{ method: 'scope.list', params: {}, via: 'socket' }] },
+  },
   { argv: (r) => ['scope:list', '--socket', r.socket, '--url', r.url], want: { code: 2, stderr: /^cpcmd: --socket and --url name two daemons/, requests: [] } },
-  { argv: ['scope:get', 'net.hostname'], env: (r) => ({ SCOPED_SOCKET: `${r.dir}/missing.sock` }), want: { code: 4, stdout: '', stderr: /^cpcmd: cannot reach scoped at the socket <dir>\/missing\.sock/, requests: [] } },
+  {
+    argv: ['scope:get', 'net.hostname'],
+    env: (r) => ({ SCOPED_SOCKET: `${r.dir}/missing.sock` }),
+    want: { code: 4, stdout: '', stderr: /^cpcmd: cannot reach scoped at the socket <dir>\/missing\.sock/, requests: [] },
+  },
 
   // Help and version are oclif's on both paths.
   { argv: ['-v'], want: { code: 0, stdout: /^@scoped\/cli\/\d+\.\d+\.\d+ /, requests: [] } },
@@ -135,7 +259,11 @@ describe('the fast path and the oclif path are one CLI', () => {
 
   for (const c of cases) {
     const shown = { socket: '<socket>', url: '<url>', dir: '<dir>' } as Recorder;
-    const env = c.env ? `${Object.entries(c.env(shown)).map(([k, v]) => `${k}=${v}`).join(' ')} ` : '';
+    const env = c.env
+      ? `${Object.entries(c.env(shown))
+          .map(([k, v]) => `${k}=${v}`)
+          .join(' ')} `
+      : '';
     const label = `${env}cpcmd ${(typeof c.argv === 'function' ? c.argv(shown) : c.argv).join(' ')}`;
     it(label, async () => {
       const go = async (rec: Recorder, viaOclif: boolean) => {
@@ -153,7 +281,12 @@ describe('the fast path and the oclif path are one CLI', () => {
         else if (want) expect(a[name], name).toMatch(want);
       }
       if (w.requests) {
-        const sent = a.requests.map((q) => ({ method: (q.body as { method: string }).method, params: (q.body as { params: unknown }).params, via: q.via, authorization: q.authorization }));
+        const sent = a.requests.map((q) => ({
+          method: (q.body as { method: string }).method,
+          params: (q.body as { params: unknown }).params,
+          via: q.via,
+          authorization: q.authorization,
+        }));
         expect(sent, 'requests').toEqual(w.requests.map((q) => ({ via: 'socket', authorization: undefined, ...q })));
       }
     });

@@ -31,13 +31,13 @@ const canned: Record<string, (p: Params) => unknown> = {
   'scope.list': () => ({
     scopes: [
       { name: 'mail.smart-host', summary: 'relay outgoing mail through a smart host' },
-      { name: 'net.hostname', summary: 'the server\'s hostname' },
+      { name: 'net.hostname', summary: "the server's hostname" },
       { name: 'recorder.only-from-daemon', summary: 'a scope only this server knows' },
     ],
   }),
   'scope.info': (p) => ({
     name: p.name,
-    summary: 'the server\'s hostname',
+    summary: "the server's hostname",
     help: 'Sets /etc/hostname.',
     usage: 'HOSTNAME',
     examples: ['cpcmd scope:set net.hostname mail.example.com'],
@@ -47,16 +47,39 @@ const canned: Record<string, (p: Params) => unknown> = {
     valueSchema: { type: 'string' },
   }),
   'scope.get': (p) => ({ name: p.name, value: p.args ? { system_hostname: 'mail.example.com' } : 'mail.example.com', revision: 3, drift: [] }),
-  'scope.set': (p) => (p.dryRun ? { status: 'planned', plan: PLAN, revision: 3, name: p.name, value: 'mail.example.com' } : { status: 'queued', job: 'job-0123456789ab' }),
+  'scope.set': (p) =>
+    p.dryRun ? { status: 'planned', plan: PLAN, revision: 3, name: p.name, value: 'mail.example.com' } : { status: 'queued', job: 'job-0123456789ab' },
   'scope.reset': (p) => ({ status: p.dryRun ? 'planned' : 'applied', plan: PLAN, revision: 3, name: p.name, value: '' }),
   'scope.check': (p) =>
     p.name === 'mail.smart-host'
       ? { ok: false, drift: [{ scope: 'mail.smart-host', unit: 'postfix/main', target: 'relayhost', expected: '[relay.example]:587', actual: null }] }
       : { ok: true, drift: [] },
   'unit.converge': (p) => (p.dryRun ? { status: 'planned', plan: PLAN, revision: 3 } : { status: 'queued', job: 'job-0123456789ab' }),
-  'job.get': (p) => ({ id: p.id, action: 'scope.set', target: 'net.hostname', state: 'done', done: 1, total: 1, step: null, result: APPLIED, createdAt: NOW, updatedAt: NOW }),
+  'job.get': (p) => ({
+    id: p.id,
+    action: 'scope.set',
+    target: 'net.hostname',
+    state: 'done',
+    done: 1,
+    total: 1,
+    step: null,
+    result: APPLIED,
+    createdAt: NOW,
+    updatedAt: NOW,
+  }),
   'var.list': () => ({
-    vars: [{ name: 'system_hostname', description: 'the hostname', type: 'string', secret: false, default: '', value: 'mail.example.com', isDefault: false, units: ['net/hostname'] }],
+    vars: [
+      {
+        name: 'system_hostname',
+        description: 'the hostname',
+        type: 'string',
+        secret: false,
+        default: '',
+        value: 'mail.example.com',
+        isDefault: false,
+        units: ['net/hostname'],
+      },
+    ],
   }),
   'daemon.status': () => ({
     version: '0.1.0',
@@ -68,9 +91,24 @@ const canned: Record<string, (p: Params) => unknown> = {
     plugins: [{ name: '@scoped/plugin-net', version: '0.1.0', scopes: ['net.hostname'], status: 'loaded' }],
     revision: 3,
   }),
-  'token.list': () => ({ tokens: [{ id: 'tok-1', name: 'ci', role: 'reader', scopes: [], createdAt: NOW, expiresAt: null, lastUsedAt: null, revoked: false }] }),
+  'token.list': () => ({
+    tokens: [{ id: 'tok-1', name: 'ci', role: 'reader', scopes: [], createdAt: NOW, expiresAt: null, lastUsedAt: null, revoked: false }],
+  }),
   'audit.list': () => ({
-    entries: [{ seq: 1, time: NOW, actor: 'root', transport: 'unix', action: 'scope.set', target: 'net.hostname', new: 'mail.example.com', plan: ['write /etc/hostname'], outcome: 'applied', revision: 4 }],
+    entries: [
+      {
+        seq: 1,
+        time: NOW,
+        actor: 'root',
+        transport: 'unix',
+        action: 'scope.set',
+        target: 'net.hostname',
+        new: 'mail.example.com',
+        plan: ['write /etc/hostname'],
+        outcome: 'applied',
+        revision: 4,
+      },
+    ],
   }),
 };
 

@@ -22,7 +22,9 @@ describe('audit.list with a pathological scope glob', () => {
     const body = JSON.stringify({ jsonrpc: '2.0', id: 'glob', method: 'audit.list', params: { scope: `${'*a'.repeat(10)}b`, limit: 1 } });
     const r = await httpPost({ port: d!.port! }, body, { token, timeoutMs: 5_000 }).catch((err: Error) => err);
     expect(r instanceof Error ? `no answer: ${r.message}` : JSON.parse(r.text)).toMatchObject({ id: 'glob', result: { entries: [] } });
-    const refused = await httpPost({ port: d!.port! }, body.replace('"limit":1', '"limit":1,"refused":true'), { token, timeoutMs: 5_000 }).catch((err: Error) => err);
+    const refused = await httpPost({ port: d!.port! }, body.replace('"limit":1', '"limit":1,"refused":true'), { token, timeoutMs: 5_000 }).catch(
+      (err: Error) => err,
+    );
     expect(refused instanceof Error ? `no answer: ${refused.message}` : JSON.parse(refused.text)).toMatchObject({ id: 'glob', result: { refusals: [] } });
     expect(Date.now() - t).toBeLessThan(2_000);
   });

@@ -76,17 +76,90 @@ function makeRng(seed: number): Rng {
 // hostile material
 
 const ODD = [
-  '\u0000', '\u0001', '\u0007', '\b', '\t', '\n', '\r', '\u000b', '\u001b[31m', '\u007f', '\u0085', '\u00a0', '\u00ad',
-  '\u200b', '\u200d', '\u202e', '\u2028', '\u2029', '\ufeff', '\ufffd', '\uffff', '\ufffe', '\ud800', '\udfff', '\udbff\udfff',
-  '😀', '👩‍👩‍👧', 'e\u0301', 'İ', 'ß', 'ﬃ', 'Ω', '𝕏', 'ѕ', '２', '..', '../', '%00', '%n%s', '${x}', '$(id)', '`id`', '"', "'",
-  '\\', '\\u0000', '<script>', '{{7*7}}', ';', '|', '&', '=', ',', ':', '[', ']', '{', '}', '*', '?', 'null', 'undefined',
-  '__proto__', 'constructor', ' ', 'mail.example.com', 'net.hostname', 'relayhost=', 'A'.repeat(300),
+  '\u0000',
+  '\u0001',
+  '\u0007',
+  '\b',
+  '\t',
+  '\n',
+  '\r',
+  '\u000b',
+  '\u001b[31m',
+  '\u007f',
+  '\u0085',
+  '\u00a0',
+  '\u00ad',
+  '\u200b',
+  '\u200d',
+  '\u202e',
+  '\u2028',
+  '\u2029',
+  '\ufeff',
+  '\ufffd',
+  '\uffff',
+  '\ufffe',
+  '\ud800',
+  '\udfff',
+  '\udbff\udfff',
+  '😀',
+  '👩‍👩‍👧',
+  'e\u0301',
+  'İ',
+  'ß',
+  'ﬃ',
+  'Ω',
+  '𝕏',
+  'ѕ',
+  '２',
+  '..',
+  '../',
+  '%00',
+  '%n%s',
+  '${x}',
+  '$(id)',
+  '`id`',
+  '"',
+  "'",
+  '\\',
+  '\\u0000',
+  '<script>',
+  '{{7*7}}',
+  ';',
+  '|',
+  '&',
+  '=',
+  ',',
+  ':',
+  '[',
+  ']',
+  '{',
+  '}',
+  '*',
+  '?',
+  'null',
+  'undefined',
+  '__proto__',
+  'constructor',
+  ' ',
+  'mail.example.com',
+  'net.hostname',
+  'relayhost=',
+  'A'.repeat(300),
 ];
 /** One of these in a string makes it an invalid hostname, relay host, user name, token name, glob or main.cf key. */
 const BREAKERS = ['\u0000', '\n', '\t', ' ', '\u007f', '\u0001', '\r', '\u001f'];
 const NUMBERS = [0, -0, 1, -1, 0.5, 1e308, -1e308, 5e-324, 2 ** 53, 2 ** 53 + 2, -(2 ** 63), 1e21, 123456789.123456789, Number.MAX_SAFE_INTEGER];
 const SCOPE_NAMES = ['net.hostname', 'mail.smart-host', 'mail.spam-filter', 'mail.rspamd-piggyback', 'cp.bootstrapper'];
-const VAR_NAMES = ['postfix_add_sasl_auth_header', 'postfix_custom_config', 'postfix_relay_mynetworks', 'postfix_smarthost', 'postfix_smtp_tls_security_level', 'rspamd_enabled', 'spamfilter', 'system_hostname'];
+const VAR_NAMES = [
+  'postfix_add_sasl_auth_header',
+  'postfix_custom_config',
+  'postfix_relay_mynetworks',
+  'postfix_smarthost',
+  'postfix_smtp_tls_security_level',
+  'rspamd_enabled',
+  'spamfilter',
+  'system_hostname',
+];
 const UNIT_NAMES = ['net/hostname', 'mail/configure-postfix', 'mail/spam-filter'];
 
 function junkString(r: Rng, max = 24): string {
@@ -113,15 +186,24 @@ function junkObject(r: Rng, depth = 0): Record<string, unknown> {
 
 function junkValue(r: Rng, depth = 0): unknown {
   switch (r.int(depth > 2 ? 7 : 9)) {
-    case 0: return r.pick(NUMBERS);
-    case 1: return junkString(r);
-    case 2: return hostile(r);
-    case 3: return r.chance(0.5);
-    case 4: return null;
-    case 5: return r.int(1_000_000) - 500_000;
-    case 6: return r.pick(ODD);
-    case 7: return Array.from({ length: r.int(5) }, () => junkValue(r, depth + 1));
-    default: return junkObject(r, depth);
+    case 0:
+      return r.pick(NUMBERS);
+    case 1:
+      return junkString(r);
+    case 2:
+      return hostile(r);
+    case 3:
+      return r.chance(0.5);
+    case 4:
+      return null;
+    case 5:
+      return r.int(1_000_000) - 500_000;
+    case 6:
+      return r.pick(ODD);
+    case 7:
+      return Array.from({ length: r.int(5) }, () => junkValue(r, depth + 1));
+    default:
+      return junkObject(r, depth);
   }
 }
 
@@ -217,7 +299,18 @@ function hostileMutation(r: Rng, method = r.pick([...MUTATING]), n = 0): Call {
           () => ({ name: 'net.hostname', value: r.chance(0.7) ? badFqdn(r) : r.pick([42, null, true, [], {}, ['a.example.com']]) }),
           () => ({ name: 'net.hostname', args: r.pick([[badFqdn(r)], [], ['a.example.com', 'b.example.com'], [42], [null], [['x']]]) }),
           () => ({ name: 'mail.smart-host', value: hostileSmartHost(r) }),
-          () => ({ name: 'mail.smart-host', args: r.pick([[hostileRelayHost(r)], ['relay.example.com', 'alice'], ['relay.example.com', hostile(r), 'pw'], [['relay', 'example']], [null], [42], ['relay.example.com', 'u', 'p', 'x']]) }),
+          () => ({
+            name: 'mail.smart-host',
+            args: r.pick([
+              [hostileRelayHost(r)],
+              ['relay.example.com', 'alice'],
+              ['relay.example.com', hostile(r), 'pw'],
+              [['relay', 'example']],
+              [null],
+              [42],
+              ['relay.example.com', 'u', 'p', 'x'],
+            ]),
+          }),
           () => ({ name: 'mail.spam-filter', value: r.pick([hostile(r), 42, null, {}, []]) }),
           () => ({ name: 'mail.rspamd-piggyback', value: r.pick([hostile(r), 42, null, {}, [], 'true']) }),
           () => ({ name: 'cp.bootstrapper', value: { var: r.chance(0.5) ? junkString(r) : hostile(r), value: junkValue(r) } }),
@@ -228,7 +321,11 @@ function hostileMutation(r: Rng, method = r.pick([...MUTATING]), n = 0): Call {
           () => ({ name: 'cp.bootstrapper', args: r.pick([[hostile(r), 'x'], [r.pick(VAR_NAMES)], [r.pick(VAR_NAMES), hostile(r)], []]) }),
           () => ({ name: junkName(), value: junkValue(r) }),
           () => ({ name: realScope(), value: validFqdn(r, n), [`x${junkString(r, 6)}`]: junkValue(r) }),
-          () => ({ name: 'net.hostname', value: validFqdn(r, n), [r.pick(['dryRun', 'async', 'verify', 'converge'])]: r.pick(['true', 1, 0, null, [], {}, 'no']) }),
+          () => ({
+            name: 'net.hostname',
+            value: validFqdn(r, n),
+            [r.pick(['dryRun', 'async', 'verify', 'converge'])]: r.pick(['true', 1, 0, null, [], {}, 'no']),
+          }),
           () => ({ name: 'net.hostname', value: validFqdn(r, n), ifRevision: r.pick([-1, 0.5, '0', null, [], 1e400]) }),
           () => ({ name: 'net.hostname', value: validFqdn(r, n), args: [validFqdn(r, n)] }),
           () => ({ name: 'net.hostname' }),
@@ -292,7 +389,18 @@ function hostileMutation(r: Rng, method = r.pick([...MUTATING]), n = 0): Call {
       };
     default:
       // token.revoke, job.cancel: no token or job exists, so every id is unknown.
-      return { method, params: r.pick<() => unknown>([() => ({ id: junkString(r, 40) || 'x' }), () => ({ id: hostile(r) }), () => ({ id: '' }), () => ({ id: 42 }), () => ({ id: 'x'.repeat(65) }), () => ({}), () => ({ id: 'x', extra: 1 })])() };
+      return {
+        method,
+        params: r.pick<() => unknown>([
+          () => ({ id: junkString(r, 40) || 'x' }),
+          () => ({ id: hostile(r) }),
+          () => ({ id: '' }),
+          () => ({ id: 42 }),
+          () => ({ id: 'x'.repeat(65) }),
+          () => ({}),
+          () => ({ id: 'x', extra: 1 }),
+        ])(),
+      };
   }
 }
 
@@ -305,7 +413,11 @@ function readCall(r: Rng): Call {
     () => ({ name: r.pick([...SCOPE_NAMES, ...VAR_NAMES, junkString(r), hostile(r), 42, null, [], {}, 'x'.repeat(201)]) }),
     () => ({ glob: r.pick(['net.*', '*', '?', '*.*', junkString(r), hostile(r), '[', 'mail.[', 7, '*'.repeat(200)]) }),
     () => ({ name: r.pick(SCOPE_NAMES), args: r.pick([[], [r.pick(VAR_NAMES)], [junkValue(r)], junkValue(r), Array(65).fill(1)]) }),
-    () => ({ scope: r.pick([junkString(r), 'net.*']), since: r.pick(['2h', 'yesterday', junkString(r), '99999999999999d', '2026-01-01T00:00:00Z', '']), limit: r.pick([1, 5, 0, -1, 1.5, 'x', 10_001]) }),
+    () => ({
+      scope: r.pick([junkString(r), 'net.*']),
+      since: r.pick(['2h', 'yesterday', junkString(r), '99999999999999d', '2026-01-01T00:00:00Z', '']),
+      limit: r.pick([1, 5, 0, -1, 1.5, 'x', 10_001]),
+    }),
     () => ({ id: r.pick([junkString(r), hostile(r), '', 'x'.repeat(65), 5]) }),
     () => ({ subscription: r.pick([junkString(r), hostile(r), '', 1]) }),
   ])();
@@ -315,7 +427,15 @@ function readCall(r: Rng): Call {
 function hostileSubscribe(r: Rng): Call {
   return {
     method: 'events.subscribe',
-    params: r.pick([{ topics: [hostile(r)] }, { topics: [] }, { topics: 'scope.changed' }, { topics: ['Scope.Changed'] }, { topics: ['scope.changed'], since: -1 }, { topics: ['scope.changed'], x: 1 }, {}]),
+    params: r.pick([
+      { topics: [hostile(r)] },
+      { topics: [] },
+      { topics: 'scope.changed' },
+      { topics: ['Scope.Changed'] },
+      { topics: ['scope.changed'], since: -1 },
+      { topics: ['scope.changed'], x: 1 },
+      {},
+    ]),
   };
 }
 
@@ -324,18 +444,20 @@ const notReal = (name: string) => (byName.has(name) ? `${name}\u0000` : name);
 
 function randomMethodName(r: Rng): string {
   const real = r.pick(ALL_METHODS);
-  return notReal(r.pick([
-    junkString(r),
-    hostile(r),
-    `rpc.${junkString(r, 8)}`,
-    r.pick(['__proto__', 'constructor', 'toString', 'hasOwnProperty', 'valueOf', 'then', 'prototype']),
-    r.pick(['', ' ', 'scope', 'scope.', '.list', 'scope..list', 'Scope.List', 'SCOPE.LIST', 'scope/list', 'scope_list', 'rpc.discover.x']),
-    `${real}${r.pick(ODD)}`,
-    `${r.pick(ODD)}${real}`,
-    real.replace('s', 'ѕ'),
-    real.toUpperCase(),
-    `${real} `,
-  ]));
+  return notReal(
+    r.pick([
+      junkString(r),
+      hostile(r),
+      `rpc.${junkString(r, 8)}`,
+      r.pick(['__proto__', 'constructor', 'toString', 'hasOwnProperty', 'valueOf', 'then', 'prototype']),
+      r.pick(['', ' ', 'scope', 'scope.', '.list', 'scope..list', 'Scope.List', 'SCOPE.LIST', 'scope/list', 'scope_list', 'rpc.discover.x']),
+      `${real}${r.pick(ODD)}`,
+      `${r.pick(ODD)}${real}`,
+      real.replace('s', 'ѕ'),
+      real.toUpperCase(),
+      `${real} `,
+    ]),
+  );
 }
 
 /** Something to put in a request envelope: never a call that could change anything. */
@@ -442,7 +564,9 @@ function callsMutating(text: string): boolean {
   } catch {
     return false;
   }
-  return (Array.isArray(v) ? v : [v]).some((x) => x !== null && typeof x === 'object' && (MUTATING.has((x as { method?: string }).method!) || NEVER_OK.has((x as { method?: string }).method!)));
+  return (Array.isArray(v) ? v : [v]).some(
+    (x) => x !== null && typeof x === 'object' && (MUTATING.has((x as { method?: string }).method!) || NEVER_OK.has((x as { method?: string }).method!)),
+  );
 }
 
 /** What the daemon decodes from the bytes we send. */
@@ -464,7 +588,20 @@ interface Case {
 const normal = (cat: string, body: string | Buffer, extra: Partial<Case> = {}): Case => ({ cat, body, expect: model(decoded(body)), ...extra });
 
 function idLiteral(r: Rng, n: number): string {
-  return r.pick([JSON.stringify(makeId(r, n)), '1e400', '-1e-400', '-0', '1.0', '1E2', '12345678901234567890123', '0.1', '1.7976931348623157e308', '""', 'null', `${n}.000000000000000001`]);
+  return r.pick([
+    JSON.stringify(makeId(r, n)),
+    '1e400',
+    '-1e-400',
+    '-0',
+    '1.0',
+    '1E2',
+    '12345678901234567890123',
+    '0.1',
+    '1.7976931348623157e308',
+    '""',
+    'null',
+    `${n}.000000000000000001`,
+  ]);
 }
 
 const BUILDERS: Record<string, (r: Rng, n: number, transport: 'http' | 'ws') => Case> = {
@@ -496,7 +633,23 @@ const BUILDERS: Record<string, (r: Rng, n: number, transport: 'http' | 'ws') => 
       `{"jsonrpc":"2.0","method":"\\u12","id":${n}}`,
       `{"jsonrpc":"2.0","method":"scope.list","id":${n}}{"jsonrpc":"2.0","method":"scope.list","id":${n + 1}}`,
       `{"jsonrpc":"2.0","method":"scope.list","id":0${n}}`,
-      '0x10', '.5', '+1', 'tru', 'nul', '', ' ', '\n\t', '"unterminated', '{', '}', '[', ']', '{"a" 1}', '{"a":1,,"b":2}', '{1:2}', "'x'",
+      '0x10',
+      '.5',
+      '+1',
+      'tru',
+      'nul',
+      '',
+      ' ',
+      '\n\t',
+      '"unterminated',
+      '{',
+      '}',
+      '[',
+      ']',
+      '{"a" 1}',
+      '{"a":1,,"b":2}',
+      '{1:2}',
+      "'x'",
       `{"jsonrpc":"2.0","method":"scope.list","id":${n}`,
       `{"jsonrpc":"2.0","method":"scope.list","params":{"glob":"net.*"]},"id":${n}}`,
       `{"jsonrpc":"2.0","method":"scope.list","params":{"glob":"\ud800"},"id":${n}}`,
@@ -527,7 +680,25 @@ const BUILDERS: Record<string, (r: Rng, n: number, transport: 'http' | 'ws') => 
 
   'bad-version'(r, n) {
     const o = envelope(safeCall(r, n), makeId(r, n), r.chance(0.8));
-    const version = r.pick<unknown>(['1.0', '2', '2.00', ' 2.0', '2.0 ', '2.0\u0000', 2, 2.0, 2.1, null, true, ['2.0'], { v: '2.0' }, '', '２.０', '2\u200b.0', undefined]);
+    const version = r.pick<unknown>([
+      '1.0',
+      '2',
+      '2.00',
+      ' 2.0',
+      '2.0 ',
+      '2.0\u0000',
+      2,
+      2.0,
+      2.1,
+      null,
+      true,
+      ['2.0'],
+      { v: '2.0' },
+      '',
+      '２.０',
+      '2\u200b.0',
+      undefined,
+    ]);
     if (version === undefined) delete o.jsonrpc;
     else o.jsonrpc = version;
     if (r.chance(0.2)) {
@@ -586,8 +757,13 @@ const BUILDERS: Record<string, (r: Rng, n: number, transport: 'http' | 'ws') => 
     else if (v === 4) body = JSON.stringify(envelope({ method: 'scope.list', params: { [fill(budget)]: 1 } }, id));
     else if (v === 5) {
       const each = Math.floor(budget / MAX_BATCH) - 100;
-      body = JSON.stringify(Array.from({ length: MAX_BATCH }, (_, i) => envelope({ method: r.pick(['scope.list', 'no.such', 'scope.info']), params: { glob: fill(each) } }, n * 1000 + i)));
-    } else if (v === 6) body = JSON.stringify(envelope({ method: 'var.set', params: { name: 'postfix_custom_config', value: { myhostname: `${fill(budget)}\n` } } }, id));
+      body = JSON.stringify(
+        Array.from({ length: MAX_BATCH }, (_, i) =>
+          envelope({ method: r.pick(['scope.list', 'no.such', 'scope.info']), params: { glob: fill(each) } }, n * 1000 + i),
+        ),
+      );
+    } else if (v === 6)
+      body = JSON.stringify(envelope({ method: 'var.set', params: { name: 'postfix_custom_config', value: { myhostname: `${fill(budget)}\n` } } }, id));
     else if (v === 7) {
       // Exactly at the limit: still served.
       const call = JSON.stringify(envelope({ method: 'scope.list', params: { glob: 'net.*' } }, id));
@@ -602,9 +778,29 @@ const BUILDERS: Record<string, (r: Rng, n: number, transport: 'http' | 'ws') => 
     const real = r.pick(ALL_METHODS);
     const odd = () => r.pick(ODD);
     const v = r.int(6);
-    if (v === 0) return normal('control-unicode', JSON.stringify(envelope({ method: notReal(r.pick([`${real}${odd()}`, `${odd()}${real}`, real.replace('.', odd()), real.replace('s', 'ѕ'), `${real}\u0000${real}`])), params: {} }, id)));
-    if (v === 1) return normal('control-unicode', JSON.stringify(envelope({ method: r.pick(READS), params: { name: `${r.pick(SCOPE_NAMES)}${odd()}`, [odd()]: odd() } }, id)));
-    if (v === 2) return normal('control-unicode', JSON.stringify(envelope({ method: 'scope.get', params: { name: r.pick(SCOPE_NAMES), args: [junkString(r, 40), hostile(r)] } }, id)));
+    if (v === 0)
+      return normal(
+        'control-unicode',
+        JSON.stringify(
+          envelope(
+            {
+              method: notReal(r.pick([`${real}${odd()}`, `${odd()}${real}`, real.replace('.', odd()), real.replace('s', 'ѕ'), `${real}\u0000${real}`])),
+              params: {},
+            },
+            id,
+          ),
+        ),
+      );
+    if (v === 1)
+      return normal(
+        'control-unicode',
+        JSON.stringify(envelope({ method: r.pick(READS), params: { name: `${r.pick(SCOPE_NAMES)}${odd()}`, [odd()]: odd() } }, id)),
+      );
+    if (v === 2)
+      return normal(
+        'control-unicode',
+        JSON.stringify(envelope({ method: 'scope.get', params: { name: r.pick(SCOPE_NAMES), args: [junkString(r, 40), hostile(r)] } }, id)),
+      );
     if (v === 3) {
       // Invalid UTF-8 inside a JSON string: overlong, surrogate halves, 5-byte forms, stray continuation bytes.
       const bad = r.pick([[0xc0, 0xaf], [0xed, 0xa0, 0x80], [0xf8, 0x88, 0x80, 0x80, 0x80], [0x80], [0xff, 0xfe], [0xe2, 0x82], [0xf4, 0x90, 0x80, 0x80]]);
@@ -634,7 +830,10 @@ const BUILDERS: Record<string, (r: Rng, n: number, transport: 'http' | 'ws') => 
         () => envelope(r.chance(0.15) ? hostileMutation(r, undefined, n) : readCall(r), null, false),
         () => ({ jsonrpc: '2.0', method: 'scope.list', id: n }), // a duplicate id
       ])();
-    const arr = len > MAX_BATCH ? Array.from({ length: len }, () => r.pick<unknown>([1, null, {}, envelope({ method: 'scope.list' }, 1)])) : Array.from({ length: len }, item);
+    const arr =
+      len > MAX_BATCH
+        ? Array.from({ length: len }, () => r.pick<unknown>([1, null, {}, envelope({ method: 'scope.list' }, 1)]))
+        : Array.from({ length: len }, item);
     return normal('junk-batch', JSON.stringify(arr));
   },
 
@@ -645,7 +844,10 @@ const BUILDERS: Record<string, (r: Rng, n: number, transport: 'http' | 'ws') => 
       const real = r.pick(ALL_METHODS);
       if (MUTATING.has(real)) return normal('random-method', JSON.stringify(envelope(hostileMutation(r, real, n), id)));
       if (NEVER_OK.has(real)) return normal('random-method', JSON.stringify(envelope(hostileSubscribe(r), id)));
-      return normal('random-method', JSON.stringify(envelope({ method: real, params: r.pick([junkObject(r), [junkValue(r)], {}, { [hostile(r, 4)]: junkValue(r) }]) }, id)));
+      return normal(
+        'random-method',
+        JSON.stringify(envelope({ method: real, params: r.pick([junkObject(r), [junkValue(r)], {}, { [hostile(r, 4)]: junkValue(r) }]) }, id)),
+      );
     }
     return normal('random-method', JSON.stringify(envelope({ method: name, params: r.pick<unknown>([junkObject(r), [], [1, 'x'], undefined, {}]) }, id)));
   },
@@ -678,19 +880,41 @@ const BUILDERS: Record<string, (r: Rng, n: number, transport: 'http' | 'ws') => 
   notification(r, n) {
     const v = r.int(4);
     if (v === 0) return normal('notification', JSON.stringify(Array.from({ length: 1 + r.int(5) }, () => envelope(safeCall(r, n), null, false))));
-    if (v === 1) return normal('notification', JSON.stringify(envelope({ method: randomMethodName(r), params: r.pick<unknown>([[1], {}, undefined]) }, null, false)));
+    if (v === 1)
+      return normal('notification', JSON.stringify(envelope({ method: randomMethodName(r), params: r.pick<unknown>([[1], {}, undefined]) }, null, false)));
     return normal('notification', JSON.stringify(envelope(safeCall(r, n), null, false)));
   },
 
   'http-odd'(r, n) {
     const body = JSON.stringify(envelope(readCall(r), makeId(r, n)));
     const method = r.pick(['GET', 'PUT', 'DELETE', 'OPTIONS', 'PATCH', 'POST', 'POST']);
-    const p = r.pick(['/', '/rpc/', '/RPC', '//rpc', '/rpc/../rpc', '/%72pc', '/rpc%00', '/rpc#x', '/rpc;x', `/${[...Buffer.from(junkString(r, 10))].map((x) => `%${x.toString(16).padStart(2, '0')}`).join('')}`, '/rpc?x=1', '/rpc?', '/rpc?a=%00&b=\u00ff', '/rpc\u00e9']);
+    const p = r.pick([
+      '/',
+      '/rpc/',
+      '/RPC',
+      '//rpc',
+      '/rpc/../rpc',
+      '/%72pc',
+      '/rpc%00',
+      '/rpc#x',
+      '/rpc;x',
+      `/${[...Buffer.from(junkString(r, 10))].map((x) => `%${x.toString(16).padStart(2, '0')}`).join('')}`,
+      '/rpc?x=1',
+      '/rpc?',
+      '/rpc?a=%00&b=\u00ff',
+      '/rpc\u00e9',
+    ]);
     const url = p.split('?')[0];
     const invalid = { codes: [ErrorCodes.InvalidRequest] };
     // Raw non-ASCII in the request target is not HTTP: Node's parser refuses it before the daemon's handler
     // runs, and the daemon should still answer in JSON-RPC, as it does for 404, 405, 413 and 401.
-    if (/[^\x21-\x7e]/.test(p)) return { cat: 'http-odd', body, http: { method, path: p }, expect: { kind: 'http-status', status: 400, codes: [ErrorCodes.InvalidRequest, ErrorCodes.ParseError] } };
+    if (/[^\x21-\x7e]/.test(p))
+      return {
+        cat: 'http-odd',
+        body,
+        http: { method, path: p },
+        expect: { kind: 'http-status', status: 400, codes: [ErrorCodes.InvalidRequest, ErrorCodes.ParseError] },
+      };
     if (url !== '/rpc') return { cat: 'http-odd', body, http: { method, path: p }, expect: { kind: 'http-status', status: 404, ...invalid } };
     if (method !== 'POST') return { cat: 'http-odd', body, http: { method, path: p }, expect: { kind: 'http-status', status: 405, ...invalid } };
     return normal('http-odd', body, { http: { method, path: p } });
@@ -739,7 +963,10 @@ function plan(r: Rng, transport: 'http' | 'ws', count: number, base: number): Pl
     out.push({ cat, seed: Math.floor(r.next() * 2 ** 32), n: base + i });
   }
   // The special ones, spread through the run.
-  const special = transport === 'http' ? ['too-large', 'too-large', 'too-large', 'too-large', 'too-large', 'too-large'] : ['too-large', 'too-large', 'too-large', 'too-large', 'bad-text', 'bad-text', 'bad-text', 'bad-text'];
+  const special =
+    transport === 'http'
+      ? ['too-large', 'too-large', 'too-large', 'too-large', 'too-large', 'too-large']
+      : ['too-large', 'too-large', 'too-large', 'too-large', 'bad-text', 'bad-text', 'bad-text', 'bad-text'];
   special.forEach((cat, k) => {
     const at = WARMUP + Math.floor(((k + 0.5) * (count - WARMUP)) / special.length);
     out[at] = { cat, seed: Math.floor(r.next() * 2 ** 32), n: base + at };
@@ -776,7 +1003,16 @@ interface Stats {
   ms: number;
 }
 
-const stats: Stats = { sent: {}, codes: new Map(), statuses: new Map(), results: 0, problems: [], rss: { warm: 0, end: 0, peak: 0, start: 0 }, store: { before: 0, after: 0 }, ms: 0 };
+const stats: Stats = {
+  sent: {},
+  codes: new Map(),
+  statuses: new Map(),
+  results: 0,
+  problems: [],
+  rss: { warm: 0, end: 0, peak: 0, start: 0 },
+  store: { before: 0, after: 0 },
+  ms: 0,
+};
 const bump = <K>(m: Map<K, number>, k: K) => m.set(k, (m.get(k) ?? 0) + 1);
 
 const show = (x: string | Buffer, max = 160) => {
@@ -798,7 +1034,8 @@ function misfit(resp: unknown, due: Due): string | undefined {
   if (JSON.stringify(r.id) !== JSON.stringify(due.id)) return `id ${JSON.stringify(r.id)?.slice(0, 80)}, expected ${JSON.stringify(due.id)?.slice(0, 80)}`;
   if ('result' in r) {
     if (!due.result) return `a result where only an error may come back: ${JSON.stringify(r.result).slice(0, 200)}`;
-    if (due.planned && (r.result as { status?: unknown })?.status !== 'planned') return `a dry run that did not only plan: ${JSON.stringify(r.result).slice(0, 200)}`;
+    if (due.planned && (r.result as { status?: unknown })?.status !== 'planned')
+      return `a dry run that did not only plan: ${JSON.stringify(r.result).slice(0, 200)}`;
     const m = due.method ? byName.get(due.method) : undefined;
     if (m) {
       const ok = m.result.safeParse(r.result);
@@ -838,7 +1075,10 @@ function matchAll(got: unknown[], due: Due[]): string[] {
     }
   }
   // An answer that did not fit is already reported; only say so when answers are missing on top.
-  if (pool.length > unexpected) out.push(`${pool.length - unexpected} answer(s) missing, among ${pool.map((d) => (d.origin ? `[${d.origin.cat}] ${show(d.origin.body, 80)}` : JSON.stringify(d.id)?.slice(0, 40))).join(', ')}`);
+  if (pool.length > unexpected)
+    out.push(
+      `${pool.length - unexpected} answer(s) missing, among ${pool.map((d) => (d.origin ? `[${d.origin.cat}] ${show(d.origin.body, 80)}` : JSON.stringify(d.id)?.slice(0, 40))).join(', ')}`,
+    );
   return out;
 }
 const spec = (d: Due) => (d.codes === 'any' ? 100 : d.codes.length) + (d.result ? 1000 : 0);
@@ -864,7 +1104,8 @@ function parse(text: string): { ok: true; value: unknown } | { ok: false } {
 function checkHttp(c: Case, r: HttpAnswer): void {
   bump(stats.statuses, String(r.status));
   const e = c.expect;
-  if (e.kind === 'http-status' && r.status !== e.status) return problem('HTTP', c, `HTTP ${r.status}, expected ${e.status} with a JSON-RPC error: ${show(r.text, 300)}`);
+  if (e.kind === 'http-status' && r.status !== e.status)
+    return problem('HTTP', c, `HTTP ${r.status}, expected ${e.status} with a JSON-RPC error: ${show(r.text, 300)}`);
   if (e.kind === 'none') {
     if (r.status !== 204 || r.text !== '') problem('HTTP', c, `a notification was answered: HTTP ${r.status} ${show(r.text, 300)}`);
     return;
@@ -923,7 +1164,11 @@ const sandboxTree = (d: Scoped) => treeDigest(d.root);
 
 async function storeSize(storeDir: string): Promise<number> {
   let n = 0;
-  for (const f of ['scoped.sqlite', 'scoped.sqlite-wal', 'scoped.sqlite-journal']) n += await stat(path.join(storeDir, f)).then((s) => s.size, () => 0);
+  for (const f of ['scoped.sqlite', 'scoped.sqlite-wal', 'scoped.sqlite-journal'])
+    n += await stat(path.join(storeDir, f)).then(
+      (s) => s.size,
+      () => 0,
+    );
   return n;
 }
 
@@ -933,11 +1178,22 @@ export async function startTarget(): Promise<FuzzTarget> {
   try {
     const d = await scoped({
       postfix: true,
-      files: { 'etc/hostname': 'fuzz.example.net\n', 'etc/hosts': '127.0.0.1\tlocalhost\n127.0.1.1\tfuzz.example.net fuzz\n', 'etc/mailname': 'fuzz.example.net\n' },
+      files: {
+        'etc/hostname': 'fuzz.example.net\n',
+        'etc/hosts': '127.0.0.1\tlocalhost\n127.0.1.1\tfuzz.example.net fuzz\n',
+        'etc/mailname': 'fuzz.example.net\n',
+      },
       config: { maxBodyBytes: MAX_BODY, maxBatch: MAX_BATCH, maxWsPayloadBytes: MAX_BODY, store: `sqlite://${storeDir}/scoped.sqlite` },
     });
     const audit = await d.ok<{ entries: { seq: number }[] }>('audit.list', { limit: 1_000 });
-    const t: FuzzTarget = { d, token: d.token(), storeDir, stateBefore: await storeState(d), treeBefore: await sandboxTree(d), auditSeqBefore: Math.max(0, ...audit.entries.map((e) => e.seq)) };
+    const t: FuzzTarget = {
+      d,
+      token: d.token(),
+      storeDir,
+      stateBefore: await storeState(d),
+      treeBefore: await sandboxTree(d),
+      auditSeqBefore: Math.max(0, ...audit.entries.map((e) => e.seq)),
+    };
     stats.rss.start = rssBytes(d.pid);
     stats.store.before = await storeSize(storeDir);
     return t;
@@ -1016,7 +1272,11 @@ export async function runWs(t: FuzzTarget, items: Planned[]): Promise<void> {
           await conn.waitFor((m) => m.includes(sid), 30_000, from);
           if (due > 0) await conn.waitFor(() => true, 30_000, from + due);
         } catch (err) {
-          problem('WebSocket', undefined, `${(err as Error).message} (close ${JSON.stringify(conn.isClosed ? await conn.closed : 'none')}) in a window of ${cases.map((c) => `[${c.cat}] ${show(c.body, 80)}`).join(', ')}`);
+          problem(
+            'WebSocket',
+            undefined,
+            `${(err as Error).message} (close ${JSON.stringify(conn.isClosed ? await conn.closed : 'none')}) in a window of ${cases.map((c) => `[${c.cat}] ${show(c.body, 80)}`).join(', ')}`,
+          );
           await reopen();
           return;
         }
@@ -1034,11 +1294,17 @@ export async function runWs(t: FuzzTarget, items: Planned[]): Promise<void> {
         const batches = got.filter((g): g is unknown[] => Array.isArray(g));
         const dueOne = cases.flatMap((c) => (c.expect.kind === 'one' ? [{ ...c.expect.due, origin: c }] : []));
         const dueBatch = cases.flatMap((c) => (c.expect.kind === 'batch' ? [c] : []));
-        for (const p of matchAll(singles, dueOne)) problem('WebSocket', undefined, / to \[|among \[/.test(p) ? p : `${p} (window: ${cases.map((c) => `[${c.cat}] ${show(c.body, 60)}`).join(', ')})`);
+        for (const p of matchAll(singles, dueOne))
+          problem('WebSocket', undefined, / to \[|among \[/.test(p) ? p : `${p} (window: ${cases.map((c) => `[${c.cat}] ${show(c.body, 60)}`).join(', ')})`);
         for (const b of batches) {
           const at = dueBatch.findIndex((c) => c.expect.kind === 'batch' && checkJsonAnswer(b, c.expect).length === 0);
           if (at >= 0) dueBatch.splice(at, 1);
-          else problem('WebSocket', undefined, `a batch answer that fits no batch sent: ${JSON.stringify(b).slice(0, 300)}${dueBatch[0] ? ` (e.g. ${checkJsonAnswer(b, dueBatch[0].expect).join('; ').slice(0, 300)})` : ''}`);
+          else
+            problem(
+              'WebSocket',
+              undefined,
+              `a batch answer that fits no batch sent: ${JSON.stringify(b).slice(0, 300)}${dueBatch[0] ? ` (e.g. ${checkJsonAnswer(b, dueBatch[0].expect).join('; ').slice(0, 300)})` : ''}`,
+            );
         }
         for (const c of dueBatch) problem('WebSocket', c, 'no answer to this batch');
       };
@@ -1063,7 +1329,15 @@ export async function runWs(t: FuzzTarget, items: Planned[]): Promise<void> {
       // Nothing more may come: no late answer to a notification.
       const n = conn.messages.length;
       await sleep(300);
-      if (conn.messages.length !== n) problem('WebSocket', undefined, `late messages nobody asked for: ${conn.messages.slice(n).map((m) => show(m)).join(', ')}`);
+      if (conn.messages.length !== n)
+        problem(
+          'WebSocket',
+          undefined,
+          `late messages nobody asked for: ${conn.messages
+            .slice(n)
+            .map((m) => show(m))
+            .join(', ')}`,
+        );
       conn.terminate();
     }),
   );
@@ -1099,10 +1373,15 @@ export async function runUnauth(t: FuzzTarget, seed: number): Promise<void> {
         if (c.http?.path && /[^\x21-\x7e]/.test(c.http.path)) delete c.http;
         count('unauth-http');
         try {
-          const res = await httpPost({ port: d.port! }, c.body, { ...c.http, ...(auth === undefined ? {} : { authorization: auth }), localAddress: freshPeer() });
+          const res = await httpPost({ port: d.port! }, c.body, {
+            ...c.http,
+            ...(auth === undefined ? {} : { authorization: auth }),
+            localAddress: freshPeer(),
+          });
           bump(stats.statuses, String(res.status));
           const j = parse(res.text);
-          if (res.status !== 401 || !j.ok || !/^Bearer/.test(String(res.headers['www-authenticate']))) problem('HTTP without a token', c, `HTTP ${res.status} ${show(res.text, 300)} (authorization ${show(auth ?? '(none)', 60)})`);
+          if (res.status !== 401 || !j.ok || !/^Bearer/.test(String(res.headers['www-authenticate'])))
+            problem('HTTP without a token', c, `HTTP ${res.status} ${show(res.text, 300)} (authorization ${show(auth ?? '(none)', 60)})`);
           else {
             tally(j.value);
             const p = matchAll([j.value], [{ id: null, codes: [ErrorCodes.Unauthorized], result: false }]);
@@ -1187,9 +1466,18 @@ export function report(t: FuzzTarget): number {
       .filter(([k]) => k.startsWith(`${t} `))
       .map(([k, v]) => `${k.slice(t.length + 1)}=${v}`)
       .join(' ');
-  const sum = (t: string) => Object.entries(stats.sent).filter(([k]) => k.startsWith(`${t} `)).reduce((s, [, v]) => s + v, 0);
-  const codes = [...stats.codes].sort((a, b) => b[1] - a[1]).map(([c, k]) => `${c}×${k}`).join(' ');
-  const statuses = [...stats.statuses].sort().map(([s, k]) => `${s}×${k}`).join(' ');
+  const sum = (t: string) =>
+    Object.entries(stats.sent)
+      .filter(([k]) => k.startsWith(`${t} `))
+      .reduce((s, [, v]) => s + v, 0);
+  const codes = [...stats.codes]
+    .sort((a, b) => b[1] - a[1])
+    .map(([c, k]) => `${c}×${k}`)
+    .join(' ');
+  const statuses = [...stats.statuses]
+    .sort()
+    .map(([s, k]) => `${s}×${k}`)
+    .join(' ');
   console.log(
     `FUZZ seed=0x${SEED.toString(16)} requests=${total} (http=${sum('http')} ws=${sum('ws')} unauth-http=${stats.sent['unauth-http'] ?? 0} unauth-ws=${stats.sent['unauth-ws'] ?? 0}) ` +
       `in ${(stats.ms / 1000).toFixed(1)}s | http: ${per('http')} | ws: ${per('ws')} | answers: results=${stats.results} errors: ${codes} | http/ws status: ${statuses} | ` +
@@ -1214,7 +1502,9 @@ export async function expectUnharmed(t: FuzzTarget, refusedCalls: boolean): Prom
   expect(d.running).toBe(true);
   expect(await d.ok('daemon.status')).toMatchObject({ pid: d.pid });
   expect(await d.ok('scope.get', { name: 'net.hostname' })).toMatchObject({ value: 'fuzz.example.net' });
-  const http = await httpPost({ port: d.port! }, JSON.stringify({ jsonrpc: '2.0', id: 'after', method: 'scope.get', params: { name: 'net.hostname' } }), { token });
+  const http = await httpPost({ port: d.port! }, JSON.stringify({ jsonrpc: '2.0', id: 'after', method: 'scope.get', params: { name: 'net.hostname' } }), {
+    token,
+  });
   expect(JSON.parse(http.text)).toMatchObject({ id: 'after', result: { value: 'fuzz.example.net' } });
   const ws = await WsClient.open(d.port!, token);
   try {

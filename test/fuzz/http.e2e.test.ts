@@ -15,7 +15,11 @@ describe('fuzzing HTTP /rpc with hostile requests', () => {
 
   test(`answers each of ${PER_TRANSPORT} generated hostile requests over HTTP validly; then the daemon still serves, changed nothing, and kept memory bounded`, async () => {
     const { http } = plans();
-    await measured(t!, () => runHttp(t!, http.slice(0, WARMUP)), () => runHttp(t!, http.slice(WARMUP)));
+    await measured(
+      t!,
+      () => runHttp(t!, http.slice(0, WARMUP)),
+      () => runHttp(t!, http.slice(WARMUP)),
+    );
     expect(report(t!)).toBeGreaterThanOrEqual(PER_TRANSPORT);
     await expectUnharmed(t!, true);
   }, 180_000);

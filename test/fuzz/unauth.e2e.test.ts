@@ -16,7 +16,11 @@ describe('fuzzing HTTP and WebSocket /rpc without a valid token', () => {
 
   test(`refuses ${UNAUTH_HTTP} HTTP requests and ${UNAUTH_WS} WebSocket upgrades with 401 and -32001; then the daemon still serves and changed nothing`, async () => {
     const { unauthSeed } = plans();
-    await measured(t!, async () => undefined, () => runUnauth(t!, unauthSeed));
+    await measured(
+      t!,
+      async () => undefined,
+      () => runUnauth(t!, unauthSeed),
+    );
     expect(report(t!)).toBe(UNAUTH_HTTP + UNAUTH_WS);
     await expectUnharmed(t!, false);
   }, 180_000);

@@ -15,7 +15,11 @@ describe('fuzzing WebSocket /rpc with hostile requests', () => {
 
   test(`answers each of ${PER_TRANSPORT} generated hostile requests over WebSocket validly (a message over the size limit closes with 1009, one not UTF-8 with 1007); then the daemon still serves, changed nothing, and kept memory bounded`, async () => {
     const { ws } = plans();
-    await measured(t!, () => runWs(t!, ws.slice(0, WARMUP)), () => runWs(t!, ws.slice(WARMUP)));
+    await measured(
+      t!,
+      () => runWs(t!, ws.slice(0, WARMUP)),
+      () => runWs(t!, ws.slice(WARMUP)),
+    );
     expect(report(t!)).toBeGreaterThanOrEqual(PER_TRANSPORT);
     await expectUnharmed(t!, true);
   }, 180_000);

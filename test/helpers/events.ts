@@ -24,8 +24,16 @@ export const parsedMessages = (c: WsClient): EventMessage[] => c.messages.map((m
  */
 export async function makeEvents(d: Scoped, n: number, from = 0): Promise<void> {
   for (let done = 0; done < n; done += 50) {
-    const batch = Array.from({ length: Math.min(50, n - done) }, (_, i) => ({ jsonrpc: '2.0', id: i, method: 'scope.set', params: { name: 'net.hostname', value: `h${from + done + i}.example.test` } }));
+    const batch = Array.from({ length: Math.min(50, n - done) }, (_, i) => ({
+      jsonrpc: '2.0',
+      id: i,
+      method: 'scope.set',
+      params: { name: 'net.hostname', value: `h${from + done + i}.example.test` },
+    }));
     const answer = JSON.parse((await httpPost({ socket: d.socket }, JSON.stringify(batch))).text) as EventMessage[];
-    expect(answer.filter((a) => a.error), 'the sets that make the events').toEqual([]);
+    expect(
+      answer.filter((a) => a.error),
+      'the sets that make the events',
+    ).toEqual([]);
   }
 }

@@ -73,7 +73,7 @@ export function responseProblems(value: unknown): string[] {
     }
     if (r.jsonrpc !== '2.0') problems.push(`jsonrpc is not "2.0": ${show}`);
     if (!('id' in r)) problems.push(`no id: ${show}`);
-    if (('result' in r) === ('error' in r)) problems.push(`needs exactly one of result and error: ${show}`);
+    if ('result' in r === 'error' in r) problems.push(`needs exactly one of result and error: ${show}`);
     if ('error' in r) {
       if (!isAllowedErrorCode(r.error?.code)) problems.push(`error code ${String(r.error?.code)} is neither a JSON-RPC code nor in -32000..-32099: ${show}`);
       if (typeof r.error?.message !== 'string' || r.error.message === '') problems.push(`error without a message: ${show}`);

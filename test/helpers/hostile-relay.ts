@@ -34,7 +34,11 @@ function keyPair(): Promise<{ key: Buffer; cert: Buffer }> {
     try {
       const key = path.join(dir, 'key.pem');
       const cert = path.join(dir, 'cert.pem');
-      await mustRun('/usr/bin/openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=hostile.test', '-days', '1', '-keyout', key, '-out', cert], { timeoutMs: 30_000 });
+      await mustRun(
+        '/usr/bin/openssl',
+        ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=hostile.test', '-days', '1', '-keyout', key, '-out', cert],
+        { timeoutMs: 30_000 },
+      );
       return { key: await readFile(key), cert: await readFile(cert) };
     } finally {
       await rm(dir, { recursive: true, force: true });
@@ -67,7 +71,8 @@ export class HostileRelay {
       if (script.greeting === undefined) return;
       plain.write(script.greeting);
       const onLine = (socket: Socket, line: string, tls: boolean) => {
-        if (/^EHLO/i.test(line)) socket.write(tls ? (script.ehloTls ?? '250-hostile.test\r\n250 AUTH PLAIN LOGIN\r\n') : (script.ehlo ?? '250-hostile.test\r\n250 STARTTLS\r\n'));
+        if (/^EHLO/i.test(line))
+          socket.write(tls ? (script.ehloTls ?? '250-hostile.test\r\n250 AUTH PLAIN LOGIN\r\n') : (script.ehlo ?? '250-hostile.test\r\n250 STARTTLS\r\n'));
         else if (/^STARTTLS/i.test(line) && !tls) {
           plain.removeAllListeners('data');
           plain.write('220 2.0.0 go ahead\r\n', () => {

@@ -34,7 +34,10 @@ export function requirePostfix(): void {
 export function requireTraversable(dir: string): void {
   for (let d = dir; ; d = path.dirname(d)) {
     const mode = statSync(d).mode;
-    if ((mode & 0o001) === 0) throw new Error(`${d} is not traversable by others (mode ${(mode & 0o777).toString(8)}); the postfix user could not reach a root under it: point TMPDIR elsewhere`);
+    if ((mode & 0o001) === 0)
+      throw new Error(
+        `${d} is not traversable by others (mode ${(mode & 0o777).toString(8)}); the postfix user could not reach a root under it: point TMPDIR elsewhere`,
+      );
     if (d === path.dirname(d)) break;
   }
 }
@@ -194,7 +197,9 @@ export class Postfix {
     // Ours, found by its own pid file: make sure it goes.
     if (pid !== undefined) await waitFor('the Postfix master to exit', () => (alive(pid) ? undefined : true), 15_000).catch(() => killPids([pid]));
     // The master's children (smtp, qmgr, pickup...) notice it is gone and exit; wait for them.
-    await waitFor('every Postfix process under the root to exit', () => (pidsUnder(this.root).length ? undefined : true), 15_000).catch(() => killPids(pidsUnder(this.root)));
+    await waitFor('every Postfix process under the root to exit', () => (pidsUnder(this.root).length ? undefined : true), 15_000).catch(() =>
+      killPids(pidsUnder(this.root)),
+    );
     this.started = false;
   }
 

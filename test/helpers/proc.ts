@@ -262,7 +262,10 @@ export function httpPost(target: { port: number } | { socket: string }, body: st
   const headers: Record<string, string | number> = { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) };
   if (opts.authorization !== undefined) headers.authorization = opts.authorization;
   else if (opts.token !== undefined) headers.authorization = `Bearer ${opts.token}`;
-  const where = 'port' in target ? { host: '127.0.0.1', port: target.port, ...(opts.localAddress ? { localAddress: opts.localAddress } : {}) } : { socketPath: target.socket };
+  const where =
+    'port' in target
+      ? { host: '127.0.0.1', port: target.port, ...(opts.localAddress ? { localAddress: opts.localAddress } : {}) }
+      : { socketPath: target.socket };
   return new Promise((resolve, reject) => {
     const req = httpRequest({ ...where, path: opts.path ?? '/rpc', method: opts.method ?? 'POST', headers, agent: false }, (res) => {
       const chunks: Buffer[] = [];
@@ -320,7 +323,13 @@ export class WsClient {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('end', () => {
-          reject(Object.assign(new Error(`upgrade refused with HTTP ${res.statusCode}`), { status: res.statusCode, body: Buffer.concat(chunks).toString(), opened: false }));
+          reject(
+            Object.assign(new Error(`upgrade refused with HTTP ${res.statusCode}`), {
+              status: res.statusCode,
+              body: Buffer.concat(chunks).toString(),
+              opened: false,
+            }),
+          );
           ws.terminate();
         });
       });
@@ -379,13 +388,17 @@ export class WsClient {
   async call(method: string, params: Record<string, unknown> = {}, id: string | number = `c${Math.random().toString(36).slice(2)}`): Promise<RpcAnswer> {
     const from = this.messages.length;
     this.send(JSON.stringify({ jsonrpc: '2.0', id, method, params }));
-    const text = await this.waitFor((m) => {
-      try {
-        return (JSON.parse(m) as { id?: unknown }).id === id;
-      } catch {
-        return false;
-      }
-    }, 15_000, from);
+    const text = await this.waitFor(
+      (m) => {
+        try {
+          return (JSON.parse(m) as { id?: unknown }).id === id;
+        } catch {
+          return false;
+        }
+      },
+      15_000,
+      from,
+    );
     return JSON.parse(text) as RpcAnswer;
   }
 
@@ -476,7 +489,12 @@ export class ScopedProcess {
     const args = [SCOPED_BIN, '--root', root, '--listen', opts.listen ?? '127.0.0.1:0', '--log-level', 'info', ...(opts.args ?? [])];
     if (opts.config) {
       const file = path.join(root, opts.configName ?? 'scoped.yaml');
-      await writeFile(file, Object.entries(opts.config).map(([k, v]) => `${k}: ${JSON.stringify(v)}\n`).join(''));
+      await writeFile(
+        file,
+        Object.entries(opts.config)
+          .map(([k, v]) => `${k}: ${JSON.stringify(v)}\n`)
+          .join(''),
+      );
       args.push('--config', file);
     }
     const [cmd, ...pre] = opts.wrapper?.length ? [...opts.wrapper, process.execPath] : [process.execPath];

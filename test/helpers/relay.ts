@@ -55,7 +55,11 @@ export class RelaySink {
     try {
       const key = path.join(dir, 'key.pem');
       const cert = path.join(dir, 'cert.pem');
-      await mustRun('/usr/bin/openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=relay.test', '-days', '1', '-keyout', key, '-out', cert], { timeoutMs: 30_000 });
+      await mustRun(
+        '/usr/bin/openssl',
+        ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=relay.test', '-days', '1', '-keyout', key, '-out', cert],
+        { timeoutMs: 30_000 },
+      );
       const port = await freePort();
       let sink!: RelaySink;
       const server = new SMTPServer({

@@ -17,7 +17,23 @@ import { readFileSync, rmSync } from 'node:fs';
 import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Postfix, type PostfixOptions } from './postfix.js';
-import { type CpcmdOptions, type ExitStatus, type LogLine, type RpcAnswer, type RunResult, type ScopedSpawnOptions, ScopedProcess, WsClient, type WsOpenOptions, cpcmd, httpPost, listenersOf, makeTempDir, readOrNull, walkTree } from './proc.js';
+import {
+  type CpcmdOptions,
+  type ExitStatus,
+  type LogLine,
+  type RpcAnswer,
+  type RunResult,
+  type ScopedSpawnOptions,
+  ScopedProcess,
+  WsClient,
+  type WsOpenOptions,
+  cpcmd,
+  httpPost,
+  listenersOf,
+  makeTempDir,
+  readOrNull,
+  walkTree,
+} from './proc.js';
 
 export {
   CPCMD_BIN,
@@ -336,7 +352,10 @@ export async function treeDigest(dir: string, opts: DigestOptions = {}): Promise
     if (kind === 'file') {
       const bytes = await readFile(full);
       const text = bytes.toString('utf8');
-      line += bytes.length <= 4096 && !text.includes('\uFFFD') && !/[\u0000-\u0008\u000e-\u001f]/.test(text) ? ` ${JSON.stringify(text)}` : ` sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+      line +=
+        bytes.length <= 4096 && !text.includes('\uFFFD') && !/[\u0000-\u0008\u000e-\u001f]/.test(text)
+          ? ` ${JSON.stringify(text)}`
+          : ` sha256:${createHash('sha256').update(bytes).digest('hex')}`;
     }
     out[rel] = line;
   }
@@ -346,7 +365,11 @@ export async function treeDigest(dir: string, opts: DigestOptions = {}): Promise
 /** A store's bytes on disk: the SQLite database and its write-ahead log. */
 export async function storeBytes(file: string): Promise<number> {
   let total = 0;
-  for (const f of [file, `${file}-wal`]) total += await stat(f).then((s) => s.size, () => 0);
+  for (const f of [file, `${file}-wal`])
+    total += await stat(f).then(
+      (s) => s.size,
+      () => 0,
+    );
   return total;
 }
 

@@ -78,7 +78,7 @@ describe('a service that cannot start', { timeout: 60_000 }, () => {
     expect(rspamdBefore).toBeDefined();
     const before = await treeDigest(box.dir);
     const reloads = async () => (await box.maillog()).split('\n').filter((l) => /postfix\/master\[\d+\]: reload/.test(l)).length;
-    const reloadsBefore = await waitFor('the set\'s Postfix reload in the log', async () => ((await reloads()) > 0 ? reloads() : undefined));
+    const reloadsBefore = await waitFor("the set's Postfix reload in the log", async () => ((await reloads()) > 0 ? reloads() : undefined));
 
     // The switch stops rspamd, then fails to start spamd.
     await fakes.breakStart('spamassassin', 'no bayes database');

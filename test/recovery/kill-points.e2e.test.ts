@@ -45,7 +45,12 @@ describe('kill points inside a rollback', () => {
   /** A restart after a kill: it must come up having rolled the set back, whole. */
   async function checkRolledBack(d: Scoped, before: Record<string, string>, where: string): Promise<void> {
     const status = await d.ok('daemon.status');
-    expect(status.recovery, `${where}: daemon.status reports the finished rollback`).toMatchObject({ state: 'completed', outcome: 'rolled-back', action: 'scope.set', target: 'mail.spam-filter' });
+    expect(status.recovery, `${where}: daemon.status reports the finished rollback`).toMatchObject({
+      state: 'completed',
+      outcome: 'rolled-back',
+      action: 'scope.set',
+      target: 'mail.spam-filter',
+    });
     expect(await treeDigest(box.dir), `${where}: the files are as before the set`).toEqual(before);
     expect(fakes.running('rspamd'), `${where}: rspamd stays stopped`).toBe(false);
     expect(await d.ok('scope.check', {}), `${where}: scope.check`).toEqual({ ok: true, drift: [] });

@@ -87,7 +87,9 @@ describe('a recovery that cannot finish', { timeout: 90_000 }, () => {
     await fakes.breakStart('rspamd', 'port 11332 is taken');
     const set = await d.cpcmd(['scope:set', 'mail.spam-filter', 'spamassassin']);
     expectExit(set, 'convergeFailed');
-    expect(set.stderr).toMatch(/^cpcmd: converge failed: .*spamd: cannot start: no bayes database; rolling it back did not finish either: .*start rspamd: .*port 11332 is taken.*cpcmd converge/m);
+    expect(set.stderr).toMatch(
+      /^cpcmd: converge failed: .*spamd: cannot start: no bayes database; rolling it back did not finish either: .*start rspamd: .*port 11332 is taken.*cpcmd converge/m,
+    );
     expect(fakes.running('rspamd')).toBe(false);
 
     const since = await expectStuck(/rspamd: cannot start: port 11332 is taken/);
@@ -122,7 +124,10 @@ describe('a recovery that cannot finish', { timeout: 90_000 }, () => {
     await cp(storeDir, path.join(saved, 'store'), { recursive: true, preserveTimestamps: true });
     for (let n = 1; ; n++) {
       expect(n, 'no kill came after rspamd was stopped').toBeLessThan(30);
-      for (const [from, to] of [['postfix', box.dir], ['store', storeDir]] as const) {
+      for (const [from, to] of [
+        ['postfix', box.dir],
+        ['store', storeDir],
+      ] as const) {
         await rm(to, { recursive: true, force: true });
         await cp(path.join(saved, from), to, { recursive: true, preserveTimestamps: true });
       }

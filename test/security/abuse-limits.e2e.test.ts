@@ -22,7 +22,6 @@ describe('abuse limits from a YAML --config', { timeout: 60_000 }, () => {
   });
   afterEach(() => lim?.close(), 60_000);
 
-
   it(`answers 429 with -32008 after ${LIMIT} wrong tokens from one peer, over HTTP and WebSocket; a valid token and other peers still get in`, async () => {
     const peer = freshPeer();
     const call = body('scope.list');
@@ -34,7 +33,11 @@ describe('abuse limits from a YAML --config', { timeout: 60_000 }, () => {
     for (const auth of [{ token: 'wrong-token-again-xxxxxxxxxxxxxxxx' }, {}]) {
       const r = await httpPost({ port: lim.port! }, call, { ...auth, localAddress: peer });
       expect(r.status).toBe(429);
-      expect(JSON.parse(r.text)).toEqual({ jsonrpc: '2.0', id: null, error: { code: ErrorCodes.Busy, message: expect.stringMatching(/^Too many failed logins from .*: try again in \d+ s$/) } });
+      expect(JSON.parse(r.text)).toEqual({
+        jsonrpc: '2.0',
+        id: null,
+        error: { code: ErrorCodes.Busy, message: expect.stringMatching(/^Too many failed logins from .*: try again in \d+ s$/) },
+      });
     }
     await expect(WsClient.open(lim.port!, 'wrong-token-ws-xxxxxxxxxxxxxxxx', { localAddress: peer })).rejects.toMatchObject({ status: 429 });
 
@@ -49,7 +52,7 @@ describe('abuse limits from a YAML --config', { timeout: 60_000 }, () => {
     expect(other.status).toBe(401);
   });
 
-  it('cpcmd reports the login limit as busy (exit 10) with the daemon\'s message, over http:// and ws://', async () => {
+  it("cpcmd reports the login limit as busy (exit 10) with the daemon's message, over http:// and ws://", async () => {
     // cpcmd connects from 127.0.0.1: use that address's budget up first.
     for (let i = 0; i < LIMIT; i++) await httpPost({ port: lim.port! }, body('scope.list'), { token: `wrong-${i}-xxxxxxxxxxxxxxxxxxxxxx` });
     for (const url of [lim.url, lim.wsUrl]) {
@@ -71,8 +74,14 @@ describe('abuse limits from a YAML --config', { timeout: 60_000 }, () => {
       );
       expect.soft(ws, 'a WebSocket beyond the cap').toMatchObject({ status: 503 });
 
-      const h = await httpPost({ port: lim.port! }, body('daemon.status'), { token: admin, timeoutMs: 5_000 }).catch((err: NodeJS.ErrnoException) => ({ status: 0, text: '', error: err.code ?? err.message }));
-      expect.soft(h.status === 503 ? JSON.parse(h.text) : h, 'an HTTP request beyond the cap').toMatchObject({ jsonrpc: '2.0', id: null, error: { code: ErrorCodes.Busy, message: expect.stringMatching(/connections/i) } });
+      const h = await httpPost({ port: lim.port! }, body('daemon.status'), { token: admin, timeoutMs: 5_000 }).catch((err: NodeJS.ErrnoException) => ({
+        status: 0,
+        text: '',
+        error: err.code ?? err.message,
+      }));
+      expect
+        .soft(h.status === 503 ? JSON.parse(h.text) : h, 'an HTTP request beyond the cap')
+        .toMatchObject({ jsonrpc: '2.0', id: null, error: { code: ErrorCodes.Busy, message: expect.stringMatching(/connections/i) } });
       expect.soft(h.status, 'HTTP status beyond the cap').toBe(503);
 
       const c = await cpcmd(['daemon:status'], { url: lim.url, token: admin });
@@ -82,10 +91,14 @@ describe('abuse limits from a YAML --config', { timeout: 60_000 }, () => {
       for (const c of open.splice(0)) c.terminate();
     }
     // Once they are closed, the daemon serves again.
-    await waitFor('a connection to be accepted again', async () => {
-      const r = await httpPost({ port: lim.port! }, body('daemon.status'), { token: admin, timeoutMs: 2_000 }).catch(() => undefined);
-      return r?.status === 200 ? r : undefined;
-    }, 5_000);
+    await waitFor(
+      'a connection to be accepted again',
+      async () => {
+        const r = await httpPost({ port: lim.port! }, body('daemon.status'), { token: admin, timeoutMs: 2_000 }).catch(() => undefined);
+        return r?.status === 200 ? r : undefined;
+      },
+      5_000,
+    );
     const again = await WsClient.open(lim.port!, admin);
     expect(await again.call('daemon.status')).toHaveProperty('result');
     again.terminate();

@@ -34,7 +34,6 @@ describe('audit trail', { timeout: 60_000 }, () => {
    * ids and values the checks need.
    */
   async function makeTrail(): Promise<{ before: string; auditedId: string; listed: string }> {
-
     since = new Date().toISOString();
     const hostname = path.join(box.root, 'etc/hostname');
     const before = (await d.cpcmd(['scope:get', 'net.hostname'])).stdout.trim();
@@ -45,7 +44,9 @@ describe('audit trail', { timeout: 60_000 }, () => {
     expect((await d.cpcmd(['scope:set', 'net.hostname', 'audit-a.example.test'])).stdout).toMatch(/unchanged/);
     expectExit(await d.cpcmd(['scope:set', 'net.hostname', 'not_a_hostname']), 'invalid');
     // refused: forbidden to a reader over HTTP
-    expect((await http(d, tok.reader, 'scope.set', { name: 'net.hostname', value: 'evil.example.test' })).json).toMatchObject({ error: { code: ErrorCodes.Forbidden } });
+    expect((await http(d, tok.reader, 'scope.set', { name: 'net.hostname', value: 'evil.example.test' })).json).toMatchObject({
+      error: { code: ErrorCodes.Forbidden },
+    });
     // converge after a hand edit
     await writeFile(hostname, 'drifted.example.test\n');
     expectExit(await d.cpcmd(['converge', 'net/hostname']), 'ok');
@@ -112,18 +113,49 @@ describe('audit trail', { timeout: 60_000 }, () => {
     expect(entries.filter((e) => e.outcome === 'unchanged')).toEqual([]);
     const noops = JSON.parse((await d.cpcmd(['audit:list', '--unchanged', '--since', since, '-o', 'json'])).stdout) as Record<string, any>[];
     expect(find({ ...unixActor, action: 'scope.set', target: 'net.hostname', value: 'audit-a.example.test' }, noops).count).toBeGreaterThanOrEqual(1);
-    expect(find({ ...unixActor, action: 'scope.set', target: 'net.hostname', count: expect.any(Number) }, refusals).reason).toMatch(/not_a_hostname|hostname|label/);
+    expect(find({ ...unixActor, action: 'scope.set', target: 'net.hostname', count: expect.any(Number) }, refusals).reason).toMatch(
+      /not_a_hostname|hostname|label/,
+    );
     const forbidden = find({ actor: `monitoring (${idOf(tok.reader)})`, transport: 'http 127.0.0.1', action: 'scope.set', target: 'net.hostname' }, refusals);
     expect(forbidden.reason).toMatch(/lacks the operator role needed for scope\.set/);
     expect(forbidden.count).toBeGreaterThanOrEqual(1);
     expect(Date.parse(forbidden.first)).toBeLessThanOrEqual(Date.parse(forbidden.last));
-    expect(find({ ...unixActor, action: 'unit.converge', target: 'net/hostname', outcome: 'applied' }).plan).toEqual(expect.arrayContaining([expect.stringContaining('/etc/hostname')]));
-    find({ actor: `root-ci (${idOf(tok.admin)})`, transport: 'http 127.0.0.1', action: 'var.set', target: 'postfix_relay_mynetworks', old: false, new: true, outcome: 'applied' });
-    find({ ...unixActor, action: 'scope.adopt', target: 'mail.smart-host', outcome: 'applied', new: { postfix_smarthost: expect.objectContaining({ host: '[adopted.example.test]:2525' }) } });
+    expect(find({ ...unixActor, action: 'unit.converge', target: 'net/hostname', outcome: 'applied' }).plan).toEqual(
+      expect.arrayContaining([expect.stringContaining('/etc/hostname')]),
+    );
+    find({
+      actor: `root-ci (${idOf(tok.admin)})`,
+      transport: 'http 127.0.0.1',
+      action: 'var.set',
+      target: 'postfix_relay_mynetworks',
+      old: false,
+      new: true,
+      outcome: 'applied',
+    });
+    find({
+      ...unixActor,
+      action: 'scope.adopt',
+      target: 'mail.smart-host',
+      outcome: 'applied',
+      new: { postfix_smarthost: expect.objectContaining({ host: '[adopted.example.test]:2525' }) },
+    });
     find({ ...unixActor, action: 'scope.reset', target: 'mail.smart-host', outcome: 'applied' });
-    find({ actor: `root-ci (${idOf(tok.admin)})`, transport: 'ws 127.0.0.1', action: 'token.create', target: `audited (${auditedId})`, new: { role: 'reader', scopes: [], expiresAt: null }, outcome: 'applied' });
+    find({
+      actor: `root-ci (${idOf(tok.admin)})`,
+      transport: 'ws 127.0.0.1',
+      action: 'token.create',
+      target: `audited (${auditedId})`,
+      new: { role: 'reader', scopes: [], expiresAt: null },
+      outcome: 'applied',
+    });
     find({ actor: `root-ci (${idOf(tok.admin)})`, transport: 'ws 127.0.0.1', action: 'token.revoke', target: `audited (${auditedId})`, outcome: 'applied' });
-    const rolledBack = find({ ...unixActor, action: 'scope.set', target: 'mail.smart-host', outcome: 'rolled-back', new: { host: '[rb.example.test]:587', username: 'bob', password: REDACTED } });
+    const rolledBack = find({
+      ...unixActor,
+      action: 'scope.set',
+      target: 'mail.smart-host',
+      outcome: 'rolled-back',
+      new: { host: '[rb.example.test]:587', username: 'bob', password: REDACTED },
+    });
     expect(rolledBack.reason).toEqual(expect.any(String));
     expect(rolledBack.plan.length).toBeGreaterThan(0);
     expect(listed).not.toContain('pw-rollback-1');
@@ -158,7 +190,12 @@ describe('audit trail', { timeout: 60_000 }, () => {
     expect(cli.stdout).toMatch(/scope\.set mail\.smart-host {2}rolled-back: /);
     const refusedCli = await d.cpcmd(['audit:list', '--refused', '--since', since]);
     expectExit(refusedCli, 'ok');
-    expect(refusedCli.stdout).toMatch(new RegExp(`^\\S+Z {2}monitoring \\(${idOf(tok.reader)}\\) via http 127\\.0\\.0\\.1 {2}scope\\.set net\\.hostname {2}refused \\d+ times? since \\S+Z: forbidden`, 'm'));
+    expect(refusedCli.stdout).toMatch(
+      new RegExp(
+        `^\\S+Z {2}monitoring \\(${idOf(tok.reader)}\\) via http 127\\.0\\.0\\.1 {2}scope\\.set net\\.hostname {2}refused \\d+ times? since \\S+Z: forbidden`,
+        'm',
+      ),
+    );
     const mailRefusals = JSON.parse((await d.cpcmd(['audit:list', '--refused', '--scope', 'mail.*', '-o', 'json'])).stdout) as Record<string, any>[];
     for (const r of mailRefusals) expect(r.target).toMatch(/^mail\./);
     expect(refusals.length).toBeGreaterThan(0);
@@ -187,7 +224,8 @@ describe('audit trail', { timeout: 60_000 }, () => {
 describe('audit trail rotation at auditKeep', { timeout: 60_000 }, () => {
   let rot: Scoped;
   const sets = async (from: number, to: number) => {
-    for (let i = from; i <= to; i++) expect((await unix(rot, 'scope.set', { name: 'net.hostname', value: `rot${i}.example.test` })).json).toHaveProperty('result');
+    for (let i = from; i <= to; i++)
+      expect((await unix(rot, 'scope.set', { name: 'net.hostname', value: `rot${i}.example.test` })).json).toHaveProperty('result');
   };
   const trail = async () => (await unix(rot, 'audit.list', { limit: 1_000 })).json.result.entries.map((e: { new: string }) => e.new);
   const names = (a: number, b: number) => Array.from({ length: b - a + 1 }, (_, i) => `rot${a + i}.example.test`);

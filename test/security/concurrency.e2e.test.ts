@@ -20,7 +20,11 @@ describe('concurrency', { timeout: 60_000 }, () => {
   afterEach(() => d?.close(), 60_000);
 
   const N = 50;
-  const value = (tag: string, i: number) => ({ host: `[192.0.2.${i + 1}]:587`, username: `${tag}${i}`, password: `${tag}-pw-${i}-${randomBytes(3).toString('hex')}` });
+  const value = (tag: string, i: number) => ({
+    host: `[192.0.2.${i + 1}]:587`,
+    username: `${tag}${i}`,
+    password: `${tag}-pw-${i}-${randomBytes(3).toString('hex')}`,
+  });
   const shown = (v: { host: string; username: string }) => ({ host: v.host, username: v.username, password: REDACTED });
 
   /** The files and the store agree with one value, and scope.check finds nothing. */
@@ -74,7 +78,9 @@ describe('concurrency', { timeout: 60_000 }, () => {
     await expectFilesEqual(values[last]!, r0 + N);
 
     const trail = (await unix(d, 'audit.list', { limit: 1_000 })).json.result.entries as Record<string, any>[];
-    concurrentEntries = trail.filter((e) => e.action === 'scope.set' && e.target === 'mail.smart-host' && e.revision > r0 && e.revision <= r0 + N).sort((a, b) => a.revision - b.revision);
+    concurrentEntries = trail
+      .filter((e) => e.action === 'scope.set' && e.target === 'mail.smart-host' && e.revision > r0 && e.revision <= r0 + N)
+      .sort((a, b) => a.revision - b.revision);
     expect(concurrentEntries).toHaveLength(N);
     expect(concurrentEntries.map((e) => e.outcome)).toEqual(Array(N).fill('applied'));
     expect(concurrentEntries.map((e) => e.new)).toEqual(revisions.map((rev) => shown(values[results.findIndex((r) => r.revision === rev)]!)));
@@ -98,13 +104,17 @@ describe('concurrency', { timeout: 60_000 }, () => {
     const staleJson = await d.cpcmd(['scope:set', 'mail.smart-host', "'[stale.example.test]:587'", '--if-revision', String(at), '-o', 'json']);
     expectExit(staleJson, 'conflict');
     const rpc = await http(d, d.token(), 'scope.set', { name: 'mail.smart-host', value: { host: '[stale.example.test]:587' }, ifRevision: at });
-    expect(rpc.json).toEqual({ jsonrpc: '2.0', id: 1, error: { code: ErrorCodes.Conflict, message: expect.stringContaining(`at revision ${now}, not ${at}`), data: { revision: now } } });
+    expect(rpc.json).toEqual({
+      jsonrpc: '2.0',
+      id: 1,
+      error: { code: ErrorCodes.Conflict, message: expect.stringContaining(`at revision ${now}, not ${at}`), data: { revision: now } },
+    });
     expect(await treeDigest(box.dir)).toEqual(files);
     expect(await relayhostOf(box)).toBe('[rev1.example.test]:587');
 
     const fresh = await http(d, d.token(), 'scope.set', { name: 'mail.smart-host', value: { host: '[rev2.example.test]:587' }, ifRevision: now });
     expect(fresh.json).toMatchObject({ result: { status: 'applied' } });
-    expect(await relayhostOf(box)).toBe('[rev2.example.test]:587')      // Audited as refused: one row per caller, never in the history.
+    expect(await relayhostOf(box)).toBe('[rev2.example.test]:587'); // Audited as refused: one row per caller, never in the history.
     const rows = JSON.parse((await d.cpcmd(['audit:list', '--refused', '--since', conflictSince, '-o', 'json'])).stdout) as Record<string, any>[];
     const conflicts = rows.filter((e) => e.action === 'scope.set' && e.target === 'mail.smart-host' && /at revision \d+, not \d+/.test(e.reason));
     // One row per caller, counting its refusals: the two from cpcmd on the socket, the one over HTTP.
@@ -112,7 +122,7 @@ describe('concurrency', { timeout: 60_000 }, () => {
     expect(conflicts.find((e) => e.transport === 'unix')!.count).toBeGreaterThanOrEqual(2);
     const history = JSON.parse((await d.cpcmd(['audit:list', '--since', conflictSince, '-o', 'json'])).stdout) as Record<string, any>[];
     expect(history.filter((e) => /at revision \d+, not \d+/.test(e.reason ?? ''))).toEqual([]);
-    });
+  });
 
   it(`lets exactly one of ${N} clients racing with the same --if-revision win; the others answer conflict`, async () => {
     const admin = d.token();

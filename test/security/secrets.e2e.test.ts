@@ -8,7 +8,7 @@ import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { RELAY_USER, RelaySink } from '../helpers/relay.js';
-import { type ExitCodeName, expectExit, } from '../helpers/expect.js';
+import { type ExitCodeName, expectExit } from '../helpers/expect.js';
 import { type Scoped, WsClient, cpcmd, scoped, waitFor } from '../helpers/scoped.js';
 import { REDACTED, TOKEN_RE, http, secretOf, unix, watchModes } from './shared.js';
 
@@ -84,7 +84,11 @@ describe('secrets never leak', { timeout: 60_000 }, () => {
       expect(dry.stdout).toMatch(/smarthost-auth/);
       expect(dry.stdout).toMatch(/redacted/);
     }
-    await cp('http', ['scope:set', 'cp.bootstrapper', 'postfix_smarthost', `[host:relay.example.test,username:alice,password:${PW.dry}]`, '--dry-run', '-o', 'json'], 'ok');
+    await cp(
+      'http',
+      ['scope:set', 'cp.bootstrapper', 'postfix_smarthost', `[host:relay.example.test,username:alice,password:${PW.dry}]`, '--dry-run', '-o', 'json'],
+      'ok',
+    );
     await cp('http', ['scope:set', 'cp.bootstrapper', 'postfix_smarthost', `[host:relay.example.test,username:alice,password:${PW.dry}]`, '--dry-run'], 'ok');
 
     // Reads, in every form, over the socket, with the operator and with a reader.
@@ -111,7 +115,11 @@ describe('secrets never leak', { timeout: 60_000 }, () => {
     for (const form of forms) {
       await cp('http', ['scope:set', 'mail.smart-host', "'bad host!'", 'alice', PW.bad, '-o', form], 'invalid');
       await cp('http', ['scope:set', 'mail.smart-host', HOST, 'alice', `${PW.bad} `, '-o', form], 'invalid');
-      await cp('http', ['scope:set', 'cp.bootstrapper', 'postfix_smarthost', `[host:relay.example.test,username:alice,password:${PW.bad},port:25]`, '-o', form], 'invalid');
+      await cp(
+        'http',
+        ['scope:set', 'cp.bootstrapper', 'postfix_smarthost', `[host:relay.example.test,username:alice,password:${PW.bad},port:25]`, '-o', form],
+        'invalid',
+      );
       await cp('http', ['scope:set', 'mail.smart-host', HOST, 'alice', PW.bad, 'extra', '-o', form], 'invalid');
     }
     // Refused inside the converge: credentials with TLS level none.
@@ -188,12 +196,20 @@ describe('secrets never leak', { timeout: 60_000 }, () => {
 
     // The events: a scope.changed for each set, with the value redacted.
     await waitFor('the last scope.changed event', () =>
-      events.messages.map((m) => JSON.parse(m)).filter((m) => m.method === 'event' && m.params.topic === 'scope.changed' && m.params.data.scope === 'mail.smart-host').length >= 8 ? true : undefined,
+      events.messages
+        .map((m) => JSON.parse(m))
+        .filter((m) => m.method === 'event' && m.params.topic === 'scope.changed' && m.params.data.scope === 'mail.smart-host').length >= 8
+        ? true
+        : undefined,
     );
     const evs = events.messages.map((m) => JSON.parse(m)).filter((m) => m.method === 'event');
     expect(evs.some((e) => e.params.topic === 'job.progress')).toBe(true);
     expect(evs.some((e) => e.params.topic === 'unit.converged')).toBe(true);
-    expect(evs.find((e) => e.params.topic === 'scope.changed' && e.params.data.scope === 'mail.smart-host').params.data.value).toEqual({ host: HOSTVAL, username: 'alice', password: REDACTED });
+    expect(evs.find((e) => e.params.topic === 'scope.changed' && e.params.data.scope === 'mail.smart-host').params.data.value).toEqual({
+      host: HOSTVAL,
+      username: 'alice',
+      password: REDACTED,
+    });
     note('events', events.messages.join('\n'));
     events.terminate();
 
@@ -207,7 +223,14 @@ describe('secrets never leak', { timeout: 60_000 }, () => {
     note('daemon stderr', sd.stderr());
 
     // The search: every password, both tokens (and their secret parts) and the token file's token.
-    const secrets: Record<string, string> = { ...PW, operatorToken: OP, operatorSecret: secretOf(OP), readerToken: RD, readerSecret: secretOf(RD), adminFileToken: adminFile };
+    const secrets: Record<string, string> = {
+      ...PW,
+      operatorToken: OP,
+      operatorSecret: secretOf(OP),
+      readerToken: RD,
+      readerSecret: secretOf(RD),
+      adminFileToken: adminFile,
+    };
     expect(opMade.stdout).toContain(OP);
     const leaks: string[] = [];
     for (const { where, text } of seen) for (const [name, s] of Object.entries(secrets)) if (text.includes(s)) leaks.push(`${name} in ${where}`);

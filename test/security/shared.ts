@@ -88,7 +88,10 @@ while (!fs.existsSync(stopFile)) {
 process.stdout.write(JSON.stringify({ loops, seen }));
 `;
 
-export async function watchModes(dirs: string[], scratch: string): Promise<{ stop: () => Promise<{ loops: number; seen: Record<string, Record<string, number>> }> }> {
+export async function watchModes(
+  dirs: string[],
+  scratch: string,
+): Promise<{ stop: () => Promise<{ loops: number; seen: Record<string, Record<string, number>> }> }> {
   await mkdir(scratch, { recursive: true });
   const stopFile = path.join(scratch, `stop-${randomBytes(4).toString('hex')}`);
   const readyFile = path.join(scratch, `ready-${randomBytes(4).toString('hex')}`);

@@ -36,7 +36,14 @@ describe('tokens and roles', { timeout: 60_000 }, () => {
     const op = await d.cpcmd(['token:create', '--role', 'operator', '--scopes', 'net.hostname', '--expires', '30d', '--name', 'ci', '-o', 'json']);
     expectExit(op, 'ok');
     const opInfo = JSON.parse(op.stdout);
-    expect(opInfo).toMatchObject({ name: 'ci', role: 'operator', scopes: ['net.hostname'], lastUsedAt: null, revoked: false, token: expect.stringMatching(TOKEN_RE) });
+    expect(opInfo).toMatchObject({
+      name: 'ci',
+      role: 'operator',
+      scopes: ['net.hostname'],
+      lastUsedAt: null,
+      revoked: false,
+      token: expect.stringMatching(TOKEN_RE),
+    });
     expect(opInfo).not.toHaveProperty('hash');
     expect(opInfo.id).toBe(idOf(opInfo.token));
     expect(Math.abs(Date.parse(opInfo.expiresAt) - (Date.now() + 30 * 86_400_000))).toBeLessThan(120_000);
@@ -60,7 +67,14 @@ describe('tokens and roles', { timeout: 60_000 }, () => {
     expect(list).toEqual(
       expect.arrayContaining([
         expect.objectContaining({ id: idOf(tok.reader), name: 'monitoring', role: 'reader', scopes: [], expiresAt: null, lastUsedAt: null, revoked: false }),
-        expect.objectContaining({ id: idOf(tok.operator), name: 'ci', role: 'operator', scopes: ['net.hostname'], expiresAt: opInfo.expiresAt, lastUsedAt: null }),
+        expect.objectContaining({
+          id: idOf(tok.operator),
+          name: 'ci',
+          role: 'operator',
+          scopes: ['net.hostname'],
+          expiresAt: opInfo.expiresAt,
+          lastUsedAt: null,
+        }),
         expect.objectContaining({ id: idOf(tok.admin), name: 'root-ci', role: 'admin', expiresAt: null, lastUsedAt: null }),
       ]),
     );
@@ -124,7 +138,11 @@ describe('tokens and roles', { timeout: 60_000 }, () => {
     ];
     for (const [method, params, why] of writes) {
       const a = await http(d, tok.reader, method, params);
-      expect(a.json, method).toMatchObject({ jsonrpc: '2.0', id: 1, error: { code: ErrorCodes.Forbidden, message: expect.stringMatching(why), data: { missing: expect.stringContaining(method) } } });
+      expect(a.json, method).toMatchObject({
+        jsonrpc: '2.0',
+        id: 1,
+        error: { code: ErrorCodes.Forbidden, message: expect.stringMatching(why), data: { missing: expect.stringContaining(method) } },
+      });
       expect(a.json.error.message).toMatch(/monitoring/);
       expect(a.json).not.toHaveProperty('result');
     }
@@ -132,7 +150,9 @@ describe('tokens and roles', { timeout: 60_000 }, () => {
     const ws = await WsClient.open(d.port!, tok.reader);
     try {
       expect(await ws.call('daemon.status')).toHaveProperty('result');
-      expect(await ws.call('scope.set', { name: 'net.hostname', value: 'evil.example.test' })).toMatchObject({ error: { code: ErrorCodes.Forbidden, message: expect.stringMatching(/operator role needed for scope\.set/) } });
+      expect(await ws.call('scope.set', { name: 'net.hostname', value: 'evil.example.test' })).toMatchObject({
+        error: { code: ErrorCodes.Forbidden, message: expect.stringMatching(/operator role needed for scope\.set/) },
+      });
     } finally {
       ws.terminate();
     }
@@ -143,7 +163,11 @@ describe('tokens and roles', { timeout: 60_000 }, () => {
 
     // cpcmd over TCP with the reader token: exit 5 and the missing permission; reads work.
     const conn = { url: d.url, token: tok.reader };
-    expectRefused(await cpcmd(['scope:set', 'net.hostname', 'evil.example.test'], conn), 'unauthorized', /forbidden: monitoring \(reader\) lacks the operator role needed for scope\.set/);
+    expectRefused(
+      await cpcmd(['scope:set', 'net.hostname', 'evil.example.test'], conn),
+      'unauthorized',
+      /forbidden: monitoring \(reader\) lacks the operator role needed for scope\.set/,
+    );
     expectRefused(await cpcmd(['token:list'], conn), 'unauthorized', /lacks the admin role needed for token\.list/);
     expect(await cpcmd(['scope:get', 'net.hostname'], conn)).toMatchObject({ code: ExitCodes.ok, stdout: 'roles.example.test\n' });
     const audit = await cpcmd(['audit:list', '-o', 'json'], conn);
@@ -187,11 +211,17 @@ describe('tokens and roles', { timeout: 60_000 }, () => {
     ];
     for (const [method, params, why] of refusals) {
       const a = await http(d, tok.operator, method, params);
-      expect(a.json, `${method} ${JSON.stringify(params)}`).toMatchObject({ error: { code: ErrorCodes.Forbidden, message: expect.stringMatching(why), data: { missing: expect.any(String) } } });
+      expect(a.json, `${method} ${JSON.stringify(params)}`).toMatchObject({
+        error: { code: ErrorCodes.Forbidden, message: expect.stringMatching(why), data: { missing: expect.any(String) } },
+      });
       expect(a.json.error.message).toMatch(/^forbidden: ci \(operator, scopes net\.hostname\)/);
     }
     expect(await readFile(box.mainCf, 'utf8')).toBe(mainCfBefore);
-    expectRefused(await cpcmd(['scope:set', 'mail.smart-host', 'false'], { url: d.url, token: tok.operator }), 'unauthorized', /write access to scope mail\.smart-host/);
+    expectRefused(
+      await cpcmd(['scope:set', 'mail.smart-host', 'false'], { url: d.url, token: tok.operator }),
+      'unauthorized',
+      /write access to scope mail\.smart-host/,
+    );
 
     // Its view of the audit trail is limited to its scopes too.
     const audit = await http(d, tok.operator, 'audit.list', {});
@@ -205,7 +235,9 @@ describe('tokens and roles', { timeout: 60_000 }, () => {
     Object.assign(tok, await makeTokens(d));
     const created = await http(d, tok.admin, 'token.create', { role: 'reader', name: 'short-lived-by-admin' });
     expect(created.json.result).toMatchObject({ name: 'short-lived-by-admin', role: 'reader', token: expect.stringMatching(TOKEN_RE) });
-    expect((await http(d, tok.admin, 'token.list')).json.result.tokens.map((t: { name: string }) => t.name)).toEqual(expect.arrayContaining(['monitoring', 'ci', 'root-ci', 'short-lived-by-admin']));
+    expect((await http(d, tok.admin, 'token.list')).json.result.tokens.map((t: { name: string }) => t.name)).toEqual(
+      expect.arrayContaining(['monitoring', 'ci', 'root-ci', 'short-lived-by-admin']),
+    );
     expect((await http(d, tok.admin, 'token.revoke', { id: 'short-lived-by-admin' })).json.result).toMatchObject({ revoked: true });
     expect((await http(d, tok.admin, 'unit.converge', {})).json).toHaveProperty('result');
     expect((await http(d, tok.admin, 'scope.set', { name: 'mail.smart-host', value: false })).json).toHaveProperty('result');
@@ -225,7 +257,11 @@ describe('tokens and roles', { timeout: 60_000 }, () => {
     await sleep(Math.max(0, Date.parse(short.expiresAt) - Date.now()) + 100);
     const expired = await http(d, short.token, 'daemon.status', {}, freshPeer());
     expect(expired.status).toBe(401);
-    expect(expired.json).toEqual({ jsonrpc: '2.0', id: null, error: { code: ErrorCodes.Unauthorized, message: expect.stringMatching(/unknown, revoked or expired/) } });
+    expect(expired.json).toEqual({
+      jsonrpc: '2.0',
+      id: null,
+      error: { code: ErrorCodes.Unauthorized, message: expect.stringMatching(/unknown, revoked or expired/) },
+    });
 
     const made = JSON.parse((await d.cpcmd(['token:create', '--role', 'operator', '--scopes', 'net.hostname', '--name', 'temp-op', '-o', 'json'])).stdout);
     expect((await http(d, made.token, 'scope.get', { name: 'net.hostname' })).status).toBe(200);

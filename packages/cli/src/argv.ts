@@ -59,7 +59,11 @@ const BOOLEAN_WORDS: Record<string, boolean> = { true: true, false: false };
  */
 export function parseCommandLine(spec: CommandSpec, argv: readonly string[]): { args: string[]; flags: Record<string, unknown> } {
   const specs: Record<string, FlagSpec> = { ...globalFlags, ...spec.flags };
-  const byChar = new Map(Object.entries(specs).filter(([, f]) => f.char).map(([n, f]) => [f.char!, n]));
+  const byChar = new Map(
+    Object.entries(specs)
+      .filter(([, f]) => f.char)
+      .map(([n, f]) => [f.char!, n]),
+  );
   const flags: Record<string, unknown> = {};
   const args: string[] = [];
   const help = `cpcmd help ${spec.id} lists its flags`;
@@ -100,12 +104,18 @@ export function parseCommandLine(spec: CommandSpec, argv: readonly string[]): { 
     if (flag.type === 'boolean') {
       if (inline === undefined) flags[name] = true;
       else if (inline in BOOLEAN_WORDS) flags[name] = BOOLEAN_WORDS[inline];
-      else throw new CliError(`${shown} is true or false, not ${escapeControls(inline)}`, ExitCodes.usage, `write ${shown} or ${flag.allowNo ? `--no-${name}` : `${shown}=false`}`);
+      else
+        throw new CliError(
+          `${shown} is true or false, not ${escapeControls(inline)}`,
+          ExitCodes.usage,
+          `write ${shown} or ${flag.allowNo ? `--no-${name}` : `${shown}=false`}`,
+        );
       continue;
     }
     const value = inline ?? argv[++i];
     if (value === undefined) throw new CliError(`${shown} needs a value`, ExitCodes.usage, help);
-    if (flag.options && !flag.options.includes(value)) throw new CliError(`${shown} takes one of ${flag.options.join(', ')}, not ${escapeControls(value)}`, ExitCodes.usage, help);
+    if (flag.options && !flag.options.includes(value))
+      throw new CliError(`${shown} takes one of ${flag.options.join(', ')}, not ${escapeControls(value)}`, ExitCodes.usage, help);
     if (flag.type === 'integer') {
       if (!/^\d+$/.test(value)) throw new CliError(`${shown} takes a whole number, not ${escapeControls(value)}`, ExitCodes.usage, help);
       flags[name] = Number(value);
@@ -128,7 +138,8 @@ export function checkArgs(spec: CommandSpec, args: readonly string[]): void {
  * where the list is. A leading flag with no command after it gets the order explained.
  */
 export function unknownCommand(id: string, ids: readonly string[]): string {
-  if (id.startsWith('-')) return `cpcmd: no command after ${escapeControls(id)}\nhint: the order is cpcmd [-o FMT] COMMAND [ARGS...]; cpcmd --help lists the commands\n`;
+  if (id.startsWith('-'))
+    return `cpcmd: no command after ${escapeControls(id)}\nhint: the order is cpcmd [-o FMT] COMMAND [ARGS...]; cpcmd --help lists the commands\n`;
   const near = ids.map((c) => [c, editDistance(id, c)] as const).sort((a, b) => a[1] - b[1])[0];
   const hint = near && near[1] <= 3 ? `did you mean ${near[0]}?` : 'cpcmd --help lists the commands';
   return `cpcmd: unknown command ${escapeControls(id)}\nhint: ${hint}\n`;

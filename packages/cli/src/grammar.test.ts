@@ -39,7 +39,7 @@ describe('scalars', () => {
   });
 
   it('keeps other words, and the empty word, as strings', () => {
-    expect(parseArgs(['example.com', 'relay:587', '', 'it\'s', 'a b'])).toEqual(['example.com', 'relay:587', '', 'it\'s', 'a b']);
+    expect(parseArgs(['example.com', 'relay:587', '', "it's", 'a b'])).toEqual(['example.com', 'relay:587', '', "it's", 'a b']);
   });
 });
 
@@ -104,7 +104,7 @@ describe('lists and maps', () => {
 
   it('coerces list items like scalars', () => {
     expect(parseWord('[1,2]')).toEqual([1, 2]);
-    expect(parseWord("[null,None,TRUE,-1.5,'7',\"null\",x]")).toEqual([null, null, true, -1.5, '7', 'null', 'x']);
+    expect(parseWord('[null,None,TRUE,-1.5,\'7\',"null",x]')).toEqual([null, null, true, -1.5, '7', 'null', 'x']);
   });
 
   it('skips spaces after commas and opening brackets', () => {

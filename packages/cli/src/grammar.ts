@@ -167,11 +167,7 @@ class Parser {
 
   private quoteIt(problem: string): ArgumentSyntaxError {
     const suggestion = formatWord(this.word);
-    return new ArgumentSyntaxError(
-      `${problem} in ${this.word}: quote it as ${shellQuote(suggestion)} so it is read as a string`,
-      this.word,
-      suggestion,
-    );
+    return new ArgumentSyntaxError(`${problem} in ${this.word}: quote it as ${shellQuote(suggestion)} so it is read as a string`, this.word, suggestion);
   }
 }
 

@@ -14,7 +14,9 @@ export function renderPlain(value: unknown, indent = ''): string {
   const entries = Object.entries(value);
   if (entries.length === 0) return `${indent}{}`;
   return entries
-    .map(([k, v]) => (isScalar(v) || isEmpty(v) ? `${indent}${escapeControls(k)}: ${scalar(v)}` : `${indent}${escapeControls(k)}:\n${renderPlain(v, `${indent}  `)}`))
+    .map(([k, v]) =>
+      isScalar(v) || isEmpty(v) ? `${indent}${escapeControls(k)}: ${scalar(v)}` : `${indent}${escapeControls(k)}:\n${renderPlain(v, `${indent}  `)}`,
+    )
     .join('\n');
 }
 

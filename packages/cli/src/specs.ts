@@ -59,9 +59,9 @@ export interface CommandSpec {
  * one, SCOPED_URL beats SCOPED_SOCKET; the default is the socket.
  */
 export const globalFlags: Record<string, FlagSpec> = {
-  output: { type: 'string', char: 'o', description: 'output format, as ApisCP\'s cpcmd -o', options: ['cli', 'json', 'yaml'] },
+  output: { type: 'string', char: 'o', description: "output format, as ApisCP's cpcmd -o", options: ['cli', 'json', 'yaml'] },
   json: { type: 'boolean', description: 'the same as -o json' },
-  socket: { type: 'string', description: 'the daemon\'s unix socket (default /run/scoped/scoped.sock); a flag beats both variables', env: 'SCOPED_SOCKET' },
+  socket: { type: 'string', description: "the daemon's unix socket (default /run/scoped/scoped.sock); a flag beats both variables", env: 'SCOPED_SOCKET' },
   url: {
     type: 'string',
     description: 'reach the daemon at http://HOST:PORT/rpc or ws://HOST:PORT/rpc, with the token in SCOPED_TOKEN; SCOPED_URL beats SCOPED_SOCKET',
@@ -76,7 +76,12 @@ const wait: FlagSpec = { type: 'boolean', allowNo: true, description: 'wait for 
  * Run a mutation as a job and wait for it (progress shows when it takes a while), or with
  * --no-wait answer with the job id at once. A dry run is answered directly.
  */
-async function viaJob(client: Client, start: () => Promise<ApplyResult | { status: 'queued'; job: string }>, flags: Record<string, unknown>, what: string): Promise<Outcome> {
+async function viaJob(
+  client: Client,
+  start: () => Promise<ApplyResult | { status: 'queued'; job: string }>,
+  flags: Record<string, unknown>,
+  what: string,
+): Promise<Outcome> {
   const r = await start();
   if (!('job' in r)) return { data: r, text: applyText(r, what) };
   if (flags.wait === false) return { data: r, text: safe(r.job) };
@@ -89,14 +94,17 @@ const recoveryLines = (r: RecoveryStatus): string =>
   `${safe(`recovery stuck: ${r.action} ${r.target} (started ${r.startedAt} by ${r.actor}) has not been finished or undone since ${r.since ?? r.startedAt}${r.error ? `: ${r.error}` : ''}`)}\n${safe(`hint: ${r.hint}`)}`;
 
 const driftLines = (drift: readonly Drift[]): string =>
-  drift.map((d) => safe(`drift: ${[d.scope, d.var].filter(Boolean).join(' ')} ${d.unit} ${d.target}: expected ${show(d.expected)}, found ${show(d.actual)}`)).join('\n');
+  drift
+    .map((d) => safe(`drift: ${[d.scope, d.var].filter(Boolean).join(' ')} ${d.unit} ${d.target}: expected ${show(d.expected)}, found ${show(d.actual)}`))
+    .join('\n');
 
 const show = (v: string | null): string => (v === null ? '(unset)' : JSON.stringify(v));
 
 function applyText(r: ApplyResult, what: string): string {
   const plan = r.plan.map((c) => `  ${safe(c.unit)}: ${safe(c.summary)}`);
   const shown = safe(what);
-  if (r.status === 'planned') return [`dry run: ${shown} would make ${r.plan.length} change${r.plan.length === 1 ? '' : 's'}, nothing written`, ...plan].join('\n');
+  if (r.status === 'planned')
+    return [`dry run: ${shown} would make ${r.plan.length} change${r.plan.length === 1 ? '' : 's'}, nothing written`, ...plan].join('\n');
   if (r.status === 'unchanged') return `${shown}: unchanged`;
   return [`${shown}: applied (revision ${r.revision})`, ...plan].join('\n');
 }
@@ -140,7 +148,8 @@ export const commands: CommandSpec[] = [
   {
     id: 'scope:get',
     summary: 'Read a scope as the system has it now',
-    description: 'Prints the value; a scalar prints alone on its line. Secrets come back redacted. Drift between the stored vars and the system is reported on stderr.',
+    description:
+      'Prints the value; a scalar prints alone on its line. Secrets come back redacted. Drift between the stored vars and the system is reported on stderr.',
     examples: [
       'cpcmd scope:get net.hostname',
       'cpcmd -o json scope:get net.hostname',
@@ -152,7 +161,7 @@ export const commands: CommandSpec[] = [
       { name: 'name', description: 'the scope', required: true, completion: 'scope' },
       { name: 'arg', description: 'arguments that narrow the value (cp.bootstrapper: a var name)', variadic: true },
     ],
-    flags: { revision: { type: 'boolean', description: 'print the scope\'s revision instead of its value (for scope:set --if-revision)' } },
+    flags: { revision: { type: 'boolean', description: "print the scope's revision instead of its value (for scope:set --if-revision)" } },
     async run({ args, flags }, client) {
       const [name, ...rest] = args;
       // Each value, and beside it the text as typed, for a scope that wants a string (1.50 stays 1.50).
@@ -167,7 +176,7 @@ export const commands: CommandSpec[] = [
     id: 'scope:set',
     summary: 'Set a scope and converge the system to it',
     description:
-      'Each word after NAME is one argument, read with ApisCP\'s grammar: null, numbers and true/false are typed; \'…\' or "…" ' +
+      "Each word after NAME is one argument, read with ApisCP's grammar: null, numbers and true/false are typed; '…' or \"…\" " +
       'inside the word keeps it a string; [a,b] is a list and [k:v] a map. Quote a bracketed host twice: "\'[relay]:587\'".',
     examples: [
       'cpcmd scope:set net.hostname mail.example.com',
@@ -176,14 +185,22 @@ export const commands: CommandSpec[] = [
     ],
     args: [
       { name: 'name', description: 'the scope', required: true, completion: 'scope' },
-      { name: 'value', description: 'the value, one shell word per argument, as the scope\'s usage says (cpcmd scope:info NAME)', required: true, variadic: true },
+      {
+        name: 'value',
+        description: "the value, one shell word per argument, as the scope's usage says (cpcmd scope:info NAME)",
+        required: true,
+        variadic: true,
+      },
     ],
     flags: {
       'dry-run': dryRun,
       converge: { type: 'boolean', description: 'converge the units after storing (cp.bootstrapper: --no-converge only stores)', allowNo: true },
       'if-revision': { type: 'integer', description: 'refuse unless the scope is still at this revision (cpcmd scope:get NAME --revision prints it)' },
       wait,
-      verify: { type: 'boolean', description: 'check the value against the outside world first (mail.smart-host: log in to the relay); change nothing if that fails' },
+      verify: {
+        type: 'boolean',
+        description: 'check the value against the outside world first (mail.smart-host: log in to the relay); change nothing if that fails',
+      },
     },
     async run({ args, flags }, client) {
       const [name, ...rest] = args;
@@ -218,7 +235,7 @@ export const commands: CommandSpec[] = [
       'cpcmd converge puts the system back to the vars, or --adopt NAME takes what the system has into the vars.',
     examples: ['cpcmd scope:check', 'cpcmd scope:check mail.smart-host', 'cpcmd scope:check --adopt mail.smart-host'],
     args: [{ name: 'name', description: 'only this scope', completion: 'scope' }],
-    flags: { adopt: { type: 'boolean', description: 'keep the hand edit: store what the system has as the scope\'s value' }, 'dry-run': dryRun },
+    flags: { adopt: { type: 'boolean', description: "keep the hand edit: store what the system has as the scope's value" }, 'dry-run': dryRun },
     async run({ args, flags }, client) {
       if (flags.adopt) {
         if (!args[0]) throw new CliError('--adopt needs the scope whose drift to keep', ExitCodes.usage, 'cpcmd scope:check --adopt mail.smart-host');
@@ -233,7 +250,7 @@ export const commands: CommandSpec[] = [
   {
     id: 'converge',
     summary: 'Bring units back to what the vars say (all units when none is named)',
-    description: 'The counterpart of ApisCP\'s upcp -sb UNIT: reverts hand edits of managed files.',
+    description: "The counterpart of ApisCP's upcp -sb UNIT: reverts hand edits of managed files.",
     examples: ['cpcmd converge', 'cpcmd converge net/hostname --dry-run'],
     args: [{ name: 'unit', description: 'units such as net/hostname (default: all)', variadic: true }],
     flags: { 'dry-run': dryRun, wait },
@@ -253,7 +270,9 @@ export const commands: CommandSpec[] = [
     flags: {},
     async run(_input, client) {
       const r = await client.call('var.list', {});
-      const text = columns(r.vars.map((v) => [v.name, `${formatWord(v.value as never)}${v.isDefault ? ' (default)' : ''}  [${v.type}] ${v.description}`] as const));
+      const text = columns(
+        r.vars.map((v) => [v.name, `${formatWord(v.value as never)}${v.isDefault ? ' (default)' : ''}  [${v.type}] ${v.description}`] as const),
+      );
       return { data: r.vars, text };
     },
   },
@@ -305,7 +324,13 @@ commands.push(
     flags: {},
     async run(_input, client) {
       const r = await client.call('daemon.status', {});
-      const rows = r.plugins.map((p) => [`${p.name}${p.version ? `@${p.version}` : ''}`, `${p.status}${p.scopes.length ? `  ${p.scopes.join(', ')}` : ''}${p.error ? `  ${p.error}` : ''}`] as const);
+      const rows = r.plugins.map(
+        (p) =>
+          [
+            `${p.name}${p.version ? `@${p.version}` : ''}`,
+            `${p.status}${p.scopes.length ? `  ${p.scopes.join(', ')}` : ''}${p.error ? `  ${p.error}` : ''}`,
+          ] as const,
+      );
       return { data: r.plugins, text: columns(rows), exitCode: r.plugins.some((p) => p.status !== 'loaded') ? ExitCodes.plugin : 0 };
     },
   },
@@ -326,12 +351,18 @@ commands.push(
     async run({ flags }, client) {
       if (!flags.role) throw new CliError('token:create needs --role admin, operator or reader', ExitCodes.usage);
       const params: Record<string, unknown> = { role: flags.role };
-      if (flags.scopes) params.scopes = String(flags.scopes).split(',').map((s) => s.trim()).filter(Boolean);
+      if (flags.scopes)
+        params.scopes = String(flags.scopes)
+          .split(',')
+          .map((s) => s.trim())
+          .filter(Boolean);
       if (flags.expires) params.expires = flags.expires;
       if (flags.name) params.name = flags.name;
       const r = await client.call('token.create', params as never);
       // The token alone on stdout, so T=$(cpcmd token:create ...) captures just it; the note goes to stderr.
-      const notice = safe(`(${r.name}, ${r.role}${r.scopes.length ? ` on ${r.scopes.join(',')}` : ''}${r.expiresAt ? `, expires ${r.expiresAt}` : ''}; shown once: store it now)`);
+      const notice = safe(
+        `(${r.name}, ${r.role}${r.scopes.length ? ` on ${r.scopes.join(',')}` : ''}${r.expiresAt ? `, expires ${r.expiresAt}` : ''}; shown once: store it now)`,
+      );
       return { data: r, text: safe(r.token), notice };
     },
   },
@@ -343,7 +374,13 @@ commands.push(
     flags: {},
     async run(_input, client) {
       const r = await client.call('token.list', {});
-      const rows = r.tokens.map((t) => [`${t.id} ${t.name}`, `${t.role}${t.scopes.length ? ` [${t.scopes.join(',')}]` : ''}  ${t.revoked ? 'revoked' : t.expiresAt ? `expires ${t.expiresAt}` : 'no expiry'}  last used ${t.lastUsedAt ?? 'never'}`] as const);
+      const rows = r.tokens.map(
+        (t) =>
+          [
+            `${t.id} ${t.name}`,
+            `${t.role}${t.scopes.length ? ` [${t.scopes.join(',')}]` : ''}  ${t.revoked ? 'revoked' : t.expiresAt ? `expires ${t.expiresAt}` : 'no expiry'}  last used ${t.lastUsedAt ?? 'never'}`,
+          ] as const,
+      );
       return { data: r.tokens, text: rows.length ? columns(rows) : 'no tokens' };
     },
   },
@@ -351,7 +388,7 @@ commands.push(
     id: 'token:revoke',
     summary: 'Revoke a token by id or name; it stops working at once',
     examples: ['cpcmd token:revoke ci'],
-    args: [{ name: 'id', description: 'the token\'s id or name', required: true }],
+    args: [{ name: 'id', description: "the token's id or name", required: true }],
     flags: {},
     async run({ args }, client) {
       const r = await client.call('token.revoke', { id: args[0]! });
@@ -378,7 +415,10 @@ commands.push(
     args: [],
     flags: {
       scope: { type: 'string', description: 'only entries whose target matches this glob' },
-      since: { type: 'string', description: 'only entries since an ISO time or a duration back from now (2h, 7d); with --refused or --unchanged, rows seen since then' },
+      since: {
+        type: 'string',
+        description: 'only entries since an ISO time or a duration back from now (2h, 7d); with --refused or --unchanged, rows seen since then',
+      },
       limit: { type: 'integer', description: 'at most this many entries (default 100, at most 1000; read older ones with --since or --scope)' },
       refused: { type: 'boolean', description: 'the refused calls, with counts, instead of the changes' },
       unchanged: { type: 'boolean', description: 'the calls that changed nothing, with counts and the last value, instead of the changes' },
@@ -396,7 +436,11 @@ commands.push(
       if (flags.refused) {
         const rows = r.refusals ?? [];
         const text = rows
-          .map((e) => safe(`${e.last}  ${e.actor} via ${e.transport}  ${e.action} ${e.target}  refused ${times(e.count)} since ${e.first}${e.reason ? `: ${e.reason}` : ''}`))
+          .map((e) =>
+            safe(
+              `${e.last}  ${e.actor} via ${e.transport}  ${e.action} ${e.target}  refused ${times(e.count)} since ${e.first}${e.reason ? `: ${e.reason}` : ''}`,
+            ),
+          )
           .join('\n');
         return { data: rows, text: text || 'no refused calls' };
       }
@@ -404,13 +448,19 @@ commands.push(
         const rows = r.unchanged ?? [];
         const text = rows
           .map((e) =>
-            safe(`${e.last}  ${e.actor} via ${e.transport}  ${e.action} ${e.target}  unchanged ${times(e.count)} since ${e.first}${e.reason ? `: ${e.reason}` : ''}${e.value !== undefined ? `  -> ${JSON.stringify(e.value)}` : ''}`),
+            safe(
+              `${e.last}  ${e.actor} via ${e.transport}  ${e.action} ${e.target}  unchanged ${times(e.count)} since ${e.first}${e.reason ? `: ${e.reason}` : ''}${e.value !== undefined ? `  -> ${JSON.stringify(e.value)}` : ''}`,
+            ),
           )
           .join('\n');
         return { data: rows, text: text || 'no unchanged calls' };
       }
       const text = r.entries
-        .map((e) => safe(`${e.time}  ${e.actor} via ${e.transport}  ${e.action} ${e.target}  ${e.outcome}${e.reason ? `: ${e.reason}` : ''}${e.new !== undefined ? `  -> ${JSON.stringify(e.new)}` : ''}`))
+        .map((e) =>
+          safe(
+            `${e.time}  ${e.actor} via ${e.transport}  ${e.action} ${e.target}  ${e.outcome}${e.reason ? `: ${e.reason}` : ''}${e.new !== undefined ? `  -> ${JSON.stringify(e.new)}` : ''}`,
+          ),
+        )
         .join('\n');
       return { data: r.entries, text: text || 'no entries' };
     },

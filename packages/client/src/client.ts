@@ -45,7 +45,8 @@ export class Client {
       const { WsTransport } = await import('./ws.js');
       return new Client(new WsTransport(endpoint.url, endpoint.token));
     }
-    if ('url' in endpoint && !/^https?:/.test(endpoint.url)) throw new TransportError(`unsupported URL ${endpoint.url}: use http://HOST:PORT/rpc or ws://HOST:PORT/rpc`);
+    if ('url' in endpoint && !/^https?:/.test(endpoint.url))
+      throw new TransportError(`unsupported URL ${endpoint.url}: use http://HOST:PORT/rpc or ws://HOST:PORT/rpc`);
     return new Client(new HttpTransport(endpoint));
   }
 

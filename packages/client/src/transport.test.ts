@@ -14,7 +14,10 @@ describe('parseAnswer', () => {
   });
 
   it('joins a chunked body', () => {
-    expect(parseAnswer(http('HTTP/1.1 200 OK\ntransfer-encoding: chunked', '3\r\n{"a\r\nB;ext=1\r\n":12345678}\r\n0\r\n\r\n'))).toEqual({ status: 200, body: '{"a":12345678}' });
+    expect(parseAnswer(http('HTTP/1.1 200 OK\ntransfer-encoding: chunked', '3\r\n{"a\r\nB;ext=1\r\n":12345678}\r\n0\r\n\r\n'))).toEqual({
+      status: 200,
+      body: '{"a":12345678}',
+    });
   });
 
   it('reads to the end when no length is given (only once the connection has closed), and a 204 without a body', () => {
@@ -117,6 +120,8 @@ describe('HttpTransport on a unix socket (a real socket and a server that answer
   });
 
   it('no daemon at the path: says so and what to do', async () => {
-    await expect(new HttpTransport({ socket: path.join(dir, 'missing.sock') }).send(payload)).rejects.toThrow(/cannot reach scoped at the socket .*missing\.sock: is it running\?/);
+    await expect(new HttpTransport({ socket: path.join(dir, 'missing.sock') }).send(payload)).rejects.toThrow(
+      /cannot reach scoped at the socket .*missing\.sock: is it running\?/,
+    );
   });
 });

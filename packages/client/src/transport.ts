@@ -157,9 +157,12 @@ function dechunk(raw: Buffer): Buffer | undefined {
 /** A connection failure phrased as what to do about it. */
 export function connectionError(err: NodeJS.ErrnoException, ep: Endpoint): TransportError {
   const where = 'socket' in ep ? `the socket ${ep.socket}` : ep.url;
-  if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED') return new TransportError(`cannot reach scoped at ${where}: is it running? (start it with scoped, or point --socket/--url at it)`);
+  if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED')
+    return new TransportError(`cannot reach scoped at ${where}: is it running? (start it with scoped, or point --socket/--url at it)`);
   if (err.code === 'ECONNRESET' || err.message === 'socket hang up') {
-    return new TransportError(`scoped at ${where} closed the connection before answering (did it stop?): cpcmd scope:check and cpcmd audit:list tell what happened`);
+    return new TransportError(
+      `scoped at ${where} closed the connection before answering (did it stop?): cpcmd scope:check and cpcmd audit:list tell what happened`,
+    );
   }
   if (err.code === 'EACCES') return new TransportError(`no permission to use ${where}: run as root or as a member of the socket's group`);
   return new TransportError(`cannot reach scoped at ${where}: ${err.message}`);

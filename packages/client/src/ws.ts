@@ -61,7 +61,14 @@ export class WsTransport implements StreamingTransport {
           const body = Buffer.concat(chunks).toString('utf8');
           const error = rpcErrorOf(body);
           if (error) reject(error);
-          else reject(new TransportError(res.statusCode === 401 ? 'Unauthorized: give a valid token (SCOPED_TOKEN)' : `WebSocket refused with HTTP ${res.statusCode}`, res.statusCode, body));
+          else
+            reject(
+              new TransportError(
+                res.statusCode === 401 ? 'Unauthorized: give a valid token (SCOPED_TOKEN)' : `WebSocket refused with HTTP ${res.statusCode}`,
+                res.statusCode,
+                body,
+              ),
+            );
           ws.terminate();
         });
       });

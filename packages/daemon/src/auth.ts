@@ -49,7 +49,8 @@ export class Gate {
     const principal = presented === undefined ? undefined : tokenMatches(presented, this.adminToken) ? ADMIN_TOKEN : this.tokens.verify(presented);
     if (principal) return { ok: true, principal };
     const wait = this.limiter.blockedFor(peer);
-    if (wait > 0) return { ok: false, status: 429, code: ErrorCodes.Busy, message: `Too many failed logins from ${peer}: try again in ${wait} s`, retryAfter: wait };
+    if (wait > 0)
+      return { ok: false, status: 429, code: ErrorCodes.Busy, message: `Too many failed logins from ${peer}: try again in ${wait} s`, retryAfter: wait };
     this.limiter.fail(peer);
     return {
       ok: false,

@@ -18,10 +18,22 @@ export const DaemonConfig = z
     tokenFile: z.string().optional(),
     kernelHostname: z.boolean().optional(),
     logLevel: z.enum(['info', 'warn', 'error', 'silent']).default('info'),
-    maxBodyBytes: z.number().int().positive().default(1024 * 1024),
+    maxBodyBytes: z
+      .number()
+      .int()
+      .positive()
+      .default(1024 * 1024),
     maxBatch: z.number().int().positive().default(100),
-    maxResponseBytes: z.number().int().min(65_536).default(8 * 1024 * 1024),
-    maxWsPayloadBytes: z.number().int().positive().default(1024 * 1024),
+    maxResponseBytes: z
+      .number()
+      .int()
+      .min(65_536)
+      .default(8 * 1024 * 1024),
+    maxWsPayloadBytes: z
+      .number()
+      .int()
+      .positive()
+      .default(1024 * 1024),
     wsPingIntervalMs: z.number().int().min(100).max(MAX_TIMER_MS).default(30_000),
     maxConnections: z.number().int().positive().default(256),
     authFailureLimit: z.number().int().positive().default(10),
@@ -36,7 +48,11 @@ export const DaemonConfig = z
     maxPendingConnections: z.number().int().positive().default(64),
     maxConnectionsPerPeer: z.number().int().positive().default(128),
     maxSubscriptionsPerConnection: z.number().int().positive().default(32),
-    maxWsBufferedBytes: z.number().int().positive().default(1024 * 1024),
+    maxWsBufferedBytes: z
+      .number()
+      .int()
+      .positive()
+      .default(1024 * 1024),
     maxJobsPerPrincipal: z.number().int().positive().default(8),
     maxJobs: z.number().int().positive().default(64),
     maxChangesPerMinute: z.number().int().positive().default(60),
@@ -47,7 +63,11 @@ export const DaemonConfig = z
     wsStallTimeoutMs: z.number().int().min(100).max(MAX_TIMER_MS).default(10_000),
     // Answers being built or written: requests in flight per WebSocket, answer bytes held daemon-wide.
     maxWsRequestsInFlight: z.number().int().positive().default(8),
-    maxAnswerBytesInFlight: z.number().int().min(65_536).default(64 * 1024 * 1024),
+    maxAnswerBytesInFlight: z
+      .number()
+      .int()
+      .min(65_536)
+      .default(64 * 1024 * 1024),
     plugins: z.array(z.string().min(1)).default([]),
     pluginDir: z.string().optional(),
   })
@@ -184,7 +204,9 @@ function parseListen(value: string): ResolvedConfig['listen'] {
   const port = Number(m[2]);
   if (port > 65535) throw new ConfigError(`--listen port ${port} is out of range`);
   if (!['127.0.0.1', '::1', 'localhost'].includes(host) && !host.startsWith('127.')) {
-    throw new ConfigError(`--listen ${value} is not a loopback address; scoped serves TCP without TLS and so only on loopback (put a TLS proxy in front for remote access)`);
+    throw new ConfigError(
+      `--listen ${value} is not a loopback address; scoped serves TCP without TLS and so only on loopback (put a TLS proxy in front for remote access)`,
+    );
   }
   return { host, port };
 }

@@ -158,11 +158,18 @@ export class Engine {
 
   /** Wait (at most `ms`) until no mutation runs or waits: before the store closes at shutdown. */
   async settle(ms: number): Promise<void> {
-    await withTimeout(this.core.lock.run(async () => {}), ms, 'a converge was still running').catch(() => undefined);
+    await withTimeout(
+      this.core.lock.run(async () => {}),
+      ms,
+      'a converge was still running',
+    ).catch(() => undefined);
   }
 
   /** Turn a scope's value (or CLI words) into validated var changes. */
-  scopeVars(scope: ScopeDef, input: { value?: unknown; args?: readonly unknown[]; words?: readonly (string | null)[] }): Promise<{ value: unknown; vars: Record<string, unknown> }> {
+  scopeVars(
+    scope: ScopeDef,
+    input: { value?: unknown; args?: readonly unknown[]; words?: readonly (string | null)[] },
+  ): Promise<{ value: unknown; vars: Record<string, unknown> }> {
     return this.mutations.scopeVars(scope, input);
   }
 

@@ -87,7 +87,9 @@ export function registerHandlers(
    */
   const held = <T>(p: Principal, run: () => Promise<T>): Promise<T> => {
     const slot = jobSlot(p);
-    return Promise.resolve().then(run).finally(() => slot.release());
+    return Promise.resolve()
+      .then(run)
+      .finally(() => slot.release());
   };
 
   rpc.register(m.scopeList, ({ glob }, ctx) => {
@@ -184,7 +186,8 @@ export function registerHandlers(
     try {
       return jobs.cancel(id, ownerKey(p));
     } catch (err) {
-      if (err instanceof RpcError && err.code === ErrorCodes.NotFound) throw new RpcError(ErrorCodes.Forbidden, `forbidden: job ${id} was started by another caller; only it and admins may cancel it`);
+      if (err instanceof RpcError && err.code === ErrorCodes.NotFound)
+        throw new RpcError(ErrorCodes.Forbidden, `forbidden: job ${id} was started by another caller; only it and admins may cancel it`);
       throw err;
     }
   });
@@ -196,7 +199,10 @@ export function registerHandlers(
     if (!conn) throw new RpcError(ErrorCodes.InvalidRequest, 'events.subscribe works over a WebSocket only (ws://HOST:PORT/rpc)');
     const held = conn.subscriptions.size + (opening.get(conn) ?? 0);
     if (held >= conn.maxSubscriptions) {
-      throw new RpcError(ErrorCodes.Busy, `Too many subscriptions: a connection carries at most ${conn.maxSubscriptions} subscriptions (maxSubscriptionsPerConnection); subscribe to several topics in one, or events.unsubscribe one first`);
+      throw new RpcError(
+        ErrorCodes.Busy,
+        `Too many subscriptions: a connection carries at most ${conn.maxSubscriptions} subscriptions (maxSubscriptionsPerConnection); subscribe to several topics in one, or events.unsubscribe one first`,
+      );
     }
     const principal = ctx.principal;
     opening.set(conn, (opening.get(conn) ?? 0) + 1);
@@ -205,7 +211,14 @@ export function registerHandlers(
       // Replayed events (since) go out before this answer, already carrying the subscription's id, as fast as the peer reads;
       // the replay waits its turn (one per connection, a share of the daemon's per token).
       const turn = { lane: conn, owner: principal.tokenId ?? principal.name, open: () => conn.isOpen() };
-      sub = await bus.subscribe(topics, (e, subscription) => conn.notify(m.EVENT_NOTIFICATION, { subscription, ...e }), since, (e) => eventView(principal, e), () => conn.ready(), turn);
+      sub = await bus.subscribe(
+        topics,
+        (e, subscription) => conn.notify(m.EVENT_NOTIFICATION, { subscription, ...e }),
+        since,
+        (e) => eventView(principal, e),
+        () => conn.ready(),
+        turn,
+      );
     } finally {
       opening.set(conn, opening.get(conn)! - 1);
     }
@@ -238,7 +251,13 @@ export function registerHandlers(
       throw new RpcError(ErrorCodes.Conflict, (err as Error).message);
     }
     const info = tokenInfo(created.info);
-    await engine.audit({ actor: actor(ctx), action: 'token.create', target: `${info.name} (${info.id})`, new: { role: info.role, scopes: info.scopes, expiresAt: info.expiresAt }, outcome: 'applied' });
+    await engine.audit({
+      actor: actor(ctx),
+      action: 'token.create',
+      target: `${info.name} (${info.id})`,
+      new: { role: info.role, scopes: info.scopes, expiresAt: info.expiresAt },
+      outcome: 'applied',
+    });
     return { ...info, token: created.token };
   });
   rpc.register(m.tokenList, () => ({ tokens: tokens.list().map(tokenInfo) }));
@@ -252,7 +271,8 @@ export function registerHandlers(
   // The history of changes, or with refused the refused calls, or with unchanged the calls that
   // changed nothing, both collapsed with counts; a token limited to some scopes sees those only.
   rpc.register(m.auditList, async ({ scope, since, limit, refused, unchanged }, ctx) => {
-    if (refused && unchanged) throw new RpcError(ErrorCodes.InvalidParams, 'refused and unchanged list different tables: ask for one (cpcmd audit:list --refused or --unchanged)');
+    if (refused && unchanged)
+      throw new RpcError(ErrorCodes.InvalidParams, 'refused and unchanged list different tables: ask for one (cpcmd audit:list --refused or --unchanged)');
     const from = since ? parseSince(since) : 0;
     const test = scope ? globTest(scope) : () => true;
     const visible = (target: string) => test(target) && (ctx.principal.scopes.length === 0 || scopeAllowed(ctx.principal, target));
@@ -261,7 +281,10 @@ export function registerHandlers(
     if (unchanged) return { entries: [], unchanged: await engine.noops(limit ?? 100, rows) };
     // A token change's target is a token's name, never a scope: a token limited to some scopes sees none.
     const limited = ctx.principal.scopes.length > 0;
-    const entries = await engine.auditEntries(limit ?? 100, (e) => Date.parse(e.time) >= from && visible(e.target) && !(limited && e.action.startsWith('token.')));
+    const entries = await engine.auditEntries(
+      limit ?? 100,
+      (e) => Date.parse(e.time) >= from && visible(e.target) && !(limited && e.action.startsWith('token.')),
+    );
     return { entries };
   });
 }

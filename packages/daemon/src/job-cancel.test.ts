@@ -29,7 +29,9 @@ describe('job.cancel of a job that already ended', () => {
     await settle();
     const e = refusedCancel(jobs, job.id);
     expect(e.code).toBe(ErrorCodes.Conflict);
-    expect(e.message).toBe(`job ${job.id} had already ended (done: 2/2 changes applied, revision 7): there is nothing to cancel; cpcmd job:get ${job.id} shows it`);
+    expect(e.message).toBe(
+      `job ${job.id} had already ended (done: 2/2 changes applied, revision 7): there is nothing to cancel; cpcmd job:get ${job.id} shows it`,
+    );
     expect(e.data).toMatchObject({ job: { id: job.id, state: 'done' } });
     expect(jobs.get(job.id).state).toBe('done');
   });

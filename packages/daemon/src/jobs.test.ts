@@ -39,7 +39,9 @@ describe('JobManager limits', () => {
   it('keeps the last maxJobsPerPrincipal places of maxJobs for admins, who are bounded by the total only', () => {
     const jobs = new JobManager(() => {}, silent, { perPrincipal: 2, total: 6 });
     for (const token of ['a', 'b']) for (let i = 0; i < 2; i++) jobs.reserve(token, false);
-    expect(() => jobs.reserve('c', false)).toThrow(busy(/^Too many jobs: 4 are queued or running, and tokens may fill 4 of the 6 places \(maxJobs; the rest are kept for admins\)/));
+    expect(() => jobs.reserve('c', false)).toThrow(
+      busy(/^Too many jobs: 4 are queued or running, and tokens may fill 4 of the 6 places \(maxJobs; the rest are kept for admins\)/),
+    );
     jobs.reserve('admin', true);
     jobs.reserve('admin', true);
     expect(() => jobs.reserve('admin', true)).toThrow(busy(/^Too many jobs: 6 are queued or running, and at most 6 in all \(maxJobs\)/));

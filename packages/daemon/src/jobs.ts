@@ -53,7 +53,10 @@ export class JobManager {
     const { perPrincipal, total } = this.limits;
     const mine = this.active.get(owner) ?? 0;
     if (!admin && mine >= perPrincipal) {
-      throw new RpcError(ErrorCodes.Busy, `Too many jobs: this token has ${mine} queued or running, at most ${perPrincipal} (maxJobsPerPrincipal); wait for one to end (cpcmd job:get ID --wait) and try again`);
+      throw new RpcError(
+        ErrorCodes.Busy,
+        `Too many jobs: this token has ${mine} queued or running, at most ${perPrincipal} (maxJobsPerPrincipal); wait for one to end (cpcmd job:get ID --wait) and try again`,
+      );
     }
     const forTokens = total - Math.min(perPrincipal, Math.floor(total / 2));
     if (this.activeTotal >= (admin ? total : forTokens)) {
@@ -94,7 +97,10 @@ export class JobManager {
     if (stale > 0) times.splice(0, stale);
     if (times.length >= limit) {
       const wait = Math.max(1, Math.ceil((times[0]! + MINUTE - now) / 1_000));
-      throw new RpcError(ErrorCodes.Busy, `Too many changes: this token made ${times.length} in the last minute, at most ${limit} a minute (maxChangesPerMinute; an admin may raise it); try again in ${wait} s`);
+      throw new RpcError(
+        ErrorCodes.Busy,
+        `Too many changes: this token made ${times.length} in the last minute, at most ${limit} a minute (maxChangesPerMinute; an admin may raise it); try again in ${wait} s`,
+      );
     }
     times.push(now);
     this.recent.set(owner, times);
@@ -103,7 +109,17 @@ export class JobManager {
   /** `owner` identifies who started it (a token id, or the admin's name): only they and admins may see or cancel it. */
   private start(action: string, target: string, owner: string, work: (ctl: Progress) => Promise<unknown>, release: () => void): Job {
     const now = new Date().toISOString();
-    const job: Job = { id: `job-${randomBytes(6).toString('hex')}`, action, target, state: 'queued', done: 0, total: 0, step: null, createdAt: now, updatedAt: now };
+    const job: Job = {
+      id: `job-${randomBytes(6).toString('hex')}`,
+      action,
+      target,
+      state: 'queued',
+      done: 0,
+      total: 0,
+      step: null,
+      createdAt: now,
+      updatedAt: now,
+    };
     const abort = new AbortController();
     const entry: Entry = { job, abort, owner, waiters: new Set() };
     this.jobs.set(job.id, entry);
@@ -155,7 +171,8 @@ export class JobManager {
   /** `viewer`: the owner key of the caller, or undefined for an admin (who sees every job). Someone else's job is not found. */
   private entry(id: string, viewer: string | undefined) {
     const entry = this.jobs.get(id);
-    if (!entry || (viewer !== undefined && entry.owner !== viewer)) throw new RpcError(ErrorCodes.NotFound, `no job ${id} (jobs are kept in memory until the daemon restarts)`);
+    if (!entry || (viewer !== undefined && entry.owner !== viewer))
+      throw new RpcError(ErrorCodes.NotFound, `no job ${id} (jobs are kept in memory until the daemon restarts)`);
     return entry;
   }
 

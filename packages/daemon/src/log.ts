@@ -49,5 +49,9 @@ export function thrownSummary(err: unknown): string {
 /** Where an error was thrown: its stack without the first line, which repeats the message. */
 export function stackFrames(err: unknown): string[] {
   const stack = err instanceof Error ? err.stack : undefined;
-  return (stack ?? '').split('\n').filter((l) => /^\s+at /.test(l)).map((l) => l.trim()).slice(0, 10);
+  return (stack ?? '')
+    .split('\n')
+    .filter((l) => /^\s+at /.test(l))
+    .map((l) => l.trim())
+    .slice(0, 10);
 }

@@ -6,11 +6,41 @@ import { ErrorCodes, RpcError } from '@scoped/protocol';
  * guessed password, a megabyte of junk) back to a terminal, a log or the audit trail.
  */
 const GRAMMARS = {
-  scope: { noun: 'scope name', code: ErrorCodes.ScopeNotFound, test: /^[a-z][a-z0-9]*\.[a-z][a-z0-9-]*$/, shape: 'group.kebab-name, such as mail.smart-host', list: 'cpcmd scope:list shows them' },
-  var: { noun: 'var name', code: ErrorCodes.ScopeNotFound, test: /^[a-z][a-z0-9_]*$/, shape: 'snake_case, such as postfix_relay_mynetworks', list: 'cpcmd var:list shows them' },
-  unit: { noun: 'unit name', code: ErrorCodes.ScopeNotFound, test: /^[a-z][a-z0-9-]*\/[a-z][a-z0-9-]*$/, shape: 'area/name, such as net/hostname', list: 'cpcmd scope:info SCOPE names the units a scope drives' },
-  job: { noun: 'job id', code: ErrorCodes.NotFound, test: /^job-[0-9a-f]{12}$/, shape: 'job- and 12 hex digits, as --no-wait printed it', list: 'jobs are kept until the daemon restarts' },
-  token: { noun: 'token id or name', code: ErrorCodes.NotFound, test: /^[\w.@-]+$/, shape: 'letters, digits, and . _ @ -', list: 'cpcmd token:list shows them' },
+  scope: {
+    noun: 'scope name',
+    code: ErrorCodes.ScopeNotFound,
+    test: /^[a-z][a-z0-9]*\.[a-z][a-z0-9-]*$/,
+    shape: 'group.kebab-name, such as mail.smart-host',
+    list: 'cpcmd scope:list shows them',
+  },
+  var: {
+    noun: 'var name',
+    code: ErrorCodes.ScopeNotFound,
+    test: /^[a-z][a-z0-9_]*$/,
+    shape: 'snake_case, such as postfix_relay_mynetworks',
+    list: 'cpcmd var:list shows them',
+  },
+  unit: {
+    noun: 'unit name',
+    code: ErrorCodes.ScopeNotFound,
+    test: /^[a-z][a-z0-9-]*\/[a-z][a-z0-9-]*$/,
+    shape: 'area/name, such as net/hostname',
+    list: 'cpcmd scope:info SCOPE names the units a scope drives',
+  },
+  job: {
+    noun: 'job id',
+    code: ErrorCodes.NotFound,
+    test: /^job-[0-9a-f]{12}$/,
+    shape: 'job- and 12 hex digits, as --no-wait printed it',
+    list: 'jobs are kept until the daemon restarts',
+  },
+  token: {
+    noun: 'token id or name',
+    code: ErrorCodes.NotFound,
+    test: /^[\w.@-]+$/,
+    shape: 'letters, digits, and . _ @ -',
+    list: 'cpcmd token:list shows them',
+  },
 } as const;
 
 export type NameKind = keyof typeof GRAMMARS;

@@ -43,7 +43,9 @@ describe('TrustChecker (as root, on temp directories)', () => {
     const dir = plugin('foreign');
     chownSync(path.join(dir, 'package.json'), NOBODY, NOBODY);
     chmodSync(path.join(dir, 'package.json'), 0o666);
-    expect(new TrustChecker().plugin(dir)).toMatch(/package\.json is owned by uid 65534, not root and writable by everyone \(mode 0666\);.*: chown root \S+ && chmod go-w \S+package\.json$/);
+    expect(new TrustChecker().plugin(dir)).toMatch(
+      /package\.json is owned by uid 65534, not root and writable by everyone \(mode 0666\);.*: chown root \S+ && chmod go-w \S+package\.json$/,
+    );
   });
 
   it('refuses a sticky directory as the plugin itself or as the plugin directory, where anyone could add files', () => {

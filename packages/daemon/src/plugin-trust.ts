@@ -24,7 +24,9 @@ function pathProblem(p: string, st: Stats, role: 'ancestor' | 'own'): string | u
   const notRoot = st.uid !== 0;
   const writable = (st.mode & 0o022) !== 0 && !(role === 'ancestor' && st.isDirectory() && (st.mode & 0o1000) !== 0 && !notRoot);
   if (!notRoot && !writable) return undefined;
-  const found = [notRoot ? `owned by uid ${st.uid}, not root` : '', writable ? `writable by ${st.mode & 0o002 ? 'everyone' : 'its group'}` : ''].filter(Boolean).join(' and ');
+  const found = [notRoot ? `owned by uid ${st.uid}, not root` : '', writable ? `writable by ${st.mode & 0o002 ? 'everyone' : 'its group'}` : '']
+    .filter(Boolean)
+    .join(' and ');
   const fix = [notRoot ? `chown root ${p}` : '', writable ? `chmod go-w ${p}` : ''].filter(Boolean).join(' && ');
   return `untrusted: ${p} is ${found} (mode ${octal(st)}); ${WHY}: ${fix}`;
 }

@@ -10,7 +10,10 @@ const names = (r: ReturnType<typeof orderByDependencies>) => ({
 
 describe('orderByDependencies', () => {
   it('puts each plugin after the ones it depends on, otherwise keeps the listed order', () => {
-    expect(names(orderByDependencies([plugin('a', ['c']), plugin('b'), plugin('c', ['b']), plugin('d')]))).toEqual({ ordered: ['b', 'c', 'a', 'd'], refused: [] });
+    expect(names(orderByDependencies([plugin('a', ['c']), plugin('b'), plugin('c', ['b']), plugin('d')]))).toEqual({
+      ordered: ['b', 'c', 'a', 'd'],
+      refused: [],
+    });
   });
 
   it('refuses a plugin whose dependency is missing, and those that depend on it, naming what to do', () => {

@@ -69,9 +69,13 @@ interface Manifest {
 /** The entry file of a plugin package directory. */
 function entryOf(dir: string, pkg: Manifest): string {
   const exp = pkg.exports;
-  const fromExports =
-    typeof exp === 'string' ? exp : exp && typeof exp === 'object' ? ((exp as Record<string, unknown>)['.'] as unknown) : undefined;
-  const target = typeof fromExports === 'string' ? fromExports : fromExports && typeof fromExports === 'object' ? ((fromExports as Record<string, string>).import ?? (fromExports as Record<string, string>).default) : undefined;
+  const fromExports = typeof exp === 'string' ? exp : exp && typeof exp === 'object' ? ((exp as Record<string, unknown>)['.'] as unknown) : undefined;
+  const target =
+    typeof fromExports === 'string'
+      ? fromExports
+      : fromExports && typeof fromExports === 'object'
+        ? ((fromExports as Record<string, string>).import ?? (fromExports as Record<string, string>).default)
+        : undefined;
   return path.resolve(dir, target ?? pkg.main ?? 'index.js');
 }
 
@@ -86,9 +90,10 @@ function entryProblem(dir: string, entry: string): string | undefined {
 
 function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
-  return Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what} did not finish loading in ${ms} ms`)), ms)))]).finally(() =>
-    clearTimeout(timer),
-  );
+  return Promise.race([
+    p,
+    new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what} did not finish loading in ${ms} ms`)), ms))),
+  ]).finally(() => clearTimeout(timer));
 }
 
 /** Where a plugin comes from, before any of it is read. */
@@ -182,7 +187,8 @@ export function orderByDependencies<T extends { def: PluginDef }>(
   const graph = new Map(pending.map((c) => [c.def.name, (c.def.dependsOn ?? []).filter((d) => !ready.has(d))]));
   const refused = pending.map((candidate) => {
     const cycle = cycleThrough(candidate.def.name, graph);
-    if (cycle) return { candidate, error: `its dependsOn makes a cycle (${cycle.join(' → ')}): a plugin cannot come before itself; remove one of these dependencies` };
+    if (cycle)
+      return { candidate, error: `its dependsOn makes a cycle (${cycle.join(' → ')}): a plugin cannot come before itself; remove one of these dependencies` };
     const dep = (candidate.def.dependsOn ?? []).find((d) => !ready.has(d)) as string;
     if (names.has(dep)) return { candidate, error: `it depends on ${dep}, which did not load (see its own entry)` };
     return { candidate, error: `it depends on ${dep}, which is not loaded: load ${dep} too (--plugin DIR|PACKAGE), or remove it from dependsOn` };

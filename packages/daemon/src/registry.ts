@@ -136,9 +136,21 @@ export class Registry {
       }
     }
     return (
-      taken('var', this.vars, (plugin.vars ?? []).map((v) => v.name)) ??
-      taken('unit', this.units, (plugin.units ?? []).map((u) => u.name)) ??
-      taken('scope', this.scopes, (plugin.scopes ?? []).map((s) => s.name))
+      taken(
+        'var',
+        this.vars,
+        (plugin.vars ?? []).map((v) => v.name),
+      ) ??
+      taken(
+        'unit',
+        this.units,
+        (plugin.units ?? []).map((u) => u.name),
+      ) ??
+      taken(
+        'scope',
+        this.scopes,
+        (plugin.scopes ?? []).map((s) => s.name),
+      )
     );
   }
 

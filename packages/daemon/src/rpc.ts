@@ -92,7 +92,11 @@ const errorResponse = (id: unknown, code: number, message: string, data?: unknow
 function notRun(request: unknown, max: number): JSONRPCResponse | null {
   const r = request !== null && typeof request === 'object' && !Array.isArray(request) ? (request as Record<string, unknown>) : {};
   if (!('id' in r)) return null;
-  return errorResponse(r.id, ErrorCodes.TooLarge, `Not run: this batch's answer already reached maxResponseBytes (${max} bytes); send the rest in another batch`);
+  return errorResponse(
+    r.id,
+    ErrorCodes.TooLarge,
+    `Not run: this batch's answer already reached maxResponseBytes (${max} bytes); send the rest in another batch`,
+  );
 }
 
 const validId = (id: unknown): id is string | number | null => typeof id === 'string' || typeof id === 'number' || id === null;
@@ -155,7 +159,9 @@ export class RpcDispatcher {
         const refusal = toRpcError(err, this.log, { method: method.name });
         if (method.mutates && refusal.code !== ErrorCodes.ConvergeFailed && refusal.code !== ErrorCodes.InternalError) {
           // The refusal is the answer, even if recording it fails.
-          await this.onRefused(method.name, raw, ctx, refusal).catch((e: unknown) => this.log.error('refusal not audited', { method: method.name, error: String(e) }));
+          await this.onRefused(method.name, raw, ctx, refusal).catch((e: unknown) =>
+            this.log.error('refusal not audited', { method: method.name, error: String(e) }),
+          );
         }
         throw refusal;
       }
@@ -194,7 +200,13 @@ export class RpcDispatcher {
       let part = this.fit(response, used);
       if (part === undefined) {
         full = true;
-        part = JSON.stringify(errorResponse(response.id, ErrorCodes.TooLarge, `Response too large: the answer would exceed maxResponseBytes (${this.limits.maxResponseBytes} bytes); ask for less (a smaller limit, fewer calls in one batch)`));
+        part = JSON.stringify(
+          errorResponse(
+            response.id,
+            ErrorCodes.TooLarge,
+            `Response too large: the answer would exceed maxResponseBytes (${this.limits.maxResponseBytes} bytes); ask for less (a smaller limit, fewer calls in one batch)`,
+          ),
+        );
       }
       let bytes = Buffer.byteLength(part);
       if (!this.budget.take(bytes, ctx.principal.role === 'admin' || bytes <= SMALL_ANSWER_BYTES)) {
@@ -211,7 +223,11 @@ export class RpcDispatcher {
     }
     if (request.length === 0) return unheld(JSON.stringify(errorResponse(null, ErrorCodes.InvalidRequest, 'Invalid Request: an empty batch')));
     if (request.length > this.limits.maxBatch) {
-      return unheld(JSON.stringify(errorResponse(null, ErrorCodes.InvalidRequest, `Invalid Request: a batch of ${request.length} requests exceeds the limit of ${this.limits.maxBatch}`)));
+      return unheld(
+        JSON.stringify(
+          errorResponse(null, ErrorCodes.InvalidRequest, `Invalid Request: a batch of ${request.length} requests exceeds the limit of ${this.limits.maxBatch}`),
+        ),
+      );
     }
     const parts: string[] = [];
     let used = 2;
@@ -245,8 +261,17 @@ export class RpcDispatcher {
     }
     const r = request as Record<string, unknown>;
     const hasId = 'id' in r;
-    if (r.jsonrpc !== '2.0' || typeof r.method !== 'string' || (hasId && !validId(r.id)) || (r.params !== undefined && (r.params === null || typeof r.params !== 'object'))) {
-      return errorResponse(hasId ? r.id : null, ErrorCodes.InvalidRequest, 'Invalid Request: needs jsonrpc "2.0", a method name, an optional params object and an optional id');
+    if (
+      r.jsonrpc !== '2.0' ||
+      typeof r.method !== 'string' ||
+      (hasId && !validId(r.id)) ||
+      (r.params !== undefined && (r.params === null || typeof r.params !== 'object'))
+    ) {
+      return errorResponse(
+        hasId ? r.id : null,
+        ErrorCodes.InvalidRequest,
+        'Invalid Request: needs jsonrpc "2.0", a method name, an optional params object and an optional id',
+      );
     }
     if (!this.server.hasMethod(r.method)) {
       // Repeated only when it looks like a method name: anything else could be escape sequences.

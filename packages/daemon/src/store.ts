@@ -68,7 +68,10 @@ class BatchingSqlite extends KeyvSqlite {
     if (entries.length === 0) return [];
     const table = (this.opts as { table: string }).table;
     const rows = entries.map(() => '(?, ?)').join(', ');
-    await this.query(`INSERT INTO ${table} (key, value) VALUES ${rows} ON CONFLICT(key) DO UPDATE SET value=excluded.value`, ...entries.flatMap((e) => [e.key, e.value]));
+    await this.query(
+      `INSERT INTO ${table} (key, value) VALUES ${rows} ON CONFLICT(key) DO UPDATE SET value=excluded.value`,
+      ...entries.flatMap((e) => [e.key, e.value]),
+    );
     return entries.map(() => true);
   }
 }
@@ -105,7 +108,10 @@ export class Store {
     kv.on('error', () => {});
     // Refusals and no-ops live in tables of their own, one row per caller, action and target,
     // so neither can push the history of changes out of its bounded log.
-    for (const [table, extra] of [[REFUSALS, ''], [NOOPS, ', value TEXT']]) {
+    for (const [table, extra] of [
+      [REFUSALS, ''],
+      [NOOPS, ', value TEXT'],
+    ]) {
       await sqlite.query(
         `CREATE TABLE IF NOT EXISTS ${table} (actor TEXT NOT NULL, action TEXT NOT NULL, target TEXT NOT NULL, transport TEXT NOT NULL, ` +
           `count INTEGER NOT NULL, first TEXT NOT NULL, last TEXT NOT NULL, reason TEXT${extra}, PRIMARY KEY (actor, action, target))`,
@@ -209,7 +215,12 @@ export class Store {
    * older than the newest `keep`, from a stored low-water mark up, so a `keep` lowered
    * between restarts trims the whole excess at once.
    */
-  private async appendBounded(name: LogName, entries: [seq: number, value: unknown][], keep: number, extra: { key: string; value: unknown }[] = []): Promise<void> {
+  private async appendBounded(
+    name: LogName,
+    entries: [seq: number, value: unknown][],
+    keep: number,
+    extra: { key: string; value: unknown }[] = [],
+  ): Promise<void> {
     if (entries.length === 0) return;
     const key = LOG_KEYS[name];
     const seq = entries.at(-1)![0];
@@ -265,7 +276,11 @@ export class Store {
 
   /** Keep events durably, in one commit; beyond `keep` the oldest are dropped. */
   async appendEvents(events: { revision: number }[], keep: number): Promise<void> {
-    await this.appendBounded('event', events.map((e) => [e.revision, e]), keep);
+    await this.appendBounded(
+      'event',
+      events.map((e) => [e.revision, e]),
+      keep,
+    );
   }
 
   /** The kept events after a revision, oldest first; at most the first `limit` revisions of them. */
@@ -358,7 +373,13 @@ export class CollapsedLog<Row extends CollapsedRow> {
     let key = rowKey(r);
     let row = r as Omit<CollapsedRow, 'count' | 'first' | 'last'>;
     if (!this.known.has(key) && !this.pending.has(key) && !this.allowNew(r.actor, r.time, limits.newPerMinute)) {
-      row = { actor: r.actor, transport: r.transport, action: OVER_LIMIT, target: OVER_LIMIT, reason: `more than ${limits.newPerMinute} different ${this.outcome} calls a minute: the rest are counted here only` };
+      row = {
+        actor: r.actor,
+        transport: r.transport,
+        action: OVER_LIMIT,
+        target: OVER_LIMIT,
+        reason: `more than ${limits.newPerMinute} different ${this.outcome} calls a minute: the rest are counted here only`,
+      };
       key = rowKey(row);
     }
     const waiting = this.pending.get(key);
@@ -391,14 +412,30 @@ export class CollapsedLog<Row extends CollapsedRow> {
   /** One statement (one commit) adds the counts; then the least recently seen rows beyond `keep` go. */
   private async write(rows: CollapsedRow[], keep: number): Promise<void> {
     const cols = this.columns;
-    const updates = ['count = count + excluded.count', 'last = excluded.last', 'transport = excluded.transport', 'reason = excluded.reason', ...(cols.includes('value') ? ['value = excluded.value'] : [])];
+    const updates = [
+      'count = count + excluded.count',
+      'last = excluded.last',
+      'transport = excluded.transport',
+      'reason = excluded.reason',
+      ...(cols.includes('value') ? ['value = excluded.value'] : []),
+    ];
     // Chunked under SQLite's limit of bound parameters in one statement.
     for (let i = 0; i < rows.length; i += SPAN) {
       const chunk = rows.slice(i, i + SPAN);
       await this.sql.query(
         `INSERT INTO ${this.table} (${cols.join(', ')}) VALUES ${chunk.map(() => `(${cols.map(() => '?').join(', ')})`).join(', ')} ` +
           `ON CONFLICT (actor, action, target) DO UPDATE SET ${updates.join(', ')}`,
-        ...chunk.flatMap((r) => [r.actor, r.action, r.target, r.transport, r.count, r.first, r.last, r.reason ?? null, ...(cols.includes('value') ? [r.value === undefined ? null : JSON.stringify(r.value)] : [])]),
+        ...chunk.flatMap((r) => [
+          r.actor,
+          r.action,
+          r.target,
+          r.transport,
+          r.count,
+          r.first,
+          r.last,
+          r.reason ?? null,
+          ...(cols.includes('value') ? [r.value === undefined ? null : JSON.stringify(r.value)] : []),
+        ]),
       );
     }
     for (const r of rows) this.known!.add(rowKey(r));
@@ -415,7 +452,11 @@ export class CollapsedLog<Row extends CollapsedRow> {
     await this.writing;
     const out: Row[] = [];
     for (let offset = 0; out.length < limit; offset += SPAN) {
-      const page = (await this.sql.query(`SELECT ${this.columns.join(', ')} FROM ${this.table} ORDER BY last DESC, rowid DESC LIMIT ? OFFSET ?`, SPAN, offset)) as (CollapsedRow & { reason: string | null; value?: string | null })[];
+      const page = (await this.sql.query(
+        `SELECT ${this.columns.join(', ')} FROM ${this.table} ORDER BY last DESC, rowid DESC LIMIT ? OFFSET ?`,
+        SPAN,
+        offset,
+      )) as (CollapsedRow & { reason: string | null; value?: string | null })[];
       for (const { reason, value, ...r } of page) {
         const row = { ...r, ...(reason !== null ? { reason } : {}), ...(typeof value === 'string' ? { value: JSON.parse(value) as unknown } : {}) } as Row;
         if (out.length < limit && filter(row)) out.push(row);

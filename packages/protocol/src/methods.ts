@@ -102,7 +102,11 @@ function wordsMatchArgs(p: { args?: unknown[] | undefined; words?: (string | nul
   }
   p.words.forEach((text, i) => {
     if (!typedAs(p.args![i], text)) {
-      ctx.addIssue({ code: 'custom', path: ['words', i], message: `words[${i}] is not the text argument ${i + 1} was read from (the string itself, a numeral of the number, true/false, null; null for a list or map)` });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['words', i],
+        message: `words[${i}] is not the text argument ${i + 1} was read from (the string itself, a numeral of the number, true/false, null; null for a list or map)`,
+      });
     }
   });
 }
@@ -131,7 +135,10 @@ export const scopeInfo = defineMethod('scope.info', {
 
 export const scopeGet = defineMethod('scope.get', {
   summary: 'Read a scope as the system has it now; secrets come back redacted',
-  params: z.object({ name: Name, args: z.array(Json).max(64).optional(), words: Words.optional() }).strict().superRefine(wordsMatchArgs),
+  params: z
+    .object({ name: Name, args: z.array(Json).max(64).optional(), words: Words.optional() })
+    .strict()
+    .superRefine(wordsMatchArgs),
   result: z.object({ name: z.string(), value: Json, revision: z.number().int(), drift: z.array(Drift) }),
 });
 
@@ -255,9 +262,17 @@ export const tokenCreate = defineMethod('token.create', {
   params: z
     .object({
       role: Role,
-      name: z.string().min(1).max(64).regex(/^[\w.@-]+$/, 'letters, digits, and . _ @ - only').optional(),
+      name: z
+        .string()
+        .min(1)
+        .max(64)
+        .regex(/^[\w.@-]+$/, 'letters, digits, and . _ @ - only')
+        .optional(),
       scopes: z.array(ScopeGlob).max(32).optional(),
-      expires: z.string().regex(/^\d+[smhd]$/, 'a duration such as 30d, 12h, 90m or 3600s').optional(),
+      expires: z
+        .string()
+        .regex(/^\d+[smhd]$/, 'a duration such as 30d, 12h, 90m or 3600s')
+        .optional(),
     })
     .strict(),
   result: TokenInfo.extend({ token: z.string() }),
@@ -367,7 +382,7 @@ export type Job = z.infer<typeof Job>;
 export const JOB_WAIT_MAX_MS = 10_000;
 
 export const jobGet = defineMethod('job.get', {
-  summary: 'A job\'s state and progress, and its result or error once it ended; with waitMs, answered when the job ends or after that long',
+  summary: "A job's state and progress, and its result or error once it ended; with waitMs, answered when the job ends or after that long",
   params: z
     .object({
       id: z.string().min(1).max(64),
@@ -379,7 +394,8 @@ export const jobGet = defineMethod('job.get', {
 });
 
 export const jobCancel = defineMethod('job.cancel', {
-  summary: 'Cancel a queued or running job; what it applied so far is rolled back. A job that already ended answers conflict (-32004), saying how it ended, with the job in the error\'s data',
+  summary:
+    "Cancel a queued or running job; what it applied so far is rolled back. A job that already ended answers conflict (-32004), saying how it ended, with the job in the error's data",
   params: z.object({ id: z.string().min(1).max(64) }).strict(),
   result: Job,
   mutates: true,
@@ -389,7 +405,21 @@ export const eventsSubscribe = defineMethod('events.subscribe', {
   summary:
     'WebSocket only: receive events as `event` notifications. Topics are globs (scope.changed, job.*, drift.detected, unit.converged). ' +
     'With since, every kept event after that revision comes first, then live ones, with no gap and no duplicate',
-  params: z.object({ topics: z.array(z.string().min(1).max(100).regex(/^[a-z0-9._*?-]+$/, 'a topic glob such as scope.changed or job.*')).min(1).max(32), since: z.number().int().nonnegative().optional() }).strict(),
+  params: z
+    .object({
+      topics: z
+        .array(
+          z
+            .string()
+            .min(1)
+            .max(100)
+            .regex(/^[a-z0-9._*?-]+$/, 'a topic glob such as scope.changed or job.*'),
+        )
+        .min(1)
+        .max(32),
+      since: z.number().int().nonnegative().optional(),
+    })
+    .strict(),
   result: z.object({ subscription: z.string(), revision: z.number().int(), gap: z.boolean() }),
 });
 

@@ -24,7 +24,7 @@ describe('rpc.discover document', () => {
   });
 
   it('describes every method by name with JSON Schemas of its params and result', () => {
-    const listed = (doc.methods as { name: string; params: { name: string; required: boolean }[]; result: { schema: object } }[]);
+    const listed = doc.methods as { name: string; params: { name: string; required: boolean }[]; result: { schema: object } }[];
     expect(listed.map((m) => m.name).sort()).toEqual(methods.map((m) => m.name).sort());
     const set = listed.find((m) => m.name === 'scope.set')!;
     expect(set.params.find((p) => p.name === 'name')).toMatchObject({ required: true });
@@ -37,7 +37,7 @@ describe('rpc.discover document', () => {
     ]);
   });
 
-  it('documents every error code, and every code is JSON-RPC\'s or in the domain range', () => {
+  it("documents every error code, and every code is JSON-RPC's or in the domain range", () => {
     const errors = (doc.components as { errors: Record<string, { code: number; message: string }> }).errors;
     expect(Object.keys(errors)).toEqual(Object.keys(ErrorCodes));
     for (const e of Object.values(errors)) {

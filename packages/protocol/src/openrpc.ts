@@ -20,7 +20,7 @@ export function buildOpenRpc(methods: readonly MethodDescriptor<string, z.ZodTyp
     info: {
       title: 'scoped',
       version,
-      description: 'A mail server\'s configuration as typed scopes. Params go by name. Domain errors are -32000..-32099.',
+      description: "A mail server's configuration as typed scopes. Params go by name. Domain errors are -32000..-32099.",
     },
     methods: methods.map((m) => {
       const shape = m.params instanceof z.ZodObject ? (m.params.shape as Record<string, z.ZodType>) : {};

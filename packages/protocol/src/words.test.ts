@@ -13,7 +13,11 @@ describe('words beside args in scope.set and scope.get', () => {
   });
 
   it('takes the text each argument was typed as', () => {
-    const params = { name: 'mail.smart-host', args: ['relay.example', 'alice', 1.5, 0, true, null, ['a']], words: ['relay.example', 'alice', '1.50', '-0', 'TRUE', 'None', null] };
+    const params = {
+      name: 'mail.smart-host',
+      args: ['relay.example', 'alice', 1.5, 0, true, null, ['a']],
+      words: ['relay.example', 'alice', '1.50', '-0', 'TRUE', 'None', null],
+    };
     expect(issues(params)).toEqual([]);
   });
 

@@ -111,13 +111,13 @@ export function describeChange(change: Change): string {
 export function changeDrift(change: Change, redacted: string): { expected: string | null; actual: string | null } {
   switch (change.kind) {
     case 'file':
-      return change.secret
-        ? { expected: redacted, actual: change.current === null ? null : redacted }
-        : { expected: change.content, actual: change.current };
+      return change.secret ? { expected: redacted, actual: change.current === null ? null : redacted } : { expected: change.content, actual: change.current };
     case 'file.remove':
       return { expected: null, actual: change.secret ? redacted : change.current };
     case 'postconf':
-      return change.secret ? { expected: change.value === null ? null : redacted, actual: change.current === null ? null : redacted } : { expected: change.value, actual: change.current };
+      return change.secret
+        ? { expected: change.value === null ? null : redacted, actual: change.current === null ? null : redacted }
+        : { expected: change.value, actual: change.current };
     case 'postmap':
       return { expected: 'database up to date', actual: change.reason };
     case 'service':

@@ -34,9 +34,14 @@ describe('exec', () => {
   }, 20_000);
 
   it('untilExit: a failure is still reported with its stderr', async () => {
-    const err = await exec('sh', ['-c', 'echo "postfix/postfix-script: fatal: the Postfix mail system is not running" >&2; exit 1'], { untilExit: true }).catch((e: unknown) => e);
+    const err = await exec('sh', ['-c', 'echo "postfix/postfix-script: fatal: the Postfix mail system is not running" >&2; exit 1'], { untilExit: true }).catch(
+      (e: unknown) => e,
+    );
     expect(err).toBeInstanceOf(ExecError);
-    expect(err).toMatchObject({ code: 1, message: expect.stringMatching(/exited with 1: postfix\/postfix-script: fatal: the Postfix mail system is not running/) });
+    expect(err).toMatchObject({
+      code: 1,
+      message: expect.stringMatching(/exited with 1: postfix\/postfix-script: fatal: the Postfix mail system is not running/),
+    });
   });
 
   it('without untilExit, the whole output of the program is collected', async () => {

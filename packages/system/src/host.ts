@@ -30,7 +30,12 @@ export interface SerializedSnapshot {
 }
 
 export function serializeSnapshot(s: Snapshot): SerializedSnapshot {
-  return { files: [...s.files].map(([p, f]) => [p, f.content?.toString('base64') ?? null, f.mode]), dirs: s.dirs, kernelHostname: s.kernelHostname, services: s.services };
+  return {
+    files: [...s.files].map(([p, f]) => [p, f.content?.toString('base64') ?? null, f.mode]),
+    dirs: s.dirs,
+    kernelHostname: s.kernelHostname,
+    services: s.services,
+  };
 }
 
 /** `services` stands in for the service states of a journal that has none: the converge's service changes, their prior state unknown. */
@@ -248,4 +253,3 @@ export class HostSystem implements System {
     await exec('hostname', [name], { timeoutMs: 5_000 });
   }
 }
-

@@ -30,7 +30,12 @@ describe('parseMainCf', () => {
       const past = new Date(Date.now() - 5_000); // spare postconf its cool-down pause
       utimesSync(path.join(dir, 'main.cf'), past, past);
       const out = execFileSync('postconf', ['-c', dir, '-n'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
-      const fromPostconf = new Map(out.trim().split('\n').map((l) => l.split(/ = ?/, 2) as [string, string]));
+      const fromPostconf = new Map(
+        out
+          .trim()
+          .split('\n')
+          .map((l) => l.split(/ = ?/, 2) as [string, string]),
+      );
       fromPostconf.delete('config_directory'); // postconf -c reports the directory it was given
       expect(parseMainCf(sample)).toEqual(new Map([...fromPostconf].map(([k, v]) => [k, v ?? ''])));
     } finally {
@@ -41,7 +46,14 @@ describe('parseMainCf', () => {
 
 describe('editMainCf', () => {
   it('replaces in place, drops later duplicates and continuation lines, appends new names', () => {
-    const out = editMainCf(sample, new Map([['relayhost', '[relay]:587'], ['smtpd_recipient_restrictions', 'reject'], ['new_param', 'x']]));
+    const out = editMainCf(
+      sample,
+      new Map([
+        ['relayhost', '[relay]:587'],
+        ['smtpd_recipient_restrictions', 'reject'],
+        ['new_param', 'x'],
+      ]),
+    );
     expect(out).toBe(`# a comment
 myhostname = host.example
 relayhost = [relay]:587

@@ -117,7 +117,10 @@ contract('systemd', async (dir) => {
   const systemctl = path.join(dir, 'systemctl');
   await writeFile(systemctl, SYSTEMCTL(state));
   await chmod(systemctl, 0o755);
-  return { driver: new SystemdServiceDriver(systemctl), reloads: async () => (JSON.parse(await readFile(state, 'utf8')) as Record<string, { reloads: number }>).filterd!.reloads };
+  return {
+    driver: new SystemdServiceDriver(systemctl),
+    reloads: async () => (JSON.parse(await readFile(state, 'utf8')) as Record<string, { reloads: number }>).filterd!.reloads,
+  };
 });
 
 describe('direct driver with a stale pid file', () => {
@@ -156,7 +159,7 @@ describe('direct driver on a sandbox root', () => {
     }
   });
 
-  it('does not touch the host\'s spam daemons', async () => {
+  it("does not touch the host's spam daemons", async () => {
     const driver = new DirectServiceDriver(nowhere);
     expect(await driver.running('rspamd')).toBe(false);
     await expect(driver.control('rspamd', 'start')).rejects.toThrow(/sandbox root|by hand/);
@@ -164,7 +167,7 @@ describe('direct driver on a sandbox root', () => {
 });
 
 describe('the spam daemons of a sandbox root', () => {
-  it('are the root\'s own, whatever the host has installed: absent until a program is put at ROOT/usr/bin/rspamd, then started from there', async () => {
+  it("are the root's own, whatever the host has installed: absent until a program is put at ROOT/usr/bin/rspamd, then started from there", async () => {
     const root = await mkdtemp(path.join(os.tmpdir(), 'scoped-root-'));
     const driver = chooseServiceDriver(root, nowhere);
     try {
@@ -191,7 +194,8 @@ describe('isPostfixMaster', () => {
     const child = spawn('/bin/sh', ['-c', `cp /bin/sleep ${program} && exec ${program} 60`], { stdio: 'ignore' });
     try {
       // Wait until the child runs the copy, then replace the file, as a package upgrade does.
-      for (let i = 0; i < 100 && !(await readFile(`/proc/${child.pid}/cmdline`, 'utf8').catch(() => '')).startsWith(program); i++) await new Promise((r) => setTimeout(r, 20));
+      for (let i = 0; i < 100 && !(await readFile(`/proc/${child.pid}/cmdline`, 'utf8').catch(() => '')).startsWith(program); i++)
+        await new Promise((r) => setTimeout(r, 20));
       expect(await isPostfixMaster(child.pid!, program)).toBe(true);
       await writeFile(`${program}.new`, await readFile('/bin/sleep'));
       await rename(`${program}.new`, program);

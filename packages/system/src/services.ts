@@ -43,7 +43,11 @@ export interface DaemonSpec {
 /** The spam filters as Debian installs them; their own programs daemonize and write these pid files. */
 export const SPAM_DAEMONS: Record<string, DaemonSpec> = {
   rspamd: { program: '/usr/bin/rspamd', start: ['-u', '_rspamd', '-g', '_rspamd'], pidFile: '/run/rspamd/rspamd.pid' },
-  spamassassin: { program: '/usr/sbin/spamd', start: ['--daemonize', '--create-prefs', '--max-children', '5', '--pidfile', '/run/spamd.pid'], pidFile: '/run/spamd.pid' },
+  spamassassin: {
+    program: '/usr/sbin/spamd',
+    start: ['--daemonize', '--create-prefs', '--max-children', '5', '--pidfile', '/run/spamd.pid'],
+    pidFile: '/run/spamd.pid',
+  },
 };
 
 /** Poll `done` every 50 ms for up to `ms`; whether it came true. */
@@ -149,12 +153,14 @@ export class DirectServiceDriver implements ServiceDriver {
     if ((action === 'stop' || action === 'restart') && pid !== null) {
       process.kill(pid, 'SIGTERM');
       // Gone, or its pid file no longer names it (an unreaped zombie still answers signal 0).
-      if (!(await until(async () => !alive(pid) || (await running()) !== pid, 5_000))) throw new Error(`${service} (pid ${pid}) did not stop within 5 s of SIGTERM`);
+      if (!(await until(async () => !alive(pid) || (await running()) !== pid, 5_000)))
+        throw new Error(`${service} (pid ${pid}) did not stop within 5 s of SIGTERM`);
     }
     if (action === 'start' || action === 'restart' || (action === 'reload' && pid === null)) {
       if ((await running()) !== null) return;
       await exec(daemon.program, daemon.start, { timeoutMs: 60_000 });
-      if (!(await until(async () => (await running()) !== null, 10_000))) throw new Error(`${service} did not start: no live pid in ${daemon.pidFile} after 10 s`);
+      if (!(await until(async () => (await running()) !== null, 10_000)))
+        throw new Error(`${service} did not start: no live pid in ${daemon.pidFile} after 10 s`);
     }
   }
 }

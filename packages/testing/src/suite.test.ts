@@ -17,7 +17,9 @@ function hostnameReader(dependsOn?: string[]) {
     apiVersion: 1,
     ...(dependsOn ? { dependsOn } : {}),
     vars: [own],
-    units: [defineUnit({ name: 'greeting/file', description: 'nothing', reads: ['greeting_text', 'system_hostname'], observe: async () => null, plan: () => [] })],
+    units: [
+      defineUnit({ name: 'greeting/file', description: 'nothing', reads: ['greeting_text', 'system_hostname'], observe: async () => null, plan: () => [] }),
+    ],
     scopes: [
       defineScope<string>({
         name: 'greeting.text',
@@ -58,6 +60,8 @@ describe('scopePluginSuite hosts a plugin the way scoped loads it', () => {
   it('a plugin that reads a first-party var without dependsOn fails, as scoped would refuse it', async () => {
     const err = await firstCheck(hostnameReader());
     // The failure carries the reason scoped gives, whole.
-    expect((err as { actual?: unknown }).actual).toBe("unit greeting/file reads var system_hostname of @scoped/plugin-net, which it does not depend on: add '@scoped/plugin-net' to the plugin's dependsOn");
+    expect((err as { actual?: unknown }).actual).toBe(
+      "unit greeting/file reads var system_hostname of @scoped/plugin-net, which it does not depend on: add '@scoped/plugin-net' to the plugin's dependsOn",
+    );
   });
 });

@@ -109,7 +109,7 @@ export function scopePluginSuite(api: TestApi, opts: SuiteOptions): void {
       });
     });
 
-    it('parses each sample\'s words to a value that means the same vars when given typed', async () => {
+    it("parses each sample's words to a value that means the same vars when given typed", async () => {
       await withEngine(async ({ engine }) => {
         for (const sample of opts.samples) {
           const scope = engine.scope(sample.scope);

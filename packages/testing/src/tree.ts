@@ -10,7 +10,8 @@ export function treeDigest(root: string): Record<string, string> {
       const full = path.join(dir, name);
       const st = lstatSync(full);
       if (st.isDirectory()) walk(full);
-      else if (st.isFile()) out[path.relative(root, full)] = `${(st.mode & 0o7777).toString(8)} ${createHash('sha256').update(readFileSync(full)).digest('hex')}`;
+      else if (st.isFile())
+        out[path.relative(root, full)] = `${(st.mode & 0o7777).toString(8)} ${createHash('sha256').update(readFileSync(full)).digest('hex')}`;
       else if (st.isSymbolicLink()) out[path.relative(root, full)] = 'symlink';
     }
   };

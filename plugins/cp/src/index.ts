@@ -10,11 +10,17 @@ export interface VarAssignment {
 const VAR_NAME = /^[a-z][a-z0-9_]*$/;
 
 function lookup(name: unknown, ctx: ScopeContext): VarDef {
-  if (typeof name !== 'string' || name === '') throw new ScopeInputError('name a var, such as postfix_relay_mynetworks; cpcmd scope:get cp.bootstrapper lists the ones set');
+  if (typeof name !== 'string' || name === '')
+    throw new ScopeInputError('name a var, such as postfix_relay_mynetworks; cpcmd scope:get cp.bootstrapper lists the ones set');
   const def = ctx.varDefs.get(name);
   if (def) return def;
   // Only a well-formed name is repeated (and hinted from): anything else could be escape sequences or a guessed secret.
-  if (!VAR_NAME.test(name) || name.length > 100) throw new ScopeInputError('no var has that name: a var name is snake_case, such as postfix_relay_mynetworks (cpcmd var:list shows them all)', ['var'], 'not-found');
+  if (!VAR_NAME.test(name) || name.length > 100)
+    throw new ScopeInputError(
+      'no var has that name: a var name is snake_case, such as postfix_relay_mynetworks (cpcmd var:list shows them all)',
+      ['var'],
+      'not-found',
+    );
   const hint = closest(name, ctx.varDefs.keys());
   throw new ScopeInputError(`unknown var ${name}${hint ? `; did you mean ${hint}?` : ''} (cpcmd var:list shows them all)`, ['var'], 'not-found');
 }
@@ -49,7 +55,7 @@ export const bootstrapperScope = defineScope<VarAssignment>({
   summary: 'Every var, raw: read one or all that differ from their defaults, or set one and converge',
   help:
     'The raw desired state behind every scope. Without arguments, scope:get lists the vars whose values differ from their ' +
-    'defaults; with a VAR it shows that one. scope:set checks the value against the var\'s type, stores it and converges ' +
+    "defaults; with a VAR it shows that one. scope:set checks the value against the var's type, stores it and converges " +
     'the units that read it; --no-converge only stores it (converge later with cpcmd converge UNIT). Secret vars are shown redacted.',
   usage: 'VAR VALUE',
   examples: [
@@ -62,7 +68,10 @@ export const bootstrapperScope = defineScope<VarAssignment>({
   vars: [],
   allowNoConverge: true,
   parseArgs(args, ctx) {
-    if (args.length !== 2) throw new ScopeInputError(`cp.bootstrapper takes VAR VALUE, such as postfix_relay_mynetworks true; got ${args.length} argument${args.length === 1 ? '' : 's'}`);
+    if (args.length !== 2)
+      throw new ScopeInputError(
+        `cp.bootstrapper takes VAR VALUE, such as postfix_relay_mynetworks true; got ${args.length} argument${args.length === 1 ? '' : 's'}`,
+      );
     const def = typeof args[0] === 'string' ? ctx.varDefs.get(args[0]) : undefined;
     return { var: args[0] as string, value: def ? asTyped(def, args[1], argText(args, 1, ctx)) : args[1] };
   },

@@ -72,7 +72,8 @@ export const transportUnit = defineUnit<Observed>({
     if (o.master !== null && master !== o.master) changes.push({ kind: 'file', path: MASTER_CF, content: master, mode: 0o644, current: o.master });
 
     const wantFilter = used.includes('oneshot');
-    if (wantFilter && o.filter !== ONESHOT_FILTER_TEXT) changes.push({ kind: 'file', path: ONESHOT_FILTER, content: ONESHOT_FILTER_TEXT, mode: 0o644, current: o.filter });
+    if (wantFilter && o.filter !== ONESHOT_FILTER_TEXT)
+      changes.push({ kind: 'file', path: ONESHOT_FILTER, content: ONESHOT_FILTER_TEXT, mode: 0o644, current: o.filter });
     if (!wantFilter && o.filter !== null) changes.push({ kind: 'file.remove', path: ONESHOT_FILTER, current: o.filter });
 
     const text = transportMapText(entries);

@@ -20,7 +20,7 @@ export function withoutOurBlocks(text: string): string {
       skipping = true;
       continue;
     }
-    if (skipping && (/^\S/.test(line) && !/^(relaylim|oneshot)\s/.test(line) || line === '')) skipping = false;
+    if (skipping && ((/^\S/.test(line) && !/^(relaylim|oneshot)\s/.test(line)) || line === '')) skipping = false;
     if (!skipping) out.push(line);
   }
   return out.join('\n');

@@ -5,7 +5,8 @@ import { destinationProblem, servicesUsed, transportMapText, transportProblem } 
 describe('transport entries', () => {
   it('accepts the forms transport(5) documents', () => {
     for (const d of ['example.com', '.example.com', '*', 'yahoo.com']) expect(destinationProblem(d)).toBeNull();
-    for (const t of ['relaylim:', 'oneshot:', 'smtp:[relay.example.com]:587', 'relay:relay.example.com', 'error:Bad domain!', 'discard:']) expect(transportProblem(t)).toBeNull();
+    for (const t of ['relaylim:', 'oneshot:', 'smtp:[relay.example.com]:587', 'relay:relay.example.com', 'error:Bad domain!', 'discard:'])
+      expect(transportProblem(t)).toBeNull();
   });
 
   it('refuses anything that could add a second entry or is not a transport', () => {

@@ -22,7 +22,8 @@ export function destinationProblem(dest: string): string | null {
 function nexthopProblem(hop: string): string | null {
   if (hop === '') return null;
   const m = /^(\[[a-z0-9.:-]+\]|[a-z0-9.-]+)(?::(\d{1,5}))?$/i.exec(hop);
-  if (!m || (m[2] !== undefined && (Number(m[2]) < 1 || Number(m[2]) > 65535))) return `${JSON.stringify(hop)} is not a next hop: write host, host:port, [host] or [host]:port`;
+  if (!m || (m[2] !== undefined && (Number(m[2]) < 1 || Number(m[2]) > 65535)))
+    return `${JSON.stringify(hop)} is not a next hop: write host, host:port, [host] or [host]:port`;
   return null;
 }
 

@@ -34,7 +34,16 @@ describe('desiredParams', () => {
   });
 
   it('an explicit TLS level wins, and the relay and header vars map to their parameters', () => {
-    const p = desiredParams({ ...base, postfix_smtp_tls_security_level: 'dane', postfix_relay_mynetworks: true, postfix_add_sasl_auth_header: true, system_hostname: 'mail.example.com' }, 'hash');
+    const p = desiredParams(
+      {
+        ...base,
+        postfix_smtp_tls_security_level: 'dane',
+        postfix_relay_mynetworks: true,
+        postfix_add_sasl_auth_header: true,
+        system_hostname: 'mail.example.com',
+      },
+      'hash',
+    );
     expect(p.get('smtp_tls_security_level')).toBe('dane');
     expect(p.get('smtpd_relay_restrictions')).toMatch(/^permit_mynetworks, /);
     expect(p.get('smtpd_sasl_authenticated_header')).toBe('yes');

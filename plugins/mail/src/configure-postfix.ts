@@ -49,9 +49,11 @@ const PLAINTEXT_LEVELS = ['none', 'may', 'dane'];
 /** Why credentials are refused at this TLS level (empty picks encrypt), or undefined. */
 export function credentialsTlsProblem(sh: false | SmartHost, level: string): string | undefined {
   if (!hasCredentials(sh) || !PLAINTEXT_LEVELS.includes(level)) return undefined;
-  return `credentials are refused with TLS level ${level}: Postfix would log in without TLS whenever the relay, or someone between, ` +
+  return (
+    `credentials are refused with TLS level ${level}: Postfix would log in without TLS whenever the relay, or someone between, ` +
     'offers no STARTTLS, and the password would cross the network in the clear. Set postfix_smtp_tls_security_level to encrypt ' +
-    '(or dane-only, fingerprint, verify, secure), or give the smart host without USER PASS';
+    '(or dane-only, fingerprint, verify, secure), or give the smart host without USER PASS'
+  );
 }
 
 /** The credentials map's text: one entry keyed by the relayhost exactly as main.cf names it. */
@@ -111,9 +113,11 @@ export const configurePostfix = defineUnit<PostfixObserved>({
     // A bare relay name is looked up by MX, whose hosts usually lie under it: /etc/hosts must not answer for one of them either.
     const underRelay = relay !== null && sh !== false && !sh.host.startsWith('[') && hostname.endsWith(`.${relay.toLowerCase()}`);
     if (relay !== null && (isOwnName(relay, hostname) || underRelay)) {
-      return `the smart host ${relay} and this machine's hostname would be the same name, which /etc/hosts maps to this machine ` +
+      return (
+        `the smart host ${relay} and this machine's hostname would be the same name, which /etc/hosts maps to this machine ` +
         '(127.0.1.1): Postfix could hand the relay login to whoever listens here, and would loop its mail. ' +
-        'Give the relay its own name, or its address in brackets such as [192.0.2.1]:587, or pick another hostname';
+        'Give the relay its own name, or its address in brackets such as [192.0.2.1]:587, or pick another hostname'
+      );
     }
     const custom = vars.postfix_custom_config as Record<string, string>;
     const unknown: string[] = [];
@@ -161,7 +165,13 @@ export const configurePostfix = defineUnit<PostfixObserved>({
     for (const [param, value] of desired) {
       const current = o.params.get(param) ?? null;
       if (current === value) continue;
-      changes.push({ kind: 'postconf', param, value, current, var: param in custom ? 'postfix_custom_config' : (PARAM_VARS[param] ?? 'postfix_custom_config') });
+      changes.push({
+        kind: 'postconf',
+        param,
+        value,
+        current,
+        var: param in custom ? 'postfix_custom_config' : (PARAM_VARS[param] ?? 'postfix_custom_config'),
+      });
       postfixChanged = true;
     }
 

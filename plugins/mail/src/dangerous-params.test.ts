@@ -51,7 +51,11 @@ describe('customParameterProblem', () => {
     ['header_checks', 'regexp:/etc/postfix/scoped-custom-keys', /scoped's own files/],
     ['smtpd_client_restrictions', 'check_client_access btree:/etc/postfix/smarthost-auth.db', /scoped's own files/],
     // $-references: only a few plain names may be referred to; anything else is written out.
-    ['virtual_alias_maps', 'texthash:$config_directory/$masquerade_exceptions/$masquerade_exceptions/etc/shadow', /\$masquerade_exceptions refers to another parameter.*write the value out/],
+    [
+      'virtual_alias_maps',
+      'texthash:$config_directory/$masquerade_exceptions/$masquerade_exceptions/etc/shadow',
+      /\$masquerade_exceptions refers to another parameter.*write the value out/,
+    ],
     ['virtual_alias_maps', 'texthash:$smtpd_tls_key_file', /\$smtpd_tls_key_file refers to another parameter/],
     ['virtual_alias_maps', '$alias_maps', /\$alias_maps refers to another parameter/],
     ['virtual_alias_maps', '${alias_maps}', /\$alias_maps refers/],

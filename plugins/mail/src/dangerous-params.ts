@@ -101,9 +101,7 @@ export const DANGEROUS_CLASSES: readonly ParameterClass[] = [
   },
   {
     name: 'transports and services',
-    reason:
-      'it names a master.cf transport or service that mail is handed to, such as a pipe service that runs a ' +
-      'program with the message',
+    reason: 'it names a master.cf transport or service that mail is handed to, such as a pipe service that runs a ' + 'program with the message',
     names: ['defer_transports', 'master_service_disable'],
     patterns: [/_transport$/, /transport_maps$/, /_service_name$/],
   },
@@ -137,7 +135,7 @@ export const DANGEROUS_CLASSES: readonly ParameterClass[] = [
   {
     name: 'who may relay',
     reason:
-      'it decides which clients may relay through this server, and its smart host\'s credentials, and to which domains: ' +
+      "it decides which clients may relay through this server, and its smart host's credentials, and to which domains: " +
       'a network too wide (0.0.0.0/0, or 256 /8s), a top-level domain in relay_domains (it matches every domain under it), ' +
       'a table or file that matches everything, or mynetworks_style=class make an open relay',
     names: ['mynetworks', 'mynetworks_style', 'relay_domains', 'permit_mx_backup_networks'],
@@ -150,7 +148,22 @@ export const DANGEROUS_CLASSES: readonly ParameterClass[] = [
 ];
 
 /** Map types that reach outside Postfix's own files: the network, databases, the environment, or other maps' combinations. */
-export const REFUSED_MAP_TYPES = new Set(['tcp', 'socketmap', 'memcache', 'ldap', 'mysql', 'pgsql', 'sqlite', 'mongodb', 'nis', 'nisplus', 'netinfo', 'environ', 'pipemap', 'unionmap']);
+export const REFUSED_MAP_TYPES = new Set([
+  'tcp',
+  'socketmap',
+  'memcache',
+  'ldap',
+  'mysql',
+  'pgsql',
+  'sqlite',
+  'mongodb',
+  'nis',
+  'nisplus',
+  'netinfo',
+  'environ',
+  'pipemap',
+  'unionmap',
+]);
 /** Map types whose argument is a file (pcre, regexp and cidr also take `{…}` entries written into the value). */
 const PATH_MAP_TYPES = new Set(['btree', 'cdb', 'cidr', 'dbm', 'hash', 'lmdb', 'pcre', 'regexp', 'sdbm', 'texthash']);
 /** Map types whose entries are the value itself. */
@@ -182,7 +195,14 @@ const SERVICE_RESTRICTIONS: Record<string, string> = {
  * Parameters whose tables rewrite or add recipients: a table written into the value (inline:,
  * static:, randmap:, pcre:{…}) could send anyone's mail elsewhere without a file on disk to show it.
  */
-const ADDRESS_REWRITE_MAPS = new Set(['virtual_alias_maps', 'canonical_maps', 'sender_canonical_maps', 'recipient_canonical_maps', 'smtp_generic_maps', 'lmtp_generic_maps']);
+const ADDRESS_REWRITE_MAPS = new Set([
+  'virtual_alias_maps',
+  'canonical_maps',
+  'sender_canonical_maps',
+  'recipient_canonical_maps',
+  'smtp_generic_maps',
+  'lmtp_generic_maps',
+]);
 
 const CONFIG_DIR = '/etc/postfix';
 /** `$config_directory` in its three spellings. */
@@ -224,7 +244,8 @@ function pathProblem(p: string, { relativeSockets }: { relativeSockets: boolean 
   const segments = p.split('/');
   const normal = path.posix.normalize(p);
   // scoped's own files: a lookup table over the credentials map would put the relay password in Postfix's log.
-  if (normal.startsWith(AUTH_MAP) || normal === CUSTOM_KEYS) return `${JSON.stringify(p)} is one of scoped's own files (the relay credentials map holds the password): no parameter may read it`;
+  if (normal.startsWith(AUTH_MAP) || normal === CUSTOM_KEYS)
+    return `${JSON.stringify(p)} is one of scoped's own files (the relay credentials map holds the password): no parameter may read it`;
   if (p.startsWith('/') && !segments.includes('..') && normal.startsWith(`${CONFIG_DIR}/`)) return null;
   return `${JSON.stringify(p)} is a path outside ${CONFIG_DIR} (or relative): only files under ${CONFIG_DIR} may be named`;
 }
@@ -232,7 +253,9 @@ function pathProblem(p: string, { relativeSockets }: { relativeSockets: boolean 
 /** Why a word of a value is refused as an action or restriction, or null. */
 function actionProblem(word: string): string | null {
   const lower = word.toLowerCase();
-  const why = (Object.hasOwn(MAIL_ACTIONS, lower) ? MAIL_ACTIONS[lower] : undefined) ?? (Object.hasOwn(SERVICE_RESTRICTIONS, lower) ? SERVICE_RESTRICTIONS[lower] : undefined);
+  const why =
+    (Object.hasOwn(MAIL_ACTIONS, lower) ? MAIL_ACTIONS[lower] : undefined) ??
+    (Object.hasOwn(SERVICE_RESTRICTIONS, lower) ? SERVICE_RESTRICTIONS[lower] : undefined);
   return why ? `${why}; such rules go in main.cf by hand, as root` : null;
 }
 
@@ -244,7 +267,10 @@ function actionProblem(word: string): string | null {
 export function valueProblem(value: string, { rewritesAddresses = false } = {}): string | null {
   const refProblem = referenceProblem(value);
   if (refProblem) return refProblem;
-  const tokens = value.replace(CONFIG_DIR_REF, CONFIG_DIR).split(/[\s,{}=]+/).filter(Boolean);
+  const tokens = value
+    .replace(CONFIG_DIR_REF, CONFIG_DIR)
+    .split(/[\s,{}=]+/)
+    .filter(Boolean);
   for (let token of tokens) {
     // A refused table behind a wrapper this check does not unwrap (a newer Postfix's debug:, say) is refused all the same.
     const hidden = new RegExp(`(?:^|:)(${[...REFUSED_MAP_TYPES].join('|')}):`).exec(token);

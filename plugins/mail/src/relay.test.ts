@@ -3,10 +3,17 @@ import { passwordProblem, relayProblem, userProblem } from './relay.js';
 import { relayAddress } from './smtp-verify.js';
 
 describe('relayProblem', () => {
-  it.each(['relay.example.com', 'relay.example.com:587', '[relay.example.com]', '[relay.example.com]:587', '[192.0.2.1]', '[192.0.2.1]:2525', '[ipv6:2001:db8::1]', '[ipv6:2001:db8::1]:587', 'localhost'])(
-    'accepts %s',
-    (host) => expect(relayProblem(host)).toBeNull(),
-  );
+  it.each([
+    'relay.example.com',
+    'relay.example.com:587',
+    '[relay.example.com]',
+    '[relay.example.com]:587',
+    '[192.0.2.1]',
+    '[192.0.2.1]:2525',
+    '[ipv6:2001:db8::1]',
+    '[ipv6:2001:db8::1]:587',
+    'localhost',
+  ])('accepts %s', (host) => expect(relayProblem(host)).toBeNull());
 
   it.each([
     ['', /empty/],

@@ -34,7 +34,8 @@ function isIpv6(s: string): boolean {
 /** Why a smart host is refused (phrased as what to type instead), or null when it is valid. */
 export function relayProblem(host: string): string | null {
   if (host === '') return 'the smart host is empty; give a host such as "[relay.example.com]:587", or false to turn it off';
-  if (/[\s\0-\x1f\x7f=,]/.test(host)) return `the smart host ${JSON.stringify(host)} contains whitespace, a control character, "=" or ","; give one host such as [relay.example.com]:587`;
+  if (/[\s\0-\x1f\x7f=,]/.test(host))
+    return `the smart host ${JSON.stringify(host)} contains whitespace, a control character, "=" or ","; give one host such as [relay.example.com]:587`;
   const m = /^(\[[^\]]*\]|[^[\]:]+)(?::(\d+))?$/.exec(host);
   if (!m) return `${JSON.stringify(host)} is not a host: write name, name:port, [name], [name]:port, [192.0.2.1] or [ipv6:2001:db8::1], with an optional :port`;
   const [, target, port] = m;
@@ -59,7 +60,8 @@ export const MAX_PASSWORD = 1024;
 /** Why a SASL username is refused, or null. */
 export function userProblem(user: string): string | null {
   if (user === '') return 'the username is empty; give USER and PASS, or neither';
-  if (user.length > MAX_USERNAME) return `the username is ${user.length} characters long, and may be at most ${MAX_USERNAME} characters; give the login name the relay expects`;
+  if (user.length > MAX_USERNAME)
+    return `the username is ${user.length} characters long, and may be at most ${MAX_USERNAME} characters; give the login name the relay expects`;
   if (/[\s\0-\x1f\x7f:]/.test(user)) return 'the username may not contain ":", whitespace or control characters';
   return null;
 }
@@ -67,7 +69,8 @@ export function userProblem(user: string): string | null {
 /** Why a SASL password is refused, or null. The password itself never appears in the reason. */
 export function passwordProblem(pass: string): string | null {
   if (pass === '') return 'the password is empty; give USER and PASS, or neither';
-  if (pass.length > MAX_PASSWORD) return `the password is too long: it may be at most ${MAX_PASSWORD} characters; give the password or API key the relay expects`;
+  if (pass.length > MAX_PASSWORD)
+    return `the password is too long: it may be at most ${MAX_PASSWORD} characters; give the password or API key the relay expects`;
   if (/[\r\n\0]/.test(pass)) return 'the password may not contain a line break or a NUL character';
   if (/^\s|\s$/.test(pass)) return 'the password may not start or end with whitespace (the credentials map would drop it)';
   return null;

@@ -67,7 +67,9 @@ export const smartHostScope = defineScope<SmartHostValue>({
     const [host] = args;
     if (args.length === 1 && host === false) return false;
     if (Array.isArray(host) || (host !== null && typeof host === 'object')) {
-      throw new ScopeInputError(`brackets were read as a list: quote the host twice, as "'[${Array.isArray(host) ? host.join(',') : 'relay.example.com'}]'" (add :PORT inside the quotes)`);
+      throw new ScopeInputError(
+        `brackets were read as a list: quote the host twice, as "'[${Array.isArray(host) ? host.join(',') : 'relay.example.com'}]'" (add :PORT inside the quotes)`,
+      );
     }
     const typed = argText(args, 0, ctx);
     if (typeof host === 'boolean' || (typed !== undefined && /^(?:true|false)$/i.test(typed))) {
@@ -76,7 +78,8 @@ export const smartHostScope = defineScope<SmartHostValue>({
         `${typed ?? String(host)} is not a relay host: false turns the smart host off only unquoted and alone (cpcmd scope:set mail.smart-host false); otherwise give the relay host, such as "'[relay.example.com]:587'"`,
       );
     }
-    if (host === null || typed === undefined) throw new ScopeInputError('give the relay host, such as "\'[relay.example.com]:587\'", or false to turn the smart host off');
+    if (host === null || typed === undefined)
+      throw new ScopeInputError('give the relay host, such as "\'[relay.example.com]:587\'", or false to turn the smart host off');
     if (args.length === 1) return { host: typed, username: '', password: '' };
     if (args.length === 3) return { host: typed, username: credential(args, 1, ctx, 'username'), password: credential(args, 2, ctx, 'password') };
     throw new ScopeInputError(`mail.smart-host takes HOST, or HOST USER PASS, or false; got ${args.length} arguments (give both USER and PASS, or neither)`);
@@ -120,8 +123,8 @@ export const spamFilterScope = defineScope<'spamassassin' | 'rspamd' | false>({
   name: 'mail.spam-filter',
   summary: 'Which spam filter inbound mail passes through: spamassassin, rspamd or false',
   help:
-    'Sets Postfix\'s milters (smtpd_milters, non_smtpd_milters, milter_default_action=accept) and starts the chosen ' +
-    'filter\'s service. The filter\'s Debian package must be installed first; if it is not, the error names it and ' +
+    "Sets Postfix's milters (smtpd_milters, non_smtpd_milters, milter_default_action=accept) and starts the chosen " +
+    "filter's service. The filter's Debian package must be installed first; if it is not, the error names it and " +
     'nothing changes. rspamd is fast and also signs DKIM; SpamAssassin is accurate with little tuning.',
   usage: 'spamassassin | rspamd | false',
   examples: ['cpcmd scope:set mail.spam-filter rspamd', 'cpcmd scope:set mail.spam-filter false', 'cpcmd scope:get mail.spam-filter'],

@@ -92,7 +92,9 @@ describe('verifyRelay against relays that misbehave', () => {
   it('rejects at its deadline when the relay never speaks', async () => {
     const host = await relay(() => undefined);
     const started = Date.now();
-    await expect(verifyRelay(login(host), { tlsLevel: 'may', timeoutMs: 1_000 })).rejects.toThrow(/no answer from 127\.0\.0\.1:\d+ within 1 s \(waiting for its greeting\)/);
+    await expect(verifyRelay(login(host), { tlsLevel: 'may', timeoutMs: 1_000 })).rejects.toThrow(
+      /no answer from 127\.0\.0\.1:\d+ within 1 s \(waiting for its greeting\)/,
+    );
     expect(Date.now() - started).toBeLessThan(3_000);
   });
 
@@ -107,7 +109,8 @@ describe('verifyRelay against relays that misbehave', () => {
       s.on('data', (d: Buffer) => {
         const line = d.toString();
         if (line.startsWith('EHLO')) s.write('250-relay\r\n250 AUTH PLAIN LOGIN\r\n');
-        else if (line.startsWith('AUTH PLAIN ')) s.write(`535-\x1b[2Jfirst line\r\n535 5.7.8 \x1b]52;c;cHduZWQ=\x07no ${line.slice(11).trim()} ${PASSWORD}\r\n`);
+        else if (line.startsWith('AUTH PLAIN '))
+          s.write(`535-\x1b[2Jfirst line\r\n535 5.7.8 \x1b]52;c;cHduZWQ=\x07no ${line.slice(11).trim()} ${PASSWORD}\r\n`);
       });
     });
     const err = (await verifyRelay(login(host), { tlsLevel: 'may', timeoutMs: 5_000 }).catch((e: unknown) => e)) as Error;
@@ -148,7 +151,13 @@ const TYPES: Record<number, keyof ZoneEntry> = { 1: 'A', 28: 'AAAA', 15: 'MX' };
 
 /** A name in DNS wire form (labels, no compression). */
 function wireName(name: string): Buffer {
-  return Buffer.concat([...name.split('.').filter(Boolean).map((l) => Buffer.concat([Buffer.from([l.length]), Buffer.from(l)])), Buffer.from([0])]);
+  return Buffer.concat([
+    ...name
+      .split('.')
+      .filter(Boolean)
+      .map((l) => Buffer.concat([Buffer.from([l.length]), Buffer.from(l)])),
+    Buffer.from([0]),
+  ]);
 }
 
 function rdata(type: keyof ZoneEntry, value: string | [number, string]): Buffer {
@@ -281,7 +290,12 @@ describe('verifyRelay looks the relay up in DNS only, as Postfix does (smtp_host
 
   it('asks for MX records of a bare name, in order of preference, and keeps each exchange name for TLS', async () => {
     const { resolver, queries } = await dns({
-      'example.com': { MX: [[20, 'backup.example.com'], [10, 'mx.example.com']] },
+      'example.com': {
+        MX: [
+          [20, 'backup.example.com'],
+          [10, 'mx.example.com'],
+        ],
+      },
       'mx.example.com': { A: ['192.0.2.10'], AAAA: ['2001:db8::10'] },
       'backup.example.com': { A: ['192.0.2.20'] },
     });

@@ -178,7 +178,9 @@ const dnsCode = (err: unknown) => String((err as { code?: unknown }).code ?? '')
 
 /** A lookup that failed (no DNS server answered, SERVFAIL, ...), not an answer that the name has no records. */
 function dnsFailure(name: string, err: unknown): VerifyError {
-  return new VerifyError(`the DNS lookup of ${name} failed (${sanitizeRelayText(dnsCode(err) || (err as Error).message)}); check the DNS servers in /etc/resolv.conf, or give the relay's address in brackets, such as [192.0.2.1]:587`);
+  return new VerifyError(
+    `the DNS lookup of ${name} failed (${sanitizeRelayText(dnsCode(err) || (err as Error).message)}); check the DNS servers in /etc/resolv.conf, or give the relay's address in brackets, such as [192.0.2.1]:587`,
+  );
 }
 
 /** Loopback and unspecified addresses: what a resolver that serves /etc/hosts (or synthesizes local names) answers for local names. */
@@ -251,7 +253,10 @@ export async function relayTargets(relayhost: string, resolver: DnsResolver, hos
     return addressesOf(host, resolver, hostname);
   }
   const exchanges = mx.filter((r) => r.exchange !== '' && r.exchange !== '.').sort((a, b) => a.priority - b.priority);
-  if (!exchanges.length) throw new VerifyError(`${host} publishes a null MX: it takes no mail, so Postfix cannot relay through it; give the relay's own name in brackets, such as [smtp.example.com]:587`);
+  if (!exchanges.length)
+    throw new VerifyError(
+      `${host} publishes a null MX: it takes no mail, so Postfix cannot relay through it; give the relay's own name in brackets, such as [smtp.example.com]:587`,
+    );
   const targets: Target[] = [];
   let problem: unknown;
   for (const { exchange } of exchanges) {
@@ -270,7 +275,13 @@ export async function relayTargets(relayhost: string, resolver: DnsResolver, hos
  * before `deadline` (a Date.now() time). Connects to the address itself, so nothing but the
  * DNS answer above decides where the login goes.
  */
-async function openConnection(targets: readonly Target[], port: number, where: string, deadline: number, timeoutMs: number): Promise<{ socket: Socket; target: Target }> {
+async function openConnection(
+  targets: readonly Target[],
+  port: number,
+  where: string,
+  deadline: number,
+  timeoutMs: number,
+): Promise<{ socket: Socket; target: Target }> {
   const failures: string[] = [];
   for (const target of targets) {
     const left = deadline - Date.now();
@@ -356,7 +367,10 @@ export async function verifyRelay(sh: SmartHost, opts: VerifyOptions): Promise<v
       replies.end(err);
       reject(err);
     };
-    timer = setTimeout(() => stop(new VerifyError(`no answer from ${where} within ${timeoutMs / 1000} s (waiting for ${stage})`)), Math.max(0, deadline - Date.now()));
+    timer = setTimeout(
+      () => stop(new VerifyError(`no answer from ${where} within ${timeoutMs / 1000} s (waiting for ${stage})`)),
+      Math.max(0, deadline - Date.now()),
+    );
     // `on`, not `once`: a second error (the TLS layer forwards its own) must not go unhandled.
     plain.on('error', (err) => stop(new VerifyError(`the connection to ${where} failed before ${stage}: ${cause(err)}`)));
     plain.once('close', () => stop(new VerifyError(`${where} closed the connection before ${stage}`)));

@@ -64,24 +64,27 @@ const PARAM = /^[a-z][a-z0-9_]*$/;
  */
 export const postfixCustomConfig = defineVar({
   name: 'postfix_custom_config',
-  description: 'Extra main.cf parameters (admin only); programs, directories, owners, environment, filters and copies of mail, transports, relay credentials and TLS, open relays and files outside /etc/postfix are refused (SECURITY.md lists them)',
+  description:
+    'Extra main.cf parameters (admin only); programs, directories, owners, environment, filters and copies of mail, transports, relay credentials and TLS, open relays and files outside /etc/postfix are refused (SECURITY.md lists them)',
   adminOnly: true,
-  schema: z.record(
-    z.string().regex(PARAM, 'a main.cf parameter name is lowercase letters, digits and underscores'),
-    z.union([z.string(), z.number(), z.boolean()]).transform((v, ctx) => {
-      const s = typeof v === 'boolean' ? (v ? 'yes' : 'no') : String(v);
-      if (/[\r\n\0]/.test(s)) {
-        ctx.addIssue({ code: 'custom', message: 'a main.cf value must be one line, without NUL' });
-        return z.NEVER;
+  schema: z
+    .record(
+      z.string().regex(PARAM, 'a main.cf parameter name is lowercase letters, digits and underscores'),
+      z.union([z.string(), z.number(), z.boolean()]).transform((v, ctx) => {
+        const s = typeof v === 'boolean' ? (v ? 'yes' : 'no') : String(v);
+        if (/[\r\n\0]/.test(s)) {
+          ctx.addIssue({ code: 'custom', message: 'a main.cf value must be one line, without NUL' });
+          return z.NEVER;
+        }
+        return s.trim();
+      }),
+    )
+    .superRefine((params, ctx) => {
+      for (const [name, value] of Object.entries(params)) {
+        const problem = customParameterProblem(name, value);
+        if (problem) ctx.addIssue({ code: 'custom', path: [name], message: problem });
       }
-      return s.trim();
     }),
-  ).superRefine((params, ctx) => {
-    for (const [name, value] of Object.entries(params)) {
-      const problem = customParameterProblem(name, value);
-      if (problem) ctx.addIssue({ code: 'custom', path: [name], message: problem });
-    }
-  }),
   default: {} as Record<string, string>,
 });
 

@@ -3,4 +3,7 @@ import { describe, expect, it } from 'vitest';
 import plugin from './index.js';
 
 // The same suite every scoped plugin runs, against a real engine and real files in a sandbox root.
-scopePluginSuite({ describe, it, expect: expect as never }, { plugin, makeRoot: () => postfixRoot(), samples: [{ scope: 'net.hostname', args: ['Mail.Example.COM.'] }] });
+scopePluginSuite(
+  { describe, it, expect: expect as never },
+  { plugin, makeRoot: () => postfixRoot(), samples: [{ scope: 'net.hostname', args: ['Mail.Example.COM.'] }] },
+);

@@ -60,10 +60,10 @@ export const hostnameUnit = defineUnit<Observed>({
 
 export const hostnameScope = defineScope<string>({
   name: 'net.hostname',
-  summary: 'The server\'s fully qualified hostname',
+  summary: "The server's fully qualified hostname",
   help:
     'Sets the hostname in /etc/hostname, the 127.0.1.1 line of /etc/hosts and /etc/mailname, and the kernel hostname when ' +
-    'scoped runs with --kernel-hostname. Postfix\'s myhostname follows it. The name is lowercased and a trailing dot ' +
+    "scoped runs with --kernel-hostname. Postfix's myhostname follows it. The name is lowercased and a trailing dot " +
     'dropped; it needs at least one dot, labels of 1-63 letters, digits or hyphens (not at either end), 253 characters at most.',
   usage: 'FQDN',
   examples: ['cpcmd scope:set net.hostname mail.example.com', 'cpcmd scope:get net.hostname'],
@@ -73,7 +73,8 @@ export const hostnameScope = defineScope<string>({
     if (args.length !== 1) throw new ScopeInputError(`net.hostname takes one argument, the fully qualified name, such as mail.example.com; got ${args.length}`);
     // The name as typed: 1.50 stays 1.50 (the grammar would read a number).
     const name = argText(args, 0, ctx);
-    if (name === undefined || args[0] === null) throw new ScopeInputError(`the hostname must be a name such as mail.example.com, not ${JSON.stringify(args[0])}`);
+    if (name === undefined || args[0] === null)
+      throw new ScopeInputError(`the hostname must be a name such as mail.example.com, not ${JSON.stringify(args[0])}`);
     return name;
   },
   toVars(value) {

@@ -91,7 +91,12 @@ export class Applier {
           throw err;
         }
       }
-      const left = (await this.plan(planned.map((p) => p.unit), vars)).flatMap((p) => p.changes.filter((c) => c.kind !== 'service').map((c) => `${p.unit.name}: ${this.describe(c)}`));
+      const left = (
+        await this.plan(
+          planned.map((p) => p.unit),
+          vars,
+        )
+      ).flatMap((p) => p.changes.filter((c) => c.kind !== 'service').map((c) => `${p.unit.name}: ${this.describe(c)}`));
       if (left.length) throw new Error(`verification found the system still differs: ${left.join('; ')}`);
     } catch (err) {
       try {
@@ -115,6 +120,8 @@ export class Applier {
    */
   private applyFailure(err: unknown, change: Change | undefined): unknown {
     if (err instanceof RpcError || !change || !this.secretChange(change)) return err;
-    return new Error(`${this.describe(change)} failed: ${thrownSummary(err)} (its output is withheld because the change holds a secret; run that step by hand to see it)`);
+    return new Error(
+      `${this.describe(change)} failed: ${thrownSummary(err)} (its output is withheld because the change holds a secret; run that step by hand to see it)`,
+    );
   }
 }

@@ -66,7 +66,13 @@ export class AuditTrail {
    */
   record(e: AuditRecord): Promise<void> {
     const limits = { keep: this.options.refusalKeep ?? 1_000, newPerMinute: this.options.refusalNewPerMinute ?? 30 };
-    const who = { time: new Date().toISOString(), actor: clip(e.actor.name, 200), transport: clip(e.actor.transport, 200), action: clip(e.action, 100), target: clip(e.target, 200) };
+    const who = {
+      time: new Date().toISOString(),
+      actor: clip(e.actor.name, 200),
+      transport: clip(e.actor.transport, 200),
+      action: clip(e.action, 100),
+      target: clip(e.target, 200),
+    };
     if (e.outcome === 'refused') return this.store.refusals.record({ ...who, ...(e.reason ? { reason: clip(e.reason, 300) } : {}) }, limits);
     if (e.outcome === 'unchanged') return this.store.noops.record({ ...who, ...(e.new !== undefined ? { value: auditValue(e.new) } : {}) }, limits);
     return this.store.appendAudit(

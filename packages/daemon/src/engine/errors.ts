@@ -23,7 +23,8 @@ export function toRpcError(err: unknown, log: Logger, context?: Record<string, u
 }
 
 /** A zod failure's issues as `error.data.issues` carries them. */
-export const zodIssues = (error: z.ZodError): Issue[] => error.issues.map((i) => ({ path: i.path.map((p) => (typeof p === 'symbol' ? String(p) : p)), message: i.message }));
+export const zodIssues = (error: z.ZodError): Issue[] =>
+  error.issues.map((i) => ({ path: i.path.map((p) => (typeof p === 'symbol' ? String(p) : p)), message: i.message }));
 
 /** A zod failure as invalid params, with its issues in data and a readable message. */
 export function invalid(prefix: string, error: z.ZodError, usage?: string): RpcError {

@@ -29,11 +29,14 @@ const HINT =
   'fix what the error names (a service that cannot start or stop, a file that cannot be written), then run cpcmd converge to finish it; ' +
   'until then scoped answers reads and refuses other changes';
 
-
 /** A rollback that did not finish: the change failed, and undoing it failed too. */
 export class RollbackIncomplete extends RpcError {
   constructor(reason: string, rollback: string, plan: unknown) {
-    super(ErrorCodes.ConvergeFailed, `converge failed: ${reason}; rolling it back did not finish either: ${rollback}. ${HINT} (cpcmd daemon:status shows what is stuck)`, { plan });
+    super(
+      ErrorCodes.ConvergeFailed,
+      `converge failed: ${reason}; rolling it back did not finish either: ${rollback}. ${HINT} (cpcmd daemon:status shows what is stuck)`,
+      { plan },
+    );
   }
 }
 
@@ -77,7 +80,9 @@ export class JournalRecovery {
       await this.run(j, () => j.direction === 'finish', actor, `by ${actor.name}'s converge`);
     } catch (err) {
       await this.stuck(j, err);
-      throw new RpcError(ErrorCodes.ConvergeFailed, `the recovery of ${j.action} ${j.target} did not finish: ${this.pending?.error}. ${HINT}`, { recovery: this.status() });
+      throw new RpcError(ErrorCodes.ConvergeFailed, `the recovery of ${j.action} ${j.target} did not finish: ${this.pending?.error}. ${HINT}`, {
+        recovery: this.status(),
+      });
     }
   }
 
@@ -96,7 +101,16 @@ export class JournalRecovery {
   status(): RecoveryStatus | undefined {
     const j = this.pending;
     if (!j) return this.finished;
-    return { state: 'stuck', action: j.action, target: j.target, actor: j.actor, startedAt: j.startedAt, since: j.stuckSince ?? j.startedAt, error: j.error ?? 'unknown', hint: HINT };
+    return {
+      state: 'stuck',
+      action: j.action,
+      target: j.target,
+      actor: j.actor,
+      startedAt: j.startedAt,
+      since: j.stuckSince ?? j.startedAt,
+      error: j.error ?? 'unknown',
+      hint: HINT,
+    };
   }
 
   /** For scope.check: the stuck recovery only. */
@@ -120,12 +134,23 @@ export class JournalRecovery {
         reason = `completed ${how} after an interruption (${started})`;
       } catch (err) {
         // Its vars stay stored; the system goes back whole to before it, and the difference shows as drift.
-        this.host.log.error('could not complete an interrupted converge; rolling it back', { action: j.action, target: j.target, error: thrownSummary(err), at: stackFrames(err) });
+        this.host.log.error('could not complete an interrupted converge; rolling it back', {
+          action: j.action,
+          target: j.target,
+          error: thrownSummary(err),
+          at: stackFrames(err),
+        });
         reason = `interrupted (${started}) and could not be completed ${how} (${thrownSummary(err)}); rolled back, so its stored vars differ from the system (cpcmd scope:check shows it, cpcmd converge applies it)`;
       }
     }
     if (outcome === 'rolled-back') await this.host.system.restore(parseSnapshot(j.snapshot, j.services));
-    await this.host.audit({ actor, action: j.action, target: j.target, outcome, reason: j.stuckSince ? `${reason}; it was stuck since ${j.stuckSince}` : reason });
+    await this.host.audit({
+      actor,
+      action: j.action,
+      target: j.target,
+      outcome,
+      reason: j.stuckSince ? `${reason}; it was stuck since ${j.stuckSince}` : reason,
+    });
     if (outcome === 'applied') await this.host.announce(j);
     await this.host.store.saveJournal(undefined);
     this.pending = undefined;
@@ -133,8 +158,22 @@ export class JournalRecovery {
       j.direction === 'finish' && outcome === 'rolled-back'
         ? 'cpcmd scope:check shows where the system differs from the stored vars; fix the cause and run cpcmd converge, or set the scope again'
         : 'nothing: the system is whole again';
-    this.finished = { state: 'completed', action: j.action, target: j.target, actor: j.actor, startedAt: j.startedAt, at: new Date().toISOString(), outcome, detail: reason, hint };
-    this.host.log.warn(outcome === 'applied' ? 'completed an interrupted converge' : 'rolled back an interrupted converge', { action: j.action, target: j.target, how });
+    this.finished = {
+      state: 'completed',
+      action: j.action,
+      target: j.target,
+      actor: j.actor,
+      startedAt: j.startedAt,
+      at: new Date().toISOString(),
+      outcome,
+      detail: reason,
+      hint,
+    };
+    this.host.log.warn(outcome === 'applied' ? 'completed an interrupted converge' : 'rolled back an interrupted converge', {
+      action: j.action,
+      target: j.target,
+      how,
+    });
   }
 
   /** Record a recovery that failed: in the journal (a restart shows it stuck since the first failure) and here. */
@@ -147,7 +186,9 @@ export class JournalRecovery {
       error: thrownSummary(err),
       at: stackFrames(err),
     });
-    await this.host.store.saveJournal<Journal>(marked).catch((e: unknown) => this.host.log.error('could not mark the journal stuck', { error: thrownSummary(e) }));
+    await this.host.store
+      .saveJournal<Journal>(marked)
+      .catch((e: unknown) => this.host.log.error('could not mark the journal stuck', { error: thrownSummary(e) }));
   }
 }
 

@@ -16,7 +16,11 @@ export function findScope(registry: Registry, name: string): ScopeDef {
   if (off) throw new RpcError(ErrorCodes.PluginError, off);
   if (scope) return scope;
   // Only a well-formed name is repeated (and hinted from): anything else could be escape sequences or a guessed secret.
-  if (!isName('scope', name)) throw new RpcError(ErrorCodes.ScopeNotFound, 'no scope has that name: a scope name is group.kebab-name, such as mail.smart-host (cpcmd scope:list shows them all)');
+  if (!isName('scope', name))
+    throw new RpcError(
+      ErrorCodes.ScopeNotFound,
+      'no scope has that name: a scope name is group.kebab-name, such as mail.smart-host (cpcmd scope:list shows them all)',
+    );
   throw new RpcError(ErrorCodes.ScopeNotFound, `no scope ${name}${didYouMean(name, registry.scopes.keys())} (cpcmd scope:list shows them all)`);
 }
 

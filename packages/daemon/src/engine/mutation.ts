@@ -42,9 +42,13 @@ const same = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.str
 function requireAdmin(actor: Actor, adminOnly: readonly string[]): void {
   if (adminOnly.length === 0 || actor.admin) return;
   const vars = adminOnly.join(', ');
-  throw new RpcError(ErrorCodes.Forbidden, `forbidden: ${actor.name} lacks the admin role needed to change ${vars}; ask an admin (the unix socket or an admin token)`, {
-    missing: `the admin role needed to change ${vars}`,
-  });
+  throw new RpcError(
+    ErrorCodes.Forbidden,
+    `forbidden: ${actor.name} lacks the admin role needed to change ${vars}; ask an admin (the unix socket or an admin token)`,
+    {
+      missing: `the admin role needed to change ${vars}`,
+    },
+  );
 }
 
 /**
@@ -91,19 +95,30 @@ export class Mutations {
     return this.trail.record(e);
   }
 
-  private applyPlanned(planned: readonly Planned[], vars: Record<string, unknown>, intent: Pick<Journal, 'action' | 'target' | 'actor' | 'fromRevision' | 'toRevision'>, progress?: Progress): Promise<void> {
+  private applyPlanned(
+    planned: readonly Planned[],
+    vars: Record<string, unknown>,
+    intent: Pick<Journal, 'action' | 'target' | 'actor' | 'fromRevision' | 'toRevision'>,
+    progress?: Progress,
+  ): Promise<void> {
     return this.applier.applyPlanned(planned, vars, intent, progress);
   }
 
   private show(planned: readonly Planned[]): PlanChange[] {
-    return planned.flatMap(({ unit, changes }) => changes.map((c) => ({ unit: unit.name, kind: c.kind, target: changeTarget(c), summary: this.secrets.describe(c) })));
+    return planned.flatMap(({ unit, changes }) =>
+      changes.map((c) => ({ unit: unit.name, kind: c.kind, target: changeTarget(c), summary: this.secrets.describe(c) })),
+    );
   }
 
   /** Turn a scope's value (or CLI words) into validated var changes. */
-  async scopeVars(scope: ScopeDef, input: { value?: unknown; args?: readonly unknown[]; words?: readonly (string | null)[] }): Promise<{ value: unknown; vars: Record<string, unknown> }> {
+  async scopeVars(
+    scope: ScopeDef,
+    input: { value?: unknown; args?: readonly unknown[]; words?: readonly (string | null)[] },
+  ): Promise<{ value: unknown; vars: Record<string, unknown> }> {
     const ctx = this.core.scopeContext(undefined, input.words);
     if (input.value !== undefined && input.args !== undefined) throw new RpcError(ErrorCodes.InvalidParams, 'give either value or args, not both');
-    if (input.value === undefined && input.args === undefined) throw new RpcError(ErrorCodes.InvalidParams, `give a value for ${scope.name}; usage: ${scope.name} ${scope.usage}`);
+    if (input.value === undefined && input.args === undefined)
+      throw new RpcError(ErrorCodes.InvalidParams, `give a value for ${scope.name}; usage: ${scope.name} ${scope.usage}`);
     const fault = input.args !== undefined ? valueFault(input.args, (i) => `argument ${Number(i) + 1}`) : valueFault(input.value);
     if (fault) throw faultError(scope.name, fault);
     const raw = input.args !== undefined ? await this.code.scope(scope, 'parse its arguments', () => scope.parseArgs(input.args!, ctx)) : input.value;
@@ -136,7 +151,16 @@ export class Mutations {
   }
 
   async set(
-    params: { name: string; value?: unknown; args?: readonly unknown[]; words?: readonly (string | null)[]; dryRun?: boolean; ifRevision?: number; converge?: boolean; verify?: boolean },
+    params: {
+      name: string;
+      value?: unknown;
+      args?: readonly unknown[];
+      words?: readonly (string | null)[];
+      dryRun?: boolean;
+      ifRevision?: number;
+      converge?: boolean;
+      verify?: boolean;
+    },
     actor: Actor,
     progress?: Progress,
   ): Promise<ApplyResult & { name: string; value: Json }> {
@@ -148,7 +172,16 @@ export class Mutations {
    * mutation itself is returned to run now or as a job.
    */
   async prepareSet(
-    params: { name: string; value?: unknown; args?: readonly unknown[]; words?: readonly (string | null)[]; dryRun?: boolean; ifRevision?: number; converge?: boolean; verify?: boolean },
+    params: {
+      name: string;
+      value?: unknown;
+      args?: readonly unknown[];
+      words?: readonly (string | null)[];
+      dryRun?: boolean;
+      ifRevision?: number;
+      converge?: boolean;
+      verify?: boolean;
+    },
     actor: Actor,
   ): Promise<(progress?: Progress) => Promise<ApplyResult & { name: string; value: Json }>> {
     const scope = findScope(this.registry, params.name);
@@ -164,7 +197,11 @@ export class Mutations {
     requireAdmin(actor, this.adminOnly(vars));
     const ctx = this.core.scopeContext();
     if (params.verify) {
-      if (!scope.verify) throw new RpcError(ErrorCodes.InvalidParams, `${scope.name} has nothing to verify; --verify applies to scopes that reach outside, such as mail.smart-host`);
+      if (!scope.verify)
+        throw new RpcError(
+          ErrorCodes.InvalidParams,
+          `${scope.name} has nothing to verify; --verify applies to scopes that reach outside, such as mail.smart-host`,
+        );
       await inputErrors(() => scope.verify!(value, ctx));
     }
     const shown = asJson(redactScopeValue(scope, value, ctx));
@@ -201,7 +238,8 @@ export class Mutations {
 
   async reset(params: { name: string; dryRun?: boolean }, actor: Actor): Promise<ApplyResult & { name: string; value: Json }> {
     const scope = findScope(this.registry, params.name);
-    if (scope.vars.length === 0 && !scope.resetVars) throw new RpcError(ErrorCodes.InvalidParams, `${scope.name} has nothing to reset; reset a var with cpcmd scope:set cp.bootstrapper VAR VALUE`);
+    if (scope.vars.length === 0 && !scope.resetVars)
+      throw new RpcError(ErrorCodes.InvalidParams, `${scope.name} has nothing to reset; reset a var with cpcmd scope:set cp.bootstrapper VAR VALUE`);
     const ctx = this.core.scopeContext();
     const vars = scope.resetVars ? scope.resetVars(ctx) : Object.fromEntries(scope.vars.map((v) => [v, findVar(this.registry, v).default]));
     const result = await this.mutate({
@@ -296,7 +334,9 @@ export class Mutations {
         if (m.ifRevision !== undefined) {
           const current = Math.max(0, ...(m.revisionVars ?? []).map((v) => this.state.varRevisions[v] ?? 0));
           if (current !== m.ifRevision) {
-            throw new RpcError(ErrorCodes.Conflict, `${m.target} is at revision ${current}, not ${m.ifRevision}; read it again and retry`, { revision: current });
+            throw new RpcError(ErrorCodes.Conflict, `${m.target} is at revision ${current}, not ${m.ifRevision}; read it again and retry`, {
+              revision: current,
+            });
           }
         }
         before = this.vars();
@@ -322,7 +362,16 @@ export class Mutations {
       }
       if (m.dryRun) return { status: 'planned', plan, revision: this.state.revision };
       const audit = (outcome: 'applied' | 'unchanged' | 'rolled-back', reason?: string) =>
-        this.audit({ actor: m.actor, action: m.action, target: m.target, old, new: m.new, plan: plan.map((p) => p.summary), outcome, ...(reason ? { reason } : {}) });
+        this.audit({
+          actor: m.actor,
+          action: m.action,
+          target: m.target,
+          old,
+          new: m.new,
+          plan: plan.map((p) => p.summary),
+          outcome,
+          ...(reason ? { reason } : {}),
+        });
       if (changedVars.length === 0 && planned.length === 0) {
         await audit('unchanged');
         return { status: 'unchanged', plan, revision: this.state.revision };
@@ -335,7 +384,10 @@ export class Mutations {
           await this.applyPlanned(planned, next, journal, m.progress);
         } catch (err) {
           const reason = err instanceof Error ? err.message : String(err);
-          this.log.error(err instanceof RollbackIncomplete ? 'converge failed; its rollback did not finish' : 'converge failed; rolled back', { target: m.target, reason });
+          this.log.error(err instanceof RollbackIncomplete ? 'converge failed; its rollback did not finish' : 'converge failed; rolled back', {
+            target: m.target,
+            reason,
+          });
           await audit('rolled-back', reason);
           if (err instanceof RollbackIncomplete) throw err;
           throw new RpcError(ErrorCodes.ConvergeFailed, `converge failed and was rolled back: ${reason}`, { plan });
@@ -377,7 +429,8 @@ export class Mutations {
       topic: 'scope.changed',
       data: { scope, action: m.action, revision, actor, ...(scope === m.target ? { value: auditValue(m.new) } : {}) },
     }));
-    if (planned.length) events.push({ topic: 'unit.converged', data: { units: planned.map((p) => p.unit.name), action: m.action, target: m.target, revision, actor } });
+    if (planned.length)
+      events.push({ topic: 'unit.converged', data: { units: planned.map((p) => p.unit.name), action: m.action, target: m.target, revision, actor } });
     this.reads.converged(planned.map((p) => p.unit));
     await this.core.onEvents(events);
   }

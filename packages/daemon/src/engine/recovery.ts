@@ -68,7 +68,9 @@ export class Startup {
     for (const [name, value] of Object.entries(this.state.vars)) {
       const def = this.registry.vars.get(name);
       if (!def) {
-        this.log.warn('the store holds a var that no loaded plugin declares; it is kept but not used (scoped --reset-var NAME removes it)', { var: clip(name, 200) });
+        this.log.warn('the store holds a var that no loaded plugin declares; it is kept but not used (scoped --reset-var NAME removes it)', {
+          var: clip(name, 200),
+        });
         continue;
       }
       const problem = this.valueProblem(def, value);
@@ -89,7 +91,8 @@ export class Startup {
    */
   private async resetStoredVars(names: readonly string[]): Promise<void> {
     for (const n of names) {
-      if (!(n in this.state.vars) && !this.registry.vars.has(n)) throw new Error(`--reset-var ${n}: no var of that name is stored or declared by a plugin (cpcmd var:list lists the vars)`);
+      if (!(n in this.state.vars) && !this.registry.vars.has(n))
+        throw new Error(`--reset-var ${n}: no var of that name is stored or declared by a plugin (cpcmd var:list lists the vars)`);
     }
     const stored = [...new Set(names)].filter((n) => n in this.state.vars);
     for (const n of names) if (!stored.includes(n)) this.log.info('--reset-var: the var already has its default', { var: n });
@@ -107,7 +110,14 @@ export class Startup {
     this.state = state;
     const actor = { name: 'scoped (--reset-var)', transport: 'startup' };
     for (const n of stored) {
-      await this.audit({ actor, action: 'var.reset', target: n, new: 'default', outcome: 'applied', reason: 'put back to its default in the store at start-up; nothing was converged (cpcmd converge applies it)' });
+      await this.audit({
+        actor,
+        action: 'var.reset',
+        target: n,
+        new: 'default',
+        outcome: 'applied',
+        reason: 'put back to its default in the store at start-up; nothing was converged (cpcmd converge applies it)',
+      });
     }
     this.log.warn('vars put back to their defaults in the store; nothing was converged', { vars: stored, revision });
   }

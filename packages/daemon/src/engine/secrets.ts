@@ -59,7 +59,8 @@ export class Secrets {
     for (const [name, value] of Object.entries(values)) {
       const secret = this.registry.vars.get(name)?.secret;
       if (secret === undefined) continue;
-      if (secret === true ? filled(value) : value !== null && typeof value === 'object' && secret.some((k) => filled((value as Record<string, unknown>)[k]))) given.add(name);
+      if (secret === true ? filled(value) : value !== null && typeof value === 'object' && secret.some((k) => filled((value as Record<string, unknown>)[k])))
+        given.add(name);
     }
     return given;
   }

@@ -41,7 +41,8 @@ function textProblem(s: string): string | undefined {
  */
 export function valueFault(value: unknown, label?: Fault['label']): Fault | undefined {
   const bytes = Buffer.byteLength(JSON.stringify(value) ?? '');
-  if (bytes > MAX_VAR_BYTES) return { path: [], message: `the value takes ${bytes} bytes as JSON; a var holds at most ${MAX_VAR_BYTES} (64 KiB)`, ...(label ? { label } : {}) };
+  if (bytes > MAX_VAR_BYTES)
+    return { path: [], message: `the value takes ${bytes} bytes as JSON; a var holds at most ${MAX_VAR_BYTES} (64 KiB)`, ...(label ? { label } : {}) };
   const stack: [unknown, (string | number)[]][] = [[value, []]];
   while (stack.length) {
     const [v, path] = stack.pop()!;

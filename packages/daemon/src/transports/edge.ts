@@ -116,7 +116,12 @@ export class ConnectionCap {
     server: Server,
     private readonly limits: CapLimits,
   ) {
-    this.full = refusal(503, ErrorCodes.Busy, `Too many connections: scoped serves at most ${limits.maxConnections} at once (maxConnections); try again shortly`, { 'retry-after': '1' });
+    this.full = refusal(
+      503,
+      ErrorCodes.Busy,
+      `Too many connections: scoped serves at most ${limits.maxConnections} at once (maxConnections); try again shortly`,
+      { 'retry-after': '1' },
+    );
     server.prependListener('connection', (socket: Socket) => this.accept(socket));
   }
 
@@ -269,6 +274,11 @@ export function answerClientErrors(server: Server): void {
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
     if (!socket.writable) return void socket.destroy();
     const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
-    endWithRefusal(socket, tooLarge ? refusal(431, ErrorCodes.InvalidRequest, 'Invalid Request: the headers are too large') : refusal(400, ErrorCodes.InvalidRequest, 'Invalid Request: malformed HTTP'));
+    endWithRefusal(
+      socket,
+      tooLarge
+        ? refusal(431, ErrorCodes.InvalidRequest, 'Invalid Request: the headers are too large')
+        : refusal(400, ErrorCodes.InvalidRequest, 'Invalid Request: malformed HTTP'),
+    );
   });
 }
