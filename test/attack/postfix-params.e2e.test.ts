@@ -50,7 +50,7 @@ const raw = defineScope({
   get: (ctx) => ctx.vars.postfix_custom_config,
   adopt: () => ({ vars: { postfix_custom_config: { smtpd_banner: 'adopted by an operator' } } }),
 });
-export default definePlugin({ name: 'scoped-plugin-attack-raw', version: '1.0.0', apiVersion: 1, scopes: [raw] });
+export default definePlugin({ name: 'scoped-plugin-attack-raw', version: '1.0.0', apiVersion: 1, dependsOn: ['@scoped/plugin-mail'], scopes: [raw] });
 `;
 
 let box: Postfix;
