@@ -8,7 +8,7 @@
 import { cp, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { expectExit } from '../helpers/expect.js';
+import { expectExit, expectRpcError } from '../helpers/expect.js';
 import { type Postfix, type Scoped, pidsMentioning, scoped, treeDigest } from '../helpers/scoped.js';
 import { FakeDaemons } from './fake-daemons.js';
 
@@ -110,6 +110,26 @@ describe('a recovery that cannot finish', { timeout: 90_000 }, () => {
     expect(JSON.stringify('result' in seen && seen.result.recovery)).not.toMatch(/mail\.spam-filter|11332|unix-socket/);
     const checked = await d.tcpCall('scope.check', { name: 'net.hostname' }, token);
     expect('result' in checked && checked.result).toMatchObject({ ok: false, recovery: { state: 'stuck', target: 'another scope' } });
+    // An operator limited to other scopes may neither change its own scopes nor run the recovery through a converge of its units,
+    // and its refusal tells no more than daemon:status does.
+    const op = (await d.ok('token.create', { role: 'operator', scopes: ['net.*'], name: 'net-op' })).token;
+    const retries = () => d.stderr().split('recovery did not finish').length;
+    const retriedBefore = retries();
+    for (const [method, params] of [
+      ['scope.set', { name: 'net.hostname', args: ['other.example.test'] }],
+      ['unit.converge', { units: ['net/hostname'] }],
+    ] as const) {
+      const refused = await d.tcpCall(method, params, op);
+      expectRpcError(
+        refused,
+        'ConvergeFailed',
+        /^refused: the recovery of a change to another scope has not finished since .*An admin, or a token for that scope, finishes it with cpcmd converge/,
+      );
+      expect(JSON.stringify(refused)).not.toMatch(/mail\.spam-filter|11332|unix-socket|spamd|rspamd/);
+    }
+    // Neither ran the recovery: no new attempt in the log, and it is still stuck since the first failure.
+    expect(retries()).toBe(retriedBefore);
+    expect(await expectStuck(/port 11332 is taken/)).toBe(since);
 
     await expectConvergeFinishes();
   });

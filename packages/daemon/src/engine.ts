@@ -18,6 +18,7 @@ import type { Actor, EngineOptions, EventSink, GetResult, Progress } from './eng
 import { withTimeout } from './engine/watchdog.js';
 
 export { invalid, toRpcError } from './engine/errors.js';
+export { hiddenStatus } from './engine/journal.js';
 export { globTest } from './engine/glob.js';
 export type { Actor, EngineOptions, GetResult, Progress } from './engine/types.js';
 export { asJsonObject } from './engine/values.js';

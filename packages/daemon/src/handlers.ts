@@ -1,6 +1,6 @@
 import * as m from '@scoped/protocol';
 import type { Engine } from './engine.js';
-import { asJsonObject, globTest } from './engine.js';
+import { asJsonObject, globTest, hiddenStatus } from './engine.js';
 import { ErrorCodes, RpcError } from '@scoped/protocol';
 import type { CallContext, RpcDispatcher } from './rpc.js';
 import type { EventBus, ScopedEvent } from './events.js';
@@ -14,6 +14,7 @@ export const actorOf = (ctx: CallContext): Actor => ({
   name: ctx.principal.tokenId ? `${ctx.principal.name} (${ctx.principal.tokenId})` : ctx.principal.name,
   transport: ctx.peer && ctx.transport !== 'unix' ? `${ctx.transport} ${ctx.peer}` : ctx.transport,
   admin: ctx.principal.role === 'admin',
+  ...(unlimited(ctx.principal) ? {} : { sees: (target: string) => scopeAllowed(ctx.principal, target) }),
 });
 const actor = actorOf;
 
@@ -64,9 +65,7 @@ function eventView(p: Principal, e: ScopedEvent): ScopedEvent | undefined {
 
 /** A recovery as a principal may see it: a token limited to other scopes learns that one is stuck and what to do, not whose change or why. */
 function recoveryView(p: Principal, r: m.RecoveryStatus | undefined): m.RecoveryStatus | undefined {
-  if (!r || unlimited(p) || scopeAllowed(p, r.target)) return r;
-  const { error: _error, detail: _detail, ...rest } = r;
-  return { ...rest, action: 'a change', target: 'another scope', actor: 'another caller' };
+  return !r || unlimited(p) || scopeAllowed(p, r.target) ? r : hiddenStatus(r);
 }
 
 /** Wire every protocol method to the engine. */

@@ -1,7 +1,7 @@
 import { existsSync, readFileSync, readdirSync, realpathSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { API_VERSION, type PluginDef, z, zodText } from '@scoped/sdk';
 import { type Logger, jsonLogger } from './log.js';
 import { TrustChecker } from './plugin-trust.js';
@@ -197,15 +197,17 @@ export function orderByDependencies<T extends { def: PluginDef }>(
 }
 
 /**
- * The directory of an installed package, found the way node looks for it (each node_modules
- * from the daemon's directory up) but without its `exports`, which need not export package.json.
+ * The directory of an installed package, found in each node_modules from the daemon's directory
+ * up (as ESM resolution looks) but without its `exports`, which need not export package.json.
+ * NODE_PATH and the global folders (~/.node_modules, /usr/lib/node) that CommonJS would also
+ * search are not: a package found there is not part of scoped's own install.
  */
-function packageDir(name: string, require: NodeJS.Require): string | undefined {
-  for (const modules of require.resolve.paths(name) ?? []) {
-    const dir = path.join(modules, name);
-    if (existsSync(path.join(dir, 'package.json'))) return dir;
+function packageDir(name: string, from: string): string | undefined {
+  for (let dir = from; ; dir = path.dirname(dir)) {
+    const found = path.join(dir, 'node_modules', name);
+    if (existsSync(path.join(found, 'package.json'))) return found;
+    if (dir === path.dirname(dir)) return undefined;
   }
-  return undefined;
 }
 
 /** The directory of the package a file belongs to: the nearest one above it with a package.json. */
@@ -235,6 +237,7 @@ export async function loadPlugins(
   firstParty: readonly string[] = FIRST_PARTY_PLUGINS,
 ): Promise<void> {
   const require = createRequire(import.meta.url);
+  const here = path.dirname(fileURLToPath(import.meta.url));
   const sources: Source[] = [];
   const seen = new Set<string>();
   const add = (d: string, ownInstall: boolean) => {
@@ -244,14 +247,14 @@ export async function loadPlugins(
     sources.push({ dir: d, ownInstall });
   };
   for (const name of firstParty) {
-    const found = packageDir(name, require);
+    const found = packageDir(name, here);
     if (found) add(found, true);
     else registry.recordFailure(name, `cannot find the first-party plugin ${name}: scoped's install is incomplete; run npm ci in it again`, name);
   }
   for (const spec of specs) {
     if (spec.startsWith('/') || spec.startsWith('.') || existsSync(path.join(spec, 'package.json'))) add(path.resolve(spec), false);
     else {
-      const found = packageDir(spec, require);
+      const found = packageDir(spec, here);
       if (found) add(found, false);
       else registry.recordFailure(spec, `cannot find the package ${spec}: install it where scoped can resolve it, or name its directory`, spec);
     }

@@ -178,19 +178,32 @@ export class HostSystem implements System {
    * Undo a converge (see rollback.ts): every snapshotted file back as it was, byte for byte and
    * mode for mode, temp files a crash left swept, the kernel's hostname back, then each service
    * back to the state recorded before the first change. Safe to repeat after a crash anywhere in it.
+   * Every step is tried even when one fails (a file that cannot be written does not leave a
+   * stopped service stopped); then what failed is thrown, each step named.
    */
   async restore(snap: Snapshot): Promise<void> {
+    const failed: string[] = [];
+    const attempt = async (what: string, step: () => Promise<void>) => {
+      try {
+        await step();
+      } catch (err) {
+        failed.push(`${what}: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    };
     for (const [p, { content, mode }] of snap.files) {
       const host = this.host(p);
       this.cache.invalidate(host);
-      for (const stray of await strayTempFiles(host)) await removeFile(stray);
-      if (content === null) await removeFile(host);
-      else await writeFileAtomic(host, content, mode ?? 0o644, p.endsWith('/main.cf') ? new Date(Date.now() - 3_000) : undefined);
+      await attempt(`restore ${p}`, async () => {
+        for (const stray of await strayTempFiles(host)) await removeFile(stray);
+        if (content === null) await removeFile(host);
+        else await writeFileAtomic(host, content, mode ?? 0o644, p.endsWith('/main.cf') ? new Date(Date.now() - 3_000) : undefined);
+      });
     }
     for (const d of snap.dirs) await rmdir(this.host(d)).catch(() => undefined);
-    if (snap.kernelHostname !== null) await this.setKernelHostname(snap.kernelHostname);
+    if (snap.kernelHostname !== null) await attempt('restore the kernel hostname', () => this.setKernelHostname(snap.kernelHostname!));
     crashpoint();
-    await restoreServices(this.services, snap.services);
+    await attempt('put the services back', () => restoreServices(this.services, snap.services));
+    if (failed.length) throw new Error(`the rollback could not finish: ${failed.join('; ')}`);
   }
 
   /**

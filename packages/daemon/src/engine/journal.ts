@@ -9,9 +9,7 @@ import { ErrorCodes, RpcError, type RecoveryStatus } from '@scoped/protocol';
 import { type HostSystem, parseSnapshot } from '@scoped/system';
 import { type Logger, stackFrames, thrownSummary } from '../log.js';
 import { clip } from './audit.js';
-import type { Journal } from './types.js';
-
-type Actor = { name: string; transport: string };
+import type { Actor, Journal } from './types.js';
 
 /** What the recovery needs of the engine. */
 export interface RecoveryHost {
@@ -28,6 +26,15 @@ export interface RecoveryHost {
 const HINT =
   'fix what the error names (a service that cannot start or stop, a file that cannot be written), then run cpcmd converge to finish it; ' +
   'until then scoped answers reads and refuses other changes';
+
+const OTHERS_HINT =
+  'An admin, or a token for that scope, finishes it with cpcmd converge; until then scoped answers reads and refuses other changes (cpcmd daemon:status shows it)';
+
+/** A recovery as a caller limited to other scopes may see it: that one is stuck and what to do, not whose change or why. */
+export function hiddenStatus(r: RecoveryStatus): RecoveryStatus {
+  const { error: _error, detail: _detail, ...rest } = r;
+  return { ...rest, action: 'a change', target: 'another scope', actor: 'another caller', hint: OTHERS_HINT };
+}
 
 /** A rollback that did not finish: the change failed, and undoing it failed too. */
 export class RollbackIncomplete extends RpcError {
@@ -69,6 +76,14 @@ export class JournalRecovery {
   async gate(action: string, actor: Actor): Promise<void> {
     const j = this.pending;
     if (!j) return;
+    // A caller limited to other scopes learns that a recovery is stuck and who can finish it, not whose change, which or why, and cannot run it.
+    if (actor.sees && !actor.sees(j.target)) {
+      throw new RpcError(
+        ErrorCodes.ConvergeFailed,
+        `refused: the recovery of a change to another scope has not finished since ${j.stuckSince}. ${OTHERS_HINT}`,
+        { recovery: hiddenStatus(this.status()!) },
+      );
+    }
     if (action !== 'unit.converge') {
       throw new RpcError(
         ErrorCodes.ConvergeFailed,

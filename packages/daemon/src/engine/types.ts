@@ -23,6 +23,11 @@ export interface Actor {
   transport: string;
   /** Whether the caller holds the admin role: only an admin changes an adminOnly var. */
   admin?: boolean;
+  /**
+   * Whether the caller may learn of, and act on, a change to this target: a token limited to
+   * some scopes only those. Absent: every target (admins, unlimited tokens, the daemon itself).
+   */
+  sees?: (target: string) => boolean;
 }
 
 /** A unit's changes, planned. */
