@@ -34,7 +34,7 @@ function bundleFresh() {
   }
 }
 
-const { fastSpec, hoistGlobalFlags, runFast } = await import(bundleFresh() ? '../dist/fast.bundle.js' : '../dist/fast.js');
+const { fastSpec, hoistGlobalFlags, runFast } = bundleFresh() ? await import('../dist/fast.bundle.js') : await import('../dist/fast.js');
 const argv = hoistGlobalFlags(process.argv.slice(2));
 const spec = process.env.CPCMD_OCLIF === '1' ? undefined : fastSpec(argv);
 if (spec) {

@@ -194,7 +194,7 @@ export class EventBus {
       }
       this.revision = revision;
       for (const event of all) for (const s of this.subscribers.values()) if (s.matches(event)) s.send(event);
-      group.forEach((q, i) => q.resolve(events[i]!));
+      for (const [i, q] of group.entries()) q.resolve(events[i]!);
     }
   }
 
