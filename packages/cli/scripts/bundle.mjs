@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 // Bundles cpcmd's fast path (dist/fast.js and the modules of ours it imports; node's own modules
-// and what loads lazily stay apart) into dist/fast.bundle.js, so a command starts by loading one
-// file instead of resolving and loading a dozen across three packages. Run by the build after
-// `tsc -b`; the source stays the TypeScript in src/.
+// and what loads lazily stay apart) into dist/fast.bundle.cjs, so a command starts by loading one
+// CommonJS file instead of starting node's ES module loader to resolve and load a dozen across
+// three packages. Run by the build after `tsc -b`; the source stays the TypeScript in src/.
 //
 // Beside it, dist/fast.bundle.json lists the files of ours the bundle was made from with their
 // size and mtime, and dist/fast.bundle.inputs holds their bytes. bin/cpcmd.js loads the bundle
@@ -29,7 +29,7 @@ const bundle = await rolldown({
   logLevel: 'warn',
 });
 // Same directory as dist/fast.js, so paths taken from import.meta.url (../scopes.json) still hold.
-const { output } = await bundle.write({ dir: dist, format: 'esm', entryFileNames: '[name].js', chunkFileNames: `${ENTRY}-[name]-[hash].js` });
+const { output } = await bundle.write({ dir: dist, format: 'cjs', entryFileNames: '[name].cjs', chunkFileNames: `${ENTRY}-[name]-[hash].cjs` });
 await bundle.close();
 
 const ours = [...new Set(output.flatMap((o) => (o.type === 'chunk' ? o.moduleIds : [])))]
@@ -45,4 +45,4 @@ for (const id of ours) {
 }
 await writeFile(path.join(dist, `${ENTRY}.inputs`), Buffer.concat(bytes));
 await writeFile(path.join(dist, `${ENTRY}.json`), `${JSON.stringify(inputs)}\n`);
-process.stdout.write(`bundled the fast path from ${inputs.length} files into ${path.relative(process.cwd(), path.join(dist, `${ENTRY}.js`))}\n`);
+process.stdout.write(`bundled the fast path from ${inputs.length} files into ${path.relative(process.cwd(), path.join(dist, `${ENTRY}.cjs`))}\n`);
