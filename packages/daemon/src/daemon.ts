@@ -121,8 +121,9 @@ export async function startDaemon(config: ResolvedConfig, opts: { log?: Logger }
       (err: unknown) => log.error('events not recorded', { topics: events.map((e) => e.topic), error: String(err) }),
     );
   const publish = (topic: string, data: unknown) => publishMany([{ topic, data }]);
-  // Wired before init, so a converge completed at restart still announces itself.
-  engine.onEvents = publishMany;
+  // Wired before init, so a converge completed at restart still announces itself. Events that
+  // carry a change's own writes fail with it: the change is not stored either.
+  engine.onEvents = (events, alongside) => (alongside ? bus.publishMany(events, alongside).then(() => undefined) : publishMany(events));
   try {
     await engine.init();
   } catch (err) {

@@ -1,6 +1,6 @@
 import { globTest } from './engine.js';
 import { Mutex } from './mutex.js';
-import type { Store } from './store.js';
+import type { Store, Tx } from './store.js';
 
 /** One event: a revision that only grows, a topic, when, and data with secrets already redacted. */
 export interface ScopedEvent {
@@ -114,6 +114,15 @@ interface Subscriber {
   send: (event: ScopedEvent) => void;
 }
 
+/** A publish waiting for its commit. */
+interface Queued {
+  items: readonly { topic: string; data: unknown }[];
+  /** Other writes the events go to disk with (the change they announce), in the same commit. */
+  alongside: ((tx: Tx) => Promise<void>) | undefined;
+  resolve: (events: ScopedEvent[]) => void;
+  reject: (err: unknown) => void;
+}
+
 /**
  * Events with revisions, kept durably (the newest `keep`) so a client that reconnects with
  * `since` gets exactly what it missed, then live ones. Publishing and a subscriber's going
@@ -125,6 +134,8 @@ export class EventBus {
   private readonly subscribers = new Map<string, Subscriber>();
   private revision = 0;
   private nextId = 1;
+  /** Publishes waiting for the commit under way to end. */
+  private queue: Queued[] = [];
 
   private readonly turns: ReplayTurns;
 
@@ -141,16 +152,50 @@ export class EventBus {
     this.revision = await this.store.eventRevision();
   }
 
-  /** Record several events in one commit, in order, then hand each to every matching subscriber. */
-  publishMany(items: readonly { topic: string; data: unknown }[]): Promise<ScopedEvent[]> {
-    return this.lock.run(async () => {
-      const time = new Date().toISOString();
-      const events = items.map(({ topic, data }, i): ScopedEvent => ({ revision: this.revision + 1 + i, topic, time, data }));
-      await this.store.appendEvents(events, this.keep);
-      this.revision += events.length;
-      for (const event of events) for (const s of this.subscribers.values()) if (s.matches(event)) s.send(event);
-      return events;
+  /**
+   * Record several events in one commit, in order, then hand each to every matching subscriber.
+   * With `alongside`, the writes it makes go into that same commit (a change and the events
+   * announcing it are stored together or not at all), and its failure is the publish's.
+   * Publishes that come while a commit is under way wait for it and are then written together,
+   * in one commit, in the order they came; one with `alongside` gets a commit of its own, so no
+   * other publish fails with it.
+   */
+  publishMany(items: readonly { topic: string; data: unknown }[], alongside?: (tx: Tx) => Promise<void>): Promise<ScopedEvent[]> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ items, alongside, resolve, reject });
+      // The first run to get the lock writes everything queued by then; the later ones find nothing left.
+      void this.lock.run(() => this.writeQueued());
     });
+  }
+
+  /** Write what is queued: each turn, one publish with `alongside`, or every plain one up to the next such. */
+  private async writeQueued(): Promise<void> {
+    while (this.queue.length > 0) {
+      let n = 1;
+      if (!this.queue[0]!.alongside) while (n < this.queue.length && !this.queue[n]!.alongside) n++;
+      const group = this.queue.splice(0, n);
+      const time = new Date().toISOString();
+      let revision = this.revision;
+      const events = group.map((q) => q.items.map(({ topic, data }): ScopedEvent => ({ revision: ++revision, topic, time, data })));
+      const all = events.flat();
+      const alongside = group[0]!.alongside;
+      try {
+        if (alongside) {
+          await this.store.transaction(async (tx) => {
+            await alongside(tx);
+            await this.store.appendEvents(all, this.keep, tx);
+          });
+        } else {
+          await this.store.appendEvents(all, this.keep);
+        }
+      } catch (err) {
+        for (const q of group) q.reject(err);
+        continue;
+      }
+      this.revision = revision;
+      for (const event of all) for (const s of this.subscribers.values()) if (s.matches(event)) s.send(event);
+      for (const [i, q] of group.entries()) q.resolve(events[i]!);
+    }
   }
 
   /**

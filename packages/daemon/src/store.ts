@@ -3,6 +3,7 @@ import path from 'node:path';
 import KeyvSqlite from '@keyv/sqlite';
 import type { AuditEntry as ListedEntry, Json } from '@scoped/protocol';
 import Keyv from 'keyv';
+import { Mutex } from './mutex.js';
 
 /** What the daemon persists as one value, so a change of several vars is one atomic write. */
 export interface State {
@@ -76,16 +77,36 @@ class BatchingSqlite extends KeyvSqlite {
   }
 }
 
+/**
+ * An open transaction of the store (Store.transaction): the writes given it go to disk in its
+ * one commit, all of them or none.
+ */
+export interface Tx {
+  readonly open: boolean;
+}
+
 /** The daemon's durable store: keyv over SQLite (or any keyv URI). */
 export class Store {
+  /** Refused calls, collapsed and rate-limited, apart from the history. */
+  readonly refusals: CollapsedLog<Refusal>;
+  /** Calls that changed nothing, collapsed and rate-limited the same way, apart from the history. */
+  readonly noops: CollapsedLog<Noop>;
+  /**
+   * Every write runs under this lock, and a transaction holds it from BEGIN to COMMIT: the one
+   * SQLite connection is shared, so nobody else's write can land inside a transaction (and be
+   * committed, or rolled back, with it).
+   */
+  private readonly writes = new Mutex();
+
   private constructor(
     private readonly kv: Keyv,
+    private readonly sql: Sql,
     readonly uri: string,
-    /** Refused calls, collapsed and rate-limited, apart from the history. */
-    readonly refusals: CollapsedLog<Refusal>,
-    /** Calls that changed nothing, collapsed and rate-limited the same way, apart from the history. */
-    readonly noops: CollapsedLog<Noop>,
-  ) {}
+  ) {
+    const locked: Sql = { query: (text: string, ...params: unknown[]) => this.writes.run(() => sql.query(text, ...params)) };
+    this.refusals = new CollapsedLog<Refusal>(locked, REFUSALS, 'refused');
+    this.noops = new CollapsedLog<Noop>(locked, NOOPS, 'unchanged');
+  }
 
   /**
    * Open a store. `sqlite://PATH` makes the file mode 0600 before SQLite first writes to it,
@@ -118,7 +139,7 @@ export class Store {
       );
       await sqlite.query(`CREATE INDEX IF NOT EXISTS ${table}_last ON ${table} (last)`);
     }
-    const store = new Store(kv, uri, new CollapsedLog<Refusal>(sqlite, REFUSALS, 'refused'), new CollapsedLog<Noop>(sqlite, NOOPS, 'unchanged'));
+    const store = new Store(kv, sqlite, uri);
     await kv.get('state');
     await store.loadCounters();
     return store;
@@ -129,8 +150,45 @@ export class Store {
     return s ?? { revision: 0, vars: {}, varRevisions: {} };
   }
 
-  async saveState(state: State): Promise<void> {
-    await this.kv.set('state', state);
+  /** Store the state: at once in a commit of its own, or in `tx`'s. */
+  async saveState(state: State, tx?: Tx): Promise<void> {
+    await this.write(tx, () => this.kv.set('state', state));
+  }
+
+  /**
+   * Run `fn` in one transaction: the writes it gives `tx` are committed together (one commit,
+   * one fsync), or, when it throws, none of them. Other writes wait until it ends.
+   */
+  transaction<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {
+    return this.writes.run(async () => {
+      const tx = { open: true };
+      // The counters cached in memory follow the writes: a rolled-back transaction puts them back too.
+      const cached = { seqs: { ...this.seqs }, auditNumber: this.auditNumber, lows: { ...this.lows }, oldest: { ...this.oldest } };
+      await this.sql.query('BEGIN IMMEDIATE');
+      try {
+        const result = await fn(tx);
+        await this.sql.query('COMMIT');
+        return result;
+      } catch (err) {
+        await this.sql.query('ROLLBACK').catch(() => undefined);
+        Object.assign(this.seqs, cached.seqs);
+        this.auditNumber = cached.auditNumber;
+        for (const k of Object.keys(this.lows)) delete this.lows[k];
+        Object.assign(this.lows, cached.lows);
+        for (const k of AUDIT_LOGS) delete this.oldest[k];
+        Object.assign(this.oldest, cached.oldest);
+        throw err;
+      } finally {
+        tx.open = false;
+      }
+    });
+  }
+
+  /** A write: inside `tx` (whose owner holds the lock) or under the lock as a commit of its own. */
+  private write<T>(tx: Tx | undefined, fn: () => Promise<T>): Promise<T> {
+    if (!tx) return this.writes.run(fn);
+    if (!tx.open) throw new Error('a write was given a transaction that has ended');
+    return fn();
   }
 
   /** The sequence numbers of the history logs (the newest key of each). */
@@ -158,11 +216,13 @@ export class Store {
    * a log of their own, bounded by its own `keep`, so no token holder's changes can push them
    * out either; `auditEntries` merges the two.
    */
-  async appendAudit(entry: AuditEntry, retention: AuditRetention = { keep: 10_000, maxAgeDays: 0 }, tokens = false): Promise<void> {
-    const name: AuditLog = tokens ? 'tokenAudit' : 'audit';
-    const seq = ++this.auditNumber;
-    await this.appendBounded(name, [[++this.seqs[name], { ...entry, seq }]], retention.keep, [{ key: 'auditNumber', value: seq }]);
-    await this.pruneAudit(retention.maxAgeDays);
+  async appendAudit(entry: AuditEntry, retention: AuditRetention = { keep: 10_000, maxAgeDays: 0 }, tokens = false, tx?: Tx): Promise<void> {
+    await this.write(tx, async () => {
+      const name: AuditLog = tokens ? 'tokenAudit' : 'audit';
+      const seq = ++this.auditNumber;
+      await this.appendBounded(name, [[++this.seqs[name], { ...entry, seq }]], retention.keep, [{ key: 'auditNumber', value: seq }]);
+      await this.pruneAged(retention.maxAgeDays);
+    });
   }
 
   /** The time of the oldest kept entry of each history log, once read: the age limit is checked against it without a read per append. */
@@ -172,7 +232,12 @@ export class Store {
    * Delete the history entries older than `maxAgeDays`, of both logs. Also run at start-up,
    * so a lowered age limit or a long-stopped daemon trims at once.
    */
-  async pruneAudit(maxAgeDays: number): Promise<void> {
+  pruneAudit(maxAgeDays: number): Promise<void> {
+    return this.write(undefined, () => this.pruneAged(maxAgeDays));
+  }
+
+  /** pruneAudit, its caller holding the lock. */
+  private async pruneAged(maxAgeDays: number): Promise<void> {
     if (maxAgeDays <= 0) return;
     const cutoff = new Date(Date.now() - maxAgeDays * 86_400_000).toISOString();
     for (const name of AUDIT_LOGS) await this.pruneLog(name, cutoff);
@@ -274,12 +339,14 @@ export class Store {
     return ((await this.kv.get('eventSeq')) as number | undefined) ?? 0;
   }
 
-  /** Keep events durably, in one commit; beyond `keep` the oldest are dropped. */
-  async appendEvents(events: { revision: number }[], keep: number): Promise<void> {
-    await this.appendBounded(
-      'event',
-      events.map((e) => [e.revision, e]),
-      keep,
+  /** Keep events durably, in one commit (`tx`'s, or one of their own); beyond `keep` the oldest are dropped. */
+  async appendEvents(events: { revision: number }[], keep: number, tx?: Tx): Promise<void> {
+    await this.write(tx, () =>
+      this.appendBounded(
+        'event',
+        events.map((e) => [e.revision, e]),
+        keep,
+      ),
     );
   }
 
@@ -298,7 +365,7 @@ export class Store {
   }
 
   async saveTokens<T>(tokens: T[]): Promise<void> {
-    await this.kv.set('tokens', tokens);
+    await this.write(undefined, () => this.kv.set('tokens', tokens));
   }
 
   /** The converge journal: the intent of an apply, recorded before its first write. */
@@ -306,14 +373,18 @@ export class Store {
     return (await this.kv.get('journal')) as T | undefined;
   }
 
-  async saveJournal<T>(journal: T | undefined): Promise<void> {
-    if (journal === undefined) await this.kv.delete('journal');
-    else await this.kv.set('journal', journal);
+  /** Record the journal, or clear it (undefined): at once in a commit of its own, or in `tx`'s. */
+  async saveJournal<T>(journal: T | undefined, tx?: Tx): Promise<void> {
+    await this.write(tx, async () => {
+      if (journal === undefined) await this.kv.delete('journal');
+      else await this.kv.set('journal', journal);
+    });
   }
 
   async close(): Promise<void> {
     await this.refusals.settle();
     await this.noops.settle();
+    await this.writes.run(async () => {});
     await this.kv.disconnect();
   }
 }

@@ -1,5 +1,5 @@
 import type { AuditEntry as ListedEntry, Json } from '@scoped/protocol';
-import type { AuditEntry, Noop, Refusal, Store } from '../store.js';
+import type { AuditEntry, Noop, Refusal, Store, Tx } from '../store.js';
 import type { Actor, EngineOptions } from './types.js';
 import { asJson } from './values.js';
 
@@ -46,6 +46,8 @@ export interface AuditRecord {
   plan?: string[];
   outcome: AuditEntry['outcome'];
   reason?: string;
+  /** The revision the entry records, when it is not the state's as it stands (a change stored in the same commit). */
+  revision?: number;
 }
 
 /** The audit trail: the history of changes, the refused calls and the calls that changed nothing. */
@@ -62,9 +64,9 @@ export class AuditTrail {
    * without secrets. A refusal goes to the refusal store and a call that changed nothing to
    * the no-op store, each collapsed per caller, action and target and limited per caller,
    * never into the history of changes, which they could otherwise push out of its bounded log.
-   * Values are kept small (auditValue).
+   * Values are kept small (auditValue). An entry of the history goes into `tx`'s commit when given one.
    */
-  record(e: AuditRecord): Promise<void> {
+  record(e: AuditRecord, tx?: Tx): Promise<void> {
     const limits = { keep: this.options.refusalKeep ?? 1_000, newPerMinute: this.options.refusalNewPerMinute ?? 30 };
     const who = {
       time: new Date().toISOString(),
@@ -73,6 +75,8 @@ export class AuditTrail {
       action: clip(e.action, 100),
       target: clip(e.target, 200),
     };
+    // Refusals and no-ops are written on their own, never inside another commit (whose lock they would wait for).
+    if (tx && (e.outcome === 'refused' || e.outcome === 'unchanged')) throw new Error(`an audit entry of a call ${e.outcome} cannot go into a transaction`);
     if (e.outcome === 'refused') return this.store.refusals.record({ ...who, ...(e.reason ? { reason: clip(e.reason, 300) } : {}) }, limits);
     if (e.outcome === 'unchanged') return this.store.noops.record({ ...who, ...(e.new !== undefined ? { value: auditValue(e.new) } : {}) }, limits);
     return this.store.appendAudit(
@@ -87,11 +91,12 @@ export class AuditTrail {
         plan: (e.plan ?? []).map((p) => clip(p, 300)),
         outcome: e.outcome,
         ...(e.reason ? { reason: clip(e.reason, 1_000) } : {}),
-        revision: this.revision(),
+        revision: e.revision ?? this.revision(),
       },
       { keep: this.options.auditKeep ?? 10_000, maxAgeDays: this.options.auditMaxAgeDays ?? 0 },
       // Token changes are kept in a log of their own: no token holder's changes can push them out.
       e.action.startsWith('token.'),
+      tx,
     );
   }
 

@@ -14,8 +14,8 @@ import { asJson } from './values.js';
  */
 export class EngineCore {
   state!: State;
-  /** Where events go (the event bus); set by the daemon. */
-  onEvents: EventSink = () => {};
+  /** Where events go (the event bus); set by the daemon. Without one, the writes that go with them are still committed. */
+  onEvents: EventSink = (_events, alongside) => (alongside ? this.store.transaction(alongside) : undefined);
   readonly lock = new Mutex();
   readonly planContext: PlanContext;
   /** Refusals already in the audit trail, so the RPC layer does not record them twice. */

@@ -3,7 +3,7 @@ import { changeTarget, redactValue, type ScopeContext, type ScopeDef, type UnitD
 import { crashpoint } from '@scoped/system';
 import type { Logger } from '../log.js';
 import type { Registry } from '../registry.js';
-import type { State, Store } from '../store.js';
+import type { State, Store, Tx } from '../store.js';
 import type { Applier } from './apply.js';
 import { type AuditRecord, type AuditTrail, auditValue } from './audit.js';
 import type { EngineCore } from './core.js';
@@ -91,8 +91,8 @@ export class Mutations {
     return this.reads.plan(units, vars, reuse, ctx);
   }
 
-  private audit(e: AuditRecord): Promise<void> {
-    return this.trail.record(e);
+  private audit(e: AuditRecord, tx?: Tx): Promise<void> {
+    return this.trail.record(e, tx);
   }
 
   private applyPlanned(
@@ -393,33 +393,43 @@ export class Mutations {
           throw new RpcError(ErrorCodes.ConvergeFailed, `converge failed and was rolled back: ${reason}`, { plan });
         }
       }
+      // The new state, its audit entry, the events announcing it and the journal's end go to disk
+      // in one commit: a crash before it leaves the journal and the old revision (a restart undoes
+      // the apply, or finishes a converge that changed no vars), a crash after it leaves nothing to recover.
+      let state: State | undefined;
       if (changedVars.length) {
-        const revision = toRevision;
         const varRevisions = { ...this.state.varRevisions };
-        for (const v of changedVars) varRevisions[v] = revision;
+        for (const v of changedVars) varRevisions[v] = toRevision;
         const vars = { ...this.state.vars };
         for (const v of changedVars) vars[v] = next[v];
-        const state: State = { revision, vars, varRevisions };
-        await this.store.saveState(state);
-        this.state = state;
-        crashpoint();
+        state = { revision: toRevision, vars, varRevisions };
       }
-      await audit('applied');
+      await this.announce(m, changedVars, planned, toRevision, async (tx) => {
+        if (state) await this.store.saveState(state, tx);
+        await this.audit(
+          { actor: m.actor, action: m.action, target: m.target, old, new: m.new, plan: plan.map((p) => p.summary), outcome: 'applied', revision: toRevision },
+          tx,
+        );
+        if (planned.length) await this.store.saveJournal(undefined, tx);
+      });
+      if (state) this.state = state;
       crashpoint();
-      // Announced while the journal still stands: a crash before it is cleared makes the restart announce it again (marked recovered) rather than never.
-      await this.announce(m, changedVars, planned);
-      if (planned.length) {
-        await this.store.saveJournal(undefined);
-        crashpoint();
-      }
       this.log.info('applied', { action: m.action, target: m.target, actor: m.actor.name, changes: plan.length, revision: this.state.revision });
       return { status: 'applied', plan, revision: this.state.revision };
     });
   }
 
-  /** Events for an applied mutation (each scope whose vars changed, the units that converged), stored before the answer goes out. */
-  private async announce(m: Mutation, changedVars: readonly string[], planned: readonly Planned[]): Promise<void> {
-    const revision = this.state.revision;
+  /**
+   * Events for an applied mutation (each scope whose vars changed, the units that converged),
+   * stored in one commit with what `alongside` writes (the change itself), before the answer goes out.
+   */
+  private async announce(
+    m: Mutation,
+    changedVars: readonly string[],
+    planned: readonly Planned[],
+    revision: number,
+    alongside: (tx: Tx) => Promise<void>,
+  ): Promise<void> {
     const actor = m.actor.name;
     // The scopes that declare a changed var, and the one set; cp.bootstrapper for vars no other scope declares.
     const scopes = new Set([...this.registry.scopes.values()].filter((s) => s.vars.some((v) => changedVars.includes(v))).map((s) => s.name));
@@ -432,6 +442,6 @@ export class Mutations {
     if (planned.length)
       events.push({ topic: 'unit.converged', data: { units: planned.map((p) => p.unit.name), action: m.action, target: m.target, revision, actor } });
     this.reads.converged(planned.map((p) => p.unit));
-    await this.core.onEvents(events);
+    await this.core.onEvents(events, alongside);
   }
 }

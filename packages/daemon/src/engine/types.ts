@@ -1,6 +1,7 @@
 import type { Drift, Json } from '@scoped/protocol';
 import type { Change, UnitDef } from '@scoped/sdk';
 import type { SerializedSnapshot } from '@scoped/system';
+import type { Tx } from '../store.js';
 
 /** The engine's settings, from the daemon's config. */
 export interface EngineOptions {
@@ -72,5 +73,9 @@ export interface Progress {
   step(summary: string, done: number, total: number): void;
 }
 
-/** Events to publish, each a topic and its data. */
-export type EventSink = (events: { topic: string; data: unknown }[]) => void | Promise<void>;
+/**
+ * Events to publish, each a topic and its data. With `alongside`, the writes it makes (the
+ * change the events announce) go to disk in the same commit as the events, and the sink fails
+ * when that commit does.
+ */
+export type EventSink = (events: { topic: string; data: unknown }[], alongside?: (tx: Tx) => Promise<void>) => void | Promise<void>;
