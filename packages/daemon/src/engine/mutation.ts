@@ -36,6 +36,18 @@ interface Mutation {
   supplied?: boolean;
 }
 
+/** A scope.set as the engine takes it: a typed value, or CLI words (args, with the text each was typed as). */
+interface SetParams {
+  name: string;
+  value?: unknown;
+  args?: readonly unknown[];
+  words?: readonly (string | null)[];
+  dryRun?: boolean;
+  ifRevision?: number;
+  converge?: boolean;
+  verify?: boolean;
+}
+
 const same = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b);
 
 /** Refuse a non-admin whose mutation touches adminOnly vars, on every path (var.set, cp.bootstrapper, a scope's set, reset, adopt). */
@@ -150,20 +162,7 @@ export class Mutations {
     return out;
   }
 
-  async set(
-    params: {
-      name: string;
-      value?: unknown;
-      args?: readonly unknown[];
-      words?: readonly (string | null)[];
-      dryRun?: boolean;
-      ifRevision?: number;
-      converge?: boolean;
-      verify?: boolean;
-    },
-    actor: Actor,
-    progress?: Progress,
-  ): Promise<ApplyResult & { name: string; value: Json }> {
+  async set(params: SetParams, actor: Actor, progress?: Progress): Promise<ApplyResult & { name: string; value: Json }> {
     return (await this.prepareSet(params, actor))(progress);
   }
 
@@ -171,19 +170,7 @@ export class Mutations {
    * Everything of a set that can refuse it (the scope, the value, --verify), done now; the
    * mutation itself is returned to run now or as a job.
    */
-  async prepareSet(
-    params: {
-      name: string;
-      value?: unknown;
-      args?: readonly unknown[];
-      words?: readonly (string | null)[];
-      dryRun?: boolean;
-      ifRevision?: number;
-      converge?: boolean;
-      verify?: boolean;
-    },
-    actor: Actor,
-  ): Promise<(progress?: Progress) => Promise<ApplyResult & { name: string; value: Json }>> {
+  async prepareSet(params: SetParams, actor: Actor): Promise<(progress?: Progress) => Promise<ApplyResult & { name: string; value: Json }>> {
     const scope = findScope(this.registry, params.name);
     if (params.converge === false && !scope.allowNoConverge) {
       throw new RpcError(ErrorCodes.InvalidParams, `${scope.name} always converges; --no-converge applies to cp.bootstrapper only`);
