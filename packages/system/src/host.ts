@@ -183,11 +183,12 @@ export class HostSystem implements System {
    */
   async restore(snap: Snapshot): Promise<void> {
     const failed: string[] = [];
-    const attempt = async (what: string, step: () => Promise<void>) => {
+    const attempt = async (what: string | undefined, step: () => Promise<void>) => {
       try {
         await step();
       } catch (err) {
-        failed.push(`${what}: ${err instanceof Error ? err.message : String(err)}`);
+        const message = err instanceof Error ? err.message : String(err);
+        failed.push(what ? `${what}: ${message}` : message);
       }
     };
     for (const [p, { content, mode }] of snap.files) {
@@ -202,8 +203,9 @@ export class HostSystem implements System {
     for (const d of snap.dirs) await rmdir(this.host(d)).catch(() => undefined);
     if (snap.kernelHostname !== null) await attempt('restore the kernel hostname', () => this.setKernelHostname(snap.kernelHostname!));
     crashpoint();
-    await attempt('put the services back', () => restoreServices(this.services, snap.services));
-    if (failed.length) throw new Error(`the rollback could not finish: ${failed.join('; ')}`);
+    const filesBack = failed.length === 0;
+    await attempt(undefined, () => restoreServices(this.services, snap.services));
+    if (failed.length) throw new Error(`${filesBack ? 'the files are back, but ' : ''}${failed.join('; ')}`);
   }
 
   /**

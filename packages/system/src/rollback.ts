@@ -88,5 +88,5 @@ export async function restoreServices(services: ServiceDriver, states: readonly 
     }
     crashpoint();
   }
-  if (failed.length) throw new Error(`the files are back, but putting services back failed: ${failed.join('; ')}`);
+  if (failed.length) throw new Error(`putting services back failed: ${failed.join('; ')}`);
 }
