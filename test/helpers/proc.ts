@@ -230,6 +230,44 @@ export function pidsMentioning(needle: string): number[] {
 }
 
 /** VmRSS of a process in bytes. */
+/**
+ * The live JavaScript heap of a node process started with `--inspect=127.0.0.1:0`, in bytes, right
+ * after a full garbage collection: what the process still holds, unlike RSS, which also counts
+ * garbage not yet collected and memory the allocator keeps for reuse.
+ */
+export async function heapAfterGc(inspectorUrl: string): Promise<number> {
+  const ws = new WebSocket(inspectorUrl);
+  await new Promise<void>((resolve, reject) => {
+    ws.once('open', () => resolve());
+    ws.once('error', reject);
+  });
+  try {
+    let id = 0;
+    const send = (method: string, params: Record<string, unknown> = {}) =>
+      new Promise<{ result?: { result?: { value?: unknown } }; error?: unknown }>((resolve, reject) => {
+        const mine = ++id;
+        const onMessage = (data: Buffer) => {
+          const msg = JSON.parse(data.toString('utf8')) as { id?: number; result?: { result?: { value?: unknown } }; error?: unknown };
+          if (msg.id !== mine) return;
+          ws.off('message', onMessage);
+          if (msg.error) reject(new Error(`inspector ${method}: ${JSON.stringify(msg.error)}`));
+          else resolve(msg);
+        };
+        ws.on('message', onMessage);
+        ws.send(JSON.stringify({ id: mine, method, params }));
+      });
+    // Two collections: the first may only queue finalizers whose objects the second frees.
+    await send('HeapProfiler.collectGarbage');
+    await send('HeapProfiler.collectGarbage');
+    const r = await send('Runtime.evaluate', { expression: 'process.memoryUsage().heapUsed', returnByValue: true });
+    const value = r.result?.result?.value;
+    if (typeof value !== 'number') throw new Error(`inspector gave no heap size: ${JSON.stringify(r)}`);
+    return value;
+  } finally {
+    ws.close();
+  }
+}
+
 export function rssBytes(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   if (!m) throw new Error(`no VmRSS for ${pid}`);
@@ -452,6 +490,8 @@ export interface ScopedSpawnOptions {
   wrapper?: readonly string[];
   /** More environment (on top of cleanEnv()). */
   env?: Record<string, string | undefined>;
+  /** Flags for node itself, before scoped's script (such as `--inspect=127.0.0.1:0`). */
+  nodeArgs?: readonly string[];
 }
 
 /**
@@ -486,7 +526,7 @@ export class ScopedProcess {
 
   /** Spawn scoped on root; it is not yet listening. */
   static async spawn(root: string, opts: ScopedSpawnOptions = {}): Promise<ScopedProcess> {
-    const args = [SCOPED_BIN, '--root', root, '--listen', opts.listen ?? '127.0.0.1:0', '--log-level', 'info', ...(opts.args ?? [])];
+    const args = [...(opts.nodeArgs ?? []), SCOPED_BIN, '--root', root, '--listen', opts.listen ?? '127.0.0.1:0', '--log-level', 'info', ...(opts.args ?? [])];
     if (opts.config) {
       const file = path.join(root, opts.configName ?? 'scoped.yaml');
       await writeFile(

@@ -49,6 +49,7 @@ export {
   mustRun,
   pidsMentioning,
   readOrNull,
+  heapAfterGc,
   rssBytes,
   run,
   sleep,
@@ -59,7 +60,7 @@ export { Postfix } from './postfix.js';
 /** Every root this fixture makes starts with this, so a leak is easy to find. */
 const TMP_PREFIX = 'scoped-e2e-';
 
-interface StartOptions extends Pick<ScopedSpawnOptions, 'listen' | 'args' | 'config' | 'wrapper' | 'env'> {
+interface StartOptions extends Pick<ScopedSpawnOptions, 'listen' | 'args' | 'config' | 'wrapper' | 'env' | 'nodeArgs'> {
   /** Resolve once the process exists, without waiting for "listening" (for runs that may exit first). */
   wait?: boolean;
 }
