@@ -23,8 +23,11 @@ if (major < 20) {
   process.exit(1);
 }
 
-// Postfix itself, and the SASL modules its smtp client needs to log in to a smart host.
-const debianPackages = ['postfix', 'libsasl2-modules'];
+// Postfix itself, and the SASL modules its smtp client needs to log in to a smart host. With
+// --test, also what the end-to-end tests run for real: the spam filters, Redis for rspamd's
+// learning, and Perl's Mail::DKIM to verify signatures independently.
+const forTests = process.argv.includes('--test');
+const debianPackages = ['postfix', 'libsasl2-modules', ...(forTests ? ['rspamd', 'spamassassin', 'spamd', 'spamc', 'redis-server', 'libmail-dkim-perl'] : [])];
 const dpkgMissing = () =>
   debianPackages.filter((p) => spawnSync('dpkg-query', ['-W', '-f=${Status}', p], { encoding: 'utf8' }).stdout?.includes('install ok installed') !== true);
 const missing = has('dpkg-query') ? dpkgMissing() : has('postconf') ? [] : debianPackages;

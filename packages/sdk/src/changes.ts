@@ -21,6 +21,11 @@ export interface FileChange {
   path: string;
   content: string;
   mode: number;
+  /**
+   * The user (a name, such as `_rspamd`) that owns the file, with its primary group: set before
+   * the file is renamed into place, so a 0600 key is the daemon's from its first byte. Root when absent.
+   */
+  owner?: string;
   /** What the file holds now (null when absent), for the plan and for drift. */
   current: string | null;
 }

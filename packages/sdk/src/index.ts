@@ -3,7 +3,7 @@ export type { Change, FileChange, FileRemoval, KernelHostnameChange, PostconfCha
 export { closest, distance } from './closest.js';
 export { API_VERSION, ScopeInputError, definePlugin, defineScope, defineUnit, defineVar } from './define.js';
 export type { Adoption, PlanContext, PluginDef, ScopeContext, ScopeDef, UnitDef, VarDef, VarValues } from './define.js';
-export type { PostfixView, ServiceView, System } from './system.js';
+export type { Endpoint, EndpointName, PostfixView, ServiceView, System } from './system.js';
 export { redactValue } from './redact.js';
 export { argText } from './words.js';
 /** What a secret shows as, everywhere it would otherwise appear. */

@@ -38,4 +38,19 @@ export interface ServiceView {
   installed(service: string): Promise<boolean>;
   /** Check a service's configuration with its own tool (rspamadm configtest, spamassassin --lint); the problem, or null when it passes or there is no tool. */
   checkConfig(service: string): Promise<string | null>;
+  /**
+   * Where a service scoped runs listens, by name (`rspamd.milter`, `rspamd.normal`,
+   * `rspamd.controller`, `redis`, `spamd`, `postfix.filter-return`): Debian's defaults on `/`,
+   * ports chosen once per sandbox root (so two sandboxes never collide) anywhere else.
+   */
+  endpoint(name: EndpointName): Promise<Endpoint>;
+}
+
+/** The listening addresses scoped knows the services by. */
+export type EndpointName = 'rspamd.milter' | 'rspamd.normal' | 'rspamd.controller' | 'redis' | 'spamd' | 'postfix.filter-return';
+
+/** A TCP address on this machine. */
+export interface Endpoint {
+  host: string;
+  port: number;
 }

@@ -1,7 +1,7 @@
 import { constants, existsSync } from 'node:fs';
 import path from 'node:path';
 import { open, readFile, readlink, realpath, stat } from 'node:fs/promises';
-import type { ServiceView } from '@scoped/sdk';
+import type { Endpoint, EndpointName, ServiceView } from '@scoped/sdk';
 import { exec } from './exec.js';
 
 export type ServiceAction = 'reload' | 'restart' | 'start' | 'stop';
@@ -20,6 +20,16 @@ export interface PostfixProcess {
   /** Postfix's own master program (from Postfix's built-in daemon_directory). */
   masterProgram(): Promise<string>;
 }
+
+/** Where Debian's packages listen by default: what scoped uses on `/`. */
+export const DEBIAN_ENDPOINTS: Record<EndpointName, Endpoint> = {
+  'rspamd.milter': { host: '127.0.0.1', port: 11332 },
+  'rspamd.normal': { host: '127.0.0.1', port: 11333 },
+  'rspamd.controller': { host: '127.0.0.1', port: 11334 },
+  redis: { host: '127.0.0.1', port: 6379 },
+  spamd: { host: '127.0.0.1', port: 783 },
+  'postfix.filter-return': { host: '127.0.0.1', port: 10025 },
+};
 
 /** Whether a process with this pid exists (signal 0 tests without sending anything). */
 function alive(pid: number): boolean {
@@ -112,6 +122,10 @@ export class DirectServiceDriver implements ServiceDriver {
     private readonly daemons: Record<string, DaemonSpec> = {},
   ) {}
 
+  async endpoint(name: EndpointName): Promise<Endpoint> {
+    return DEBIAN_ENDPOINTS[name];
+  }
+
   async installed(service: string): Promise<boolean> {
     const program = service === 'postfix' ? '/usr/sbin/postfix' : (this.daemons[service]?.program ?? programs[service]);
     return program !== undefined && existsSync(program);
@@ -196,6 +210,10 @@ const programs: Record<string, string> = Object.fromEntries(Object.entries(SPAM_
 export class SystemdServiceDriver implements ServiceDriver {
   readonly name = 'systemd';
   constructor(private readonly systemctl = 'systemctl') {}
+
+  async endpoint(name: EndpointName): Promise<Endpoint> {
+    return DEBIAN_ENDPOINTS[name];
+  }
 
   async installed(service: string): Promise<boolean> {
     try {
