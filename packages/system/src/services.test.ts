@@ -149,11 +149,11 @@ describe('direct driver on a sandbox root', () => {
     try {
       const driver = chooseServiceDriver(root, nowhere);
       expect(await driver.installed('rspamd')).toBe(false);
-      expect(await driver.installed('spamassassin')).toBe(false);
+      expect(await driver.installed('spamd')).toBe(false);
       await mkdir(path.join(root, 'usr/bin'), { recursive: true });
       await writeFile(path.join(root, 'usr/bin/rspamd'), '#!/bin/sh\n', { mode: 0o755 });
       expect(await driver.installed('rspamd')).toBe(true);
-      expect(await driver.installed('spamassassin')).toBe(false);
+      expect(await driver.installed('spamd')).toBe(false);
     } finally {
       await rm(root, { recursive: true, force: true });
     }
@@ -172,7 +172,7 @@ describe('the spam daemons of a sandbox root', () => {
     const driver = chooseServiceDriver(root, nowhere);
     try {
       expect(await driver.installed('rspamd')).toBe(false);
-      expect(await driver.installed('spamassassin')).toBe(false);
+      expect(await driver.installed('spamd')).toBe(false);
       expect(await driver.checkConfig('rspamd')).toBeNull();
       const program = path.join(root, 'usr/bin/rspamd');
       await mkdir(path.dirname(program), { recursive: true });
