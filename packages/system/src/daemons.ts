@@ -32,7 +32,19 @@ export interface DaemonSpec {
   start: readonly string[];
   pidFile: string;
   /** Its configuration check, when not the one on PATH (checkServiceConfig). */
-  check?: { program: string; args: readonly string[]; env?: NodeJS.ProcessEnv };
+  check?: {
+    program: string;
+    args: readonly string[];
+    env?: NodeJS.ProcessEnv;
+    /**
+     * A host directory the check writes whatever its flags say (rspamadm configtest compiles a
+     * hyperscan cache into Debian's /var/lib/rspamd before it reads --var=DBDIR), and the root's own
+     * directory put over it, in a private mount namespace, for the check's run only.
+     */
+    bind?: { over: string; from: string };
+  };
+  /** How long a stop waits for it to exit after SIGTERM (default 15 s). */
+  stopTimeoutMs?: number;
   /** Where it accepts connections once it is up: a start waits for a live pid and this. */
   ready?: Endpoint;
   /** How long a start waits for it to come up (default 30 s). */
@@ -65,6 +77,7 @@ export function userIds(name: string): { uid: number; gid: number } | null {
 
 /** A directory, made when missing and owned by the user when it exists (left root's when it does not). */
 async function ownedDir(dir: string, user: string | undefined, mode = 0o755): Promise<void> {
+  await mkdir(path.dirname(dir), { recursive: true, mode: 0o755 });
   await mkdir(dir, { recursive: true, mode });
   const ids = user ? userIds(user) : null;
   if (!ids) return;
@@ -89,6 +102,7 @@ export function debianDaemons(): Record<DaemonName, DaemonSpec> {
       check: { program: '/usr/bin/rspamadm', args: ['configtest'] },
       ready: e['rspamd.milter'],
       readyTimeoutMs: 90_000,
+      stopTimeoutMs: 60_000,
       log: '/var/log/rspamd/rspamd.log',
       prepare: () => ownedDir('/run/rspamd', '_rspamd'),
     },
@@ -132,6 +146,14 @@ export function debianDaemons(): Record<DaemonName, DaemonSpec> {
  */
 export function rootDaemons(root: string, ports: Record<EndpointName, Endpoint>): Record<DaemonName, DaemonSpec> {
   const r = (p: string) => path.join(root, p);
+  const reachable = async () => {
+    // The daemons run as their own users (redis, debian-spamd, _rspamd), which must reach their files.
+    for (let d = path.resolve(root); ; d = path.dirname(d)) {
+      if (((await stat(d)).mode & 0o001) === 0)
+        throw new Error(`the filter daemons run as their own users and cannot reach ${root}: ${d} is not searchable by others (chmod o+x ${d})`);
+      if (d === path.dirname(d)) break;
+    }
+  };
   const rspamdVars = [
     `--var=CONFDIR=${r('/etc/rspamd')}`,
     `--var=LOCAL_CONFDIR=${r('/etc/rspamd')}`,
@@ -140,17 +162,20 @@ export function rootDaemons(root: string, ports: Record<EndpointName, Endpoint>)
     `--var=LOGDIR=${r('/var/log/rspamd')}`,
   ];
   const rspamdPrepare = async () => {
+    await reachable();
     await seed('/etc/rspamd', r('/etc/rspamd'));
     for (const d of ['/run/rspamd', '/var/lib/rspamd', '/var/log/rspamd']) await ownedDir(r(d), '_rspamd');
   };
   const saHome = r('/var/lib/spamassassin');
   const saPrepare = async () => {
+    await reachable();
     await seed('/etc/spamassassin', r('/etc/spamassassin'));
     await ownedDir(r('/run'), undefined);
     await ownedDir(saHome, 'debian-spamd');
     await ownedDir(r('/var/log/spamd'), 'debian-spamd');
   };
   const redisDirs = async () => {
+    await reachable();
     for (const d of ['/run/redis', '/var/lib/redis', '/var/log/redis']) await ownedDir(r(d), 'redis', 0o750);
   };
   return {
@@ -158,8 +183,13 @@ export function rootDaemons(root: string, ports: Record<EndpointName, Endpoint>)
       program: r('/usr/bin/rspamd'),
       start: ['-c', r('/etc/rspamd/rspamd.conf'), ...rspamdVars, '-u', '_rspamd', '-g', '_rspamd'],
       pidFile: r('/run/rspamd/rspamd.pid'),
-      check: { program: r('/usr/bin/rspamadm'), args: [...rspamdVars, 'configtest', '-c', r('/etc/rspamd/rspamd.conf')] },
+      check: {
+        program: r('/usr/bin/rspamadm'),
+        args: [...rspamdVars, 'configtest', '-c', r('/etc/rspamd/rspamd.conf')],
+        bind: { over: '/var/lib/rspamd', from: r('/var/lib/rspamd') },
+      },
       ready: ports['rspamd.milter'],
+      stopTimeoutMs: 60_000,
       readyTimeoutMs: 90_000,
       log: r('/var/log/rspamd/rspamd.log'),
       prepare: rspamdPrepare,

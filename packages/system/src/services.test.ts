@@ -169,6 +169,7 @@ describe('direct driver on a sandbox root', () => {
 describe('the spam daemons of a sandbox root', () => {
   it("are the root's own, whatever the host has installed: absent until a program is put at ROOT/usr/bin/rspamd, then started from there", async () => {
     const root = await mkdtemp(path.join(os.tmpdir(), 'scoped-root-'));
+    await chmod(root, 0o755); // the daemons' users must reach their files under it
     const driver = chooseServiceDriver(root, nowhere);
     try {
       expect(await driver.installed('rspamd')).toBe(false);

@@ -35,6 +35,13 @@ function alive(pid: number): boolean {
 /** The filter daemons as Debian installs them on `/`; their own programs daemonize and write these pid files. */
 export const SPAM_DAEMONS: Record<string, DaemonSpec> = debianDaemons();
 
+/** Whether a process has exited: no such pid, or a zombie waiting to be reaped. */
+async function gone(pid: number): Promise<boolean> {
+  if (!alive(pid)) return true;
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+  return stat === '' || stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z');
+}
+
 /** Poll `done` every 50 ms for up to `ms`; whether it came true. */
 async function until(done: () => Promise<boolean>, ms: number): Promise<boolean> {
   for (const end = Date.now() + ms; Date.now() < end; await new Promise((r) => setTimeout(r, 50))) if (await done()) return true;
@@ -161,7 +168,7 @@ export class DirectServiceDriver implements ServiceDriver {
     if (!daemon?.check) return checkServiceConfig(service);
     if (!existsSync(daemon.check.program)) return null;
     await daemon.prepare?.();
-    return runConfigCheck(daemon.check.program, daemon.check.args, daemon.check.env);
+    return runConfigCheck(daemon.check.program, daemon.check.args, daemon.check.env, daemon.check.bind);
   }
 
   async running(service: string): Promise<boolean> {
@@ -194,9 +201,9 @@ export class DirectServiceDriver implements ServiceDriver {
     if (action === 'reload' && pid !== null) return void process.kill(pid, 'SIGHUP');
     if ((action === 'stop' || action === 'restart') && pid !== null) {
       process.kill(pid, 'SIGTERM');
-      // Gone, or its pid file no longer names it (an unreaped zombie still answers signal 0).
-      if (!(await until(async () => !alive(pid) || (await running()) !== pid, 15_000)))
-        throw new Error(`${service} (pid ${pid}) did not stop within 15 s of SIGTERM`);
+      // Gone (an unreaped zombie still answers signal 0, and a daemon may remove its pid file before it exits).
+      const ms = daemon.stopTimeoutMs ?? 15_000;
+      if (!(await until(async () => gone(pid), ms))) throw new Error(`${service} (pid ${pid}) did not stop within ${ms / 1000} s of SIGTERM`);
     }
     if (action === 'start' || action === 'restart' || (action === 'reload' && pid === null)) {
       if ((await running()) !== null) return;
@@ -256,10 +263,35 @@ export function checkServiceConfig(service: string): Promise<string | null> {
   return check ? runConfigCheck(check[0], check[1]) : Promise.resolve(null);
 }
 
-/** Run one configuration check; its complaint, or null when it passes or its program is absent. */
-async function runConfigCheck(program: string, args: readonly string[], env?: NodeJS.ProcessEnv): Promise<string | null> {
+/** Whether this process may make a private mount namespace (root with CAP_SYS_ADMIN and util-linux's unshare). */
+let namespaces: Promise<boolean> | null = null;
+function canUnshare(): Promise<boolean> {
+  namespaces ??= exec('unshare', ['--mount', 'true'], { timeoutMs: 10_000 }).then(
+    () => true,
+    () => false,
+  );
+  return namespaces;
+}
+
+/**
+ * Run one configuration check; its complaint, or null when it passes or its program is absent.
+ * With `bind`, the check runs in a private mount namespace with the root's directory over the
+ * host's one, so what it writes there stays in the root.
+ */
+async function runConfigCheck(
+  program: string,
+  args: readonly string[],
+  env?: NodeJS.ProcessEnv,
+  bind?: { over: string; from: string },
+): Promise<string | null> {
+  let file = program;
+  let argv = args;
+  if (bind && existsSync(bind.over) && existsSync(bind.from) && (await canUnshare())) {
+    file = 'unshare';
+    argv = ['--mount', '--', '/bin/sh', '-c', 'mount --bind "$1" "$2" && shift 2 && exec "$@"', 'sh', bind.from, bind.over, program, ...args];
+  }
   try {
-    await exec(program, args, { timeoutMs: 60_000, ...(env ? { env } : {}) });
+    await exec(file, argv, { timeoutMs: 60_000, ...(env ? { env } : {}) });
     return null;
   } catch (err) {
     if ((err as { code?: unknown }).code === 'ENOENT') return null;
