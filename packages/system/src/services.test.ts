@@ -7,6 +7,7 @@
  */
 import { spawn } from 'node:child_process';
 import { chmod, mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -138,6 +139,37 @@ describe('direct driver with a stale pid file', () => {
       expect(other.signalCode).toBeNull();
     } finally {
       other.kill();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('direct driver, a daemon that runs but never becomes ready', () => {
+  it('fails the start, names what it waited for, and stops the process it started', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'scoped-services-'));
+    try {
+      const script = path.join(dir, 'filterd.cjs');
+      await writeFile(script, DAEMON);
+      const pidFile = path.join(dir, 'filterd.pid');
+      // The port it is waited on: free, and the stand-in never listens there.
+      const probe = net.createServer();
+      await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
+      const port = (probe.address() as net.AddressInfo).port;
+      await new Promise((r) => probe.close(r));
+      const driver = new DirectServiceDriver(nowhere, {
+        filterd: {
+          program: process.execPath,
+          start: [script, 'start', pidFile, path.join(dir, 'log')],
+          pidFile,
+          ready: { host: '127.0.0.1', port },
+          readyTimeoutMs: 1_000,
+        },
+      });
+      await expect(driver.control('filterd', 'start')).rejects.toThrow(
+        new RegExp(`filterd did not come up: nothing accepts connections on 127\\.0\\.0\\.1:${port}`),
+      );
+      expect(await driver.running('filterd')).toBe(false);
+    } finally {
       await rm(dir, { recursive: true, force: true });
     }
   });

@@ -238,6 +238,13 @@ export class DirectServiceDriver implements ServiceDriver {
       return died || (pid !== null && (!ready || (await accepting(ready))));
     }, timeoutMs);
     if (up && !died) return;
+    // A daemon that runs but never became ready is stopped again: a failed start leaves nothing running.
+    const stray = await running();
+    if (stray !== null) {
+      process.kill(stray, 'SIGTERM');
+      const ms = daemon.stopTimeoutMs ?? 15_000;
+      if (!(await until(async () => gone(stray), ms))) process.kill(stray, 'SIGKILL');
+    }
     const what = died
       ? `its process (pid ${seen}) exited`
       : seen === null
