@@ -227,7 +227,8 @@ export class DirectServiceDriver implements ServiceDriver {
       if (!found) throw new Error(`${service} cannot start: its user ${daemon.user} does not exist; reinstall Debian's ${service} package`);
       ids = found;
     }
-    await exec(daemon.program, daemon.start, { timeoutMs: 60_000, ...ids });
+    // Done when the program exits: the daemon it forked keeps the inherited output open for as long as it runs.
+    await exec(daemon.program, daemon.start, { timeoutMs: 60_000, untilExit: true, ...ids });
     const timeoutMs = daemon.readyTimeoutMs ?? 30_000;
     let seen: number | null = null;
     let died = false;
