@@ -28,7 +28,11 @@ if (major < 20) {
 // learning, and Perl's Mail::DKIM and Python's dkimpy to verify signatures independently (dkimpy,
 // with PyNaCl, for ed25519, which Debian 12's Mail::DKIM cannot verify).
 const forTests = process.argv.includes('--test');
-const debianPackages = ['postfix', 'libsasl2-modules', ...(forTests ? ['rspamd', 'spamassassin', 'spamd', 'spamc', 'redis-server', 'libmail-dkim-perl', 'python3-dkim', 'python3-nacl'] : [])];
+const debianPackages = [
+  'postfix',
+  'libsasl2-modules',
+  ...(forTests ? ['rspamd', 'spamassassin', 'spamd', 'spamc', 'redis-server', 'libmail-dkim-perl', 'python3-dkim', 'python3-nacl'] : []),
+];
 const dpkgMissing = () =>
   debianPackages.filter((p) => spawnSync('dpkg-query', ['-W', '-f=${Status}', p], { encoding: 'utf8' }).stdout?.includes('install ok installed') !== true);
 const missing = has('dpkg-query') ? dpkgMissing() : has('postconf') ? [] : debianPackages;
