@@ -9,7 +9,7 @@ export const MILTERS = {
 /** The Debian packages each filter needs, and a program that shows the package is installed. */
 export const PACKAGES: Record<keyof typeof MILTERS, { packages: string[]; service: string }> = {
   rspamd: { packages: ['rspamd'], service: 'rspamd' },
-  spamassassin: { packages: ['spamassassin', 'spamass-milter'], service: 'spamassassin' },
+  spamassassin: { packages: ['spamassassin', 'spamass-milter'], service: 'spamd' },
 };
 
 type Filter = keyof typeof MILTERS;
@@ -51,7 +51,7 @@ export const spamFilterUnit = defineUnit<Observed>({
   },
 
   async observe({ system }) {
-    const installed = { rspamd: await system.services.installed('rspamd'), spamassassin: await system.services.installed('spamassassin') };
+    const installed = { rspamd: await system.services.installed('rspamd'), spamassassin: await system.services.installed('spamd') };
     return { present: (await system.stat('/etc/postfix/main.cf')) !== null, params: await system.postfix.mainCf(), installed };
   },
 
