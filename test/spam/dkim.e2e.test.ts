@@ -201,3 +201,16 @@ describe('mail.dkim signs outbound mail with rspamd', { timeout: 240_000 }, () =
     );
   });
 });
+
+describe('scope:set --purge', () => {
+  it('is refused, changing nothing, by a scope that keeps nothing to purge', async () => {
+    await using d = await scoped({ listen: 'none' });
+    const before = (await d.cpcmd(['scope:get', 'net.hostname'])).stdout;
+    expectRefused(
+      await d.cpcmd(['scope:set', 'net.hostname', 'mail.example.com', '--purge']),
+      'invalid',
+      /^cpcmd: net\.hostname keeps nothing to purge; --purge applies to scopes that delete what they stop using, such as mail\.dkim/,
+    );
+    expect((await d.cpcmd(['scope:get', 'net.hostname'])).stdout).toBe(before);
+  });
+});
