@@ -1,6 +1,6 @@
 import { constants, existsSync } from 'node:fs';
 import path from 'node:path';
-import { open, readFile, readlink, realpath, rm, stat } from 'node:fs/promises';
+import { open, readFile, readdir, readlink, realpath, rm, stat } from 'node:fs/promises';
 import type { Endpoint, EndpointName, ServiceView } from '@scoped/sdk';
 import { DEBIAN_ENDPOINTS, type DaemonSpec, accepting, debianDaemons, rootDaemons, sandboxEndpoints, userIds } from './daemons.js';
 import { exec } from './exec.js';
@@ -40,6 +40,18 @@ async function gone(pid: number): Promise<boolean> {
   if (!alive(pid)) return true;
   const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
   return stat === '' || stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z');
+}
+
+/** The processes whose parent is `pid` (a daemon's workers). */
+async function childrenOf(pid: number): Promise<number[]> {
+  const out: number[] = [];
+  for (const entry of await readdir('/proc').catch(() => [] as string[])) {
+    if (!/^\d+$/.test(entry)) continue;
+    const stat = await readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '');
+    // After the command (which may hold spaces and parentheses): the state, then the parent's pid.
+    if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) out.push(Number(entry));
+  }
+  return out;
 }
 
 /** Poll `done` every 50 ms for up to `ms`; whether it came true. */
@@ -198,7 +210,15 @@ export class DirectServiceDriver implements ServiceDriver {
     if (!daemon) throw new Error(`scoped cannot ${action} ${service} here (it is not one of the services scoped runs directly); ${action} it by hand`);
     const running = () => livePid(daemon.pidFile, daemon.program);
     const pid = await running();
-    if (action === 'reload' && pid !== null) return void process.kill(pid, 'SIGHUP');
+    if (action === 'reload' && pid !== null) {
+      // rspamd (and spamd) start new workers on SIGHUP and retire the old ones, which go on serving
+      // with the old configuration until they exit: the reload is done once they are gone, so a
+      // change (a new DKIM selector) holds for the next message. A worker busy past the limit is left to finish.
+      const workers = await childrenOf(pid);
+      process.kill(pid, 'SIGHUP');
+      await until(async () => (await Promise.all(workers.map(gone))).every(Boolean), daemon.stopTimeoutMs ?? 15_000);
+      return;
+    }
     if ((action === 'stop' || action === 'restart') && pid !== null) {
       process.kill(pid, 'SIGTERM');
       // Gone (an unreaped zombie still answers signal 0, and a daemon may remove its pid file before it exits).
