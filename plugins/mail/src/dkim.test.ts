@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync, existsSync } from 'node:fs
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { type Change, type ScopeContext, type VarValues, describeChange } from '@scoped/sdk';
-import { HostSystem } from '@scoped/system';
+import { rootSystem } from '@scoped/testing';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { SIGNING_CONF, dkimScope, dkimUnit, keyPath, signingConf } from './dkim.js';
 import { keyAlgorithm, newKey, txtRecord } from './dkim-keys.js';
@@ -80,12 +80,12 @@ describe('DKIM keys and their records', () => {
 
 describe('mail.dkim on a sandbox root', () => {
   let root: string;
-  let system: HostSystem;
+  let system: ReturnType<typeof rootSystem>;
   let vars: VarValues;
 
   beforeEach(() => {
     root = mkdtempSync(path.join(tmpdir(), 'scoped-dkim-'));
-    system = new HostSystem({ root, kernelHostname: false });
+    system = rootSystem(root);
     vars = { dkim_domains: {}, dkim_old_keys: {} };
   });
   afterEach(() => {
