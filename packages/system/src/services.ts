@@ -148,6 +148,8 @@ export class DirectServiceDriver implements ServiceDriver {
     private readonly postfix: PostfixProcess,
     private readonly daemonSource: DaemonSource = {},
     private readonly endpoints: () => Promise<Record<EndpointName, Endpoint>> = async () => DEBIAN_ENDPOINTS,
+    /** The daemons' programs and pid files alone, for installed() and running(): reading state never chooses ports. */
+    private readonly located: DaemonSource = daemonSource,
   ) {}
 
   private daemons(): Promise<Record<string, DaemonSpec>> {
@@ -164,6 +166,11 @@ export class DirectServiceDriver implements ServiceDriver {
     return (await this.daemons())[service];
   }
 
+  private async locate(service: string): Promise<Pick<DaemonSpec, 'program' | 'pidFile'> | undefined> {
+    const source = this.located;
+    return (typeof source === 'function' ? await source() : source)[service];
+  }
+
   async endpoint(name: EndpointName): Promise<Endpoint> {
     const e = (await this.endpoints())[name];
     if (!e) throw new Error(`no endpoint named ${name}`);
@@ -171,7 +178,7 @@ export class DirectServiceDriver implements ServiceDriver {
   }
 
   async installed(service: string): Promise<boolean> {
-    const program = service === 'postfix' ? '/usr/sbin/postfix' : (await this.daemon(service))?.program;
+    const program = service === 'postfix' ? '/usr/sbin/postfix' : (await this.locate(service))?.program;
     return program !== undefined && existsSync(program);
   }
 
@@ -185,7 +192,7 @@ export class DirectServiceDriver implements ServiceDriver {
 
   async running(service: string): Promise<boolean> {
     if (service === 'postfix') return (await this.postfixMaster()) !== null;
-    const daemon = await this.daemon(service);
+    const daemon = await this.locate(service);
     return daemon !== undefined && (await livePid(daemon.pidFile, daemon.program)) !== null;
   }
 
@@ -379,7 +386,9 @@ export function chooseServiceDriver(root: string, postfix: PostfixProcess): Serv
       });
       return chosen;
     };
-    return new DirectServiceDriver(postfix, async () => rootDaemons(root, await endpoints()), endpoints);
+    // Programs and pid files do not depend on the ports: looking at a daemon never chooses them (nor writes ports.json).
+    const located = rootDaemons(root, DEBIAN_ENDPOINTS);
+    return new DirectServiceDriver(postfix, async () => rootDaemons(root, await endpoints()), endpoints, located);
   }
   return existsSync('/run/systemd/system') ? new SystemdServiceDriver() : new DirectServiceDriver(postfix, SPAM_DAEMONS);
 }
