@@ -2,13 +2,22 @@ import { definePlugin } from '@scoped/sdk';
 import { configurePostfix } from './configure-postfix.js';
 import { piggybackScope, smartHostScope, spamFilterScope } from './scopes.js';
 import { spamFilterUnit } from './spam-filter.js';
-import { postfixCustomConfig, postfixRelayMynetworks, postfixSaslHeader, postfixSmarthost, postfixTlsLevel, rspamdEnabled, spamfilter } from './vars.js';
+import {
+  postfixCustomConfig,
+  postfixRelayMynetworks,
+  postfixSaslHeader,
+  postfixSmarthost,
+  postfixTlsLevel,
+  rspamdEnabled,
+  rspamdMilter,
+  spamfilter,
+} from './vars.js';
 
 export { AUTH_MAP, authMapText, configurePostfix, desiredParams } from './configure-postfix.js';
 export { passwordProblem, relayProblem, userProblem } from './relay.js';
 export { piggybackScope, smartHostScope, spamFilterScope } from './scopes.js';
 export { relayAddress, verifyRelay } from './smtp-verify.js';
-export { MILTERS, spamFilterUnit, wantedFilters } from './spam-filter.js';
+export { CONTENT_FILTER, milterAddress, spamFilterUnit, wanted } from './spam-filter.js';
 export { SmartHost, TLS_LEVELS } from './vars.js';
 
 export default definePlugin({
@@ -17,7 +26,7 @@ export default definePlugin({
   apiVersion: 1,
   // configure-postfix reads system_hostname (myhostname), which net declares.
   dependsOn: ['@scoped/plugin-net'],
-  vars: [postfixSmarthost, postfixTlsLevel, postfixSaslHeader, postfixRelayMynetworks, postfixCustomConfig, spamfilter, rspamdEnabled],
+  vars: [postfixSmarthost, postfixTlsLevel, postfixSaslHeader, postfixRelayMynetworks, postfixCustomConfig, spamfilter, rspamdEnabled, rspamdMilter],
   units: [configurePostfix, spamFilterUnit],
   scopes: [smartHostScope, spamFilterScope, piggybackScope],
 });
