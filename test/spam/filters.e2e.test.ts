@@ -6,10 +6,14 @@
  * and what reaches the sink is what is checked.
  */
 import { readFileSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { expectExit } from '../helpers/expect.js';
 import { GTUBE, HAM_TEXT, delivered, endpoints, filterBox, filterPids, headersOf, rspamdLearned, submit } from './helpers.js';
+
+/** A word a site rule makes SpamAssassin call spam (GTUBE is one rspamd will not learn from). */
+const SPAM_MARKER = 'e2e-spam-marker-7f3a';
 
 const mainCf = (root: string) => readFileSync(path.join(root, 'etc/postfix/main.cf'), 'utf8');
 const masterCf = (root: string) => readFileSync(path.join(root, 'etc/postfix/master.cf'), 'utf8');
@@ -61,6 +65,9 @@ describe('spam filters on real mail', { timeout: 240_000 }, () => {
 
   it('piggyback: nothing is refused, SpamAssassin marks, and rspamd learns from each verdict', async () => {
     await using b = await filterBox();
+    // A site rule, as an operator would add one: SpamAssassin calls a message with the marker spam.
+    await mkdir(path.join(b.root, 'etc/spamassassin'), { recursive: true });
+    await writeFile(path.join(b.root, 'etc/spamassassin/e2e-marker.cf'), `body E2E_SPAM_MARKER /${SPAM_MARKER}/\nscore E2E_SPAM_MARKER 20\n`);
     const port = b.d.postfix.smtpPort;
     expectExit(await b.d.cpcmd(['scope:set', 'mail.rspamd-piggyback', 'true']), 'ok');
     expect((await b.d.cpcmd(['scope:get', 'mail.rspamd-piggyback'])).stdout.trim()).toBe('true');
@@ -69,15 +76,19 @@ describe('spam filters on real mail', { timeout: 240_000 }, () => {
     expect(params.get('content_filter')).toBe('scoped-spamassassin:');
     const before = await rspamdLearned(b.root);
 
-    const spam = await submit(port, { body: `This is spam.\n${GTUBE}\n${HAM_TEXT}` });
+    const gtube = await submit(port, { body: `This is spam.\n${GTUBE}\n` });
+    const spam = await submit(port, { body: `${HAM_TEXT}\n${SPAM_MARKER}\n` });
     const ham = await submit(port, { body: HAM_TEXT });
-    expect(spam.dataReply).toMatch(/^250 /);
-    expect(ham.dataReply).toMatch(/^250 /);
-    const spamHeaders = headersOf((await delivered(b.relay, spam.id)).raw);
-    expect(spamHeaders).toMatch(/^X-Spam-Flag: YES/m);
-    // rspamd saw it before the queue (its headers), and refused nothing.
-    expect(spamHeaders).toMatch(/^X-Rspamd-Queue-Id: /m);
-    expect(headersOf((await delivered(b.relay, ham.id)).raw)).not.toMatch(/^X-Spam-Flag: YES/m);
+    for (const s of [gtube, spam, ham]) expect(s.dataReply, s.replies.join(' | ')).toMatch(/^250 /);
+    const gtubeRaw = (await delivered(b.relay, gtube.id)).raw;
+    expect(headersOf(gtubeRaw)).toMatch(/^X-Spam-Flag: YES/m);
+    // rspamd saw it before the queue and would have refused it, but refused nothing (SpamAssassin wraps spam: rspamd's header is on the original inside).
+    expect(gtubeRaw).toMatch(/^X-Rspamd-Action: reject/m);
+    expect(headersOf((await delivered(b.relay, spam.id)).raw)).toMatch(/^X-Spam-Flag: YES/m);
+    const hamHeaders = headersOf((await delivered(b.relay, ham.id)).raw);
+    expect(hamHeaders).not.toMatch(/^X-Spam-Flag: YES/m);
+    expect(hamHeaders).toMatch(/^X-Rspamd-Queue-Id: /m);
+    // The spam and the ham were learned (rspamd does not learn from its own test pattern).
     expect(await rspamdLearned(b.root)).toBe(before + 2);
   });
 

@@ -229,10 +229,11 @@ export const spamFilterUnit = defineUnit<Observed>({
     if (!w.spamassassin && o.running.spamd && removes('script')) changes.push({ kind: 'service', service: 'spamd', action: 'stop' });
 
     // What should run and does not starts, also when nothing else changed: that is how converge restarts a dead filter.
-    if (w.rspamd && o.installed['redis-server'] && !o.running['redis-server']) changes.push({ kind: 'service', service: 'redis-server', action: 'start' });
-    if (w.rspamd && o.installed.rspamd && !o.running.rspamd) changes.push({ kind: 'service', service: 'rspamd', action: 'start' });
+    if (w.rspamd && o.installed['redis-server'] && !o.running['redis-server'])
+      changes.push({ kind: 'service', service: 'redis-server', action: 'start', var: 'spamfilter' });
+    if (w.rspamd && o.installed.rspamd && !o.running.rspamd) changes.push({ kind: 'service', service: 'rspamd', action: 'start', var: 'spamfilter' });
     else if (w.rspamd && rspamdConfChanged) changes.push({ kind: 'service', service: 'rspamd', action: 'reload' });
-    if (w.spamassassin && o.installed.spamd && !o.running.spamd) changes.push({ kind: 'service', service: 'spamd', action: 'start' });
+    if (w.spamassassin && o.installed.spamd && !o.running.spamd) changes.push({ kind: 'service', service: 'spamd', action: 'start', var: 'spamfilter' });
 
     if (mainChanged || masterChanged) changes.push({ kind: 'service', service: 'postfix', action: 'reload' });
     return changes;
