@@ -123,12 +123,13 @@ const Filter = z.union([z.enum(['spamassassin', 'rspamd']), z.literal(false)]);
 /** Which filters Postfix uses now: SpamAssassin by its content filter, rspamd by its milter (refusing spam, or passive beside another). */
 async function activeFilters(ctx: ScopeContext): Promise<{ spamassassin: boolean; rspamd: 'filter' | 'passive' | null }> {
   const params = await ctx.system.postfix.mainCf();
-  const milter = milterAddress(ctx.vars, await ctx.system.services.endpoint('rspamd.milter'));
-  const milters = (params.get('smtpd_milters') ?? '').split(/[\s,]+/);
+  const milters = (params.get('smtpd_milters') ?? '').split(/[\s,]+/).filter(Boolean);
+  // Asked only when there are milters: on a sandbox root the first ask chooses the ports.
+  const milter = milters.length ? milterAddress(ctx.vars, await ctx.system.services.endpoint('rspamd.milter')) : undefined;
   const passive = ownFile(await ctx.system.readFile(RSPAMD_FILES.noReject));
   return {
     spamassassin: params.get('content_filter') === CONTENT_FILTER,
-    rspamd: milters.includes(milter) ? (passive ? 'passive' : 'filter') : null,
+    rspamd: milter && milters.includes(milter) ? (passive ? 'passive' : 'filter') : null,
   };
 }
 

@@ -64,8 +64,11 @@ interface Observed {
   files: Record<RspamdFile | 'script', string | null>;
   installed: Record<Service | keyof typeof PROGRAMS, boolean>;
   running: Record<Service, boolean>;
-  endpoints: Record<EndpointName, Endpoint>;
+  /** The filters' endpoints, asked for only where a filter is wanted (a sandbox root chooses its ports on the first ask). */
+  endpoints(): Promise<Endpoints>;
 }
+
+type Endpoints = Record<EndpointName, Endpoint>;
 
 const FILES: Record<RspamdFile | 'script', string> = { ...RSPAMD_FILES, script: SPAMC_FILTER };
 
@@ -79,8 +82,12 @@ async function observe({ system }: PlanContext): Promise<Observed> {
     running[s] = installed[s] && (await system.services.running(s));
   }
   for (const [name, p] of Object.entries(PROGRAMS)) installed[name as keyof typeof PROGRAMS] = (await system.stat(p.path)) !== null;
-  const endpoints = {} as Observed['endpoints'];
-  for (const e of ENDPOINTS) endpoints[e] = await system.services.endpoint(e);
+  let endpoints: Promise<Endpoints> | undefined;
+  const ask = async () => {
+    const out = {} as Endpoints;
+    for (const e of ENDPOINTS) out[e] = await system.services.endpoint(e);
+    return out;
+  };
   return {
     present: (await system.stat(MAIN_CF)) !== null,
     root: system.root,
@@ -90,20 +97,20 @@ async function observe({ system }: PlanContext): Promise<Observed> {
     files,
     installed,
     running,
-    endpoints,
+    endpoints: () => (endpoints ??= ask()),
   };
 }
 
 /** The master.cf lines of the SpamAssassin filter: the pipe to spamc, and the listener that takes the marked mail back. */
-export function filterServiceLines(o: Pick<Observed, 'root' | 'endpoints'>, learn: boolean): string[] {
-  const host = (p: string) => path.join(o.root, p);
+export function filterServiceLines(root: string, endpoints: Endpoints, learn: boolean): string[] {
+  const host = (p: string) => path.join(root, p);
   const at = (e: Endpoint) => `${e.host}:${e.port}`;
-  const back = o.endpoints['postfix.filter-return'];
-  const learning = learn ? ` --rspamc ${host(PROGRAMS.rspamc.path)} --controller ${at(o.endpoints['rspamd.controller'])}` : '';
+  const back = endpoints['postfix.filter-return'];
+  const learning = learn ? ` --rspamc ${host(PROGRAMS.rspamc.path)} --controller ${at(endpoints['rspamd.controller'])}` : '';
   return [
     `${FILTER_SERVICE} unix -       n       n       -       10      pipe`,
     '  flags=Rq user=debian-spamd null_sender=',
-    `  argv=${host(SPAMC_FILTER)} --spamc ${host(PROGRAMS.spamc.path)} --spamd ${at(o.endpoints.spamd)} --return ${at(back)}${learning} -f \${sender} -- \${recipient}`,
+    `  argv=${host(SPAMC_FILTER)} --spamc ${host(PROGRAMS.spamc.path)} --spamd ${at(endpoints.spamd)} --return ${at(back)}${learning} -f \${sender} -- \${recipient}`,
     `${at(back)} inet n       -       n       -       -       smtpd`,
     `  -o syslog_name=postfix/${FILTER_SERVICE}`,
     '  -o content_filter=',
@@ -123,10 +130,9 @@ export function filterServiceLines(o: Pick<Observed, 'root' | 'endpoints'>, lear
 }
 
 /** The files scoped wants and their content; a file of ours not named here goes. */
-function desiredFiles(w: Wanted, o: Observed): Partial<Record<RspamdFile | 'script', { content: string; mode: number }>> {
+function desiredFiles(w: Wanted, o: Observed, e: Endpoints): Partial<Record<RspamdFile | 'script', { content: string; mode: number }>> {
   const out: Partial<Record<RspamdFile | 'script', { content: string; mode: number }>> = {};
   if (w.rspamd) {
-    const e = o.endpoints;
     const redis = o.installed['redis-server'] ? { redis: e.redis } : {};
     const files = rspamdFiles(w.rspamd, { milter: e['rspamd.milter'], normal: e['rspamd.normal'], controller: e['rspamd.controller'], ...redis });
     for (const [name, content] of Object.entries(files)) out[name as RspamdFile] = { content, mode: 0o644 };
@@ -136,8 +142,8 @@ function desiredFiles(w: Wanted, o: Observed): Partial<Record<RspamdFile | 'scri
 }
 
 /** A file of the operator's where scoped wants to write one (scoped never overwrites those). */
-function foreignFile(w: Wanted, o: Observed): string | undefined {
-  const names = Object.keys(desiredFiles(w, o)) as (keyof typeof FILES)[];
+function foreignFile(w: Wanted, o: Observed, e: Endpoints): string | undefined {
+  const names = Object.keys(desiredFiles(w, o, e)) as (keyof typeof FILES)[];
   const theirs = names.find((n) => o.files[n] !== null && !ownFile(o.files[n]!));
   return theirs && FILES[theirs];
 }
@@ -164,7 +170,7 @@ export const spamFilterUnit = defineUnit<Observed>({
     if (w.learn && !o.installed.rspamc) return 'rspamc is not installed: install it first (apt-get install rspamd), then set the filter again';
     const problem = o.masterCf !== null && masterCfProblem(o.masterCf);
     if (w.spamassassin && problem) return problem;
-    const foreign = foreignFile(w, o);
+    const foreign = (w.rspamd || w.spamassassin) && foreignFile(w, o, await o.endpoints());
     if (foreign)
       return `${foreign} holds settings scoped did not write, and scoped would replace it: move them to rspamd's override.d (or remove the file), then set the filter again`;
     for (const s of need) {
@@ -176,12 +182,13 @@ export const spamFilterUnit = defineUnit<Observed>({
 
   observe,
 
-  plan(vars, o) {
+  async plan(vars, o) {
     if (!o.present) return [];
     const w = wanted(vars);
     const changes: Change[] = [];
+    const e = w.rspamd || w.spamassassin ? await o.endpoints() : undefined;
 
-    const desired = desiredFiles(w, o);
+    const desired = e ? desiredFiles(w, o, e) : {};
     let rspamdConfChanged = false;
     for (const name of Object.keys(FILES) as (keyof typeof FILES)[]) {
       const current = o.files[name];
@@ -197,14 +204,14 @@ export const spamFilterUnit = defineUnit<Observed>({
 
     let masterChanged = false;
     if (o.masterCf !== null && masterCfProblem(o.masterCf) === null) {
-      const next = withManagedBlock(o.masterCf, w.spamassassin ? filterServiceLines(o, w.learn) : null);
+      const next = withManagedBlock(o.masterCf, w.spamassassin && e ? filterServiceLines(o.root, e, w.learn) : null);
       if (next !== o.masterCf) {
         changes.push({ kind: 'file', path: MASTER_CF, content: next, mode: o.masterMode, current: o.masterCf, var: 'spamfilter' });
         masterChanged = true;
       }
     }
 
-    const milter = w.rspamd ? milterAddress(vars, o.endpoints['rspamd.milter']) : null;
+    const milter = w.rspamd && e ? milterAddress(vars, e['rspamd.milter']) : null;
     const currentFilter = o.params.get('content_filter') ?? null;
     const params = new Map<string, string | null>([
       ['smtpd_milters', milter],
