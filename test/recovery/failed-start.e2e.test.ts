@@ -70,7 +70,7 @@ describe('a service that cannot start', { timeout: 60_000 }, () => {
   });
 
   it('a filter that ran and was stopped by the failed change runs again, and a running Postfix is reloaded with the restored files', async () => {
-    fakes = await FakeDaemons.install(d.root, ['rspamd', 'spamassassin']);
+    fakes = await FakeDaemons.install(d.root, ['rspamd', 'spamd']);
     await box.start();
     await startConverged();
     expectExit(await d.cpcmd(['scope:set', 'mail.spam-filter', 'rspamd']), 'ok');
@@ -81,13 +81,13 @@ describe('a service that cannot start', { timeout: 60_000 }, () => {
     const reloadsBefore = await waitFor("the set's Postfix reload in the log", async () => ((await reloads()) > 0 ? reloads() : undefined));
 
     // The switch stops rspamd, then fails to start spamd.
-    await fakes.breakStart('spamassassin', 'no bayes database');
+    await fakes.breakStart('spamd', 'no bayes database');
     const set = await d.cpcmd(['scope:set', 'mail.spam-filter', 'spamassassin']);
     expectExit(set, 'convergeFailed');
     expect(set.stderr).toMatch(/^cpcmd: converge failed and was rolled back: .*spamd: cannot start: no bayes database/m);
 
     expect(await treeDigest(box.dir)).toEqual(before);
-    expect(fakes.running('spamassassin')).toBe(false);
+    expect(fakes.running('spamd')).toBe(false);
     const rspamdAfter = fakes.pid('rspamd');
     expect(rspamdAfter, 'rspamd runs again').toBeDefined();
     expect(rspamdAfter, 'rspamd was stopped by the change and started again by the rollback').not.toBe(rspamdBefore);

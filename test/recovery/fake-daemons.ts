@@ -1,50 +1,75 @@
 /**
- * Stand-in spam daemons inside a sandbox root. On a sandbox root scoped runs the root's own
- * spam daemons (rootDaemons: ROOT/usr/bin/rspamd, ROOT/usr/sbin/spamd and their pid files under
+ * Stand-in filter daemons inside a sandbox root. On a sandbox root scoped runs the root's own
+ * filter daemons (rootDaemons: ROOT/usr/bin/rspamd, ROOT/usr/sbin/spamd and their pid files under
  * ROOT/run), never the host's, so these tests do not depend on whether rspamd or SpamAssassin is
- * installed on the machine. Each stand-in is a small shell script that daemonizes, writes its pid
- * file, counts start attempts and SIGHUPs (reloads) and exits on SIGTERM; with ROOT/etc/fake-NAME.broken present it
- * refuses to start, with the file's text as its complaint.
+ * installed on the machine. Each stand-in is a small Node program that daemonizes, listens on the
+ * port scoped waits for (the root's endpoint: rspamd's milter, spamd's), writes its pid file,
+ * counts start attempts and SIGHUPs (reloads) and exits on SIGTERM; with ROOT/etc/fake-NAME.broken
+ * present it refuses to start, with the file's text as its complaint.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { chmod, mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { rootDaemons } from '@scoped/system';
+import { type DaemonSpec, rootDaemons, sandboxEndpoints } from '@scoped/system';
 import { alive, killPids, pidsMentioning, waitFor } from '../helpers/proc.js';
 
-export type Filter = 'rspamd' | 'spamassassin';
+/** The services (Debian's unit names) a test can have stand-ins for. */
+export type Filter = 'rspamd' | 'spamd';
 
-const script = (pidFile: string, log: string, broken: string, starts: string) => `#!/bin/sh
-if [ "$1" = run ]; then
-  echo $$ > '${pidFile}'
-  trap 'rm -f "${pidFile}"; exit 0' TERM
-  trap 'echo reload >> "${log}"' HUP
-  while :; do sleep 1 & wait $!; done
-fi
-echo start >> '${starts}'
-if [ -e '${broken}' ]; then echo "$(basename "$0"): cannot start: $(cat '${broken}')" >&2; exit 1; fi
-"$0" run </dev/null >/dev/null 2>&1 &
-exit 0
+interface StandIn {
+  pidFile: string;
+  log: string;
+  broken: string;
+  starts: string;
+  port: number;
+  host: string;
+}
+
+const script = (s: StandIn) => `#!${process.execPath}
+const fs = require('node:fs');
+const path = require('node:path');
+const s = ${JSON.stringify(s)};
+if (process.argv[2] === 'run') {
+  require('node:net').createServer((c) => c.end()).listen(s.port, s.host, () => fs.writeFileSync(s.pidFile, process.pid + '\\n'));
+  process.on('SIGHUP', () => fs.appendFileSync(s.log, 'reload\\n'));
+  process.on('SIGTERM', () => { fs.rmSync(s.pidFile, { force: true }); process.exit(0); });
+} else {
+  fs.appendFileSync(s.starts, 'start\\n');
+  if (fs.existsSync(s.broken)) {
+    process.stderr.write(path.basename(__filename) + ': cannot start: ' + fs.readFileSync(s.broken, 'utf8') + '\\n');
+    process.exit(1);
+  }
+  require('node:child_process').spawn(process.execPath, [__filename, 'run'], { detached: true, stdio: 'ignore' }).unref();
+}
 `;
 
 export class FakeDaemons {
-  private constructor(readonly root: string) {}
+  private constructor(
+    readonly root: string,
+    private readonly specs: Record<string, DaemonSpec>,
+  ) {}
 
   /** Put stand-ins for these filters into the root: scoped then counts them as installed. */
   static async install(root: string, filters: readonly Filter[]): Promise<FakeDaemons> {
-    const fakes = new FakeDaemons(root);
+    // The root's ports, chosen now: scoped on this root reads the same file.
+    const fakes = new FakeDaemons(root, rootDaemons(root, await sandboxEndpoints(root)));
+    await mkdir(path.join(root, 'var/log'), { recursive: true });
     for (const f of filters) {
       const spec = fakes.spec(f);
       await mkdir(path.dirname(spec.program), { recursive: true });
       await mkdir(path.dirname(spec.pidFile), { recursive: true });
-      await writeFile(spec.program, script(spec.pidFile, fakes.log(f, 'reloads'), fakes.brokenFile(f), fakes.log(f, 'starts')));
+      const { host, port } = spec.ready!;
+      await writeFile(
+        spec.program,
+        script({ pidFile: spec.pidFile, log: fakes.log(f, 'reloads'), broken: fakes.brokenFile(f), starts: fakes.log(f, 'starts'), host, port }),
+      );
       await chmod(spec.program, 0o755);
     }
     return fakes;
   }
 
-  private spec(f: Filter) {
-    return rootDaemons(this.root)[f]!;
+  private spec(f: Filter): DaemonSpec {
+    return this.specs[f]!;
   }
 
   private log(f: Filter, what: 'reloads' | 'starts'): string {

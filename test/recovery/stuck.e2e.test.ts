@@ -23,7 +23,7 @@ describe('a recovery that cannot finish', { timeout: 90_000 }, () => {
   beforeEach(async () => {
     d = await scoped({ postfix: true, listen: 'none', start: false });
     box = d.postfix;
-    fakes = await FakeDaemons.install(d.root, ['rspamd', 'spamassassin']);
+    fakes = await FakeDaemons.install(d.root, ['rspamd', 'spamd']);
     await d.start();
     expect((await d.ok('unit.converge', {})).status).toBe('applied');
     expectExit(await d.cpcmd(['scope:set', 'mail.spam-filter', 'rspamd']), 'ok');
@@ -71,7 +71,7 @@ describe('a recovery that cannot finish', { timeout: 90_000 }, () => {
     const converge = await d.cpcmd(['converge']);
     expectExit(converge, 'ok');
     expect(fakes.running('rspamd')).toBe(true);
-    expect(fakes.running('spamassassin')).toBe(false);
+    expect(fakes.running('spamd')).toBe(false);
     expect(await treeDigest(box.dir)).toEqual(before);
     expect((await d.ok('daemon.status')).recovery).toMatchObject({ state: 'completed', outcome: 'rolled-back', target: 'mail.spam-filter' });
     const check = await d.cpcmd(['scope:check']);
@@ -83,7 +83,7 @@ describe('a recovery that cannot finish', { timeout: 90_000 }, () => {
 
   it('a rollback that fails leaves scoped up and stuck, through a restart, until cpcmd converge finishes it', async () => {
     // The switch stops rspamd and fails to start spamd; rspamd then cannot be started again either.
-    await fakes.breakStart('spamassassin', 'no bayes database');
+    await fakes.breakStart('spamd', 'no bayes database');
     await fakes.breakStart('rspamd', 'port 11332 is taken');
     const set = await d.cpcmd(['scope:set', 'mail.spam-filter', 'spamassassin']);
     expectExit(set, 'convergeFailed');

@@ -22,6 +22,9 @@ export class ExecError extends Error {
 export interface ExecOptions {
   timeoutMs?: number;
   env?: NodeJS.ProcessEnv;
+  /** Run as this user and group (for a daemon that does not drop root itself). */
+  uid?: number;
+  gid?: number;
   /**
    * Done when the program exits 0, without waiting for what it left running in the background
    * to close the output it inherited (`postfix reload` leaves postsuper tidying the queue). Its
@@ -40,7 +43,7 @@ export function exec(file: string, args: readonly string[], opts: ExecOptions = 
     const child = execFile(
       file,
       args,
-      { timeout: opts.timeoutMs ?? 30_000, maxBuffer: 16 * 1024 * 1024, env: opts.env ?? process.env, encoding: 'utf8' },
+      { timeout: opts.timeoutMs ?? 30_000, maxBuffer: 16 * 1024 * 1024, env: opts.env ?? process.env, encoding: 'utf8', uid: opts.uid, gid: opts.gid },
       (err, stdout, stderr) => {
         if (!err) return resolve({ stdout, stderr });
         const e = err as NodeJS.ErrnoException & { killed?: boolean; signal?: string | null };

@@ -16,16 +16,18 @@ export function hostPath(root: string, p: string): string {
 
 /**
  * Write a file atomically: a temp file in the same directory, created with its final mode
- * (so a secret is never readable by others, not even briefly), fsynced, then renamed over
+ * and owner (so a secret is never readable by others, not even briefly), fsynced, then renamed over
  * the target, and the directory fsynced so the rename survives a crash.
  */
-export async function writeFileAtomic(file: string, content: string | Buffer, mode: number, mtime?: Date): Promise<void> {
+export async function writeFileAtomic(file: string, content: string | Buffer, mode: number, mtime?: Date, owner?: { uid: number; gid: number }): Promise<void> {
   const dir = path.dirname(file);
   await fs.mkdir(dir, { recursive: true, mode: 0o755 });
   const tmp = path.join(dir, `.${path.basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
   const handle = await fs.open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, mode);
   crashpoint();
   try {
+    // Its owner before its first byte (a 0600 key is the daemon's, never root's copy), then the exact mode (chown clears set-id bits).
+    if (owner) await handle.chown(owner.uid, owner.gid);
     await handle.chmod(mode); // the umask may have narrowed or the mode widened nothing; make it exact
     await handle.writeFile(content);
     crashpoint();
@@ -73,6 +75,17 @@ async function syncDir(dir: string): Promise<void> {
 export async function readIfExists(file: string): Promise<Buffer | null> {
   try {
     return await fs.readFile(file);
+  } catch (err) {
+    if (absent(err)) return null;
+    throw err;
+  }
+}
+
+/** A file's owner and group, or null when it does not exist. */
+export async function ownerIfExists(file: string): Promise<{ uid: number; gid: number } | null> {
+  try {
+    const st = await fs.stat(file);
+    return { uid: st.uid, gid: st.gid };
   } catch (err) {
     if (absent(err)) return null;
     throw err;

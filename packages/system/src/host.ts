@@ -7,7 +7,8 @@ import { hostname as osHostname } from 'node:os';
 import type { Change, System } from '@scoped/sdk';
 import { crashpoint } from './crash.js';
 import { exec } from './exec.js';
-import { hostPath, modeIfExists, readIfExists, removeFile, strayTempFiles, writeFileAtomic } from './files.js';
+import { userIds } from './daemons.js';
+import { hostPath, modeIfExists, ownerIfExists, readIfExists, removeFile, strayTempFiles, writeFileAtomic } from './files.js';
 import { PostfixAdapter } from './postfix.js';
 import { WatchCache } from './watch-cache.js';
 import { type ServiceState, restoreServices, serviceStates } from './rollback.js';
@@ -22,7 +23,8 @@ export interface HostSystemOptions {
 
 /** A snapshot as JSON, for the converge journal. */
 export interface SerializedSnapshot {
-  files: [path: string, base64: string | null, mode: number | null][];
+  /** The owner (uid, gid) is absent in journals written before owners were recorded: left as it is then. */
+  files: [path: string, base64: string | null, mode: number | null, owner?: [uid: number, gid: number]][];
   dirs?: string[];
   kernelHostname: string | null;
   /** Absent in journals written before service states were recorded. */
@@ -31,7 +33,11 @@ export interface SerializedSnapshot {
 
 export function serializeSnapshot(s: Snapshot): SerializedSnapshot {
   return {
-    files: [...s.files].map(([p, f]) => [p, f.content?.toString('base64') ?? null, f.mode]),
+    files: [...s.files].map(([p, f]) => {
+      const entry: SerializedSnapshot['files'][number] = [p, f.content?.toString('base64') ?? null, f.mode];
+      if (f.owner) entry.push([f.owner.uid, f.owner.gid]);
+      return entry;
+    }),
     dirs: s.dirs,
     kernelHostname: s.kernelHostname,
     services: s.services,
@@ -41,7 +47,12 @@ export function serializeSnapshot(s: Snapshot): SerializedSnapshot {
 /** `services` stands in for the service states of a journal that has none: the converge's service changes, their prior state unknown. */
 export function parseSnapshot(s: SerializedSnapshot, services: readonly Change[] = []): Snapshot {
   return {
-    files: new Map(s.files.map(([p, b64, mode]) => [p, { content: b64 === null ? null : Buffer.from(b64, 'base64'), mode }])),
+    files: new Map(
+      s.files.map(([p, b64, mode, owner]) => [
+        p,
+        { content: b64 === null ? null : Buffer.from(b64, 'base64'), mode, ...(owner ? { owner: { uid: owner[0], gid: owner[1] } } : {}) },
+      ]),
+    ),
     dirs: s.dirs ?? [],
     kernelHostname: s.kernelHostname,
     services: s.services ?? services.flatMap((c) => (c.kind === 'service' ? [{ service: c.service, running: null, actions: [c.action] }] : [])),
@@ -50,7 +61,8 @@ export function parseSnapshot(s: SerializedSnapshot, services: readonly Change[]
 
 /** The bytes and mode of the files a plan touches, taken before applying it. */
 export interface Snapshot {
-  files: Map<string, { content: Buffer | null; mode: number | null }>;
+  /** `owner`: the file's uid and gid, when it existed (absent in journals from before owners were recorded). */
+  files: Map<string, { content: Buffer | null; mode: number | null; owner?: { uid: number; gid: number } }>;
   /** Directories that did not exist and a write would create, deepest first: removed again on restore when empty. */
   dirs: string[];
   kernelHostname: string | null;
@@ -166,7 +178,8 @@ export class HostSystem implements System {
         if (files.has(p)) continue;
         const host = this.host(p);
         const content = await readIfExists(host);
-        files.set(p, { content, mode: await modeIfExists(host) });
+        const owner = await ownerIfExists(host);
+        files.set(p, { content, mode: await modeIfExists(host), ...(owner ? { owner } : {}) });
         if (content === null) for (let d = path.posix.dirname(p); d !== '/' && !existsSync(this.host(d)); d = path.posix.dirname(d)) dirs.add(d);
       }
     }
@@ -191,13 +204,13 @@ export class HostSystem implements System {
         failed.push(what ? `${what}: ${message}` : message);
       }
     };
-    for (const [p, { content, mode }] of snap.files) {
+    for (const [p, { content, mode, owner }] of snap.files) {
       const host = this.host(p);
       this.cache.invalidate(host);
       await attempt(`restore ${p}`, async () => {
         for (const stray of await strayTempFiles(host)) await removeFile(stray);
         if (content === null) await removeFile(host);
-        else await writeFileAtomic(host, content, mode ?? 0o644, p.endsWith('/main.cf') ? new Date(Date.now() - 3_000) : undefined);
+        else await writeFileAtomic(host, content, mode ?? 0o644, p.endsWith('/main.cf') ? new Date(Date.now() - 3_000) : undefined, owner);
       });
     }
     for (const d of snap.dirs) await rmdir(this.host(d)).catch(() => undefined);
@@ -230,9 +243,16 @@ export class HostSystem implements System {
     let mainCfWritten = false;
     for (const c of changes) {
       switch (c.kind) {
-        case 'file':
-          await writeFileAtomic(this.host(c.path), c.content, c.mode);
+        case 'file': {
+          let owner: { uid: number; gid: number } | undefined;
+          if (c.owner !== undefined) {
+            const ids = userIds(c.owner);
+            if (!ids) throw new Error(`cannot write ${c.path}: its owner ${c.owner} is not a user on this machine (install the package that brings it)`);
+            owner = ids;
+          }
+          await writeFileAtomic(this.host(c.path), c.content, c.mode, undefined, owner);
           break;
+        }
         case 'file.remove':
           await removeFile(this.host(c.path));
           break;

@@ -7,6 +7,7 @@
  */
 import { spawn } from 'node:child_process';
 import { chmod, mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -143,17 +144,48 @@ describe('direct driver with a stale pid file', () => {
   });
 });
 
+describe('direct driver, a daemon that runs but never becomes ready', () => {
+  it('fails the start, names what it waited for, and stops the process it started', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'scoped-services-'));
+    try {
+      const script = path.join(dir, 'filterd.cjs');
+      await writeFile(script, DAEMON);
+      const pidFile = path.join(dir, 'filterd.pid');
+      // The port it is waited on: free, and the stand-in never listens there.
+      const probe = net.createServer();
+      await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
+      const port = (probe.address() as net.AddressInfo).port;
+      await new Promise((r) => probe.close(r));
+      const driver = new DirectServiceDriver(nowhere, {
+        filterd: {
+          program: process.execPath,
+          start: [script, 'start', pidFile, path.join(dir, 'log')],
+          pidFile,
+          ready: { host: '127.0.0.1', port },
+          readyTimeoutMs: 1_000,
+        },
+      });
+      await expect(driver.control('filterd', 'start')).rejects.toThrow(
+        new RegExp(`filterd did not come up: nothing accepts connections on 127\\.0\\.0\\.1:${port}`),
+      );
+      expect(await driver.running('filterd')).toBe(false);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('direct driver on a sandbox root', () => {
   it('finds a spam filter installed only inside the root, whatever the host has', async () => {
     const root = await mkdtemp(path.join(os.tmpdir(), 'scoped-services-root-'));
     try {
       const driver = chooseServiceDriver(root, nowhere);
       expect(await driver.installed('rspamd')).toBe(false);
-      expect(await driver.installed('spamassassin')).toBe(false);
+      expect(await driver.installed('spamd')).toBe(false);
       await mkdir(path.join(root, 'usr/bin'), { recursive: true });
       await writeFile(path.join(root, 'usr/bin/rspamd'), '#!/bin/sh\n', { mode: 0o755 });
       expect(await driver.installed('rspamd')).toBe(true);
-      expect(await driver.installed('spamassassin')).toBe(false);
+      expect(await driver.installed('spamd')).toBe(false);
     } finally {
       await rm(root, { recursive: true, force: true });
     }
@@ -169,10 +201,11 @@ describe('direct driver on a sandbox root', () => {
 describe('the spam daemons of a sandbox root', () => {
   it("are the root's own, whatever the host has installed: absent until a program is put at ROOT/usr/bin/rspamd, then started from there", async () => {
     const root = await mkdtemp(path.join(os.tmpdir(), 'scoped-root-'));
+    await chmod(root, 0o755); // the daemons' users must reach their files under it
     const driver = chooseServiceDriver(root, nowhere);
     try {
       expect(await driver.installed('rspamd')).toBe(false);
-      expect(await driver.installed('spamassassin')).toBe(false);
+      expect(await driver.installed('spamd')).toBe(false);
       expect(await driver.checkConfig('rspamd')).toBeNull();
       const program = path.join(root, 'usr/bin/rspamd');
       await mkdir(path.dirname(program), { recursive: true });

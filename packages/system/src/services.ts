@@ -1,7 +1,8 @@
 import { constants, existsSync } from 'node:fs';
 import path from 'node:path';
-import { open, readFile, readlink, realpath, stat } from 'node:fs/promises';
+import { open, readFile, readlink, realpath, rm, stat } from 'node:fs/promises';
 import type { Endpoint, EndpointName, ServiceView } from '@scoped/sdk';
+import { DEBIAN_ENDPOINTS, type DaemonSpec, accepting, debianDaemons, rootDaemons, sandboxEndpoints, userIds } from './daemons.js';
 import { exec } from './exec.js';
 
 export type ServiceAction = 'reload' | 'restart' | 'start' | 'stop';
@@ -21,16 +22,6 @@ export interface PostfixProcess {
   masterProgram(): Promise<string>;
 }
 
-/** Where Debian's packages listen by default: what scoped uses on `/`. */
-export const DEBIAN_ENDPOINTS: Record<EndpointName, Endpoint> = {
-  'rspamd.milter': { host: '127.0.0.1', port: 11332 },
-  'rspamd.normal': { host: '127.0.0.1', port: 11333 },
-  'rspamd.controller': { host: '127.0.0.1', port: 11334 },
-  redis: { host: '127.0.0.1', port: 6379 },
-  spamd: { host: '127.0.0.1', port: 783 },
-  'postfix.filter-return': { host: '127.0.0.1', port: 10025 },
-};
-
 /** Whether a process with this pid exists (signal 0 tests without sending anything). */
 function alive(pid: number): boolean {
   try {
@@ -41,24 +32,15 @@ function alive(pid: number): boolean {
   }
 }
 
-/** How the direct driver runs a daemon: its program, the arguments that start it in the background, and its pid file. */
-export interface DaemonSpec {
-  program: string;
-  start: readonly string[];
-  pidFile: string;
-  /** Its configuration check, when not the one on PATH (checkServiceConfig). */
-  check?: { program: string; args: readonly string[] };
-}
+/** The filter daemons as Debian installs them on `/`; their own programs daemonize and write these pid files. */
+export const SPAM_DAEMONS: Record<string, DaemonSpec> = debianDaemons();
 
-/** The spam filters as Debian installs them; their own programs daemonize and write these pid files. */
-export const SPAM_DAEMONS: Record<string, DaemonSpec> = {
-  rspamd: { program: '/usr/bin/rspamd', start: ['-u', '_rspamd', '-g', '_rspamd'], pidFile: '/run/rspamd/rspamd.pid' },
-  spamassassin: {
-    program: '/usr/sbin/spamd',
-    start: ['--daemonize', '--create-prefs', '--max-children', '5', '--pidfile', '/run/spamd.pid'],
-    pidFile: '/run/spamd.pid',
-  },
-};
+/** Whether a process has exited: no such pid, or a zombie waiting to be reaped. */
+async function gone(pid: number): Promise<boolean> {
+  if (!alive(pid)) return true;
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+  return stat === '' || stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z');
+}
 
 /** Poll `done` every 50 ms for up to `ms`; whether it came true. */
 async function until(done: () => Promise<boolean>, ms: number): Promise<boolean> {
@@ -101,44 +83,97 @@ async function livePid(file: string, program?: string): Promise<number | null> {
     const pid = Number((await readPidFile(file)).trim());
     if (!Number.isInteger(pid) || pid <= 0 || !alive(pid)) return null;
     if (program === undefined) return pid;
-    const cmdline = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0');
-    return cmdline.some((arg) => arg === program || path.basename(arg) === path.basename(program)) ? pid : null;
+    return (await runsProgram(pid, program)) ? pid : null;
   } catch {
     return null;
   }
 }
 
 /**
+ * Whether a live process runs this program: its executable is the program (a symlink to it
+ * counts), or its command line names it (a script run by its interpreter, such as spamd; a
+ * daemon that retitles itself `rspamd: main process`).
+ */
+async function runsProgram(pid: number, program: string): Promise<boolean> {
+  const base = path.basename(program);
+  const [exe, real, cmdline] = await Promise.all([
+    readlink(`/proc/${pid}/exe`).catch(() => ''),
+    realpath(program).catch(() => program),
+    readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => ''),
+  ]);
+  if (exe !== '' && exe.replace(/ \(deleted\)$/, '') === real) return true;
+  const args = cmdline.split('\0');
+  return args.some((arg) => arg === program || path.basename(arg) === base) || args[0]!.startsWith(`${base}: `);
+}
+
+/** The last lines of a log file, for an error; empty when it cannot be read. */
+async function logTail(file: string, lines = 5): Promise<string> {
+  const text = await readFile(file, 'utf8').catch(() => '');
+  return text.trimEnd().split('\n').slice(-lines).join(' | ');
+}
+
+/** What to read when a daemon did not come up: its log file and how it ends, or the system log. */
+async function whereToLook(daemon: DaemonSpec): Promise<string> {
+  if (!daemon.log) return 'see the system log (mail.log) for why';
+  const tail = await logTail(daemon.log);
+  return tail ? `its log ${daemon.log} ends: ${tail}` : `its log ${daemon.log} says nothing`;
+}
+
+type DaemonSource = Record<string, DaemonSpec> | (() => Promise<Record<string, DaemonSpec>>);
+
+/**
  * Drives services directly, for machines without systemd and for sandboxes: Postfix with
- * `postfix -c DIR`, and the spam filters' own daemons (started by their programs, reloaded
- * with SIGHUP, stopped with SIGTERM, found by their pid files). Whether a service runs is
- * read from its pid file, which costs no process start. On `/` the spam daemons are the host's;
- * on a sandbox root (anything but `/`) they are the root's own (rootDaemons).
+ * `postfix -c DIR`, and the filter daemons (rspamd, spamd, redis-server) run by scoped itself:
+ * started by their programs and waited for until their pid is live and their port accepts
+ * connections, reloaded with SIGHUP, stopped with SIGTERM (and waited for), found by their pid
+ * files (a stale one counts as not running). On `/` the daemons are Debian's; on a sandbox root
+ * (anything but `/`) they are the root's own (rootDaemons), on the root's own ports.
  */
 export class DirectServiceDriver implements ServiceDriver {
   readonly name = 'direct';
+  private daemonSpecs: Promise<Record<string, DaemonSpec>> | null = null;
   constructor(
     private readonly postfix: PostfixProcess,
-    private readonly daemons: Record<string, DaemonSpec> = {},
+    private readonly daemonSource: DaemonSource = {},
+    private readonly endpoints: () => Promise<Record<EndpointName, Endpoint>> = async () => DEBIAN_ENDPOINTS,
   ) {}
 
+  private daemons(): Promise<Record<string, DaemonSpec>> {
+    const source = this.daemonSource;
+    if (typeof source !== 'function') return Promise.resolve(source);
+    this.daemonSpecs ??= source().catch((err: unknown) => {
+      this.daemonSpecs = null;
+      throw err;
+    });
+    return this.daemonSpecs;
+  }
+
+  private async daemon(service: string): Promise<DaemonSpec | undefined> {
+    return (await this.daemons())[service];
+  }
+
   async endpoint(name: EndpointName): Promise<Endpoint> {
-    return DEBIAN_ENDPOINTS[name];
+    const e = (await this.endpoints())[name];
+    if (!e) throw new Error(`no endpoint named ${name}`);
+    return e;
   }
 
   async installed(service: string): Promise<boolean> {
-    const program = service === 'postfix' ? '/usr/sbin/postfix' : (this.daemons[service]?.program ?? programs[service]);
+    const program = service === 'postfix' ? '/usr/sbin/postfix' : (await this.daemon(service))?.program;
     return program !== undefined && existsSync(program);
   }
 
-  checkConfig(service: string): Promise<string | null> {
-    const check = this.daemons[service]?.check;
-    return check ? runConfigCheck(check.program, check.args) : checkServiceConfig(service);
+  async checkConfig(service: string): Promise<string | null> {
+    const daemon = await this.daemon(service);
+    if (!daemon?.check) return checkServiceConfig(service);
+    if (!existsSync(daemon.check.program)) return null;
+    await daemon.prepare?.();
+    return runConfigCheck(daemon.check.program, daemon.check.args, daemon.check.env, daemon.check.bind);
   }
 
   async running(service: string): Promise<boolean> {
     if (service === 'postfix') return (await this.postfixMaster()) !== null;
-    const daemon = this.daemons[service];
+    const daemon = await this.daemon(service);
     return daemon !== undefined && (await livePid(daemon.pidFile, daemon.program)) !== null;
   }
 
@@ -159,22 +194,66 @@ export class DirectServiceDriver implements ServiceDriver {
       await exec('postfix', ['-c', this.postfix.hostConfigDir, verb], { timeoutMs: 60_000, untilExit: true });
       return;
     }
-    const daemon = this.daemons[service];
+    const daemon = await this.daemon(service);
     if (!daemon) throw new Error(`scoped cannot ${action} ${service} here (it is not one of the services scoped runs directly); ${action} it by hand`);
     const running = () => livePid(daemon.pidFile, daemon.program);
     const pid = await running();
     if (action === 'reload' && pid !== null) return void process.kill(pid, 'SIGHUP');
     if ((action === 'stop' || action === 'restart') && pid !== null) {
       process.kill(pid, 'SIGTERM');
-      // Gone, or its pid file no longer names it (an unreaped zombie still answers signal 0).
-      if (!(await until(async () => !alive(pid) || (await running()) !== pid, 5_000)))
-        throw new Error(`${service} (pid ${pid}) did not stop within 5 s of SIGTERM`);
+      // Gone (an unreaped zombie still answers signal 0, and a daemon may remove its pid file before it exits).
+      const ms = daemon.stopTimeoutMs ?? 15_000;
+      if (!(await until(async () => gone(pid), ms))) throw new Error(`${service} (pid ${pid}) did not stop within ${ms / 1000} s of SIGTERM`);
     }
     if (action === 'start' || action === 'restart' || (action === 'reload' && pid === null)) {
       if ((await running()) !== null) return;
-      await exec(daemon.program, daemon.start, { timeoutMs: 60_000 });
-      if (!(await until(async () => (await running()) !== null, 10_000)))
-        throw new Error(`${service} did not start: no live pid in ${daemon.pidFile} after 10 s`);
+      await this.startDaemon(service, daemon);
+    }
+  }
+
+  /** Run the daemon's program and wait until its pid is live and its port accepts connections. */
+  private async startDaemon(service: string, daemon: DaemonSpec): Promise<void> {
+    const { ready } = daemon;
+    if (ready && (await accepting(ready)))
+      throw new Error(
+        `${service} cannot start: something else already listens on ${ready.host}:${ready.port}; stop it, or (on a sandbox root) remove the root's var/lib/scoped/ports.json to choose other ports`,
+      );
+    await daemon.prepare?.();
+    // A pid file whose process is gone (a crash, a kill -9) is stale: some daemons refuse to start over one.
+    await rm(daemon.pidFile, { force: true });
+    let ids: { uid: number; gid: number } | undefined;
+    if (daemon.user) {
+      const found = userIds(daemon.user);
+      if (!found) throw new Error(`${service} cannot start: its user ${daemon.user} does not exist; reinstall Debian's ${service} package`);
+      ids = found;
+    }
+    await exec(daemon.program, daemon.start, { timeoutMs: 60_000, ...ids });
+    const timeoutMs = daemon.readyTimeoutMs ?? 30_000;
+    let seen: number | null = null;
+    let died = false;
+    const up = await until(async () => {
+      const pid = await running();
+      if (pid !== null) seen = pid;
+      else if (seen !== null) died = true;
+      return died || (pid !== null && (!ready || (await accepting(ready))));
+    }, timeoutMs);
+    if (up && !died) return;
+    // A daemon that runs but never became ready is stopped again: a failed start leaves nothing running.
+    const stray = await running();
+    if (stray !== null) {
+      process.kill(stray, 'SIGTERM');
+      const ms = daemon.stopTimeoutMs ?? 15_000;
+      if (!(await until(async () => gone(stray), ms))) process.kill(stray, 'SIGKILL');
+    }
+    const what = died
+      ? `its process (pid ${seen}) exited`
+      : seen === null
+        ? `no live process in ${daemon.pidFile} after ${timeoutMs / 1000} s`
+        : `nothing accepts connections on ${ready!.host}:${ready!.port} after ${timeoutMs / 1000} s`;
+    throw new Error(`${service} did not come up: ${what}; ${await whereToLook(daemon)}`);
+
+    async function running(): Promise<number | null> {
+      return livePid(daemon.pidFile, daemon.program);
     }
   }
 }
@@ -182,7 +261,7 @@ export class DirectServiceDriver implements ServiceDriver {
 /** Each service's own configuration check, where it has one. */
 const configChecks: Record<string, [string, string[]]> = {
   rspamd: ['rspamadm', ['configtest']],
-  spamassassin: ['spamassassin', ['--lint']],
+  spamd: ['spamassassin', ['--lint']],
 };
 
 /** Run a service's configuration check; the tool's complaint, or null when it passes or is not installed. */
@@ -191,10 +270,35 @@ export function checkServiceConfig(service: string): Promise<string | null> {
   return check ? runConfigCheck(check[0], check[1]) : Promise.resolve(null);
 }
 
-/** Run one configuration check; its complaint, or null when it passes or its program is absent. */
-async function runConfigCheck(program: string, args: readonly string[]): Promise<string | null> {
+/** Whether this process may make a private mount namespace (root with CAP_SYS_ADMIN and util-linux's unshare). */
+let namespaces: Promise<boolean> | null = null;
+function canUnshare(): Promise<boolean> {
+  namespaces ??= exec('unshare', ['--mount', 'true'], { timeoutMs: 10_000 }).then(
+    () => true,
+    () => false,
+  );
+  return namespaces;
+}
+
+/**
+ * Run one configuration check; its complaint, or null when it passes or its program is absent.
+ * With `bind`, the check runs in a private mount namespace with the root's directory over the
+ * host's one, so what it writes there stays in the root.
+ */
+async function runConfigCheck(
+  program: string,
+  args: readonly string[],
+  env?: NodeJS.ProcessEnv,
+  bind?: { over: string; from: string },
+): Promise<string | null> {
+  let file = program;
+  let argv = args;
+  if (bind && existsSync(bind.over) && existsSync(bind.from) && (await canUnshare())) {
+    file = 'unshare';
+    argv = ['--mount', '--', '/bin/sh', '-c', 'mount --bind "$1" "$2" && shift 2 && exec "$@"', 'sh', bind.from, bind.over, program, ...args];
+  }
   try {
-    await exec(program, args, { timeoutMs: 60_000 });
+    await exec(file, argv, { timeoutMs: 60_000, ...(env ? { env } : {}) });
     return null;
   } catch (err) {
     if ((err as { code?: unknown }).code === 'ENOENT') return null;
@@ -202,9 +306,6 @@ async function runConfigCheck(program: string, args: readonly string[]): Promise
     return `${path.basename(program)} ${args.join(' ')} failed${detail ? `: ${detail}` : ''}`;
   }
 }
-
-/** Where each spam filter's program lives when its Debian package is installed. */
-const programs: Record<string, string> = Object.fromEntries(Object.entries(SPAM_DAEMONS).map(([name, d]) => [name, d.program]));
 
 /** Drives services through systemctl. */
 export class SystemdServiceDriver implements ServiceDriver {
@@ -243,26 +344,21 @@ export class SystemdServiceDriver implements ServiceDriver {
 }
 
 /**
- * The spam daemons of a sandbox root: their programs, pid files and checks inside the root, so
- * a sandbox never sees or touches the host's (whether rspamd is installed on the machine does
- * not matter), and a test puts a stand-in program at ROOT/usr/bin/rspamd to have one. A
- * sandbox root is trusted as a whole: its Postfix config already decides what Postfix runs.
+ * systemd when it runs this machine and the root is `/` (Debian's units rspamd, spamd,
+ * redis-server); direct control otherwise: Debian's daemons on `/`, the root's own on a sandbox
+ * root, on ports chosen once for that root.
  */
-export function rootDaemons(root: string): Record<string, DaemonSpec> {
-  const inRoot = (p: string) => path.join(root, p);
-  const checks: Record<string, string> = { rspamd: '/usr/bin/rspamadm', spamassassin: '/usr/bin/spamassassin' };
-  return Object.fromEntries(
-    Object.entries(SPAM_DAEMONS).map(([name, d]) => {
-      const spec: DaemonSpec = { program: inRoot(d.program), start: d.start.map((a) => (a === d.pidFile ? inRoot(a) : a)), pidFile: inRoot(d.pidFile) };
-      const check = configChecks[name];
-      if (check && checks[name]) spec.check = { program: inRoot(checks[name]), args: check[1] };
-      return [name, spec];
-    }),
-  );
-}
-
-/** systemd when it runs this machine and the root is `/`; direct control otherwise (on a sandbox root, of the root's own spam daemons). */
 export function chooseServiceDriver(root: string, postfix: PostfixProcess): ServiceDriver {
-  if (root !== '/') return new DirectServiceDriver(postfix, rootDaemons(root));
+  if (root !== '/') {
+    let chosen: Promise<Record<EndpointName, Endpoint>> | null = null;
+    const endpoints = () => {
+      chosen ??= sandboxEndpoints(root).catch((err: unknown) => {
+        chosen = null;
+        throw err;
+      });
+      return chosen;
+    };
+    return new DirectServiceDriver(postfix, async () => rootDaemons(root, await endpoints()), endpoints);
+  }
   return existsSync('/run/systemd/system') ? new SystemdServiceDriver() : new DirectServiceDriver(postfix, SPAM_DAEMONS);
 }
