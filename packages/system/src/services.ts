@@ -227,7 +227,8 @@ export class DirectServiceDriver implements ServiceDriver {
       if (!found) throw new Error(`${service} cannot start: its user ${daemon.user} does not exist; reinstall Debian's ${service} package`);
       ids = found;
     }
-    await exec(daemon.program, daemon.start, { timeoutMs: 60_000, ...ids });
+    // Done when the program exits: a daemon (rspamd) keeps the stderr it inherited open, which would hold the exec for its whole time limit.
+    await exec(daemon.program, daemon.start, { timeoutMs: 60_000, untilExit: true, ...ids });
     const timeoutMs = daemon.readyTimeoutMs ?? 30_000;
     let seen: number | null = null;
     let died = false;
