@@ -62,26 +62,35 @@ interface Observed {
   masterMode: number;
   /** Each file scoped may write, with its text now (null when absent). */
   files: Record<RspamdFile | 'script', string | null>;
-  installed: Record<Service | keyof typeof PROGRAMS, boolean>;
-  running: Record<Service, boolean>;
+  /** Which daemons are installed and run, asked for only where scoped has a filter to run or to stop. */
+  daemons(): Promise<Daemons>;
   /** The filters' endpoints, asked for only where a filter is wanted (a sandbox root chooses its ports on the first ask). */
   endpoints(): Promise<Endpoints>;
 }
 
 type Endpoints = Record<EndpointName, Endpoint>;
 
+interface Daemons {
+  installed: Record<Service | keyof typeof PROGRAMS, boolean>;
+  running: Record<Service, boolean>;
+}
+
 const FILES: Record<RspamdFile | 'script', string> = { ...RSPAMD_FILES, script: SPAMC_FILTER };
 
 async function observe({ system }: PlanContext): Promise<Observed> {
   const files = {} as Observed['files'];
   for (const [name, file] of Object.entries(FILES)) files[name as keyof typeof FILES] = await system.readFile(file);
-  const installed = {} as Observed['installed'];
-  const running = {} as Observed['running'];
-  for (const s of SERVICES) {
-    installed[s] = await system.services.installed(s);
-    running[s] = installed[s] && (await system.services.running(s));
-  }
-  for (const [name, p] of Object.entries(PROGRAMS)) installed[name as keyof typeof PROGRAMS] = (await system.stat(p.path)) !== null;
+  let daemons: Promise<Daemons> | undefined;
+  const look = async (): Promise<Daemons> => {
+    const installed = {} as Daemons['installed'];
+    const running = {} as Daemons['running'];
+    for (const s of SERVICES) {
+      installed[s] = await system.services.installed(s);
+      running[s] = installed[s] && (await system.services.running(s));
+    }
+    for (const [name, p] of Object.entries(PROGRAMS)) installed[name as keyof typeof PROGRAMS] = (await system.stat(p.path)) !== null;
+    return { installed, running };
+  };
   let endpoints: Promise<Endpoints> | undefined;
   const ask = async () => {
     const out = {} as Endpoints;
@@ -95,8 +104,7 @@ async function observe({ system }: PlanContext): Promise<Observed> {
     masterCf: await system.readFile(MASTER_CF),
     masterMode: ((await system.stat(MASTER_CF))?.mode ?? 0o644) & 0o7777,
     files,
-    installed,
-    running,
+    daemons: () => (daemons ??= look()),
     endpoints: () => (endpoints ??= ask()),
   };
 }
@@ -130,11 +138,11 @@ export function filterServiceLines(root: string, endpoints: Endpoints, learn: bo
 }
 
 /** The files scoped wants and their content; a file of ours not named here goes. */
-function desiredFiles(w: Wanted, o: Observed, e: Endpoints): Partial<Record<RspamdFile | 'script', { content: string; mode: number }>> {
+function desiredFiles(w: Wanted, redis: boolean, e: Endpoints): Partial<Record<RspamdFile | 'script', { content: string; mode: number }>> {
   const out: Partial<Record<RspamdFile | 'script', { content: string; mode: number }>> = {};
   if (w.rspamd) {
-    const redis = o.installed['redis-server'] ? { redis: e.redis } : {};
-    const files = rspamdFiles(w.rspamd, { milter: e['rspamd.milter'], normal: e['rspamd.normal'], controller: e['rspamd.controller'], ...redis });
+    const store = redis ? { redis: e.redis } : {};
+    const files = rspamdFiles(w.rspamd, { milter: e['rspamd.milter'], normal: e['rspamd.normal'], controller: e['rspamd.controller'], ...store });
     for (const [name, content] of Object.entries(files)) out[name as RspamdFile] = { content, mode: 0o644 };
   }
   if (w.spamassassin) out.script = { content: SPAMC_FILTER_SCRIPT, mode: 0o755 };
@@ -142,8 +150,8 @@ function desiredFiles(w: Wanted, o: Observed, e: Endpoints): Partial<Record<Rspa
 }
 
 /** A file of the operator's where scoped wants to write one (scoped never overwrites those). */
-function foreignFile(w: Wanted, o: Observed, e: Endpoints): string | undefined {
-  const names = Object.keys(desiredFiles(w, o, e)) as (keyof typeof FILES)[];
+function foreignFile(w: Wanted, o: Observed, redis: boolean, e: Endpoints): string | undefined {
+  const names = Object.keys(desiredFiles(w, redis, e)) as (keyof typeof FILES)[];
   const theirs = names.find((n) => o.files[n] !== null && !ownFile(o.files[n]!));
   return theirs && FILES[theirs];
 }
@@ -162,15 +170,17 @@ export const spamFilterUnit = defineUnit<Observed>({
     if (w.spamassassin) need.push('spamd');
     if (w.learn) need.push('redis-server');
     const o = await observe(ctx);
+    if (!need.length) return undefined;
+    const { installed } = await o.daemons();
     for (const s of need) {
-      if (!o.installed[s])
+      if (!installed[s])
         return `${s} is not installed: install it first (apt-get install ${PACKAGE[s]}), then set the filter again${s === 'redis-server' ? ' (rspamd keeps what it learns in Redis)' : ''}`;
     }
-    if (w.spamassassin && !o.installed.spamc) return 'spamc is not installed: install it first (apt-get install spamc), then set the filter again';
-    if (w.learn && !o.installed.rspamc) return 'rspamc is not installed: install it first (apt-get install rspamd), then set the filter again';
+    if (w.spamassassin && !installed.spamc) return 'spamc is not installed: install it first (apt-get install spamc), then set the filter again';
+    if (w.learn && !installed.rspamc) return 'rspamc is not installed: install it first (apt-get install rspamd), then set the filter again';
     const problem = o.masterCf !== null && masterCfProblem(o.masterCf);
     if (w.spamassassin && problem) return problem;
-    const foreign = (w.rspamd || w.spamassassin) && foreignFile(w, o, await o.endpoints());
+    const foreign = foreignFile(w, o, installed['redis-server'], await o.endpoints());
     if (foreign)
       return `${foreign} holds settings scoped did not write, and scoped would replace it: move them to rspamd's override.d (or remove the file), then set the filter again`;
     for (const s of need) {
@@ -186,9 +196,12 @@ export const spamFilterUnit = defineUnit<Observed>({
     if (!o.present) return [];
     const w = wanted(vars);
     const changes: Change[] = [];
-    const e = w.rspamd || w.spamassassin ? await o.endpoints() : undefined;
+    const wants = w.rspamd !== null || w.spamassassin;
+    const e = wants ? await o.endpoints() : undefined;
+    const ours = Object.values(o.files).some(ownFile);
+    const { installed, running } = wants || ours ? await o.daemons() : { installed: undefined, running: undefined };
 
-    const desired = e ? desiredFiles(w, o, e) : {};
+    const desired = e && installed ? desiredFiles(w, installed['redis-server'], e) : {};
     let rspamdConfChanged = false;
     for (const name of Object.keys(FILES) as (keyof typeof FILES)[]) {
       const current = o.files[name];
@@ -231,16 +244,16 @@ export const spamFilterUnit = defineUnit<Observed>({
 
     // What scoped configured and no longer wants stops: a daemon of the operator's, configured without scoped, is left alone.
     const removes = (n: keyof typeof FILES) => changes.some((c) => c.kind === 'file.remove' && c.path === FILES[n]);
-    if (!w.rspamd && o.running.rspamd && removes('proxy')) changes.push({ kind: 'service', service: 'rspamd', action: 'stop' });
-    if (!w.rspamd && o.running['redis-server'] && removes('redis')) changes.push({ kind: 'service', service: 'redis-server', action: 'stop' });
-    if (!w.spamassassin && o.running.spamd && removes('script')) changes.push({ kind: 'service', service: 'spamd', action: 'stop' });
+    if (!w.rspamd && running?.rspamd && removes('proxy')) changes.push({ kind: 'service', service: 'rspamd', action: 'stop' });
+    if (!w.rspamd && running?.['redis-server'] && removes('redis')) changes.push({ kind: 'service', service: 'redis-server', action: 'stop' });
+    if (!w.spamassassin && running?.spamd && removes('script')) changes.push({ kind: 'service', service: 'spamd', action: 'stop' });
 
     // What should run and does not starts, also when nothing else changed: that is how converge restarts a dead filter.
-    if (w.rspamd && o.installed['redis-server'] && !o.running['redis-server'])
+    if (w.rspamd && installed?.['redis-server'] && !running?.['redis-server'])
       changes.push({ kind: 'service', service: 'redis-server', action: 'start', var: 'spamfilter' });
-    if (w.rspamd && o.installed.rspamd && !o.running.rspamd) changes.push({ kind: 'service', service: 'rspamd', action: 'start', var: 'spamfilter' });
+    if (w.rspamd && installed?.rspamd && !running?.rspamd) changes.push({ kind: 'service', service: 'rspamd', action: 'start', var: 'spamfilter' });
     else if (w.rspamd && rspamdConfChanged) changes.push({ kind: 'service', service: 'rspamd', action: 'reload' });
-    if (w.spamassassin && o.installed.spamd && !o.running.spamd) changes.push({ kind: 'service', service: 'spamd', action: 'start', var: 'spamfilter' });
+    if (w.spamassassin && installed?.spamd && !running?.spamd) changes.push({ kind: 'service', service: 'spamd', action: 'start', var: 'spamfilter' });
 
     if (mainChanged || masterChanged) changes.push({ kind: 'service', service: 'postfix', action: 'reload' });
     return changes;
