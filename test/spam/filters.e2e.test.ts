@@ -10,7 +10,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { expectExit } from '../helpers/expect.js';
-import { GTUBE, HAM_TEXT, delivered, endpoints, filterBox, filterPids, headersOf, rspamdLearned, submit } from './helpers.js';
+import { GTUBE, HAM_TEXT, delivered, endpoints, filterBox, filterPids, filterProcesses, headersOf, rspamdLearned, submit } from './helpers.js';
 
 /** A word a site rule makes SpamAssassin call spam (GTUBE is one rspamd will not learn from). */
 const SPAM_MARKER = 'e2e-spam-marker-7f3a';
@@ -96,7 +96,7 @@ describe('spam filters on real mail', { timeout: 240_000 }, () => {
     await using b = await filterBox();
     const [main, master] = [mainCf(b.root), masterCf(b.root)];
     const postfixMaster = b.d.postfix.masterPid();
-    expect(filterPids(b.root)).toEqual([]);
+    expect(filterProcesses(b.root)).toEqual([]);
 
     expectExit(await b.d.cpcmd(['scope:set', 'mail.spam-filter', 'rspamd']), 'ok');
     expect(filterPids(b.root).length).toBeGreaterThan(0);
@@ -109,7 +109,7 @@ describe('spam filters on real mail', { timeout: 240_000 }, () => {
 
     expect(mainCf(b.root)).toBe(main);
     expect(masterCf(b.root)).toBe(master);
-    expect(filterPids(b.root)).toEqual([]);
+    expect(filterProcesses(b.root)).toEqual([]);
     expect(b.d.postfix.masterPid()).toBe(postfixMaster);
     expect((await b.d.cpcmd(['scope:get', 'mail.spam-filter'])).stdout.trim()).toBe('false');
     expectExit(await b.d.cpcmd(['scope:check']), 'ok');

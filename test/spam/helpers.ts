@@ -11,7 +11,7 @@ import { connect } from 'node:net';
 import path from 'node:path';
 import { expectExit } from '../helpers/expect.js';
 import { linkFilterPrograms } from '../helpers/filters.js';
-import { alive, killPids, pidsMentioning, sleep } from '../helpers/proc.js';
+import { alive, killPids, pidsMentioning } from '../helpers/proc.js';
 import { RelaySink } from '../helpers/relay.js';
 import { type Scoped, mustRun, scoped, waitFor } from '../helpers/scoped.js';
 
@@ -62,6 +62,16 @@ export async function filterBox(): Promise<FilterBox> {
 /** The pid files of the daemons scoped runs on a sandbox root. */
 const PID_FILES = ['run/rspamd/rspamd.pid', 'run/spamd.pid', 'run/redis/redis-server.pid'];
 
+/** A process that exists and has not exited (a zombie waits only for its parent to collect its status). */
+function live(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
 function parentOf(pid: number): number | undefined {
   try {
     // The command name in parentheses may hold spaces; the parent pid follows the closing one.
@@ -94,7 +104,18 @@ export function filterPids(root: string): number[] {
     const parent = parentOf(Number(entry));
     if (parent !== undefined && mains.has(parent)) all.add(Number(entry));
   }
-  return [...all].filter(alive).sort((a, b) => a - b);
+  return [...all].filter(live).sort((a, b) => a - b);
+}
+
+/** The filter daemons' processes as `pid command line`, for a readable failure. */
+export function filterProcesses(root: string): string[] {
+  return filterPids(root).map((pid) => {
+    try {
+      return `${pid} ${readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0+/g, ' ').trim()}`;
+    } catch {
+      return `${pid} (gone)`;
+    }
+  });
 }
 
 /** Stop whatever of the root's filter daemons still runs: SIGTERM, then SIGKILL after 10 s. */
@@ -178,6 +199,3 @@ export function delivered(relay: RelaySink, id: string, timeoutMs = 60_000) {
 export function headersOf(raw: string): string {
   return raw.split(/\r?\n\r?\n/, 1)[0]!;
 }
-
-/** Give a daemon a moment after a signal before asking about it again. */
-export const settle = () => sleep(200);
