@@ -6,10 +6,10 @@
  * and what reaches the sink is what is checked.
  */
 import { readFileSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { expectExit } from '../helpers/expect.js';
+import { expectExit, expectRefused } from '../helpers/expect.js';
 import { GTUBE, HAM_TEXT, delivered, endpoints, filterBox, filterPids, filterProcesses, headersOf, rspamdLearned, submit } from './helpers.js';
 
 /** A word a site rule makes SpamAssassin call spam (GTUBE is one rspamd will not learn from). */
@@ -134,6 +134,32 @@ describe('spam filters on real mail', { timeout: 240_000 }, () => {
     expectExit(await b.d.cpcmd(['scope:check']), 'ok');
     const spam = await submit(b.d.postfix.smtpPort, { body: `This is spam.\n${GTUBE}\n` });
     expect(spam.dataReply, spam.replies.join(' | ')).toMatch(/^5\d\d /);
+  });
+
+  it("a filter config that fails its own check, or an operator's file where scoped would write, refuses the set and changes nothing", async () => {
+    await using b = await filterBox();
+    const [main, master] = [mainCf(b.root), masterCf(b.root)];
+    // An operator's broken local setting: rspamadm configtest fails on it.
+    await mkdir(path.join(b.root, 'etc/rspamd/local.d'), { recursive: true });
+    await writeFile(path.join(b.root, 'etc/rspamd/local.d/options.inc'), 'dns { nameserver = [ "127.0.0.1" ;\n');
+    const broken = await b.d.cpcmd(['scope:set', 'mail.spam-filter', 'rspamd']);
+    expectRefused(broken, 'invalid', /rspamd's configuration does not pass its own check.*rspamadm/);
+    await rm(path.join(b.root, 'etc/rspamd/local.d/options.inc'));
+    // An operator's own worker-proxy.inc: scoped never overwrites it.
+    await writeFile(path.join(b.root, 'etc/rspamd/local.d/worker-proxy.inc'), 'count = 2;\n');
+    const foreign = await b.d.cpcmd(['scope:set', 'mail.spam-filter', 'rspamd']);
+    expectRefused(foreign, 'invalid', /worker-proxy\.inc holds settings scoped did not write.*override\.d/);
+    expect(readFileSync(path.join(b.root, 'etc/rspamd/local.d/worker-proxy.inc'), 'utf8')).toBe('count = 2;\n');
+    // A SpamAssassin rule file that does not lint.
+    await mkdir(path.join(b.root, 'etc/spamassassin'), { recursive: true });
+    await writeFile(path.join(b.root, 'etc/spamassassin/e2e-broken.cf'), 'body E2E_BROKEN /unclosed(/\nscore E2E_BROKEN 1\n');
+    const lint = await b.d.cpcmd(['scope:set', 'mail.spam-filter', 'spamassassin']);
+    expectRefused(lint, 'invalid', /spamd's configuration does not pass its own check/);
+
+    expect(mainCf(b.root)).toBe(main);
+    expect(masterCf(b.root)).toBe(master);
+    expect(filterProcesses(b.root)).toEqual([]);
+    expect((await b.d.cpcmd(['scope:get', 'mail.spam-filter'])).stdout.trim()).toBe('false');
   });
 });
 
