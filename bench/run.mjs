@@ -15,6 +15,9 @@
 //      end to end, `cpcmd scope:set mail.smart-host HOST USER PASS` against `node -e 0` plus
 //      the bare tools it stands for (postconf -e, postmap, postfix reload), budget <= 1.3x; and
 //      the daemon alone, scope.set request to answer against the bare tools, budget <= 1.5x.
+//   4. Switching a spam filter on (bench/spam-filter.mjs): `cpcmd scope:set mail.spam-filter rspamd`
+//      on a private running Postfix against starting rspamd by hand with the same configuration
+//      and waiting for its milter port, budget <= 1.5x.
 //
 // Everything runs on 127.0.0.1 and a temporary root; every child is stopped and the
 // temporary directory removed at the end, on error and on SIGINT/SIGTERM too.
@@ -136,6 +139,7 @@ let tmp;
 async function cleanup() {
   await Promise.all([...children].map(stopChild));
   await import('./smart-host.mjs').then((m) => m.stopSmartHost()).catch(() => undefined);
+  await import('./spam-filter.mjs').then((m) => m.stopSpamFilter()).catch(() => undefined);
   if (tmp) rmSync(tmp, { recursive: true, force: true });
   tmp = undefined;
 }
@@ -373,6 +377,13 @@ async function main() {
   const mail = await benchSmartHost();
   for (const line of describeSmartHost(mail)) log(line);
 
+  /* 4. switching a spam filter on, against starting the daemon by hand */
+  log('');
+  log('4. scope:set mail.spam-filter rspamd, everything installed, against starting rspamd by hand and waiting for its milter port');
+  const { benchSpamFilter, describeSpamFilter } = await import('./spam-filter.mjs');
+  const filter = await benchSpamFilter();
+  for (const line of describeSpamFilter(filter)) log(line);
+
   /* verdicts */
   log('');
   log('Budgets (ratios against baselines measured in this run):');
@@ -389,6 +400,11 @@ async function main() {
   log(
     `   ${verdict(mail.daemon.ratio <= 1.5)}  smart-host set, daemon scoped/bare = ${mail.daemon.ratio.toFixed(2)}x  (budget <= 1.50x; medians ${mail.daemon.scoped.toFixed(1)} / ${mail.daemon.baseline.toFixed(1)} ms)`,
   );
+  if (filter.skipped) log(`   skip  spam filter on      (${filter.skipped})`);
+  else
+    log(
+      `   ${verdict(filter.ratio <= 1.5)}  spam filter on        cpcmd/by hand = ${filter.ratio.toFixed(2)}x  (budget <= 1.50x; medians ${filter.set.toFixed(1)} / ${filter.bare.toFixed(1)} ms)`,
+    );
   log(`   info  cpcmd via oclif       cpcmd/node = ${oclifRatio.toFixed(2)}x  (no budget; medians ${meds[2].toFixed(1)} / ${meds[0].toFixed(1)} ms)`);
 
   const errs = daemon.err.split('\n').filter((l) => l.includes('"level":"error"'));

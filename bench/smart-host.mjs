@@ -64,8 +64,8 @@ function run(cmd, args, env = process.env) {
   });
 }
 
-/** A private Postfix on loopback under a fresh root; returns its config dir and a stop function. */
-function startPostfix() {
+/** A private Postfix on loopback under a fresh root (0755: the filter daemons run as their own users); returns its config dir and a stop function. */
+export function startPostfix() {
   const root = mkdtempSync(path.join(tmpdir(), 'bench-postfix-'));
   execFileSync('chmod', ['0755', root]);
   const dir = path.join(root, 'etc/postfix');

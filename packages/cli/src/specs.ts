@@ -201,6 +201,10 @@ export const commands: CommandSpec[] = [
         type: 'boolean',
         description: 'check the value against the outside world first (mail.smart-host: log in to the relay); change nothing if that fails',
       },
+      purge: {
+        type: 'boolean',
+        description: "delete what the set stops using instead of keeping it (mail.dkim DOMAIN false --purge: the domain's keys)",
+      },
     },
     async run({ args, flags }, client) {
       const [name, ...rest] = args;
@@ -211,6 +215,7 @@ export const commands: CommandSpec[] = [
       if (flags.converge === false) params.converge = false;
       if (flags['if-revision'] !== undefined) params.ifRevision = flags['if-revision'];
       if (flags.verify) params.verify = true;
+      if (flags.purge) params.purge = true;
       if (!params.dryRun) params.async = true;
       return viaJob(client, () => client.call('scope.set', params as never), flags, name!);
     },

@@ -145,7 +145,15 @@ export const scopeGet = defineMethod('scope.get', {
 export const scopeSet = defineMethod('scope.set', {
   summary: 'Set a scope from a typed value or from CLI words, then converge the units it drives',
   params: z
-    .object({ name: Name, value: Json.optional(), args: z.array(Json).max(64).optional(), words: Words.optional(), ...SetCommon })
+    .object({
+      name: Name,
+      value: Json.optional(),
+      args: z.array(Json).max(64).optional(),
+      words: Words.optional(),
+      ...SetCommon,
+      /** Delete what the set stops using instead of keeping it (scopes that allow it, such as mail.dkim's keys). */
+      purge: z.boolean().optional(),
+    })
     .strict()
     .superRefine(wordsMatchArgs),
   result: z.union([ApplyResult.extend({ name: z.string(), value: Json }), Queued]),

@@ -82,6 +82,11 @@ export interface ScopeContext {
    * args alone. Read it with argText(args, i, ctx) where the scope wants a string.
    */
   readonly words?: readonly (string | null)[];
+  /**
+   * While parsing and turning a set's value into vars: the caller asked for --purge, so what
+   * the scope stops using is deleted, not kept (only for scopes with allowPurge).
+   */
+  readonly purge?: boolean;
 }
 
 /** What a scope's adopt takes into its vars, and what the user should know about it (such as what it left out). */
@@ -132,6 +137,8 @@ export interface ScopeDef<V = unknown> {
   verify?(value: V, ctx: ScopeContext): Promise<void>;
   /** Whether setting this scope converges by default (cp.bootstrapper allows --no-converge). */
   readonly allowNoConverge?: boolean;
+  /** Whether a set takes --purge (ScopeContext.purge): delete what the scope stops using, such as mail.dkim's keys. */
+  readonly allowPurge?: boolean;
 }
 
 export function defineScope<V>(def: ScopeDef<V>): ScopeDef<V> {

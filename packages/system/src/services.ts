@@ -1,6 +1,6 @@
 import { constants, existsSync } from 'node:fs';
 import path from 'node:path';
-import { open, readFile, readlink, realpath, rm, stat } from 'node:fs/promises';
+import { open, readFile, readdir, readlink, realpath, rm, stat } from 'node:fs/promises';
 import type { Endpoint, EndpointName, ServiceView } from '@scoped/sdk';
 import { DEBIAN_ENDPOINTS, type DaemonSpec, accepting, debianDaemons, rootDaemons, sandboxEndpoints, userIds } from './daemons.js';
 import { exec } from './exec.js';
@@ -40,6 +40,18 @@ async function gone(pid: number): Promise<boolean> {
   if (!alive(pid)) return true;
   const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
   return stat === '' || stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z');
+}
+
+/** The processes whose parent is `pid` (a daemon's workers). */
+async function childrenOf(pid: number): Promise<number[]> {
+  const out: number[] = [];
+  for (const entry of await readdir('/proc').catch(() => [] as string[])) {
+    if (!/^\d+$/.test(entry)) continue;
+    const stat = await readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '');
+    // After the command (which may hold spaces and parentheses): the state, then the parent's pid.
+    if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) out.push(Number(entry));
+  }
+  return out;
 }
 
 /** Poll `done` every 50 ms for up to `ms`; whether it came true. */
@@ -136,6 +148,8 @@ export class DirectServiceDriver implements ServiceDriver {
     private readonly postfix: PostfixProcess,
     private readonly daemonSource: DaemonSource = {},
     private readonly endpoints: () => Promise<Record<EndpointName, Endpoint>> = async () => DEBIAN_ENDPOINTS,
+    /** The daemons' programs and pid files alone, for installed() and running(): reading state never chooses ports. */
+    private readonly located: DaemonSource = daemonSource,
   ) {}
 
   private daemons(): Promise<Record<string, DaemonSpec>> {
@@ -152,6 +166,11 @@ export class DirectServiceDriver implements ServiceDriver {
     return (await this.daemons())[service];
   }
 
+  private async locate(service: string): Promise<Pick<DaemonSpec, 'program' | 'pidFile'> | undefined> {
+    const source = this.located;
+    return (typeof source === 'function' ? await source() : source)[service];
+  }
+
   async endpoint(name: EndpointName): Promise<Endpoint> {
     const e = (await this.endpoints())[name];
     if (!e) throw new Error(`no endpoint named ${name}`);
@@ -159,7 +178,7 @@ export class DirectServiceDriver implements ServiceDriver {
   }
 
   async installed(service: string): Promise<boolean> {
-    const program = service === 'postfix' ? '/usr/sbin/postfix' : (await this.daemon(service))?.program;
+    const program = service === 'postfix' ? '/usr/sbin/postfix' : (await this.locate(service))?.program;
     return program !== undefined && existsSync(program);
   }
 
@@ -173,7 +192,7 @@ export class DirectServiceDriver implements ServiceDriver {
 
   async running(service: string): Promise<boolean> {
     if (service === 'postfix') return (await this.postfixMaster()) !== null;
-    const daemon = await this.daemon(service);
+    const daemon = await this.locate(service);
     return daemon !== undefined && (await livePid(daemon.pidFile, daemon.program)) !== null;
   }
 
@@ -198,7 +217,15 @@ export class DirectServiceDriver implements ServiceDriver {
     if (!daemon) throw new Error(`scoped cannot ${action} ${service} here (it is not one of the services scoped runs directly); ${action} it by hand`);
     const running = () => livePid(daemon.pidFile, daemon.program);
     const pid = await running();
-    if (action === 'reload' && pid !== null) return void process.kill(pid, 'SIGHUP');
+    if (action === 'reload' && pid !== null) {
+      // rspamd (and spamd) start new workers on SIGHUP and retire the old ones, which go on serving
+      // with the old configuration until they exit: the reload is done once they are gone, so a
+      // change (a new DKIM selector) holds for the next message. A worker busy past the limit is left to finish.
+      const workers = await childrenOf(pid);
+      process.kill(pid, 'SIGHUP');
+      await until(async () => (await Promise.all(workers.map(gone))).every(Boolean), daemon.stopTimeoutMs ?? 15_000);
+      return;
+    }
     if ((action === 'stop' || action === 'restart') && pid !== null) {
       process.kill(pid, 'SIGTERM');
       // Gone (an unreaped zombie still answers signal 0, and a daemon may remove its pid file before it exits).
@@ -227,7 +254,7 @@ export class DirectServiceDriver implements ServiceDriver {
       if (!found) throw new Error(`${service} cannot start: its user ${daemon.user} does not exist; reinstall Debian's ${service} package`);
       ids = found;
     }
-    // Done when the program exits: a daemon (rspamd) keeps the stderr it inherited open, which would hold the exec for its whole time limit.
+    // Done when the program exits: the daemon it forked keeps the inherited output open for as long as it runs.
     await exec(daemon.program, daemon.start, { timeoutMs: 60_000, untilExit: true, ...ids });
     const timeoutMs = daemon.readyTimeoutMs ?? 30_000;
     let seen: number | null = null;
@@ -359,7 +386,9 @@ export function chooseServiceDriver(root: string, postfix: PostfixProcess): Serv
       });
       return chosen;
     };
-    return new DirectServiceDriver(postfix, async () => rootDaemons(root, await endpoints()), endpoints);
+    // Programs and pid files do not depend on the ports: looking at a daemon never chooses them (nor writes ports.json).
+    const located = rootDaemons(root, DEBIAN_ENDPOINTS);
+    return new DirectServiceDriver(postfix, async () => rootDaemons(root, await endpoints()), endpoints, located);
   }
   return existsSync('/run/systemd/system') ? new SystemdServiceDriver() : new DirectServiceDriver(postfix, SPAM_DAEMONS);
 }

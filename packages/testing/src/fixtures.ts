@@ -1,4 +1,5 @@
 import { copyFileSync, mkdirSync, mkdtempSync, utimesSync, writeFileSync } from 'node:fs';
+import { HostSystem } from '@scoped/system';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
@@ -18,4 +19,12 @@ export function postfixRoot(prefix = 'scoped-suite-'): string {
   const past = new Date(Date.now() - 5_000);
   utimesSync(path.join(conf, 'main.cf'), past, past);
   return root;
+}
+
+/**
+ * The real system adapter on a sandbox root, for a plugin's own tests: what the engine reads
+ * and writes through, without the engine (plugins may not import @scoped/system themselves).
+ */
+export function rootSystem(root: string): HostSystem {
+  return new HostSystem({ root, kernelHostname: false });
 }

@@ -1,4 +1,4 @@
 export { scopePluginSuite } from './suite.js';
 export type { Sample, SuiteOptions, TestApi } from './suite.js';
 export { treeDigest } from './tree.js';
-export { postfixRoot } from './fixtures.js';
+export { postfixRoot, rootSystem } from './fixtures.js';

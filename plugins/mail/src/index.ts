@@ -1,5 +1,6 @@
 import { definePlugin } from '@scoped/sdk';
 import { configurePostfix } from './configure-postfix.js';
+import { dkimDomains, dkimOldKeys, dkimScope, dkimUnit } from './dkim.js';
 import { piggybackScope, smartHostScope, spamFilterScope } from './scopes.js';
 import { spamFilterUnit } from './spam-filter.js';
 import {
@@ -13,6 +14,8 @@ import {
   spamfilter,
 } from './vars.js';
 
+export { DKIM_DIR, SIGNING_CONF, dkimScope, dkimUnit, keyPath, signingConf } from './dkim.js';
+export { keyAlgorithm, newKey, txtRecord } from './dkim-keys.js';
 export { AUTH_MAP, authMapText, configurePostfix, desiredParams } from './configure-postfix.js';
 export { passwordProblem, relayProblem, userProblem } from './relay.js';
 export { piggybackScope, smartHostScope, spamFilterScope } from './scopes.js';
@@ -26,7 +29,18 @@ export default definePlugin({
   apiVersion: 1,
   // configure-postfix reads system_hostname (myhostname), which net declares.
   dependsOn: ['@scoped/plugin-net'],
-  vars: [postfixSmarthost, postfixTlsLevel, postfixSaslHeader, postfixRelayMynetworks, postfixCustomConfig, spamfilter, rspamdEnabled, rspamdMilter],
-  units: [configurePostfix, spamFilterUnit],
-  scopes: [smartHostScope, spamFilterScope, piggybackScope],
+  vars: [
+    postfixSmarthost,
+    postfixTlsLevel,
+    postfixSaslHeader,
+    postfixRelayMynetworks,
+    postfixCustomConfig,
+    spamfilter,
+    rspamdEnabled,
+    rspamdMilter,
+    dkimDomains,
+    dkimOldKeys,
+  ],
+  units: [configurePostfix, spamFilterUnit, dkimUnit],
+  scopes: [smartHostScope, spamFilterScope, piggybackScope, dkimScope],
 });

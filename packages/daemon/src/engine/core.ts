@@ -46,9 +46,19 @@ export class EngineCore {
     return asJson(redactValue(value, this.registry.vars.get(name)?.secret));
   }
 
-  /** The context scope code runs with; `words` are the arguments as typed (cpcmd sends them), for scopes that want text. */
-  scopeContext(vars: Record<string, unknown> = this.vars(), words?: readonly (string | null)[]): ScopeContext {
-    return { system: this.system, vars, varDefs: this.registry.vars, redactVar: (n, v) => this.redactVar(n, v), ...(words ? { words } : {}) };
+  /**
+   * The context scope code runs with; `words` are the arguments as typed (cpcmd sends them), for
+   * scopes that want text; `purge` a set's --purge.
+   */
+  scopeContext(vars: Record<string, unknown> = this.vars(), words?: readonly (string | null)[], purge?: boolean): ScopeContext {
+    return {
+      system: this.system,
+      vars,
+      varDefs: this.registry.vars,
+      redactVar: (n, v) => this.redactVar(n, v),
+      ...(words ? { words } : {}),
+      ...(purge ? { purge } : {}),
+    };
   }
 
   /** The highest revision at which any of these vars changed. */

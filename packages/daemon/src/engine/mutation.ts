@@ -46,6 +46,7 @@ interface SetParams {
   ifRevision?: number;
   converge?: boolean;
   verify?: boolean;
+  purge?: boolean;
 }
 
 const same = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b);
@@ -125,9 +126,9 @@ export class Mutations {
   /** Turn a scope's value (or CLI words) into validated var changes. */
   async scopeVars(
     scope: ScopeDef,
-    input: { value?: unknown; args?: readonly unknown[]; words?: readonly (string | null)[] },
+    input: { value?: unknown; args?: readonly unknown[]; words?: readonly (string | null)[]; purge?: boolean },
   ): Promise<{ value: unknown; vars: Record<string, unknown> }> {
-    const ctx = this.core.scopeContext(undefined, input.words);
+    const ctx = this.core.scopeContext(undefined, input.words, input.purge);
     if (input.value !== undefined && input.args !== undefined) throw new RpcError(ErrorCodes.InvalidParams, 'give either value or args, not both');
     if (input.value === undefined && input.args === undefined)
       throw new RpcError(ErrorCodes.InvalidParams, `give a value for ${scope.name}; usage: ${scope.name} ${scope.usage}`);
@@ -175,7 +176,14 @@ export class Mutations {
     if (params.converge === false && !scope.allowNoConverge) {
       throw new RpcError(ErrorCodes.InvalidParams, `${scope.name} always converges; --no-converge applies to cp.bootstrapper only`);
     }
-    const input: { value?: unknown; args?: readonly unknown[]; words?: readonly (string | null)[] } = {};
+    if (params.purge && !scope.allowPurge) {
+      throw new RpcError(
+        ErrorCodes.InvalidParams,
+        `${scope.name} keeps nothing to purge; --purge applies to scopes that delete what they stop using, such as mail.dkim`,
+      );
+    }
+    const input: { value?: unknown; args?: readonly unknown[]; words?: readonly (string | null)[]; purge?: boolean } = {};
+    if (params.purge) input.purge = true;
     if (params.value !== undefined) input.value = params.value;
     if (params.args !== undefined) input.args = params.args;
     if (params.words !== undefined) input.words = params.words;
