@@ -159,7 +159,7 @@ function foreignFile(w: Wanted, o: Observed, redis: boolean, e: Endpoints): stri
 export const spamFilterUnit = defineUnit<Observed>({
   name: 'mail/spam-filter',
   description: 'The spam filters in Postfix (rspamd as milter, SpamAssassin after the queue), their config and the daemons that run them',
-  reads: ['spamfilter', 'rspamd_enabled', 'rspamd_milter'],
+  reads: ['spamfilter', 'rspamd_enabled', 'rspamd_milter', 'dkim_domains'],
   // rspamd's first start compiles its pattern cache (about 10 s) before it answers.
   timeoutMs: 120_000,
 
