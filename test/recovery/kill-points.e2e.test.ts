@@ -38,6 +38,8 @@ describe('kill points inside a rollback', () => {
   async function restorePristine(): Promise<void> {
     await rm(box.dir, { recursive: true, force: true });
     await cp(path.join(pristine(), 'postfix'), box.dir, { recursive: true, preserveTimestamps: true });
+    // What a forward apply killed before its journal could be undone wrote outside Postfix's dir too (rspamd's local.d files).
+    await rm(path.join(fx.root, 'etc/rspamd'), { recursive: true, force: true });
     await rm(storeDir(), { recursive: true, force: true });
     await cp(path.join(pristine(), 'store'), storeDir(), { recursive: true, preserveTimestamps: true });
   }
@@ -70,7 +72,8 @@ describe('kill points inside a rollback', () => {
     let kills = 0;
     let inRollback = 0;
     for (let n = 1; ; n++) {
-      expect(n, 'the set never got past its crash points').toBeLessThan(40);
+      // rspamd's set writes its local.d files too: more crash points than Postfix's parameters alone.
+      expect(n, 'the set never got past its crash points').toBeLessThan(80);
       await restorePristine();
       const attempts = fakes.starts('rspamd');
       const crashing = await fx.start({ env: { SCOPED_CRASH_AT: String(n) } });

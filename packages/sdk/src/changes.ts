@@ -126,6 +126,7 @@ export function changeDrift(change: Change, redacted: string): { expected: strin
     case 'postmap':
       return { expected: 'database up to date', actual: change.reason };
     case 'service':
+      if (change.action === 'start') return { expected: 'running', actual: 'not running' };
       return { expected: `${change.action}ed`, actual: null };
     case 'kernel-hostname':
       return change.secret ? { expected: redacted, actual: redacted } : { expected: change.name, actual: change.current };

@@ -3,7 +3,16 @@ import { configurePostfix } from './configure-postfix.js';
 import { dkimDomains, dkimOldKeys, dkimScope, dkimUnit } from './dkim.js';
 import { piggybackScope, smartHostScope, spamFilterScope } from './scopes.js';
 import { spamFilterUnit } from './spam-filter.js';
-import { postfixCustomConfig, postfixRelayMynetworks, postfixSaslHeader, postfixSmarthost, postfixTlsLevel, rspamdEnabled, spamfilter } from './vars.js';
+import {
+  postfixCustomConfig,
+  postfixRelayMynetworks,
+  postfixSaslHeader,
+  postfixSmarthost,
+  postfixTlsLevel,
+  rspamdEnabled,
+  rspamdMilter,
+  spamfilter,
+} from './vars.js';
 
 export { DKIM_DIR, SIGNING_CONF, dkimScope, dkimUnit, keyPath, signingConf } from './dkim.js';
 export { keyAlgorithm, newKey, txtRecord } from './dkim-keys.js';
@@ -11,7 +20,7 @@ export { AUTH_MAP, authMapText, configurePostfix, desiredParams } from './config
 export { passwordProblem, relayProblem, userProblem } from './relay.js';
 export { piggybackScope, smartHostScope, spamFilterScope } from './scopes.js';
 export { relayAddress, verifyRelay } from './smtp-verify.js';
-export { MILTERS, spamFilterUnit, wantedFilters } from './spam-filter.js';
+export { CONTENT_FILTER, milterAddress, spamFilterUnit, wanted } from './spam-filter.js';
 export { SmartHost, TLS_LEVELS } from './vars.js';
 
 export default definePlugin({
@@ -28,6 +37,7 @@ export default definePlugin({
     postfixCustomConfig,
     spamfilter,
     rspamdEnabled,
+    rspamdMilter,
     dkimDomains,
     dkimOldKeys,
   ],

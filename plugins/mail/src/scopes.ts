@@ -1,7 +1,8 @@
 import { REDACTED, ScopeInputError, type ScopeContext, argText, defineScope, z } from '@scoped/sdk';
 import { AUTH_MAP, MAIN_CF, credentialsTlsProblem } from './configure-postfix.js';
 import { verifyDeadlineMs, verifyRelay } from './smtp-verify.js';
-import { filtersIn } from './spam-filter.js';
+import { RSPAMD_FILES, ownFile } from './rspamd-conf.js';
+import { CONTENT_FILTER, milterAddress } from './spam-filter.js';
 import { SmartHost } from './vars.js';
 
 type SmartHostValue = false | SmartHost;
@@ -119,15 +120,41 @@ export const smartHostScope = defineScope<SmartHostValue>({
 
 const Filter = z.union([z.enum(['spamassassin', 'rspamd']), z.literal(false)]);
 
+/** Which filters Postfix uses now: SpamAssassin by its content filter, rspamd by its milter (refusing spam, or passive beside another). */
+async function activeFilters(ctx: ScopeContext): Promise<{ spamassassin: boolean; rspamd: 'filter' | 'passive' | null }> {
+  const params = await ctx.system.postfix.mainCf();
+  const milters = (params.get('smtpd_milters') ?? '').split(/[\s,]+/).filter(Boolean);
+  // Asked only when there are milters: on a sandbox root the first ask chooses the ports.
+  const milter = milters.length ? milterAddress(ctx.vars, await ctx.system.services.endpoint('rspamd.milter')) : undefined;
+  const passive = ownFile(await ctx.system.readFile(RSPAMD_FILES.noReject));
+  return {
+    spamassassin: params.get('content_filter') === CONTENT_FILTER,
+    rspamd: milter && milters.includes(milter) ? (passive ? 'passive' : 'filter') : null,
+  };
+}
+
 export const spamFilterScope = defineScope<'spamassassin' | 'rspamd' | false>({
   name: 'mail.spam-filter',
   summary: 'Which spam filter inbound mail passes through: spamassassin, rspamd or false',
   help:
-    "Sets Postfix's milters (smtpd_milters, non_smtpd_milters, milter_default_action=accept) and starts the chosen " +
-    "filter's service. The filter's Debian package must be installed first; if it is not, the error names it and " +
-    'nothing changes. rspamd is fast and also signs DKIM; SpamAssassin is accurate with little tuning.',
+    'rspamd runs as a before-queue milter (smtpd_milters, non_smtpd_milters, milter_default_action=accept): spam is refused ' +
+    "during SMTP with a 5xx, so the sender's server bounces it, and accepted mail carries rspamd's X-Spamd-Result and " +
+    'X-Rspamd-* headers. spamassassin works after the queue, never as a milter (a before-queue SpamAssassin delays every ' +
+    'connection too long): content_filter hands each message to spamd through spamc (a pipe service in a marked block of ' +
+    'master.cf), and the marked message comes back on a loopback listener; spam is delivered with X-Spam-Flag: YES, never ' +
+    "refused. scoped writes the filter's settings (rspamd's local.d files, marked as scoped's) and runs its daemons " +
+    "(rspamd with redis-server, or spamd), and refuses the set with the check's own message when the filter's config fails " +
+    '`rspamadm configtest` or `spamassassin --lint`. false takes the milter, the content filter, the master.cf block and ' +
+    "scoped's files away and stops what scoped ran. The filter's Debian packages must be installed first (rspamd, " +
+    'redis-server; spamassassin, spamd, spamc); if one is missing, the error names it and nothing changes. A filter that ' +
+    'should run and does not shows in scope:check; cpcmd converge starts it.',
   usage: 'spamassassin | rspamd | false',
-  examples: ['cpcmd scope:set mail.spam-filter rspamd', 'cpcmd scope:set mail.spam-filter false', 'cpcmd scope:get mail.spam-filter'],
+  examples: [
+    'cpcmd scope:set mail.spam-filter rspamd',
+    'cpcmd scope:set mail.spam-filter spamassassin',
+    'cpcmd scope:set mail.spam-filter false',
+    'cpcmd scope:get mail.spam-filter',
+  ],
   schema: Filter,
   vars: ['spamfilter'],
   parseArgs(args) {
@@ -138,18 +165,22 @@ export const spamFilterScope = defineScope<'spamassassin' | 'rspamd' | false>({
     await requirePostfix(ctx);
     return { spamfilter: value };
   },
-  async get({ system, vars }) {
-    const active = filtersIn((await system.postfix.mainCf()).get('smtpd_milters'));
-    if (active.includes('spamassassin')) return 'spamassassin';
-    if (active.includes('rspamd') && vars.spamfilter === 'rspamd') return 'rspamd';
-    return active.includes('rspamd') && !vars.rspamd_enabled ? 'rspamd' : false;
+  async get(ctx) {
+    const active = await activeFilters(ctx);
+    if (active.spamassassin) return 'spamassassin';
+    return active.rspamd === 'filter' ? 'rspamd' : false;
   },
 });
 
 export const piggybackScope = defineScope<boolean>({
   name: 'mail.rspamd-piggyback',
   summary: 'rspamd beside SpamAssassin: SpamAssassin filters, rspamd learns passively and serves as policy milter',
-  help: 'true sets spamfilter=spamassassin and rspamd_enabled=true; false sets rspamd_enabled=false and leaves spamfilter as it is. Both filters must be installed.',
+  help:
+    "true sets spamfilter=spamassassin and rspamd_enabled=true: SpamAssassin filters after the queue, rspamd's milter runs " +
+    'before it without refusing anything (it adds its headers, and signs DKIM for the domains mail.dkim names), and every ' +
+    "message SpamAssassin classifies is fed to rspamd's learner as spam or ham (rspamd keeps it in Redis; `rspamc stat` " +
+    'shows the counts). false sets rspamd_enabled=false and leaves spamfilter as it is. rspamd, redis-server, spamassassin, ' +
+    'spamd and spamc must be installed.',
   usage: 'true | false',
   examples: ['cpcmd scope:set mail.rspamd-piggyback true', 'cpcmd scope:get mail.rspamd-piggyback'],
   schema: z.boolean(),
@@ -162,8 +193,8 @@ export const piggybackScope = defineScope<boolean>({
     await requirePostfix(ctx);
     return on ? { spamfilter: 'spamassassin', rspamd_enabled: true } : { rspamd_enabled: false };
   },
-  async get({ system }) {
-    const active = filtersIn((await system.postfix.mainCf()).get('smtpd_milters'));
-    return active.includes('spamassassin') && active.includes('rspamd');
+  async get(ctx) {
+    const active = await activeFilters(ctx);
+    return active.spamassassin && active.rspamd === 'passive';
   },
 });

@@ -101,3 +101,13 @@ export const rspamdEnabled = defineVar({
   schema: z.boolean(),
   default: false,
 });
+
+export const rspamdMilter = defineVar({
+  name: 'rspamd_milter',
+  description:
+    "Where Postfix reaches rspamd's milter (inet:HOST:PORT or unix:PATH); empty for the rspamd scoped runs, on its own endpoint (127.0.0.1:11332 on Debian)",
+  schema: z
+    .string()
+    .regex(/^(?:|inet:[A-Za-z0-9.\-[\]:]+:\d{1,5}|unix:\/[A-Za-z0-9._\-/]+)$/, 'give inet:HOST:PORT, unix:/PATH, or empty for the rspamd scoped runs'),
+  default: '',
+});

@@ -84,7 +84,8 @@ export class Reads {
   private driftOf(planned: readonly Planned[], scope?: string): Drift[] {
     return planned.flatMap(({ unit, changes }) =>
       changes
-        .filter((c) => c.kind !== 'service')
+        // A service the vars want running that does not run is drift (converge starts it); other service actions are not.
+        .filter((c) => c.kind !== 'service' || c.action === 'start')
         .map((c) => {
           const d: Drift = { unit: unit.name, target: changeTarget(c), ...changeDrift(this.secrets.marked(c), REDACTED) };
           const v = c.var ?? (unit.reads.length === 1 ? unit.reads[0] : undefined);

@@ -1,0 +1,59 @@
+import { describe, expect, it } from 'vitest';
+import { BLOCK_BEGIN, BLOCK_END, managedBlock, masterCfProblem, withManagedBlock } from './master-cf.js';
+
+/** The head of Debian's master.cf, comments and continuation lines included. */
+const DEBIAN = [
+  '#',
+  '# Postfix master process configuration file.',
+  '# ==========================================================================',
+  '# service type  private unpriv  chroot  wakeup  maxproc command + args',
+  'smtp      inet  n       -       y       -       -       smtpd',
+  'pickup    unix  n       -       y       60      1       pickup',
+  'cleanup   unix  n       -       y       -       0       cleanup',
+  'maildrop  unix  -       n       n       -       -       pipe',
+  '  flags=DRXhu user=vmail argv=/usr/bin/maildrop -d ${recipient}',
+  '',
+].join('\n');
+const LINES = ['scoped-spamassassin unix - n n - 10 pipe', '  flags=Rq user=debian-spamd argv=/x ${sender} ${recipient}'];
+
+describe('master.cf block', () => {
+  it('adding the block and taking it away leaves master.cf byte for byte as it was', () => {
+    const on = withManagedBlock(DEBIAN, LINES);
+    expect(on.startsWith(DEBIAN)).toBe(true);
+    expect(on.slice(DEBIAN.length)).toBe(`${BLOCK_BEGIN}\n${LINES.join('\n')}\n${BLOCK_END}\n`);
+    expect(managedBlock(on)).toEqual(LINES);
+    expect(withManagedBlock(on, null)).toBe(DEBIAN);
+  });
+
+  it('replaces the block where it stands and keeps what the operator added after it', () => {
+    const on = `${withManagedBlock(DEBIAN, LINES)}mine unix - n n - - pipe\n  argv=/bin/true\n`;
+    const changed = withManagedBlock(on, ['other unix - n n - - pipe']);
+    expect(managedBlock(changed)).toEqual(['other unix - n n - - pipe']);
+    expect(changed.endsWith(`${BLOCK_END}\nmine unix - n n - - pipe\n  argv=/bin/true\n`)).toBe(true);
+    expect(withManagedBlock(changed, null)).toBe(`${DEBIAN}mine unix - n n - - pipe\n  argv=/bin/true\n`);
+  });
+
+  it('adds a missing last newline before a new block, and changes nothing without a block to remove', () => {
+    expect(withManagedBlock('smtp inet n - y - - smtpd', ['x'])).toBe(`smtp inet n - y - - smtpd\n${BLOCK_BEGIN}\nx\n${BLOCK_END}\n`);
+    expect(withManagedBlock(DEBIAN, null)).toBe(DEBIAN);
+    expect(managedBlock(DEBIAN)).toBeNull();
+    expect(withManagedBlock(withManagedBlock(DEBIAN, LINES), LINES)).toBe(withManagedBlock(DEBIAN, LINES));
+  });
+
+  it('a block without its end, or twice, is a problem named for the operator, and is never edited', () => {
+    for (const damaged of [
+      `${DEBIAN}${BLOCK_BEGIN}\nx\n`,
+      `${DEBIAN}${BLOCK_END}\n${BLOCK_BEGIN}\n`,
+      withManagedBlock(DEBIAN, LINES) + withManagedBlock('', LINES),
+    ]) {
+      expect(masterCfProblem(damaged)).toMatch(/damaged scoped block.*remove both/);
+      expect(() => withManagedBlock(damaged, null)).toThrow(/damaged/);
+    }
+    expect(masterCfProblem(withManagedBlock(DEBIAN, LINES))).toBeNull();
+  });
+
+  it('refuses a line that would break out of the block', () => {
+    expect(() => withManagedBlock(DEBIAN, ['a\nb'])).toThrow(/not a master.cf line/);
+    expect(() => withManagedBlock(DEBIAN, [BLOCK_END])).toThrow(/not a master.cf line/);
+  });
+});
