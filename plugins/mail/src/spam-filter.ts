@@ -13,7 +13,7 @@ import { MASTER_CF, masterCfProblem, withManagedBlock } from './master-cf.js';
 import { RSPAMD_FILES, type RspamdFile, type RspamdMode, ownFile, rspamdFiles } from './rspamd-conf.js';
 import { FILTER_SERVICE, SPAMC_FILTER, SPAMC_FILTER_SCRIPT } from './spamc-filter.js';
 
-export type Filter = 'spamassassin' | 'rspamd';
+type Filter = 'spamassassin' | 'rspamd';
 
 /** The content_filter value that sends mail through SpamAssassin. */
 export const CONTENT_FILTER = `${FILTER_SERVICE}:`;
