@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { rmdir } from 'node:fs/promises';
+import { lstat, rmdir } from 'node:fs/promises';
 import path from 'node:path';
 
 import { stat as fsStat } from 'node:fs/promises';
@@ -170,7 +170,37 @@ export class HostSystem implements System {
     }
   }
 
+  /**
+   * A file is never written or removed through a symlink below the root that root did not make.
+   * Some files lie in directories a daemon's user owns (the DKIM keys in var/lib/rspamd, which is
+   * rspamd's), whose user could swap a directory for a symlink and have root write, chown or
+   * delete a file of that name anywhere. What does not exist yet is made by the write, as real
+   * directories.
+   */
+  private async refuseForeignSymlink(change: Change): Promise<void> {
+    if (change.kind !== 'file' && change.kind !== 'file.remove') return;
+    const parts = path.posix.dirname(path.posix.normalize(change.path)).split('/').filter(Boolean);
+    for (let i = 1; i <= parts.length; i++) {
+      const dir = `/${parts.slice(0, i).join('/')}`;
+      let st: Awaited<ReturnType<typeof lstat>>;
+      try {
+        st = await lstat(this.host(dir));
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'ENOENT' || code === 'ENOTDIR') return;
+        throw err;
+      }
+      if (st.isSymbolicLink() && st.uid !== 0) {
+        const verb = change.kind === 'file' ? 'write' : 'remove';
+        throw new Error(
+          `scoped will not ${verb} ${change.path}: ${dir} under the root is a symlink that root did not make (its owner is uid ${st.uid}); remove it (scoped makes the directory) or make it a real directory owned by root, then try again`,
+        );
+      }
+    }
+  }
+
   async snapshot(changes: readonly Change[]): Promise<Snapshot> {
+    for (const change of changes) await this.refuseForeignSymlink(change);
     const files: Snapshot['files'] = new Map();
     const dirs = new Set<string>();
     for (const change of changes) {
@@ -244,6 +274,7 @@ export class HostSystem implements System {
     for (const c of changes) {
       switch (c.kind) {
         case 'file': {
+          await this.refuseForeignSymlink(c);
           let owner: { uid: number; gid: number } | undefined;
           if (c.owner !== undefined) {
             const ids = userIds(c.owner);
@@ -254,6 +285,7 @@ export class HostSystem implements System {
           break;
         }
         case 'file.remove':
+          await this.refuseForeignSymlink(c);
           await removeFile(this.host(c.path));
           break;
         case 'postconf':
