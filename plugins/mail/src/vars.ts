@@ -102,10 +102,15 @@ export const rspamdEnabled = defineVar({
   default: false,
 });
 
+/**
+ * A milter sees every message and may add recipients and rewrite bodies: pointing Postfix at one
+ * is a copy of all mail, which raw parameters refuse even to the admin, so only the admin names it.
+ */
 export const rspamdMilter = defineVar({
   name: 'rspamd_milter',
   description:
-    "Where Postfix reaches rspamd's milter (inet:HOST:PORT or unix:PATH); empty for the rspamd scoped runs, on its own endpoint (127.0.0.1:11332 on Debian)",
+    "Where Postfix reaches rspamd's milter (inet:HOST:PORT or unix:PATH; admin only: a milter sees and may change every message); empty for the rspamd scoped runs, on its own endpoint (127.0.0.1:11332 on Debian)",
+  adminOnly: true,
   schema: z
     .string()
     .regex(/^(?:|inet:[A-Za-z0-9.\-[\]:]+:\d{1,5}|unix:\/[A-Za-z0-9._\-/]+)$/, 'give inet:HOST:PORT, unix:/PATH, or empty for the rspamd scoped runs'),
