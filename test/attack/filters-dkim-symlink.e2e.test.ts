@@ -10,7 +10,8 @@
  * set of mail.dkim must be refused, saying why and what to do, and leave that directory as it was;
  * a --purge must not delete the file of that name there either.
  */
-import { existsSync, readFileSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
+import { generateKeyPairSync } from 'node:crypto';
+import { chmodSync, existsSync, lstatSync, readFileSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
 import { lchown, mkdir, symlink } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -77,5 +78,45 @@ describe('attack: the DKIM key directory as a symlink out of the root', { timeou
     expect(purge.code).not.toBe(0);
     expect(purge.stderr).toMatch(/var\/lib\/rspamd\/dkim.*symlink that root did not make/);
     expect(existsSync(victim)).toBe(true);
+  });
+});
+
+describe('attack: a DKIM key file as a symlink to a secret of root', { timeout: 60_000 }, () => {
+  let d: Scoped;
+  let fakes: FakeDaemons | undefined;
+
+  afterEach(async () => {
+    await fakes?.stopAll();
+    await d?.close();
+  });
+
+  it("converge does not copy the symlink's target into a key file rspamd's user owns", async () => {
+    d = await scoped({ postfix: true, listen: 'none', start: false });
+    fakes = await FakeDaemons.install(d.root, ['rspamd']);
+    await d.start();
+    expectExit(await d.cpcmd(['scope:set', 'mail.dkim', 'example.com']), 'ok');
+
+    // Root's TLS key (as Debian's snakeoil key: RSA in PKCS#8, 0640), outside the root.
+    await using outside = await tempDir();
+    const secret = path.join(outside.path, 'mail.key');
+    const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const pem = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+    writeFileSync(secret, pem, { mode: 0o640 });
+    chmodSync(secret, 0o640);
+
+    // rspamd's user owns var/lib/rspamd: it swaps the key directory for its own, with the key file a symlink to root's key.
+    const keys = path.join(d.root, 'var/lib/rspamd/dkim');
+    renameSync(keys, `${keys}.old`);
+    await mkdir(keys);
+    await lchown(keys, RSPAMD_UID, RSPAMD_UID);
+    await attackersLink(secret, path.join(keys, 'example.com.dkim.key'));
+
+    const converge = await d.cpcmd(['converge']);
+    const file = path.join(keys, 'example.com.dkim.key');
+    const copied = lstatSync(file).isFile() && readFileSync(file, 'utf8') === pem;
+    expect(copied, 'root copied its own TLS key into a file rspamd owns').toBe(false);
+    expect(converge.code).not.toBe(0);
+    expect(converge.stderr).toMatch(/example\.com\.dkim\.key.*symlink that root did not make/);
+    expect(readFileSync(secret, 'utf8')).toBe(pem);
   });
 });

@@ -171,7 +171,8 @@ export class HostSystem implements System {
   }
 
   /**
-   * A file is never written or removed through a symlink below the root that root did not make.
+   * A file is never written or removed through a symlink below the root that root did not make,
+   * nor where the file itself is one.
    * Some files lie in directories a daemon's user owns (the DKIM keys in var/lib/rspamd, which is
    * rspamd's), whose user could swap a directory for a symlink and have root write, chown or
    * delete a file of that name anywhere. What does not exist yet is made by the write, as real
@@ -179,7 +180,9 @@ export class HostSystem implements System {
    */
   private async refuseForeignSymlink(change: Change): Promise<void> {
     if (change.kind !== 'file' && change.kind !== 'file.remove') return;
-    const parts = path.posix.dirname(path.posix.normalize(change.path)).split('/').filter(Boolean);
+    // The file itself too: a unit may have planned from what it read through the link (a key
+    // file linked to root's TLS key, "rewritten" 0600 for rspamd's user, would hand that key over).
+    const parts = path.posix.normalize(change.path).split('/').filter(Boolean);
     for (let i = 1; i <= parts.length; i++) {
       const dir = `/${parts.slice(0, i).join('/')}`;
       let st: Awaited<ReturnType<typeof lstat>>;
@@ -193,7 +196,7 @@ export class HostSystem implements System {
       if (st.isSymbolicLink() && st.uid !== 0) {
         const verb = change.kind === 'file' ? 'write' : 'remove';
         throw new Error(
-          `scoped will not ${verb} ${change.path}: ${dir} under the root is a symlink that root did not make (its owner is uid ${st.uid}); remove it (scoped makes the directory) or make it a real directory owned by root, then try again`,
+          `scoped will not ${verb} ${change.path}: ${dir} under the root is a symlink that root did not make (its owner is uid ${st.uid}); remove it (scoped makes what is missing), then try again`,
         );
       }
     }
