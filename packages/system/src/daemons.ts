@@ -9,7 +9,7 @@
 import { randomBytes } from 'node:crypto';
 import { constants, existsSync, readFileSync } from 'node:fs';
 import { chmod, chown, cp, link, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { createServer, connect } from 'node:net';
+import { createServer, connect, isIP } from 'node:net';
 import path from 'node:path';
 import type { Endpoint, EndpointName } from '@scoped/sdk';
 
@@ -300,7 +300,8 @@ function parsePorts(text: string): Partial<Record<EndpointName, Endpoint>> {
     const raw = JSON.parse(text) as Record<string, unknown>;
     for (const name of ENDPOINT_NAMES) {
       const e = raw[name] as Partial<Endpoint> | undefined;
-      if (e && typeof e.host === 'string' && Number.isInteger(e.port) && (e.port as number) > 0 && (e.port as number) < 65_536)
+      // An IP address only: the host goes into rspamd's UCL files, master.cf's pipe argv and main.cf.
+      if (e && typeof e.host === 'string' && isIP(e.host) !== 0 && Number.isInteger(e.port) && (e.port as number) > 0 && (e.port as number) < 65_536)
         out[name] = { host: e.host, port: e.port as number };
     }
   } catch {
