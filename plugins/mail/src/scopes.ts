@@ -142,7 +142,7 @@ export const spamFilterScope = defineScope<'spamassassin' | 'rspamd' | false>({
     'X-Rspamd-* headers. spamassassin works after the queue, never as a milter (a before-queue SpamAssassin delays every ' +
     'connection too long): content_filter hands each message to spamd through spamc (a pipe service in a marked block of ' +
     'master.cf), and the marked message comes back on a loopback listener; spam is delivered with X-Spam-Flag: YES, never ' +
-    "refused. scoped writes the filter's settings (rspamd's local.d files, marked as scoped's) and runs its daemons " +
+    "refused; it is refused while main.cf hands mail to another content filter (amavis), whose place it would take. scoped writes the filter's settings (rspamd's local.d files, marked as scoped's) and runs its daemons " +
     "(rspamd with redis-server, or spamd), and refuses the set with the check's own message when the filter's config fails " +
     '`rspamadm configtest` or `spamassassin --lint`. false takes the milter, the content filter, the master.cf block and ' +
     "scoped's files away and stops what scoped ran. The filter's Debian packages must be installed first (rspamd, " +

@@ -13,8 +13,6 @@ import { MASTER_CF, masterCfProblem, withManagedBlock } from './master-cf.js';
 import { RSPAMD_FILES, type RspamdFile, type RspamdMode, ownFile, rspamdFiles } from './rspamd-conf.js';
 import { FILTER_SERVICE, SPAMC_FILTER, SPAMC_FILTER_SCRIPT } from './spamc-filter.js';
 
-type Filter = 'spamassassin' | 'rspamd';
-
 /** The content_filter value that sends mail through SpamAssassin. */
 export const CONTENT_FILTER = `${FILTER_SERVICE}:`;
 
@@ -180,6 +178,10 @@ export const spamFilterUnit = defineUnit<Observed>({
     if (w.learn && !installed.rspamc) return 'rspamc is not installed: install it first (apt-get install rspamd), then set the filter again';
     const problem = o.masterCf !== null && masterCfProblem(o.masterCf);
     if (w.spamassassin && problem) return problem;
+    // Another content filter (amavis) would lose its place, and nothing would bring it back.
+    const other = o.params.get('content_filter');
+    if (w.spamassassin && other && other !== CONTENT_FILTER)
+      return `main.cf hands mail to another content filter (content_filter = ${other}), and SpamAssassin would take its place: have that filter call SpamAssassin, use mail.spam-filter rspamd (a milter, beside it), or remove it (postconf -X content_filter), then set the filter again`;
     const foreign = foreignFile(w, o, installed['redis-server'], await o.endpoints());
     if (foreign)
       return `${foreign} holds settings scoped did not write, and scoped would replace it: move them to rspamd's override.d (or remove the file), then set the filter again`;
