@@ -103,8 +103,8 @@ async function livePid(file: string, program?: string): Promise<number | null> {
 
 /**
  * Whether a live process runs this program: its executable is the program (a symlink to it
- * counts), or its command line names it (a script run by its interpreter, such as spamd; a
- * daemon that retitles itself `rspamd: main process`).
+ * counts), its own name is the program's (a daemon that retitles itself `rspamd: main process`
+ * or `spamd`), or it is an interpreter running the program as its script.
  */
 async function runsProgram(pid: number, program: string): Promise<boolean> {
   const base = path.basename(program);
@@ -115,7 +115,13 @@ async function runsProgram(pid: number, program: string): Promise<boolean> {
   ]);
   if (exe !== '' && exe.replace(/ \(deleted\)$/, '') === real) return true;
   const args = cmdline.split('\0');
-  return args.some((arg) => arg === program || path.basename(arg) === base) || args[0]!.startsWith(`${base}: `);
+  // The name the process gives itself (spamd's "spamd", redis's "PATH HOST:PORT", rspamd's "rspamd: main process"):
+  // never any later argument, which any process may carry (`journalctl -fu rspamd`, `less /etc/rspamd`).
+  const name = args[0]!;
+  if (path.basename(name.split(' ')[0]!) === base || name.startsWith(`${base}: `)) return true;
+  // A script its interpreter runs (spamd before it renames itself): the interpreter's first operand.
+  const interpreter = /^(?:perl|python|ruby|node|sh|bash|dash)[\d.]*$/.test(path.basename(exe.replace(/ \(deleted\)$/, '')));
+  return interpreter && args.slice(1).find((a) => !a.startsWith('-')) === program;
 }
 
 /** The last lines of a log file, for an error; empty when it cannot be read. */
