@@ -8,7 +8,7 @@
 //
 // Knobs (environment): BENCH_FILTER_WARMUP (1), BENCH_FILTER_RUNS (7).
 import { execFileSync, spawn } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { cpSync, existsSync, lstatSync, mkdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { connect } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -125,7 +125,8 @@ export async function benchSpamFilter({ warmup = int('BENCH_FILTER_WARMUP', 1), 
     const [firstMs] = await cpcmd('rspamd');
     const port = milter();
     // The hand-started copy: the configuration scoped wrote and the cache, taken while it runs, in a directory of its own.
-    for (const d of ['etc/rspamd', 'var/lib/rspamd']) cpSync(path.join(pf.root, d), path.join(base, d), { recursive: true });
+    for (const d of ['etc/rspamd', 'var/lib/rspamd'])
+      cpSync(path.join(pf.root, d), path.join(base, d), { recursive: true, filter: (src) => !lstatSync(src).isSocket() });
     await cpcmd('false');
     await waitPort(port, false);
     for (const d of ['run/rspamd', 'var/lib/rspamd', 'var/log/rspamd']) {

@@ -42,6 +42,11 @@ export interface DaemonSpec {
      * directory put over it, in a private mount namespace, for the check's run only.
      */
     bind?: { over: string; from: string };
+    /**
+     * What the check reads: its program and these directories. A check that passed is not run
+     * again while none of their files changed (checkFingerprint), which keeps it out of every set.
+     */
+    inputs?: readonly string[];
   };
   /** How long a stop waits for it to exit after SIGTERM (default 15 s). */
   stopTimeoutMs?: number;
@@ -56,6 +61,9 @@ export interface DaemonSpec {
   /** Before a start or a check: its directories made and owned, its config seeded. */
   prepare?: () => Promise<void>;
 }
+
+/** SpamAssassin's site config, its rules as packaged and as sa-update fetched them. */
+const SPAMASSASSIN_INPUTS = ['/etc/spamassassin', '/usr/share/spamassassin', '/var/lib/spamassassin'];
 
 export type DaemonName = 'rspamd' | 'spamd' | 'redis-server';
 
@@ -99,7 +107,7 @@ export function debianDaemons(): Record<DaemonName, DaemonSpec> {
       program: '/usr/bin/rspamd',
       start: ['-u', '_rspamd', '-g', '_rspamd'],
       pidFile: '/run/rspamd/rspamd.pid',
-      check: { program: '/usr/bin/rspamadm', args: ['configtest'] },
+      check: { program: '/usr/bin/rspamadm', args: ['configtest'], inputs: ['/etc/rspamd', '/usr/share/rspamd'] },
       ready: e['rspamd.milter'],
       readyTimeoutMs: 90_000,
       stopTimeoutMs: 60_000,
@@ -124,7 +132,7 @@ export function debianDaemons(): Record<DaemonName, DaemonSpec> {
         '/run/spamd.pid',
       ],
       pidFile: '/run/spamd.pid',
-      check: { program: '/usr/bin/spamassassin', args: ['--lint'] },
+      check: { program: '/usr/bin/spamassassin', args: ['--lint'], inputs: SPAMASSASSIN_INPUTS },
       ready: e.spamd,
     },
     'redis-server': {
@@ -186,6 +194,7 @@ export function rootDaemons(root: string, ports: Record<EndpointName, Endpoint>)
       check: {
         program: r('/usr/bin/rspamadm'),
         args: [...rspamdVars, 'configtest', '-c', r('/etc/rspamd/rspamd.conf')],
+        inputs: [r('/etc/rspamd'), '/usr/share/rspamd'],
         bind: { over: '/var/lib/rspamd', from: r('/var/lib/rspamd') },
       },
       ready: ports['rspamd.milter'],
@@ -220,6 +229,7 @@ export function rootDaemons(root: string, ports: Record<EndpointName, Endpoint>)
       check: {
         program: r('/usr/bin/spamassassin'),
         args: ['--siteconfigpath', r('/etc/spamassassin'), '--lint'],
+        inputs: [r('/etc/spamassassin'), ...SPAMASSASSIN_INPUTS.slice(1)],
         env: { ...process.env, HOME: saHome },
       },
       ready: ports.spamd,

@@ -175,6 +175,40 @@ describe('direct driver, a daemon that runs but never becomes ready', () => {
   });
 });
 
+describe('direct driver, configuration checks', () => {
+  it('runs a check again only when what it reads changed, and never remembers a failure', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'scoped-services-'));
+    try {
+      const conf = path.join(dir, 'conf');
+      await mkdir(conf);
+      await writeFile(path.join(conf, 'filterd.conf'), 'good\n');
+      const runs = path.join(dir, 'runs');
+      // The check counts its runs and fails while the config says "bad".
+      const check = path.join(dir, 'check.sh');
+      await writeFile(check, `#!/bin/sh\necho run >> '${runs}'\nif grep -q bad '${conf}/filterd.conf'; then echo "filterd.conf: bad value" >&2; exit 1; fi\n`, {
+        mode: 0o755,
+      });
+      const driver = new DirectServiceDriver(nowhere, {
+        filterd: { program: '/nonexistent/filterd', start: [], pidFile: path.join(dir, 'pid'), check: { program: check, args: [], inputs: [conf] } },
+      });
+      const count = async () => (await readFile(runs, 'utf8').catch(() => '')).split('\n').filter(Boolean).length;
+      expect(await driver.checkConfig('filterd')).toBeNull();
+      expect(await driver.checkConfig('filterd')).toBeNull();
+      expect(await count()).toBe(1);
+      await writeFile(path.join(conf, 'filterd.conf'), 'bad\n');
+      expect(await driver.checkConfig('filterd')).toMatch(/check\.sh +failed: filterd\.conf: bad value/);
+      expect(await driver.checkConfig('filterd')).toMatch(/bad value/);
+      expect(await count()).toBe(3);
+      await writeFile(path.join(conf, 'extra.conf'), 'x\n');
+      await writeFile(path.join(conf, 'filterd.conf'), 'good\n');
+      expect(await driver.checkConfig('filterd')).toBeNull();
+      expect(await count()).toBe(4);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('direct driver on a sandbox root', () => {
   it('finds a spam filter installed only inside the root, whatever the host has', async () => {
     const root = await mkdtemp(path.join(os.tmpdir(), 'scoped-services-root-'));
