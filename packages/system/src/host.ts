@@ -4,7 +4,7 @@ import path from 'node:path';
 
 import { stat as fsStat } from 'node:fs/promises';
 import { hostname as osHostname } from 'node:os';
-import type { Change, System } from '@scoped/sdk';
+import type { Change, ServiceChange, System } from '@scoped/sdk';
 import { crashpoint } from './crash.js';
 import { exec } from './exec.js';
 import { userIds } from './daemons.js';
@@ -274,7 +274,8 @@ export class HostSystem implements System {
     const edits = new Map<string, string | null>();
     for (const c of changes) if (c.kind === 'postconf') edits.set(c.param, c.value);
     let mainCfWritten = false;
-    for (const c of changes) {
+    for (let i = 0; i < changes.length; i++) {
+      const c = changes[i]!;
       switch (c.kind) {
         case 'file': {
           await this.refuseForeignSymlink(c);
@@ -301,20 +302,34 @@ export class HostSystem implements System {
           break;
         }
         case 'service': {
-          // Reload and restart only what runs (a stopped service reads its config when it starts); start only what is stopped.
-          const running = await this.services.running(c.service);
-          if (c.action === 'start' ? !running : running) {
-            crashpoint();
-            await this.services.control(c.service, c.action);
-            crashpoint();
-          }
-          break;
+          // Services started one after another in the plan start side by side: each waits for
+          // its own port, and none needs another up to start.
+          let j = i + 1;
+          while (c.action === 'start' && changes[j]?.kind === 'service' && (changes[j] as ServiceChange).action === 'start') j++;
+          const steps = changes.slice(i, j) as ServiceChange[];
+          // Every start is over (up or failed) before a failure is thrown: a rollback never runs
+          // beside a start still in progress.
+          const failed = (await Promise.allSettled(steps.map((s) => this.serviceStep(s)))).find((r) => r.status === 'rejected');
+          if (failed) throw failed.reason;
+          for (const s of steps) await afterEach?.(s);
+          i = j - 1;
+          continue;
         }
         case 'kernel-hostname':
           await this.setKernelHostname(c.name);
           break;
       }
       await afterEach?.(c);
+    }
+  }
+
+  /** Reload and restart only what runs (a stopped service reads its config when it starts); start only what is stopped. */
+  private async serviceStep(c: ServiceChange): Promise<void> {
+    const running = await this.services.running(c.service);
+    if (c.action === 'start' ? !running : running) {
+      crashpoint();
+      await this.services.control(c.service, c.action);
+      crashpoint();
     }
   }
 

@@ -56,8 +56,8 @@ async function childrenOf(pid: number): Promise<number[]> {
 }
 
 /** Poll `done` every 50 ms for up to `ms`; whether it came true. */
-async function until(done: () => Promise<boolean>, ms: number): Promise<boolean> {
-  for (const end = Date.now() + ms; Date.now() < end; await new Promise((r) => setTimeout(r, 50))) if (await done()) return true;
+async function until(done: () => Promise<boolean>, ms: number, everyMs = 50): Promise<boolean> {
+  for (const end = Date.now() + ms; Date.now() < end; await new Promise((r) => setTimeout(r, everyMs))) if (await done()) return true;
   return done();
 }
 
@@ -193,11 +193,12 @@ export class DirectServiceDriver implements ServiceDriver {
     const daemon = await this.daemon(service);
     if (!daemon?.check) return checkServiceConfig(service);
     if (!existsSync(daemon.check.program)) return null;
-    await daemon.prepare?.();
     const { program, args, env, bind, inputs } = daemon.check;
-    const fingerprint = inputs ? await checkFingerprint([program, ...inputs]) : null;
+    // A check that passed on these very files passes again (preparing seeds only missing files, which would change the fingerprint).
     const key = `${program}\0${args.join('\0')}`;
-    if (fingerprint !== null && passedChecks.get(key) === fingerprint) return null;
+    if (inputs && passedChecks.get(key) === (await checkFingerprint([program, ...inputs]))) return null;
+    await daemon.prepare?.();
+    const fingerprint = inputs ? await checkFingerprint([program, ...inputs]) : null;
     const problem = await runConfigCheck(program, args, env, bind);
     if (problem === null && fingerprint !== null) {
       if (passedChecks.size >= 64) passedChecks.clear();
@@ -275,12 +276,17 @@ export class DirectServiceDriver implements ServiceDriver {
     const timeoutMs = daemon.readyTimeoutMs ?? 30_000;
     let seen: number | null = null;
     let died = false;
-    const up = await until(async () => {
-      const pid = await running();
-      if (pid !== null) seen = pid;
-      else if (seen !== null) died = true;
-      return died || (pid !== null && (!ready || (await accepting(ready))));
-    }, timeoutMs);
+    const up = await until(
+      async () => {
+        const pid = await running();
+        if (pid !== null) seen = pid;
+        else if (seen !== null) died = true;
+        return died || (pid !== null && (!ready || (await accepting(ready))));
+        // Polled often: the wait for its port is most of what switching a filter on costs.
+      },
+      timeoutMs,
+      10,
+    );
     if (up && !died) return;
     // A daemon that runs but never became ready is stopped again: a failed start leaves nothing running.
     const stray = await running();
