@@ -527,6 +527,9 @@ export class ScopedProcess {
   /** Spawn scoped on root; it is not yet listening. */
   static async spawn(root: string, opts: ScopedSpawnOptions = {}): Promise<ScopedProcess> {
     const args = [...(opts.nodeArgs ?? []), SCOPED_BIN, '--root', root, '--listen', opts.listen ?? '127.0.0.1:0', '--log-level', 'info', ...(opts.args ?? [])];
+    // The supervisor (which starts again a filter daemon found dead) is off unless a test asks for it:
+    // a test that stops a daemon by hand to see the drift must not race it.
+    if (opts.config?.superviseIntervalMs === undefined && !args.includes('--supervise-interval-ms')) args.push('--supervise-interval-ms', '0');
     if (opts.config) {
       const file = path.join(root, opts.configName ?? 'scoped.yaml');
       await writeFile(

@@ -10,6 +10,7 @@ import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { expectExit, expectRefused } from '../helpers/expect.js';
+import { waitFor } from '../helpers/scoped.js';
 import { GTUBE, HAM_TEXT, delivered, endpoints, filterBox, filterPids, filterProcesses, headersOf, rspamdLearned, submit } from './helpers.js';
 
 /** A word a site rule makes SpamAssassin call spam (GTUBE is one rspamd will not learn from). */
@@ -136,6 +137,40 @@ describe('spam filters on real mail', { timeout: 240_000 }, () => {
     expect(spam.dataReply, spam.replies.join(' | ')).toMatch(/^5\d\d /);
   });
 
+  it('a filter daemon stopped by hand or killed is started again by scoped itself, audited as its supervisor', async () => {
+    await using b = await filterBox({ config: { superviseIntervalMs: 300 } });
+    expectExit(await b.d.cpcmd(['scope:set', 'mail.spam-filter', 'rspamd']), 'ok');
+    const livePid = (file: string, not: number) => () => {
+      try {
+        const p = Number(readFileSync(path.join(b.root, file), 'utf8').trim());
+        return p !== not && p > 0 && isAlive(p) ? p : undefined;
+      } catch {
+        return undefined;
+      }
+    };
+    // rspamd stopped by hand, redis-server killed: each runs again without anyone asking.
+    const rspamd = Number(readFileSync(path.join(b.root, 'run/rspamd/rspamd.pid'), 'utf8').trim());
+    process.kill(rspamd, 'SIGTERM');
+    await waitGone(rspamd);
+    await waitFor('rspamd started again', livePid('run/rspamd/rspamd.pid', rspamd), 90_000);
+    const redis = Number(readFileSync(path.join(b.root, 'run/redis/redis-server.pid'), 'utf8').trim());
+    process.kill(redis, 'SIGKILL');
+    await waitGone(redis);
+    await waitFor('redis-server started again', livePid('run/redis/redis-server.pid', redis), 30_000);
+
+    await waitFor('no drift left', async () => ((await b.d.cpcmd(['scope:check'])).code === 0 ? true : undefined), 30_000);
+    const spam = await submit(b.d.postfix.smtpPort, { body: `This is spam.\n${GTUBE}\n` });
+    expect(spam.dataReply, spam.replies.join(' | ')).toMatch(/^5\d\d /);
+    const audit = await b.d.ok<{ entries: { actor: string; action: string; outcome: string; plan?: string[] }[] }>('audit.list', { limit: 50 });
+    const restarts = audit.entries.filter((e) => e.actor === 'scoped (supervisor)');
+    expect(restarts.map((e) => [e.action, e.outcome])).toEqual([
+      ['unit.converge', 'applied'],
+      ['unit.converge', 'applied'],
+    ]);
+    expect(restarts.flatMap((e) => e.plan ?? []).join(' | ')).toMatch(/start rspamd.*start redis-server|start redis-server.*start rspamd/);
+    expect(b.d.stderr()).toMatch(/a daemon scoped runs was found dead; starting it again/);
+  });
+
   it("a filter config that fails its own check, or an operator's file where scoped would write, refuses the set and changes nothing", async () => {
     await using b = await filterBox();
     const [main, master] = [mainCf(b.root), masterCf(b.root)];
@@ -173,4 +208,13 @@ async function waitGone(pid: number): Promise<void> {
     await new Promise((r) => setTimeout(r, 50));
   }
   throw new Error(`pid ${pid} did not exit`);
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
 }

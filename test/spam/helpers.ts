@@ -30,11 +30,16 @@ export interface FilterBox extends AsyncDisposable {
 }
 
 /** A scoped with a running Postfix under its root, the filter programs linked in, and outbound mail going to a sink. */
-export async function filterBox(): Promise<FilterBox> {
+export async function filterBox(opts: { config?: Record<string, unknown> } = {}): Promise<FilterBox> {
   const relay = await RelaySink.start({ auth: false });
   let d: Scoped | undefined;
   try {
-    d = await scoped({ postfix: { smtpd: true, running: true }, listen: 'none', setup: (root) => linkFilterPrograms(root) });
+    d = await scoped({
+      postfix: { smtpd: true, running: true },
+      listen: 'none',
+      setup: (root) => linkFilterPrograms(root),
+      ...(opts.config ? { config: opts.config } : {}),
+    });
     expectExit(await d.cpcmd(['scope:set', 'mail.smart-host', relay.relayhostWord]), 'ok');
     // The test client on 127.0.0.1 relays without logging in, as a trusted host on the network would.
     expectExit(await d.cpcmd(['scope:set', 'cp.bootstrapper', 'postfix_relay_mynetworks', 'true']), 'ok');

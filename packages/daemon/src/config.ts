@@ -70,6 +70,8 @@ export const DaemonConfig = z
       .default(64 * 1024 * 1024),
     plugins: z.array(z.string().min(1)).default([]),
     pluginDir: z.string().optional(),
+    // How often daemons the config wants running (the spam filters) are looked at, and started again when found dead; 0: never.
+    superviseIntervalMs: z.number().int().min(0).max(MAX_TIMER_MS).default(30_000),
   })
   .strict();
 
@@ -115,6 +117,8 @@ export interface ResolvedConfig {
   maxWsBufferedBytes: number;
   /** Queued and running jobs per token (admins: bounded by maxJobs only). */
   maxJobsPerPrincipal: number;
+  /** How often scoped looks for daemons it runs that died, and starts them again (0: never). */
+  superviseIntervalMs: number;
   /** Queued and running jobs in all. */
   maxJobs: number;
   /** Changes (scope, var and converge calls, dry runs too) one non-admin token may start a minute; beyond, busy. */
@@ -181,6 +185,10 @@ Options:
   --max-connections-per-token N, --admin-reserved-connections N, --max-replays N, --ws-stall-timeout-ms N,
   --max-ws-requests-in-flight N, --max-answer-bytes-in-flight N
                          the same limits as flags
+  --supervise-interval-ms N
+                         how often scoped looks for a daemon it runs (a spam filter) that died and starts it
+                         again, audited as "scoped (supervisor)" (default 30000; 0: never; config key
+                         superviseIntervalMs)
   --reset-var NAME       put a var back to its default in the store before starting (repeatable), when the
                          start was refused because the store holds a value the var's schema refuses; nothing
                          is converged (cpcmd converge applies it) and the history records the reset
@@ -240,6 +248,7 @@ const LIMITS = [
   ['ws-stall-timeout-ms', 'wsStallTimeoutMs'],
   ['max-ws-requests-in-flight', 'maxWsRequestsInFlight'],
   ['max-answer-bytes-in-flight', 'maxAnswerBytesInFlight'],
+  ['supervise-interval-ms', 'superviseIntervalMs'],
 ] as const;
 
 /** Parse argv (and the config file it names) into a resolved config. */
@@ -331,6 +340,7 @@ export function loadConfig(argv: readonly string[]): ResolvedConfig | 'help' {
     maxSubscriptionsPerConnection: c.maxSubscriptionsPerConnection,
     maxWsBufferedBytes: c.maxWsBufferedBytes,
     maxJobsPerPrincipal: c.maxJobsPerPrincipal,
+    superviseIntervalMs: c.superviseIntervalMs,
     maxJobs: c.maxJobs,
     maxChangesPerMinute: c.maxChangesPerMinute,
     maxConnectionsPerToken: c.maxConnectionsPerToken,

@@ -10,6 +10,7 @@ import { Gate, loadOrCreateToken } from './auth.js';
 import { ConnectionCap, answerClientErrors } from './transports/edge.js';
 import type { ResolvedConfig } from './config.js';
 import { Engine } from './engine.js';
+import type { Actor } from './engine/types.js';
 import { EventBus } from './events.js';
 import { JobManager } from './jobs.js';
 import { actorOf, registerHandlers } from './handlers.js';
@@ -204,6 +205,32 @@ export async function startDaemon(config: ResolvedConfig, opts: { log?: Logger }
     throw err;
   }
   log.info('listening', { listeners, root: config.root, pid: process.pid, version: VERSION });
+
+  // A daemon the config wants running (a spam filter) that died is started again: when the only
+  // changes a converge would make are starts of services, scoped makes them, as itself, audited.
+  const supervisor: Actor = { name: 'scoped (supervisor)', transport: 'internal', admin: true };
+  let supervising = false;
+  const supervise = async () => {
+    if (supervising || closing) return;
+    supervising = true;
+    try {
+      const dry = await engine.converge({ dryRun: true }, supervisor);
+      const starts = dry.plan.filter((c) => c.kind === 'service' && /^start /.test(c.summary));
+      if (!starts.length || starts.length !== dry.plan.length) return;
+      const units = [...new Set(starts.map((c) => c.unit))];
+      log.warn('a daemon scoped runs was found dead; starting it again', { starts: starts.map((c) => c.summary), units });
+      await engine.converge({ units }, supervisor);
+    } catch (err) {
+      log.error('could not start again a daemon found dead', { error: err instanceof Error ? err.message : String(err) });
+    } finally {
+      supervising = false;
+    }
+  };
+  if (config.superviseIntervalMs > 0) {
+    const timer = setInterval(() => void supervise(), config.superviseIntervalMs);
+    timer.unref();
+    closers.push(() => clearInterval(timer));
+  }
 
   let closing: Promise<void> | undefined;
   return {
