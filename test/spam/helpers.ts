@@ -55,6 +55,9 @@ export async function filterBox(opts: { config?: Record<string, unknown> } = {})
     root: box.root,
     async [Symbol.asyncDispose]() {
       try {
+        // scoped first (its supervisor would start again a filter daemon stopped under it), then
+        // the daemons it left (found by the pid files under the root), then the root itself.
+        await box.stop();
         await stopFilterDaemons(box.root);
         await box.close();
       } finally {
