@@ -20,14 +20,14 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const median = (xs) => {
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+export const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 };
 const spread = (xs) => ({ median: median(xs), min: Math.min(...xs), max: Math.max(...xs) });
-const int = (name, dflt) => {
+export const int = (name, dflt) => {
   const v = process.env[name];
   if (v === undefined || v === '') return dflt;
   if (!/^\d+$/.test(v) || Number(v) < 1) throw new Error(`${name} takes a positive whole number, not ${v}`);
