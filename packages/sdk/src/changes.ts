@@ -3,7 +3,7 @@
  * the engine carries out the changes through the system adapters, with a snapshot for
  * rollback. Paths are absolute as seen inside the root (`/etc/hostname`), never host paths.
  */
-export type Change = (FileChange | FileRemoval | PostconfChange | PostmapChange | ServiceChange | KernelHostnameChange) & {
+export type Change = (FileChange | FileRemoval | PostconfChange | MasterBlockChange | PostmapChange | ServiceChange | KernelHostnameChange) & {
   /** The var this change serves, for drift reports that name it. */
   var?: string;
   /**
@@ -45,6 +45,20 @@ export interface PostconfChange {
   current: string | null;
 }
 
+/**
+ * Set (lines) or take away (null) one of scoped's marked blocks in master.cf (see master-cf.ts),
+ * named by what it serves. It is applied to master.cf as it is when the engine writes, so
+ * blocks of several units in one converge all land, and the operator's lines stay byte for byte.
+ */
+export interface MasterBlockChange {
+  kind: 'master.block';
+  /** The block's name, as in its marker lines: `spam filter`, `transport`. */
+  name: string;
+  lines: readonly string[] | null;
+  /** The block's lines now (null when master.cf has none), for the plan and for drift. */
+  current: readonly string[] | null;
+}
+
 /** Rebuild the indexed map of a source file with postmap, using Postfix's default map type. */
 export interface PostmapChange {
   kind: 'postmap';
@@ -78,6 +92,8 @@ export function changeTarget(change: Change): string {
       return change.path;
     case 'postconf':
       return `main.cf:${change.param}`;
+    case 'master.block':
+      return `master.cf:${change.name}`;
     case 'service':
       return `service:${change.service}`;
     case 'kernel-hostname':
@@ -102,6 +118,11 @@ export function describeChange(change: Change): string {
     case 'postconf':
       if (change.secret) return `main.cf ${change.param}: ${change.value === null ? 'unset' : change.current === null ? 'set' : 'changed'} (value redacted)`;
       return `main.cf ${change.param}: ${show(change.current)} -> ${show(change.value)}`;
+    case 'master.block': {
+      const block = (lines: readonly string[] | null) => (lines === null ? '(none)' : JSON.stringify(lines.join('\n')));
+      if (change.secret) return `master.cf block "${change.name}": ${change.lines === null ? 'remove' : 'write'} (content redacted)`;
+      return `master.cf block "${change.name}": ${block(change.current)} -> ${block(change.lines)}`;
+    }
     case 'postmap':
       return `postmap ${change.path} (${change.reason})`;
     case 'service':
@@ -123,6 +144,10 @@ export function changeDrift(change: Change, redacted: string): { expected: strin
       return change.secret
         ? { expected: change.value === null ? null : redacted, actual: change.current === null ? null : redacted }
         : { expected: change.value, actual: change.current };
+    case 'master.block': {
+      const text = (lines: readonly string[] | null) => (lines === null ? null : change.secret ? redacted : lines.join('\n'));
+      return { expected: text(change.lines), actual: text(change.current) };
+    }
     case 'postmap':
       return { expected: 'database up to date', actual: change.reason };
     case 'service':

@@ -163,6 +163,8 @@ export class HostSystem implements System {
         return [change.path];
       case 'postconf':
         return [`${this.postfix.configDir}/main.cf`];
+      case 'master.block':
+        return [`${this.postfix.configDir}/master.cf`];
       case 'postmap':
         return [await this.postfix.mapDatabase(change.path)];
       default:
@@ -255,8 +257,9 @@ export class HostSystem implements System {
   }
 
   /**
-   * Carry out a plan's changes in order: every main.cf edit in one write, at the point the
-   * first of them stands; service actions only for services that run.
+   * Carry out a plan's changes in order: every main.cf edit in one write, and every master.cf
+   * block in one write, each at the point the first of them stands; service actions only for
+   * services that run.
    */
   /**
    * `afterEach` runs after every change; it may throw to stop the apply there (a cancelled
@@ -273,7 +276,9 @@ export class HostSystem implements System {
   private async applyInOrder(changes: readonly Change[], afterEach?: (change: Change) => void | Promise<void>): Promise<void> {
     const edits = new Map<string, string | null>();
     for (const c of changes) if (c.kind === 'postconf') edits.set(c.param, c.value);
+    const blocks = changes.flatMap((c) => (c.kind === 'master.block' ? [{ name: c.name, lines: c.lines }] : []));
     let mainCfWritten = false;
+    let masterCfWritten = false;
     for (let i = 0; i < changes.length; i++) {
       const c = changes[i]!;
       switch (c.kind) {
@@ -295,6 +300,10 @@ export class HostSystem implements System {
         case 'postconf':
           if (!mainCfWritten) await this.postfix.editMainCf(edits);
           mainCfWritten = true;
+          break;
+        case 'master.block':
+          if (!masterCfWritten) await this.postfix.editMasterCf(blocks);
+          masterCfWritten = true;
           break;
         case 'postmap': {
           const mode = (await modeIfExists(this.host(c.path))) ?? 0o600;

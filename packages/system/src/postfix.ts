@@ -1,10 +1,10 @@
 import { existsSync } from 'node:fs';
 import { chmod, realpath } from 'node:fs/promises';
 import path from 'node:path';
-import type { PostfixView } from '@scoped/sdk';
+import { type PostfixView, withManagedBlock } from '@scoped/sdk';
 import { crashpoint } from './crash.js';
 import { exec } from './exec.js';
-import { hostPath, readIfExists, writeFileAtomic } from './files.js';
+import { hostPath, modeIfExists, readIfExists, writeFileAtomic } from './files.js';
 import { editMainCf, parseMainCf } from './maincf.js';
 import type { WatchCache } from './watch-cache.js';
 
@@ -110,6 +110,20 @@ export class PostfixAdapter implements PostfixView {
     const after = editMainCf(before, edits);
     if (after === before) return;
     await writeFileAtomic(this.mainCfPath, after, 0o644, new Date(Date.now() - COOL_DOWN_MS));
+  }
+
+  /**
+   * All master.cf block edits of one converge, in one atomic write, onto master.cf as it is now:
+   * the operator's lines and other blocks stay byte for byte, and the file keeps its mode.
+   */
+  async editMasterCf(blocks: readonly { name: string; lines: readonly string[] | null }[]): Promise<void> {
+    const file = hostPath(this.root, `${this.configDir}/master.cf`);
+    const before = (await readIfExists(file))?.toString('utf8');
+    if (before === undefined) throw new Error(`${this.configDir}/master.cf is missing: Postfix is not installed under this root`);
+    let after = before;
+    for (const b of blocks) after = withManagedBlock(after, b.lines, b.name);
+    if (after === before) return;
+    await writeFileAtomic(file, after, (await modeIfExists(file)) ?? 0o644);
   }
 
   /**

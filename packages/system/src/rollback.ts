@@ -1,7 +1,7 @@
 /**
  * How a converge is undone. Every change kind has an inverse, taken from what the snapshot
  * recorded before the first change:
- * - file, file.remove, postconf, postmap: the bytes and mode of the files they touch, put back;
+ * - file, file.remove, postconf, master.block, postmap: the bytes and mode of the files they touch, put back;
  * - kernel-hostname: the kernel's hostname as it was;
  * - service: the service's state as it was, once the files are back: what a `start` started is
  *   stopped, what a `stop` stopped is started again, and a service that ran before and runs now
@@ -21,6 +21,7 @@ export function inverseOf(change: Change): Inverse {
     case 'file':
     case 'file.remove':
     case 'postconf':
+    case 'master.block':
     case 'postmap':
       return 'files';
     case 'kernel-hostname':

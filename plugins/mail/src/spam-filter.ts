@@ -7,9 +7,18 @@
  * refuses nothing, and with piggyback it learns from SpamAssassin's verdicts.
  */
 import path from 'node:path';
-import { type Change, type Endpoint, type EndpointName, type PlanContext, type VarValues, defineUnit } from '@scoped/sdk';
+import {
+  type Change,
+  type Endpoint,
+  type EndpointName,
+  MASTER_CF,
+  type PlanContext,
+  type VarValues,
+  defineUnit,
+  managedBlock,
+  masterCfProblem,
+} from '@scoped/sdk';
 import { MAIN_CF } from './configure-postfix.js';
-import { MASTER_CF, masterCfProblem, withManagedBlock } from './master-cf.js';
 import { RSPAMD_FILES, type RspamdFile, type RspamdMode, ownFile, rspamdFiles } from './rspamd-conf.js';
 import { FILTER_SERVICE, SPAMC_FILTER, SPAMC_FILTER_SCRIPT } from './spamc-filter.js';
 
@@ -57,7 +66,6 @@ interface Observed {
   root: string;
   params: Map<string, string>;
   masterCf: string | null;
-  masterMode: number;
   /** Each file scoped may write, with its text now (null when absent). */
   files: Record<RspamdFile | 'script', string | null>;
   /** Which daemons are installed and run, asked for only where scoped has a filter to run or to stop. */
@@ -100,7 +108,6 @@ async function observe({ system }: PlanContext): Promise<Observed> {
     root: system.root,
     params: await system.postfix.mainCf(),
     masterCf: await system.readFile(MASTER_CF),
-    masterMode: ((await system.stat(MASTER_CF))?.mode ?? 0o644) & 0o7777,
     files,
     daemons: () => (daemons ??= look()),
     endpoints: () => (endpoints ??= ask()),
@@ -219,9 +226,10 @@ export const spamFilterUnit = defineUnit<Observed>({
 
     let masterChanged = false;
     if (o.masterCf !== null && masterCfProblem(o.masterCf) === null) {
-      const next = withManagedBlock(o.masterCf, w.spamassassin && e ? filterServiceLines(o.root, e, w.learn) : null);
-      if (next !== o.masterCf) {
-        changes.push({ kind: 'file', path: MASTER_CF, content: next, mode: o.masterMode, current: o.masterCf, var: 'spamfilter' });
+      const current = managedBlock(o.masterCf);
+      const lines = w.spamassassin && e ? filterServiceLines(o.root, e, w.learn) : null;
+      if (JSON.stringify(current) !== JSON.stringify(lines)) {
+        changes.push({ kind: 'master.block', name: 'spam filter', lines, current, var: 'spamfilter' });
         masterChanged = true;
       }
     }

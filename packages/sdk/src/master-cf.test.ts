@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { BLOCK_BEGIN, BLOCK_END, managedBlock, masterCfProblem, withManagedBlock } from './master-cf.js';
+import { BLOCK_BEGIN, BLOCK_END, blockBegin, managedBlock, masterCfProblem, withManagedBlock } from './master-cf.js';
 
 /** The head of Debian's master.cf, comments and continuation lines included. */
 const DEBIAN = [
@@ -55,5 +55,17 @@ describe('master.cf block', () => {
   it('refuses a line that would break out of the block', () => {
     expect(() => withManagedBlock(DEBIAN, ['a\nb'])).toThrow(/not a master.cf line/);
     expect(() => withManagedBlock(DEBIAN, [BLOCK_END])).toThrow(/not a master.cf line/);
+  });
+
+  it('named blocks stand side by side: each is set and taken away alone, and the rest stays byte for byte', () => {
+    const both = withManagedBlock(withManagedBlock(DEBIAN, LINES), ['relaylim unix - - n - - smtp'], 'transport');
+    expect(managedBlock(both)).toEqual(LINES);
+    expect(managedBlock(both, 'transport')).toEqual(['relaylim unix - - n - - smtp']);
+    expect(both).toContain(`${blockBegin('transport')}\nrelaylim unix - - n - - smtp\n# scoped: end of transport\n`);
+    expect(withManagedBlock(both, null)).toBe(withManagedBlock(DEBIAN, ['relaylim unix - - n - - smtp'], 'transport'));
+    expect(withManagedBlock(withManagedBlock(both, null, 'transport'), null)).toBe(DEBIAN);
+    // A line of another block's marker would confuse that block: refused too.
+    expect(() => withManagedBlock(DEBIAN, [blockBegin('transport')])).toThrow(/not a master.cf line/);
+    expect(() => withManagedBlock(DEBIAN, ['x'], 'Bad\nName')).toThrow(/not a master.cf block name/);
   });
 });
