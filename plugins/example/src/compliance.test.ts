@@ -1,6 +1,6 @@
 import { postfixRoot, scopePluginSuite } from '@scoped/testing';
 import { describe, expect, it } from 'vitest';
-import plugin from './index.js';
+import plugin, { bannerProblem } from './index.js';
 
 // The same suite every scoped plugin runs, against a real engine and real Postfix files.
 scopePluginSuite(
@@ -8,10 +8,14 @@ scopePluginSuite(
   {
     plugin,
     makeRoot: () => postfixRoot(),
-    samples: [
-      { scope: 'mail.transport', args: ['yahoo.com', 'relaylim:'] },
-      { scope: 'mail.transport', args: ['.ru', 'oneshot:'] },
-      { scope: 'mail.transport', args: ['example.com', 'error:Bad domain!'] },
-    ],
+    samples: [{ scope: 'example.banner', args: ['Welcome, mail only'] }],
   },
 );
+
+describe('banner text', () => {
+  it('refuses what could add a second line or a parameter', () => {
+    expect(bannerProblem('Welcome')).toBeNull();
+    expect(bannerProblem('a\nb')).toMatch(/one line/);
+    expect(bannerProblem('$mail_version')).toMatch(/may not contain \$/);
+  });
+});

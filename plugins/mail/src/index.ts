@@ -2,7 +2,9 @@ import { definePlugin } from '@scoped/sdk';
 import { configurePostfix } from './configure-postfix.js';
 import { dkimDomains, dkimOldKeys, dkimScope, dkimUnit } from './dkim.js';
 import { piggybackScope, smartHostScope, spamFilterScope } from './scopes.js';
+import { mailSenderIps, senderIpScope, senderIpUnit } from './sender-ip.js';
 import { spamFilterUnit } from './spam-filter.js';
+import { mailTransports, transportScope, transportUnit } from './transport.js';
 import {
   postfixCustomConfig,
   postfixRelayMynetworks,
@@ -20,6 +22,9 @@ export { AUTH_MAP, authMapText, configurePostfix, desiredParams } from './config
 export { passwordProblem, relayProblem, userProblem } from './relay.js';
 export { piggybackScope, smartHostScope, spamFilterScope } from './scopes.js';
 export { relayAddress, verifyRelay } from './smtp-verify.js';
+export { SENDER_TRANSPORT_MAP, addressProblem, senderIpScope, senderIpUnit } from './sender-ip.js';
+export { ONESHOT_FILTER, TRANSPORT_MAP, transportScope, transportUnit } from './transport.js';
+export { destinationProblem, transportMapText, transportProblem } from './transports.js';
 export { CONTENT_FILTER, milterAddress, spamFilterUnit, wanted } from './spam-filter.js';
 export { SmartHost, TLS_LEVELS } from './vars.js';
 
@@ -40,7 +45,9 @@ export default definePlugin({
     rspamdMilter,
     dkimDomains,
     dkimOldKeys,
+    mailTransports,
+    mailSenderIps,
   ],
-  units: [configurePostfix, spamFilterUnit, dkimUnit],
-  scopes: [smartHostScope, spamFilterScope, piggybackScope, dkimScope],
+  units: [configurePostfix, spamFilterUnit, dkimUnit, transportUnit, senderIpUnit],
+  scopes: [smartHostScope, spamFilterScope, piggybackScope, dkimScope, transportScope, senderIpScope],
 });

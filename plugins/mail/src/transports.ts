@@ -3,7 +3,7 @@
  * piece is checked so that no value can start a second map entry or a second parameter.
  */
 
-/** Transports this plugin knows; relaylim and oneshot are the two it adds to master.cf. */
+/** Transports an entry may name; relaylim and oneshot are the two mail.transport adds to master.cf. */
 export const TRANSPORTS = ['smtp', 'relay', 'relaylim', 'oneshot', 'error', 'discard', 'lmtp'] as const;
 
 const LABEL = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/;
@@ -44,10 +44,12 @@ export function transportMapText(entries: Readonly<Record<string, string>>): str
   const lines = Object.keys(entries)
     .sort()
     .map((dest) => `${dest} ${entries[dest]}`);
-  return lines.length ? `# Written by scoped (mail.transport); edit with cpcmd scope:set mail.transport\n${lines.join('\n')}\n` : '';
+  return lines.length
+    ? `# Written by scoped (mail.transport): edit with cpcmd scope:set mail.transport; entries of your own go in /etc/postfix/transport\n${lines.join('\n')}\n`
+    : '';
 }
 
-/** Which of the plugin's own master.cf services the entries use. */
+/** Which of mail.transport's master.cf services the entries use. */
 export function servicesUsed(entries: Readonly<Record<string, string>>): ('relaylim' | 'oneshot')[] {
   const used = new Set(Object.values(entries).map((t) => t.split(':')[0]));
   return (['relaylim', 'oneshot'] as const).filter((s) => used.has(s));

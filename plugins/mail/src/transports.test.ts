@@ -1,5 +1,4 @@
 import { describe, expect, it } from 'vitest';
-import { masterCfWith, withoutOurBlocks } from './mastercf.js';
 import { destinationProblem, servicesUsed, transportMapText, transportProblem } from './transports.js';
 
 describe('transport entries', () => {
@@ -23,19 +22,5 @@ describe('transport entries', () => {
     expect(transportMapText(entries).split('\n').slice(1)).toEqual(['.ru oneshot:', 'yahoo.com relaylim:', '']);
     expect(servicesUsed(entries)).toEqual(['relaylim', 'oneshot']);
     expect(transportMapText({})).toBe('');
-  });
-});
-
-describe('master.cf blocks', () => {
-  const stock = 'smtp      inet  n       -       y       -       -       smtpd\npickup    unix  n       -       y       60      1       pickup\n';
-
-  it('adds and removes only its own blocks, leaving the rest byte for byte', () => {
-    const added = masterCfWith(stock, ['relaylim', 'oneshot']);
-    expect(added.startsWith(stock)).toBe(true);
-    expect(added).toMatch(/^relaylim {2}unix/m);
-    expect(added).toMatch(/^oneshot {3}unix/m);
-    expect(masterCfWith(added, ['relaylim', 'oneshot'])).toBe(added);
-    expect(withoutOurBlocks(added)).toBe(stock);
-    expect(masterCfWith(added, [])).toBe(stock);
   });
 });
