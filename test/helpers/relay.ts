@@ -3,7 +3,8 @@
  * requires STARTTLS before AUTH (allowInsecureAuth stays off, so an accepted login proves
  * TLS), accepts only alice / s3cret, and records every login attempt and every message.
  * With `{ auth: false }` it is a plain sink instead: no AUTH offered or required (STARTTLS
- * still offered), for transports that deliver without logging in.
+ * still offered), for transports that deliver without logging in. Each message records the
+ * address the client connected from and the name it gave in EHLO.
  */
 import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
@@ -27,6 +28,10 @@ export interface ReceivedMessage {
   raw: string;
   secure: boolean;
   user: unknown;
+  /** The address the client connected from. */
+  remoteAddress: string;
+  /** The name the client gave in EHLO/HELO. */
+  helo: string;
 }
 
 export class RelaySink {
@@ -87,6 +92,8 @@ export class RelaySink {
               raw: Buffer.concat(chunks).toString('utf8'),
               secure: Boolean(session.secure),
               user: session.user,
+              remoteAddress: session.remoteAddress,
+              helo: session.hostNameAppearsAs,
             });
             callback();
           });

@@ -22,12 +22,13 @@ const Banner = z.string().superRefine((s, ctx) => {
 
 export const bannerVar = defineVar({
   name: 'example_banner',
-  description: 'The text the SMTP greeting shows after "$myhostname ESMTP", or false for Postfix\'s own greeting',
-  schema: z.union([Banner, z.literal(false)]),
-  default: false as string | false,
+  description: 'The text the SMTP greeting shows after "$myhostname ESMTP", false for Postfix\'s own greeting, or null to leave main.cf as it is',
+  schema: z.union([Banner, z.literal(false), z.null()]),
+  // Until someone sets it, main.cf keeps whatever banner it has: a plugin changes only what it is asked to.
+  default: null as string | false | null,
 });
 
-/** The smtpd_banner value for a banner text, or null to leave Postfix's default. */
+/** The smtpd_banner value for a banner text (null: take it out of main.cf, so Postfix's default applies). */
 export const bannerParam = (text: string | false): string | null => (text === false ? null : `$myhostname ESMTP ${text}`);
 
 export const bannerUnit = defineUnit<{ present: boolean; current: string | null }>({
@@ -38,8 +39,9 @@ export const bannerUnit = defineUnit<{ present: boolean; current: string | null 
     return { present: (await system.stat(MAIN_CF)) !== null, current: (await system.postfix.mainCf()).get(PARAM) ?? null };
   },
   plan(vars, o) {
-    if (!o.present) return [];
-    const value = bannerParam(vars.example_banner as string | false);
+    const wanted = vars.example_banner as string | false | null;
+    if (!o.present || wanted === null) return [];
+    const value = bannerParam(wanted);
     if (value === o.current) return [];
     const changes: Change[] = [{ kind: 'postconf', param: PARAM, value, current: o.current, var: 'example_banner' }];
     changes.push({ kind: 'service', service: 'postfix', action: 'reload' });
@@ -50,7 +52,9 @@ export const bannerUnit = defineUnit<{ present: boolean; current: string | null 
 export const bannerScope = defineScope<{ text: string | false }>({
   name: 'example.banner',
   summary: 'The text of the SMTP greeting, after "HOSTNAME ESMTP"',
-  help: 'TEXT sets smtpd_banner to "$myhostname ESMTP TEXT"; false takes it out of main.cf, so Postfix greets as it does by default.',
+  help:
+    'TEXT sets smtpd_banner to "$myhostname ESMTP TEXT"; false takes it out of main.cf, so Postfix greets as it does by ' +
+    "default. Until it is set, main.cf's banner is left as it is.",
   usage: 'TEXT | false',
   examples: ["cpcmd scope:set example.banner 'Welcome, mail only'", 'cpcmd scope:set example.banner false', 'cpcmd scope:get example.banner'],
   schema: z.object({ text: z.union([Banner, z.literal(false)]) }),
