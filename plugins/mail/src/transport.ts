@@ -99,8 +99,11 @@ export const transportUnit = defineUnit<Observed>({
       if (current !== value) changes.push({ kind: 'postconf', param: name, value, current, var: v });
     };
     param('transport_maps', mapsParam(o.main.get('transport_maps') ?? null, any ? o.map.ref : null, MAP_NAME));
+    // The limit goes with scoped's relaylim service; an operator's own relaylim (and its limit) is not scoped's to remove.
     const limit = o.main.get(RELAYLIM_LIMIT) ?? null;
-    param(RELAYLIM_LIMIT, used.includes('relaylim') ? '1' : limit === '1' ? null : limit);
+    const ourRelaylim =
+      o.master !== null && masterCfProblem(o.master, BLOCK) === null && (managedBlock(o.master, BLOCK) ?? []).some((l) => l.startsWith('relaylim '));
+    param(RELAYLIM_LIMIT, used.includes('relaylim') ? '1' : ourRelaylim && limit === '1' ? null : limit);
 
     if (o.master !== null && masterCfProblem(o.master, BLOCK) === null) {
       const current = managedBlock(o.master, BLOCK);
