@@ -3,6 +3,7 @@ import { configurePostfix } from './configure-postfix.js';
 import { dkimDomains, dkimOldKeys, dkimScope, dkimUnit } from './dkim.js';
 import { piggybackScope, smartHostScope, spamFilterScope } from './scopes.js';
 import { spamFilterUnit } from './spam-filter.js';
+import { postsrsdEnabled, srsScope, srsUnit } from './srs.js';
 import {
   postfixCustomConfig,
   postfixRelayMynetworks,
@@ -21,6 +22,7 @@ export { passwordProblem, relayProblem, userProblem } from './relay.js';
 export { piggybackScope, smartHostScope, spamFilterScope } from './scopes.js';
 export { relayAddress, verifyRelay } from './smtp-verify.js';
 export { CONTENT_FILTER, milterAddress, spamFilterUnit, wanted } from './spam-filter.js';
+export { LOCAL_CLEANUP, SRS_DEFAULTS, SRS_SECRET, masterEntry, srsBlockLines, srsDomain, srsScope, srsUnit } from './srs.js';
 export { SmartHost, TLS_LEVELS } from './vars.js';
 
 export default definePlugin({
@@ -40,7 +42,8 @@ export default definePlugin({
     rspamdMilter,
     dkimDomains,
     dkimOldKeys,
+    postsrsdEnabled,
   ],
-  units: [configurePostfix, spamFilterUnit, dkimUnit],
-  scopes: [smartHostScope, spamFilterScope, piggybackScope, dkimScope],
+  units: [configurePostfix, spamFilterUnit, dkimUnit, srsUnit],
+  scopes: [smartHostScope, spamFilterScope, piggybackScope, dkimScope, srsScope],
 });
