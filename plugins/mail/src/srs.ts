@@ -147,8 +147,9 @@ interface Observed {
 
 async function observe({ system }: PlanContext): Promise<Observed> {
   const defaults = await system.readFile(SRS_DEFAULTS);
-  const secretPath = shellSettings(defaults).get('SRS_SECRET') || SRS_SECRET;
-  const secretPathOk = secretPath.startsWith('/') ? secretPath : SRS_SECRET;
+  // Debian's launcher reads SRS_SECRET from the settings file; a relative one means nothing to it.
+  const named = shellSettings(defaults).get('SRS_SECRET') ?? '';
+  const secretPath = named.startsWith('/') ? named : SRS_SECRET;
   let endpoints: Promise<{ forward: Endpoint; reverse: Endpoint }> | undefined;
   const ask = async () => ({ forward: await system.services.endpoint('postsrsd.forward'), reverse: await system.services.endpoint('postsrsd.reverse') });
   return {
@@ -156,9 +157,9 @@ async function observe({ system }: PlanContext): Promise<Observed> {
     params: await system.postfix.mainCf(),
     masterCf: await system.readFile(MASTER_CF),
     defaults,
-    secretPath: secretPathOk,
-    secret: await system.readFile(secretPathOk),
-    secretMode: (await system.stat(secretPathOk))?.mode ?? null,
+    secretPath,
+    secret: await system.readFile(secretPath),
+    secretMode: (await system.stat(secretPath))?.mode ?? null,
     installed: () => system.services.installed('postsrsd'),
     running: async () => (await system.services.installed('postsrsd')) && (await system.services.running('postsrsd')),
     endpoints: () => (endpoints ??= ask()),
