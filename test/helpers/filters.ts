@@ -1,5 +1,5 @@
 /**
- * The real spam filters inside a sandbox root. On a root other than `/` scoped runs the root's
+ * The real spam filters (and PostSRSd) inside a sandbox root. On a root other than `/` scoped runs the root's
  * own programs (ROOT/usr/bin/rspamd and so on), so a test that wants the real daemons links
  * Debian's installed programs into its root, and a test that wants one absent leaves it out.
  * The test set-up (scripts/prepare.mjs) installs the packages; a missing one is an error that
@@ -16,6 +16,7 @@ export const FILTER_PROGRAMS = {
   spamc: { package: 'spamc', programs: ['/usr/bin/spamc'] },
   spamassassin: { package: 'spamassassin', programs: ['/usr/bin/spamassassin'] },
   'redis-server': { package: 'redis-server', programs: ['/usr/bin/redis-server'] },
+  postsrsd: { package: 'postsrsd', programs: ['/usr/sbin/postsrsd'] },
 } as const;
 
 export type FilterProgram = keyof typeof FILTER_PROGRAMS;

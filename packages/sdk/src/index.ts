@@ -6,6 +6,7 @@ export { API_VERSION, ScopeInputError, definePlugin, defineScope, defineUnit, de
 export type { Adoption, PlanContext, PluginDef, ScopeContext, ScopeDef, UnitDef, VarDef, VarValues } from './define.js';
 export type { Endpoint, EndpointName, PostfixView, ServiceView, System } from './system.js';
 export { redactValue } from './redact.js';
+export { shellSettings, withShellSetting } from './shell-settings.js';
 export { argText } from './words.js';
 /** What a secret shows as, everywhere it would otherwise appear. */
 export { REDACTED } from '@scoped/protocol';

@@ -1,5 +1,5 @@
 /**
- * The real filter daemons (Debian's rspamd, spamd, redis-server, linked into a temp root with
+ * The real daemons (Debian's rspamd, spamd, redis-server and postsrsd, linked into a temp root with
  * linkFilterPrograms) run by the direct driver on a sandbox root: each starts, answers on its
  * endpoint, reloads and stops; two roots at once get different ports and both run; a daemon
  * killed by hand shows as not running and starts again; a failed start or check says why; and
@@ -35,6 +35,8 @@ const HOST_PATHS = [
   '/var/lib/redis',
   '/var/log/rspamd',
   '/var/log/redis',
+  '/etc/default/postsrsd',
+  '/var/lib/postsrsd',
 ];
 function hostDigest(): string[] {
   const h: string[] = [];
@@ -49,7 +51,7 @@ function hostDigest(): string[] {
     h.push(`${p} ${st.mode} ${st.isFile() ? createHash('sha256').update(readFileSync(p)).digest('hex') : ''}`);
     // /run's own entries (other processes come and go there) are not ours to judge beyond what a filter would write.
     if (st.isDirectory() && depth < 3)
-      for (const n of readdirSync(p).sort()) if (p !== '/run' || /rspamd|spamd|redis/.test(n)) walk(path.join(p, n), depth + 1);
+      for (const n of readdirSync(p).sort()) if (p !== '/run' || /rspamd|spamd|redis|postsrsd/.test(n)) walk(path.join(p, n), depth + 1);
   };
   for (const p of HOST_PATHS) walk(p, 0);
   return h;
@@ -138,7 +140,7 @@ describe('the filter daemons on a sandbox root', { timeout: 180_000 }, () => {
 
   afterAll(async () => {
     for (const driver of drivers)
-      for (const service of ['rspamd', 'spamd', 'redis-server'])
+      for (const service of ['rspamd', 'spamd', 'redis-server', 'postsrsd'])
         if (await driver.running(service).catch(() => false)) await driver.control(service, 'stop').catch(() => undefined);
     for (const root of roots) {
       for (const pid of pidsIn(root)) process.kill(pid, 'SIGKILL');
@@ -149,7 +151,16 @@ describe('the filter daemons on a sandbox root', { timeout: 180_000 }, () => {
   it('ports: chosen once per root, kept in var/lib/scoped/ports.json (0644), different for two roots', async () => {
     const a = await fresh();
     const b = await fresh();
-    const names: EndpointName[] = ['rspamd.milter', 'rspamd.normal', 'rspamd.controller', 'redis', 'spamd', 'postfix.filter-return'];
+    const names: EndpointName[] = [
+      'rspamd.milter',
+      'rspamd.normal',
+      'rspamd.controller',
+      'redis',
+      'spamd',
+      'postfix.filter-return',
+      'postsrsd.forward',
+      'postsrsd.reverse',
+    ];
     const pa = await Promise.all(names.map((n) => a.ep(n)));
     const pb = await Promise.all(names.map((n) => b.ep(n)));
     const all = [...pa, ...pb].map((e) => e.port);
@@ -216,6 +227,28 @@ describe('the filter daemons on a sandbox root', { timeout: 180_000 }, () => {
     } finally {
       squatter.close();
     }
+  });
+
+  it("postsrsd: starts from the root's settings file, answers forward and reverse lookups on its endpoints, restarts with a new domain, stops", async () => {
+    const s = await fresh();
+    // No domain yet: refused before anything runs, saying what writes it.
+    await expect(s.driver.control('postsrsd', 'start')).rejects.toThrow(/names no SRS_DOMAIN \(cpcmd scope:set mail\.srs true writes it\)/);
+    await mkdir(path.join(s.root, 'etc/default'), { recursive: true });
+    await writeFile(path.join(s.root, 'etc/default/postsrsd'), 'SRS_DOMAIN=forwarder.test\n');
+    await writeFile(path.join(s.root, 'etc/postsrsd.secret'), 'a-test-secret\n', { mode: 0o600 });
+    await s.driver.control('postsrsd', 'start');
+    expect(await s.driver.running('postsrsd')).toBe(true);
+    const lookup = async (name: EndpointName, key: string) => (await talk(await s.ep(name), `get ${key}\n`, /\n/)).trim();
+    const srs = await lookup('postsrsd.forward', 'quu@qux.test');
+    expect(srs).toMatch(/^200 SRS0=[^=]+=[^=]+=qux\.test=quu@forwarder\.test$/);
+    expect(await lookup('postsrsd.reverse', srs.slice(4))).toBe('200 quu@qux.test');
+    await writeFile(path.join(s.root, 'etc/default/postsrsd'), 'SRS_DOMAIN=other.test\n');
+    await s.driver.control('postsrsd', 'restart');
+    expect(await lookup('postsrsd.forward', 'quu@qux.test')).toMatch(/@other\.test$/);
+    await s.driver.control('postsrsd', 'stop');
+    expect(await s.driver.running('postsrsd')).toBe(false);
+    expect(await accepting(await s.ep('postsrsd.forward'))).toBe(false);
+    expect(pidsIn(s.root)).toEqual([]);
   });
 
   it('spamd: checks its config, starts, marks GTUBE as spam over its endpoint, reloads, stops', async () => {

@@ -1,6 +1,6 @@
 /**
- * The filter daemons scoped runs itself where systemd does not (a sandbox root, or `/` without
- * systemd): rspamd, spamd and redis-server, named by Debian's units. On `/` they are Debian's
+ * The daemons scoped runs itself where systemd does not (a sandbox root, or `/` without
+ * systemd): rspamd, spamd, redis-server and postsrsd, named by Debian's units. On `/` they are Debian's
  * (its programs, config, pid files and ports); on a sandbox root everything lives under the
  * root: config seeded from the host's package defaults, pid files, sockets, databases and logs
  * under ROOT/run, ROOT/var/lib and ROOT/var/log, and ports chosen once per root so that two
@@ -11,7 +11,7 @@ import { constants, existsSync, readFileSync } from 'node:fs';
 import { chmod, chown, cp, link, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer, connect, isIP } from 'node:net';
 import path from 'node:path';
-import type { Endpoint, EndpointName } from '@scoped/sdk';
+import { type Endpoint, type EndpointName, shellSettings } from '@scoped/sdk';
 
 /** Where Debian's packages listen by default: what scoped uses on `/`. */
 export const DEBIAN_ENDPOINTS: Record<EndpointName, Endpoint> = {
@@ -21,6 +21,8 @@ export const DEBIAN_ENDPOINTS: Record<EndpointName, Endpoint> = {
   redis: { host: '127.0.0.1', port: 6379 },
   spamd: { host: '127.0.0.1', port: 783 },
   'postfix.filter-return': { host: '127.0.0.1', port: 10025 },
+  'postsrsd.forward': { host: '127.0.0.1', port: 10001 },
+  'postsrsd.reverse': { host: '127.0.0.1', port: 10002 },
 };
 
 const ENDPOINT_NAMES = Object.keys(DEBIAN_ENDPOINTS) as EndpointName[];
@@ -65,7 +67,49 @@ export interface DaemonSpec {
 /** SpamAssassin's site config, its rules as packaged and as sa-update fetched them. */
 const SPAMASSASSIN_INPUTS = ['/etc/spamassassin', '/usr/share/spamassassin', '/var/lib/spamassassin'];
 
-export type DaemonName = 'rspamd' | 'spamd' | 'redis-server';
+export type DaemonName = 'rspamd' | 'spamd' | 'redis-server' | 'postsrsd';
+
+/** PostSRSd's settings file (Debian's, read by its unit's launcher): SRS_DOMAIN, SRS_SECRET and the rest. */
+export const POSTSRSD_DEFAULTS = '/etc/default/postsrsd';
+/** Where PostSRSd's secret lives when its settings name no other file. */
+export const POSTSRSD_SECRET = '/etc/postsrsd.secret';
+
+/**
+ * PostSRSd's command line from its settings file, as Debian's launcher builds it, with the
+ * listener (and the paths, under `root`) decided by the caller: it forks into the background
+ * and writes its pid file. The secret is read as root before it drops to its user.
+ */
+function postsrsdArgs(root: string, forward: Endpoint, reverse: Endpoint, pidFile: string): string[] {
+  const r = (p: string) => path.join(root, p);
+  const s = shellSettings(existsSync(r(POSTSRSD_DEFAULTS)) ? readFileSync(r(POSTSRSD_DEFAULTS), 'utf8') : null);
+  const user = s.get('RUN_AS') || 'postsrsd';
+  const exclude = s.get('SRS_EXCLUDE_DOMAINS') ?? '';
+  return [
+    '-D',
+    `-p${pidFile}`,
+    `-d${s.get('SRS_DOMAIN') ?? ''}`,
+    `-s${r(s.get('SRS_SECRET') || POSTSRSD_SECRET)}`,
+    `-a${s.get('SRS_SEPARATOR') || '='}`,
+    `-n${s.get('SRS_HASHLENGTH') || '4'}`,
+    `-N${s.get('SRS_HASHMIN') || '4'}`,
+    `-l${forward.host}`,
+    `-f${forward.port}`,
+    `-r${reverse.port}`,
+    `-u${userIds(user) ? user : 'nobody'}`,
+    `-c${r(s.get('CHROOT') || '/var/lib/postsrsd')}`,
+    ...(exclude ? [`-X${exclude}`] : []),
+  ];
+}
+
+/** Before PostSRSd starts: its chroot and pid directory, and a domain to rewrite to (it refuses to start without one). */
+async function postsrsdPrepare(root: string, runDir: string): Promise<void> {
+  const r = (p: string) => path.join(root, p);
+  const defaults = existsSync(r(POSTSRSD_DEFAULTS)) ? readFileSync(r(POSTSRSD_DEFAULTS), 'utf8') : null;
+  const s = shellSettings(defaults);
+  if (!s.get('SRS_DOMAIN')) throw new Error(`postsrsd cannot start: ${r(POSTSRSD_DEFAULTS)} names no SRS_DOMAIN (cpcmd scope:set mail.srs true writes it)`);
+  await ownedDir(r(s.get('CHROOT') || '/var/lib/postsrsd'), undefined);
+  await ownedDir(runDir, undefined);
+}
 
 /** A user's uid and primary gid from the host's /etc/passwd (the kernel's users, whatever the root), or null when there is none. */
 export function userIds(name: string): { uid: number; gid: number } | null {
@@ -143,6 +187,16 @@ export function debianDaemons(): Record<DaemonName, DaemonSpec> {
       log: '/var/log/redis/redis-server.log',
       user: 'redis',
       prepare: () => ownedDir('/run/redis', 'redis'),
+    },
+    postsrsd: {
+      program: '/usr/sbin/postsrsd',
+      // Read when it starts: the settings file says which domain and secret.
+      get start() {
+        return postsrsdArgs('/', e['postsrsd.forward'], e['postsrsd.reverse'], '/run/postsrsd/postsrsd.pid');
+      },
+      pidFile: '/run/postsrsd/postsrsd.pid',
+      ready: e['postsrsd.forward'],
+      prepare: () => postsrsdPrepare('/', '/run/postsrsd'),
     },
   };
 }
@@ -259,6 +313,15 @@ export function rootDaemons(root: string, ports: Record<EndpointName, Endpoint>)
       log: r('/var/log/redis/redis-server.log'),
       user: 'redis',
       prepare: redisDirs,
+    },
+    postsrsd: {
+      program: r('/usr/sbin/postsrsd'),
+      get start() {
+        return postsrsdArgs(root, ports['postsrsd.forward'], ports['postsrsd.reverse'], r('/run/postsrsd/postsrsd.pid'));
+      },
+      pidFile: r('/run/postsrsd/postsrsd.pid'),
+      ready: ports['postsrsd.forward'],
+      prepare: () => postsrsdPrepare(root, r('/run/postsrsd')),
     },
   };
 }

@@ -4,6 +4,7 @@ import { dkimDomains, dkimOldKeys, dkimScope, dkimUnit } from './dkim.js';
 import { piggybackScope, smartHostScope, spamFilterScope } from './scopes.js';
 import { mailSenderIps, senderIpScope, senderIpUnit } from './sender-ip.js';
 import { spamFilterUnit } from './spam-filter.js';
+import { postsrsdEnabled, srsScope, srsUnit } from './srs.js';
 import { mailTransports, transportScope, transportUnit } from './transport.js';
 import {
   postfixCustomConfig,
@@ -26,6 +27,7 @@ export { SENDER_TRANSPORT_MAP, addressProblem, senderIpScope, senderIpUnit } fro
 export { ONESHOT_FILTER, TRANSPORT_MAP, transportScope, transportUnit } from './transport.js';
 export { destinationProblem, transportMapText, transportProblem } from './transports.js';
 export { CONTENT_FILTER, milterAddress, spamFilterUnit, wanted } from './spam-filter.js';
+export { LOCAL_CLEANUP, SRS_DEFAULTS, SRS_SECRET, masterEntry, srsBlockLines, srsDomain, srsScope, srsUnit } from './srs.js';
 export { SmartHost, TLS_LEVELS } from './vars.js';
 
 export default definePlugin({
@@ -47,7 +49,8 @@ export default definePlugin({
     dkimOldKeys,
     mailTransports,
     mailSenderIps,
+    postsrsdEnabled,
   ],
-  units: [configurePostfix, spamFilterUnit, dkimUnit, transportUnit, senderIpUnit],
-  scopes: [smartHostScope, spamFilterScope, piggybackScope, dkimScope, transportScope, senderIpScope],
+  units: [configurePostfix, spamFilterUnit, dkimUnit, transportUnit, senderIpUnit, srsUnit],
+  scopes: [smartHostScope, spamFilterScope, piggybackScope, dkimScope, transportScope, senderIpScope, srsScope],
 });
