@@ -1,5 +1,6 @@
 import { definePlugin } from '@scoped/sdk';
 import { configurePostfix } from './configure-postfix.js';
+import { deliverabilityScope, mailDefaultDmarc, mailDefaultSpf, mailDnsServers } from './deliverability.js';
 import { dkimDomains, dkimOldKeys, dkimScope, dkimUnit } from './dkim.js';
 import { piggybackScope, smartHostScope, spamFilterScope } from './scopes.js';
 import { spamFilterUnit } from './spam-filter.js';
@@ -40,7 +41,10 @@ export default definePlugin({
     rspamdMilter,
     dkimDomains,
     dkimOldKeys,
+    mailDnsServers,
+    mailDefaultSpf,
+    mailDefaultDmarc,
   ],
   units: [configurePostfix, spamFilterUnit, dkimUnit],
-  scopes: [smartHostScope, spamFilterScope, piggybackScope, dkimScope],
+  scopes: [smartHostScope, spamFilterScope, piggybackScope, dkimScope, deliverabilityScope],
 });
