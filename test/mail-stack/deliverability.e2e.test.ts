@@ -303,8 +303,9 @@ describe('mail.deliverability reports the DNS a receiver sees', { timeout: 120_0
     const info = await d.cpcmd(['scope:info', 'mail.deliverability']);
     expectExit(info, 'ok');
     expect(info.stdout).toContain('cpcmd scope:get mail.deliverability example.com');
-    expect(info.stdout).toContain('[DOMAIN]');
+    expect(info.stdout).toContain('usage: cpcmd scope:get mail.deliverability [DOMAIN]');
     const help = await d.cpcmd(['scope:info', 'cp.config']);
+    expect(help.stdout).toContain('usage: cpcmd scope:set cp.config SECTION KEY VALUE');
     expect(help.stdout).toContain('cpcmd scope:set cp.config mail default_spf "v=spf1 a mx ~all"');
   });
 });
