@@ -1,3 +1,4 @@
+/// <reference path="./mailauth.d.ts" />
 /**
  * The delivery requirements of the reference docs, each checked against the DNS as a receiver
  * sees it: FCrDNS, SPF, DKIM and DMARC. SPF is evaluated, and its lookups counted, by mailauth
