@@ -130,10 +130,12 @@ export const commands: CommandSpec[] = [
     flags: {},
     async run({ args }, client) {
       const r = await client.call('scope.info', { name: args[0]! });
+      // A read-only scope (mail.deliverability) has no set among its examples: its usage is a get's.
+      const verb = r.examples.some((e) => e.includes(`scope:set ${r.name} `)) ? 'scope:set' : 'scope:get';
       const text = [
         `${safe(r.name)}: ${safe(r.summary)}`,
         '',
-        `usage: cpcmd scope:set ${safe(r.name)} ${safe(r.usage)}`,
+        `usage: cpcmd ${verb} ${safe(r.name)} ${safe(r.usage)}`,
         '',
         safe(r.help),
         '',

@@ -139,6 +139,11 @@ export interface ScopeDef<V = unknown> {
   readonly allowNoConverge?: boolean;
   /** Whether a set takes --purge (ScopeContext.purge): delete what the scope stops using, such as mail.dkim's keys. */
   readonly allowPurge?: boolean;
+  /**
+   * get reads more than the System (the DNS, the network), which scoped cannot watch: its
+   * answer is never reused, each scope:get asks again (mail.deliverability).
+   */
+  readonly live?: boolean;
 }
 
 export function defineScope<V>(def: ScopeDef<V>): ScopeDef<V> {

@@ -1,3 +1,4 @@
+import { configScope } from './config.js';
 import { ScopeInputError, argText, closest, definePlugin, defineScope, type ScopeContext, type VarDef, z, zodText } from '@scoped/sdk';
 
 /** One var and the value to give it. */
@@ -101,5 +102,5 @@ export default definePlugin({
   name: '@scoped/plugin-cp',
   version: '0.1.0',
   apiVersion: 1,
-  scopes: [bootstrapperScope],
+  scopes: [bootstrapperScope, configScope],
 });

@@ -1,5 +1,6 @@
 import { definePlugin } from '@scoped/sdk';
 import { configurePostfix } from './configure-postfix.js';
+import { deliverabilityScope, mailDefaultDmarc, mailDefaultSpf, mailDnsServers } from './deliverability.js';
 import { dkimDomains, dkimOldKeys, dkimScope, dkimUnit } from './dkim.js';
 import { piggybackScope, smartHostScope, spamFilterScope } from './scopes.js';
 import { mailSenderIps, senderIpScope, senderIpUnit } from './sender-ip.js';
@@ -50,7 +51,10 @@ export default definePlugin({
     mailTransports,
     mailSenderIps,
     postsrsdEnabled,
+    mailDnsServers,
+    mailDefaultSpf,
+    mailDefaultDmarc,
   ],
   units: [configurePostfix, spamFilterUnit, dkimUnit, transportUnit, senderIpUnit, srsUnit],
-  scopes: [smartHostScope, spamFilterScope, piggybackScope, dkimScope, transportScope, senderIpScope, srsScope],
+  scopes: [smartHostScope, spamFilterScope, piggybackScope, dkimScope, transportScope, senderIpScope, srsScope, deliverabilityScope],
 });

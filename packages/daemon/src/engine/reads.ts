@@ -29,7 +29,8 @@ export class Reads {
   /**
    * A scope as the system has it now, with its drift. The answer is reused while the vars are
    * the same and nothing read could have changed (the system's read generation): scope code
-   * reads only through the System, whose reads are cached and watched.
+   * reads only through the System, whose reads are cached and watched. A live scope's (one that
+   * reads the DNS) is never reused.
    */
   async get(name: string, args: readonly unknown[] = [], words?: readonly (string | null)[]): Promise<GetResult> {
     const core = this.core;
@@ -43,7 +44,7 @@ export class Reads {
     const value = await this.code.scope(scope, 'answer get', () => scope.get(ctx, args));
     const drift = this.driftFor(scope, await this.drift(core.registry.unitsReading(scope.vars), vars, name));
     const result = { name, value: asJson(redactValue(value, scope.secretFields)), revision: core.varsRevision(scope.vars), drift };
-    if (!core.lock.busy && this.readStamp() === generation && core.vars() === vars) {
+    if (!scope.live && !core.lock.busy && this.readStamp() === generation && core.vars() === vars) {
       if (this.answers.size >= 1_000) this.answers.clear();
       this.answers.set(key, { vars, generation, result });
     }
