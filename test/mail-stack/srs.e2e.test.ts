@@ -154,7 +154,10 @@ describe('mail.srs on real mail', { timeout: 240_000 }, () => {
     // A forged SRS address (a hash postsrsd did not make) is not reversed: the server does not accept it at all.
     const forged = forward.from.replace(/^SRS0=[^=]+=/, 'SRS0=AAAA=');
     const refused = await d.postfix.smtpSubmit({ from: '', to: forged });
-    expect(refused.find((l) => /^[45]\d\d /.test(l)), refused.join(' | ')).toMatch(/^5\d\d /);
+    expect(
+      refused.find((l) => /^[45]\d\d /.test(l)),
+      refused.join(' | '),
+    ).toMatch(/^5\d\d /);
     expect(refused.some((l) => /^250 .*queued/i.test(l))).toBe(false);
 
     // Mail submitted on the server (sendmail, through pickup) keeps its sender, even a foreign one.
