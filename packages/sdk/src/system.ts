@@ -40,14 +40,21 @@ export interface ServiceView {
   checkConfig(service: string): Promise<string | null>;
   /**
    * Where a service scoped runs listens, by name (`rspamd.milter`, `rspamd.normal`,
-   * `rspamd.controller`, `redis`, `spamd`, `postfix.filter-return`): Debian's defaults on `/`,
+   * `rspamd.controller`, `redis`, `spamd`, `postfix.filter-return`, `postfix.submission`): Debian's defaults on `/`,
    * ports chosen once per sandbox root (so two sandboxes never collide) anywhere else.
    */
   endpoint(name: EndpointName): Promise<Endpoint>;
 }
 
 /** The listening addresses scoped knows the services by. */
-export type EndpointName = 'rspamd.milter' | 'rspamd.normal' | 'rspamd.controller' | 'redis' | 'spamd' | 'postfix.filter-return';
+export type EndpointName =
+  | 'rspamd.milter'
+  | 'rspamd.normal'
+  | 'rspamd.controller'
+  | 'redis'
+  | 'spamd'
+  | 'postfix.filter-return'
+  | 'postfix.submission';
 
 /** A TCP address on this machine. */
 export interface Endpoint {
