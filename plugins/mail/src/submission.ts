@@ -30,7 +30,7 @@ export const DOVECOT_AUTH_CONF = '/etc/dovecot/conf.d/99-scoped-postfix-auth.con
 const DOVECOT_CONF = '/etc/dovecot/dovecot.conf';
 /** The first line of every Dovecot file scoped writes. */
 const OWN_MARK = '# scoped:';
-const own = (text: string | null): boolean => text !== null && text.startsWith(OWN_MARK);
+const own = (text: string | null): boolean => text?.startsWith(OWN_MARK) ?? false;
 
 /** Where smtpd asks Dovecot, relative to Postfix's queue directory (smtpd may run chrooted there). */
 const SASL_PATH = 'private/auth';
