@@ -41,7 +41,7 @@ export interface ServiceView {
   /**
    * Where a service scoped runs listens, by name (`rspamd.milter`, `rspamd.normal`,
    * `rspamd.controller`, `redis`, `spamd`, `postfix.filter-return`, `postsrsd.forward`,
-   * `postsrsd.reverse`): Debian's defaults on `/`,
+   * `postsrsd.reverse`, `postfix.submission`): Debian's defaults on `/`,
    * ports chosen once per sandbox root (so two sandboxes never collide) anywhere else.
    */
   endpoint(name: EndpointName): Promise<Endpoint>;
@@ -56,7 +56,8 @@ export type EndpointName =
   | 'spamd'
   | 'postfix.filter-return'
   | 'postsrsd.forward'
-  | 'postsrsd.reverse';
+  | 'postsrsd.reverse'
+  | 'postfix.submission';
 
 /** A TCP address on this machine. */
 export interface Endpoint {

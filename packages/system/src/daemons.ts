@@ -1,6 +1,6 @@
 /**
  * The daemons scoped runs itself where systemd does not (a sandbox root, or `/` without
- * systemd): rspamd, spamd, redis-server and postsrsd, named by Debian's units. On `/` they are Debian's
+ * systemd): rspamd, spamd, redis-server, postsrsd and Dovecot (for Postfix logins), named by Debian's units. On `/` they are Debian's
  * (its programs, config, pid files and ports); on a sandbox root everything lives under the
  * root: config seeded from the host's package defaults, pid files, sockets, databases and logs
  * under ROOT/run, ROOT/var/lib and ROOT/var/log, and ports chosen once per root so that two
@@ -23,6 +23,8 @@ export const DEBIAN_ENDPOINTS: Record<EndpointName, Endpoint> = {
   'postfix.filter-return': { host: '127.0.0.1', port: 10025 },
   'postsrsd.forward': { host: '127.0.0.1', port: 10001 },
   'postsrsd.reverse': { host: '127.0.0.1', port: 10002 },
+  // On `/` the submission service listens on every interface (master.cf's `submission`); loopback is one of them.
+  'postfix.submission': { host: '127.0.0.1', port: 587 },
 };
 
 const ENDPOINT_NAMES = Object.keys(DEBIAN_ENDPOINTS) as EndpointName[];
@@ -62,12 +64,17 @@ export interface DaemonSpec {
   user?: string;
   /** Before a start or a check: its directories made and owned, its config seeded. */
   prepare?: () => Promise<void>;
+  /**
+   * Some of its workers outlive a reload (Dovecot keeps anvil and its log process): a reload is
+   * done once the signal is sent, rather than once the workers it had are gone.
+   */
+  reloadKeepsWorkers?: boolean;
 }
 
 /** SpamAssassin's site config, its rules as packaged and as sa-update fetched them. */
 const SPAMASSASSIN_INPUTS = ['/etc/spamassassin', '/usr/share/spamassassin', '/var/lib/spamassassin'];
 
-export type DaemonName = 'rspamd' | 'spamd' | 'redis-server' | 'postsrsd';
+export type DaemonName = 'rspamd' | 'spamd' | 'redis-server' | 'postsrsd' | 'dovecot';
 
 /** PostSRSd's settings file (Debian's, read by its unit's launcher): SRS_DOMAIN, SRS_SECRET and the rest. */
 export const POSTSRSD_DEFAULTS = '/etc/default/postsrsd';
@@ -109,6 +116,28 @@ async function postsrsdPrepare(root: string, runDir: string): Promise<void> {
   if (!s.get('SRS_DOMAIN')) throw new Error(`postsrsd cannot start: ${r(POSTSRSD_DEFAULTS)} names no SRS_DOMAIN (cpcmd scope:set mail.srs true writes it)`);
   await ownedDir(r(s.get('CHROOT') || '/var/lib/postsrsd'), undefined);
   await ownedDir(runDir, undefined);
+}
+
+/** The first line of the Dovecot config scoped writes on a sandbox root: a config of scoped's own, only the auth service. */
+export const DOVECOT_OWN_CONF = '# scoped: Dovecot for Postfix logins only (managed by scoped; do not edit)';
+
+/**
+ * Dovecot's config on a sandbox root: no protocols (no IMAP, no POP3), only the services every
+ * Dovecot runs and its auth service, with its sockets, state and log inside the root. The auth
+ * listener for Postfix and the passdb come from conf.d, as on Debian.
+ */
+export function sandboxDovecotConf(root: string): string {
+  const r = (p: string) => path.join(root, p);
+  return [
+    DOVECOT_OWN_CONF,
+    'protocols = none',
+    `base_dir = ${r('/run/dovecot')}`,
+    `state_dir = ${r('/var/lib/dovecot')}`,
+    `log_path = ${r('/var/log/dovecot.log')}`,
+    'ssl = no',
+    '!include_try conf.d/*.conf',
+    '',
+  ].join('\n');
 }
 
 /** A user's uid and primary gid from the host's /etc/passwd (the kernel's users, whatever the root), or null when there is none. */
@@ -198,6 +227,14 @@ export function debianDaemons(): Record<DaemonName, DaemonSpec> {
       ready: e['postsrsd.forward'],
       prepare: () => postsrsdPrepare('/', '/run/postsrsd'),
     },
+    dovecot: {
+      program: '/usr/sbin/dovecot',
+      start: [],
+      pidFile: '/run/dovecot/master.pid',
+      check: { program: '/usr/bin/doveconf', args: ['-n'], inputs: ['/etc/dovecot'] },
+      log: '/var/log/mail.log',
+      reloadKeepsWorkers: true,
+    },
   };
 }
 
@@ -239,6 +276,15 @@ export function rootDaemons(root: string, ports: Record<EndpointName, Endpoint>)
   const redisDirs = async () => {
     await reachable();
     for (const d of ['/run/redis', '/var/lib/redis', '/var/log/redis']) await ownedDir(r(d), 'redis', 0o750);
+  };
+  const dovecotConf = r('/etc/dovecot/dovecot.conf');
+  const dovecotPrepare = async () => {
+    await reachable();
+    await mkdir(r('/etc/dovecot/conf.d'), { recursive: true, mode: 0o755 });
+    // scoped's own config, written once: what the admin adds goes into conf.d.
+    if (!existsSync(dovecotConf)) await writeFile(dovecotConf, sandboxDovecotConf(root), { mode: 0o644, flag: 'wx' }).catch(ignoreExists);
+    await ownedDir(r('/var/lib/dovecot'), undefined);
+    await ownedDir(r('/var/log'), undefined);
   };
   return {
     rspamd: {
@@ -323,7 +369,20 @@ export function rootDaemons(root: string, ports: Record<EndpointName, Endpoint>)
       ready: ports['postsrsd.forward'],
       prepare: () => postsrsdPrepare(root, r('/run/postsrsd')),
     },
+    dovecot: {
+      program: r('/usr/sbin/dovecot'),
+      start: ['-c', dovecotConf],
+      pidFile: r('/run/dovecot/master.pid'),
+      check: { program: r('/usr/sbin/dovecot'), args: ['-c', dovecotConf, '-n'], inputs: [r('/etc/dovecot')] },
+      log: r('/var/log/dovecot.log'),
+      reloadKeepsWorkers: true,
+      prepare: dovecotPrepare,
+    },
   };
+}
+
+function ignoreExists(err: unknown): void {
+  if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
 }
 
 /** Where a sandbox root keeps its ports. */

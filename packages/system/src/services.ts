@@ -240,6 +240,7 @@ export class DirectServiceDriver implements ServiceDriver {
       // change (a new DKIM selector) holds for the next message. A worker busy past the limit is left to finish.
       const workers = await childrenOf(pid);
       process.kill(pid, 'SIGHUP');
+      if (daemon.reloadKeepsWorkers) return;
       await until(async () => (await Promise.all(workers.map(gone))).every(Boolean), daemon.stopTimeoutMs ?? 15_000);
       return;
     }

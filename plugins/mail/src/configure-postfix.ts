@@ -21,6 +21,11 @@ export const PARAM_VARS: Record<string, string> = {
   smtpd_sasl_authenticated_header: 'postfix_add_sasl_auth_header',
   smtpd_relay_restrictions: 'postfix_relay_mynetworks',
   myhostname: 'system_hostname',
+  // mail/submission's (submission.ts): logins on 25 through Dovecot.
+  smtpd_sasl_auth_enable: 'postfix_submission',
+  smtpd_sasl_type: 'postfix_submission',
+  smtpd_sasl_path: 'postfix_submission',
+  smtpd_tls_auth_only: 'postfix_submission',
 };
 
 export interface PostfixObserved {

@@ -6,6 +6,7 @@ import { piggybackScope, smartHostScope, spamFilterScope } from './scopes.js';
 import { mailSenderIps, senderIpScope, senderIpUnit } from './sender-ip.js';
 import { spamFilterUnit } from './spam-filter.js';
 import { postsrsdEnabled, srsScope, srsUnit } from './srs.js';
+import { postfixSubmission, submissionScope, submissionUnit } from './submission.js';
 import { mailTransports, transportScope, transportUnit } from './transport.js';
 import {
   postfixCustomConfig,
@@ -30,6 +31,7 @@ export { destinationProblem, transportMapText, transportProblem } from './transp
 export { CONTENT_FILTER, milterAddress, spamFilterUnit, wanted } from './spam-filter.js';
 export { LOCAL_CLEANUP, SRS_DEFAULTS, SRS_SECRET, masterEntry, srsBlockLines, srsDomain, srsScope, srsUnit } from './srs.js';
 export { SmartHost, TLS_LEVELS } from './vars.js';
+export { DOVECOT_AUTH_CONF, SUBMISSION_PARAMS, dovecotAuthConf, submissionLines, submissionScope, submissionUnit } from './submission.js';
 
 export default definePlugin({
   name: '@scoped/plugin-mail',
@@ -54,7 +56,8 @@ export default definePlugin({
     mailDnsServers,
     mailDefaultSpf,
     mailDefaultDmarc,
+    postfixSubmission,
   ],
-  units: [configurePostfix, spamFilterUnit, dkimUnit, transportUnit, senderIpUnit, srsUnit],
-  scopes: [smartHostScope, spamFilterScope, piggybackScope, dkimScope, transportScope, senderIpScope, srsScope, deliverabilityScope],
+  units: [configurePostfix, spamFilterUnit, dkimUnit, transportUnit, senderIpUnit, srsUnit, submissionUnit],
+  scopes: [smartHostScope, spamFilterScope, piggybackScope, dkimScope, transportScope, senderIpScope, srsScope, submissionScope, deliverabilityScope],
 });
