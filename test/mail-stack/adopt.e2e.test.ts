@@ -54,13 +54,13 @@ describe('the first start on an existing Postfix changes nothing nobody asked fo
     await using d = await debianBox();
     const before = mainCfLines(d);
 
+    expectExit(await d.cpcmd(['scope:set', 'net.hostname', 'mail.example.test']), 'ok');
+    expect(lineDiff(before, mainCfLines(d))).toEqual({ removed: ['myhostname = sandbox.test'], added: ['myhostname = mail.example.test'] });
+
     // One adopt of everything, by scoped itself, recorded in the history.
     const adopted = await adoptions(d);
     expect(adopted).toHaveLength(1);
     expect(adopted[0]).toMatchObject({ actor: 'scoped', target: '*', new: { postfix_relay_mynetworks: true, postfix_smarthost: false } });
-
-    expectExit(await d.cpcmd(['scope:set', 'net.hostname', 'mail.example.test']), 'ok');
-    expect(lineDiff(before, mainCfLines(d))).toEqual({ removed: ['myhostname = sandbox.test'], added: ['myhostname = mail.example.test'] });
 
     // An app on 127.0.0.1 relaying to a remote domain, without logging in, is still accepted.
     await d.postfix.start();

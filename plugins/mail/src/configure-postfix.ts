@@ -23,6 +23,13 @@ export const PARAM_VARS: Record<string, string> = {
   myhostname: 'system_hostname',
 };
 
+/** Parameters set beside the TLS level when it needs them (raw overrides of them are refused as outbound TLS anyway). */
+const COMPANION_VARS: Record<string, string> = {
+  smtp_dns_support_level: 'postfix_smtp_tls_security_level',
+  smtp_tls_fingerprint_cert_match: 'postfix_smtp_tls_fingerprints',
+  smtp_tls_fingerprint_digest: 'postfix_smtp_tls_fingerprints',
+};
+
 export interface PostfixObserved {
   /** Whether Postfix is configured under this root at all (main.cf exists). */
   present: boolean;
@@ -157,6 +164,15 @@ export function desiredParams(vars: VarValues, mapType: string): Map<string, str
   ]);
   const hostname = vars.system_hostname as string;
   if (hostname) p.set('myhostname', hostname);
+  // What a level needs beside it; set only where a level needs it, else left as the admin has it.
+  const effective = level || autoTlsLevel(sh);
+  const policy = Object.values((vars.postfix_tls_policy as Record<string, { level: string }> | undefined) ?? {});
+  if (effective.startsWith('dane') || policy.some((e) => e.level.startsWith('dane'))) p.set('smtp_dns_support_level', 'dnssec');
+  const fingerprints = (vars.postfix_smtp_tls_fingerprints as string[] | undefined) ?? [];
+  if (fingerprints.length) {
+    p.set('smtp_tls_fingerprint_cert_match', fingerprints.join(', '));
+    p.set('smtp_tls_fingerprint_digest', 'sha256');
+  }
   return p;
 }
 
@@ -173,7 +189,8 @@ function postmapReason(o: PostfixObserved, text: string, given: boolean): string
 
 export const configurePostfix = defineUnit<PostfixObserved>({
   name: 'mail/configure-postfix',
-  description: 'main.cf: smart host, SASL client and credentials map, TLS level, relay restrictions, myhostname, custom parameters',
+  description:
+    'main.cf: smart host, SASL client and credentials map, TLS level (with DNSSEC for dane, fingerprints for fingerprint), relay restrictions, myhostname, custom parameters',
   reads: [
     'postfix_smarthost',
     'postfix_smtp_tls_security_level',
@@ -181,10 +198,17 @@ export const configurePostfix = defineUnit<PostfixObserved>({
     'postfix_relay_mynetworks',
     'postfix_custom_config',
     'system_hostname',
+    'postfix_smtp_tls_fingerprints',
+    'postfix_tls_policy',
   ],
 
   async validate(vars, { system }) {
     const sh = smartHost(vars);
+    if (vars.postfix_smtp_tls_security_level === 'fingerprint' && !((vars.postfix_smtp_tls_fingerprints as string[] | undefined) ?? []).length)
+      return (
+        'TLS level fingerprint needs the fingerprints to accept: set them first with cpcmd scope:set cp.bootstrapper ' +
+        'postfix_smtp_tls_fingerprints "\'AB:CD:…\'" (openssl x509 -noout -fingerprint -sha256 prints them)'
+      );
     const weak = credentialsTlsProblem(sh, vars.postfix_smtp_tls_security_level as string);
     if (weak) return weak;
     // Either order: a smart host named as this machine, or a hostname set to the smart host's name.
@@ -271,7 +295,7 @@ export const configurePostfix = defineUnit<PostfixObserved>({
         param,
         value,
         current,
-        var: param in custom ? 'postfix_custom_config' : (PARAM_VARS[param] ?? 'postfix_custom_config'),
+        var: param in custom ? 'postfix_custom_config' : (PARAM_VARS[param] ?? COMPANION_VARS[param] ?? 'postfix_custom_config'),
       });
       postfixChanged = true;
     }

@@ -3,6 +3,7 @@ import { configurePostfix } from './configure-postfix.js';
 import { dkimDomains, dkimOldKeys, dkimScope, dkimUnit } from './dkim.js';
 import { piggybackScope, smartHostScope, spamFilterScope } from './scopes.js';
 import { spamFilterUnit } from './spam-filter.js';
+import { postfixTlsFingerprints, postfixTlsPolicy, tlsPolicyScope, tlsPolicyUnit } from './tls-policy.js';
 import {
   postfixCustomConfig,
   postfixRelayMynetworks,
@@ -22,6 +23,7 @@ export { piggybackScope, smartHostScope, spamFilterScope } from './scopes.js';
 export { relayAddress, verifyRelay } from './smtp-verify.js';
 export { CONTENT_FILTER, milterAddress, spamFilterUnit, wanted } from './spam-filter.js';
 export { SmartHost, TLS_LEVELS } from './vars.js';
+export { POLICY_MAP, policyText, tlsPolicyScope, tlsPolicyUnit } from './tls-policy.js';
 
 export default definePlugin({
   name: '@scoped/plugin-mail',
@@ -40,7 +42,9 @@ export default definePlugin({
     rspamdMilter,
     dkimDomains,
     dkimOldKeys,
+    postfixTlsPolicy,
+    postfixTlsFingerprints,
   ],
-  units: [configurePostfix, spamFilterUnit, dkimUnit],
-  scopes: [smartHostScope, spamFilterScope, piggybackScope, dkimScope],
+  units: [configurePostfix, spamFilterUnit, dkimUnit, tlsPolicyUnit],
+  scopes: [smartHostScope, spamFilterScope, piggybackScope, dkimScope, tlsPolicyScope],
 });
