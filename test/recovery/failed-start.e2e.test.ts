@@ -32,7 +32,8 @@ describe('a service that cannot start', { timeout: 60_000 }, () => {
   /** scoped on the root, converged once so the starting point has no drift. */
   async function startConverged(): Promise<void> {
     await d.start();
-    expect((await d.ok('unit.converge', {})).status).toBe('applied');
+    // Nothing to apply: the first start took what Postfix has as the vars' starting values.
+    expect((await d.ok('unit.converge', {})).status).toBe('unchanged');
   }
 
   it('scope:set mail.spam-filter rspamd fails, says rolled back, leaves the files byte for byte and no journal, and scoped keeps serving', async () => {

@@ -55,14 +55,15 @@ describe('kill points inside a rollback', () => {
     });
     expect(await treeDigest(box.dir), `${where}: the files are as before the set`).toEqual(before);
     expect(fakes.running('rspamd'), `${where}: rspamd stays stopped`).toBe(false);
-    expect(await d.ok('scope.check', {}), `${where}: scope.check`).toEqual({ ok: true, drift: [] });
+    expect(await d.ok('scope.check', {}), `${where}: scope.check`).toMatchObject({ ok: true, drift: [] });
     expect((await d.ok('scope.get', { name: 'mail.spam-filter' })).value).toBe(false);
   }
 
   test('a kill at any crash point of a failing set, its rollback included, is recovered at restart', async () => {
     // Converged once, so the starting point has no drift; kept as the pristine copy.
     let d = await fx.start();
-    expect((await d.ok('unit.converge', {})).status).toBe('applied');
+    // Nothing to apply: the first start took what Postfix has as the vars' starting values.
+    expect((await d.ok('unit.converge', {})).status).toBe('unchanged');
     await d.stop();
     await mkdir(pristine(), { recursive: true });
     await cp(box.dir, path.join(pristine(), 'postfix'), { recursive: true, preserveTimestamps: true });

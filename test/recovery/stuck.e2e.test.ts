@@ -25,7 +25,8 @@ describe('a recovery that cannot finish', { timeout: 90_000 }, () => {
     box = d.postfix;
     fakes = await FakeDaemons.install(d.root, ['rspamd', 'spamd']);
     await d.start();
-    expect((await d.ok('unit.converge', {})).status).toBe('applied');
+    // Nothing to apply: the first start took what Postfix has as the vars' starting values.
+    expect((await d.ok('unit.converge', {})).status).toBe('unchanged');
     expectExit(await d.cpcmd(['scope:set', 'mail.spam-filter', 'rspamd']), 'ok');
     expect(fakes.running('rspamd')).toBe(true);
     before = await treeDigest(box.dir);

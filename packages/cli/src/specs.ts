@@ -1,5 +1,5 @@
 import type { Client } from '@scoped/client/light';
-import type { ApplyResult, Drift, RecoveryStatus } from '@scoped/protocol';
+import type { ApplyResult, Drift, Pending, RecoveryStatus } from '@scoped/protocol';
 import { CliError, ExitCodes } from './errors.js';
 import { formatWord, readArgs } from './grammar.js';
 import { waitForJob } from './jobs.js';
@@ -96,6 +96,16 @@ const recoveryLines = (r: RecoveryStatus): string =>
 const driftLines = (drift: readonly Drift[]): string =>
   drift
     .map((d) => safe(`drift: ${[d.scope, d.var].filter(Boolean).join(' ')} ${d.unit} ${d.target}: expected ${show(d.expected)}, found ${show(d.actual)}`))
+    .join('\n');
+
+/** Defaults not yet applied, as scope:check prints them on stderr: what the var keeps, its default, the command that applies it. */
+const pendingLines = (pending: readonly Pending[]): string =>
+  pending
+    .map((p) =>
+      safe(
+        `not yet applied: ${[p.scope, p.var].filter(Boolean).join(' ')} keeps what the system had, ${JSON.stringify(p.value)}; its default ${JSON.stringify(p.default)} applies with: ${p.apply}`,
+      ),
+    )
     .join('\n');
 
 const show = (v: string | null): string => (v === null ? '(unset)' : JSON.stringify(v));
@@ -239,7 +249,9 @@ export const commands: CommandSpec[] = [
     description:
       `Exits ${ExitCodes.drift} when anything drifted, so scripts can test for it, and ${ExitCodes.convergeFailed} when a crash recovery is stuck ` +
       '(cpcmd converge finishes it once its cause is fixed). Drift is answered either way: ' +
-      'cpcmd converge puts the system back to the vars, or --adopt NAME takes what the system has into the vars.',
+      'cpcmd converge puts the system back to the vars, or --adopt NAME takes what the system has into the vars. ' +
+      'On its first start scoped keeps what the system has as the value of every var no one has set; a default that differs ' +
+      'is printed on stderr as "not yet applied" with the command that applies it, and is never applied silently.',
     examples: ['cpcmd scope:check', 'cpcmd scope:check mail.smart-host', 'cpcmd scope:check --adopt mail.smart-host'],
     args: [{ name: 'name', description: 'only this scope', completion: 'scope' }],
     flags: { adopt: { type: 'boolean', description: "keep the hand edit: store what the system has as the scope's value" }, 'dry-run': dryRun },
@@ -251,7 +263,8 @@ export const commands: CommandSpec[] = [
       }
       const r = await client.call('scope.check', args[0] ? { name: args[0] } : {});
       if (r.recovery) return { data: r, text: [recoveryLines(r.recovery), driftLines(r.drift)].filter(Boolean).join('\n'), exitCode: ExitCodes.convergeFailed };
-      return { data: r, text: r.ok ? 'ok: no drift' : driftLines(r.drift), exitCode: r.ok ? 0 : ExitCodes.drift };
+      const pending = r.pending?.length ? { notice: pendingLines(r.pending) } : {};
+      return { data: r, text: r.ok ? 'ok: no drift' : driftLines(r.drift), exitCode: r.ok ? 0 : ExitCodes.drift, ...pending };
     },
   },
   {

@@ -1,4 +1,4 @@
-import type { ApplyResult, AuditEntry as ListedEntry, Drift, Json } from '@scoped/protocol';
+import type { ApplyResult, AuditEntry as ListedEntry, Drift, Json, Pending } from '@scoped/protocol';
 import type { Change, PlanContext, ScopeContext, ScopeDef, UnitDef, VarDef } from '@scoped/sdk';
 import type { HostSystem } from '@scoped/system';
 import type { Logger } from './log.js';
@@ -76,7 +76,7 @@ export class Engine {
       },
     }));
     this.mutations = new Mutations(core, this.secrets, code, reads, new Applier(core, this.secrets, reads, recovery), this.trail, recovery);
-    this.startup = new Startup(core, this.trail, recovery);
+    this.startup = new Startup(core, this.trail, recovery, code);
     this.planContext = core.planContext;
     this.audited = core.audited;
   }
@@ -155,6 +155,11 @@ export class Engine {
 
   check(name?: string): Promise<{ ok: boolean; drift: Drift[] }> {
     return this.reads.check(name);
+  }
+
+  /** Defaults not yet applied: vars still holding what the system had at the first start (see Reads.pending). */
+  pending(name?: string): Pending[] {
+    return this.reads.pending(name);
   }
 
   /** Wait (at most `ms`) until no mutation runs or waits: before the store closes at shutdown. */

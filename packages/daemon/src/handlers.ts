@@ -138,7 +138,9 @@ export function registerHandlers(
     const drift = visibleDrift(ctx.principal, r.drift);
     // A stuck recovery fails every check: whatever scope is asked about, changes to it are refused until it is finished.
     const recovery = recoveryView(ctx.principal, engine.recovery.stuckStatus());
-    return { ok: drift.length === 0 && !recovery, drift, ...(recovery ? { recovery } : {}) };
+    // Defaults not yet applied are no drift: the system is as the vars say.
+    const pending = visibleDrift(ctx.principal, engine.pending(name));
+    return { ok: drift.length === 0 && !recovery, drift, ...(recovery ? { recovery } : {}), ...(pending.length ? { pending } : {}) };
   });
   rpc.register(m.scopeAdopt, (p, ctx) => held(ctx.principal, () => engine.adopt(defined(p), actor(ctx))));
 

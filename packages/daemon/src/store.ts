@@ -12,6 +12,11 @@ export interface State {
   vars: Record<string, unknown>;
   /** The revision at which each var last changed, for optimistic concurrency. */
   varRevisions: Record<string, number>;
+  /**
+   * The vars whose starting value scoped took from the system at its first start, with the
+   * revision of that adoption: while a var's revision is still that one, no one has set it.
+   */
+  adopted?: Record<string, number>;
 }
 
 /**

@@ -23,6 +23,7 @@ export {
   tokenCreate,
   tokenList,
   tokenRevoke,
+  Pending,
   PlanChange,
   RecoveryStatus,
   daemonStatus,

@@ -167,11 +167,27 @@ export const scopeReset = defineMethod('scope.reset', {
   mutates: true,
 });
 
+/**
+ * A var that still holds the value scoped found on the system at its first start, whose
+ * default differs: the default is not yet applied (never silently), and `apply` is the command
+ * that applies it. Not drift: the system is as the vars say.
+ */
+export const Pending = z.object({
+  var: z.string(),
+  scope: z.string().optional(),
+  /** What the system had and the var holds (redacted). */
+  value: Json,
+  default: Json,
+  apply: z.string(),
+});
+export type Pending = z.infer<typeof Pending>;
+
 export const scopeCheck = defineMethod('scope.check', {
   summary: 'Report drift between the stored vars and the system, for one scope or all',
   params: z.object({ name: Name.optional() }).strict(),
   // recovery: a stuck recovery (ok is then false), present only while there is one.
-  result: z.object({ ok: z.boolean(), drift: z.array(Drift), recovery: RecoveryStatus.optional() }),
+  // pending: defaults not yet applied (ok stays true), present only when there are some.
+  result: z.object({ ok: z.boolean(), drift: z.array(Drift), recovery: RecoveryStatus.optional(), pending: z.array(Pending).optional() }),
 });
 
 export const scopeAdopt = defineMethod('scope.adopt', {

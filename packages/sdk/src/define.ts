@@ -61,6 +61,14 @@ export interface UnitDef<O = unknown> {
   validate?(vars: VarValues, ctx: PlanContext): string | undefined | Promise<string | undefined>;
   /** Longest time an apply of this unit may take, in ms (default 30 s). */
   readonly timeoutMs?: number;
+  /**
+   * The values of the vars this unit reads, as the system has them now (only those it can
+   * tell; a var left out keeps its value). On its first start on a system, scoped stores these
+   * as the starting values of every var no one has set yet, so a set changes only what it
+   * names. The values must make `plan` answer no change for what they cover. `vars` are the
+   * current values, for vars that depend on one another (a TLS level on the smart host).
+   */
+  adopt?(observed: O, vars: VarValues, ctx: PlanContext): Record<string, unknown> | Promise<Record<string, unknown>>;
 }
 
 export function defineUnit<O>(def: UnitDef<O>): UnitDef<O> {
@@ -87,6 +95,12 @@ export interface ScopeContext {
    * the scope stops using is deleted, not kept (only for scopes with allowPurge).
    */
   readonly purge?: boolean;
+  /**
+   * The vars that still hold the value scoped found on the system at its first start (never
+   * set since): a scope may treat such a value as no one's choice, such as a TLS level that
+   * credentials need raised.
+   */
+  readonly adopted?: ReadonlySet<string>;
 }
 
 /** What a scope's adopt takes into its vars, and what the user should know about it (such as what it left out). */

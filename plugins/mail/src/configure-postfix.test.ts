@@ -1,6 +1,6 @@
 import { type PlanContext, describeChange } from '@scoped/sdk';
 import { describe, expect, it } from 'vitest';
-import { type PostfixObserved, authMapText, configurePostfix, desiredParams } from './configure-postfix.js';
+import { type PostfixObserved, authMapText, configurePostfix, desiredParams, sameParam } from './configure-postfix.js';
 
 const base = {
   postfix_smarthost: false,
@@ -24,10 +24,10 @@ describe('desiredParams', () => {
     expect([...p.values()].join(' ')).not.toContain('s3cret');
   });
 
-  it('without credentials: no SASL; disabled: TLS back to may and everything unset', () => {
+  it('without credentials: no SASL and TLS not forced (may); disabled: TLS back to may and everything unset', () => {
     const host = desiredParams({ ...base, postfix_smarthost: { host: 'relay.example.com', username: '', password: '' } }, 'lmdb');
     expect(host.get('smtp_sasl_auth_enable')).toBeNull();
-    expect(host.get('smtp_tls_security_level')).toBe('encrypt');
+    expect(host.get('smtp_tls_security_level')).toBe('may');
     const off = desiredParams(base, 'hash');
     expect(off.get('relayhost')).toBeNull();
     expect(off.get('smtp_tls_security_level')).toBe('may');
@@ -82,5 +82,66 @@ describe('configurePostfix.plan with credentials the caller just gave (PlanConte
       'reload postfix if running',
     ]);
     expect(await shown(observed('Wrong-pw'), given)).toEqual(right);
+  });
+});
+
+describe('what main.cf already means is not rewritten, and is what a first start adopts', () => {
+  /** Debian's main.cf as its installer writes it: the relay list spaced, relayhost empty, no TLS level. */
+  const debian = (extra: [string, string][] = []): PostfixObserved => ({
+    present: true,
+    params: new Map([
+      ['smtpd_relay_restrictions', 'permit_mynetworks permit_sasl_authenticated defer_unauth_destination'],
+      ['relayhost', ''],
+      ['myhostname', 'debian.example'],
+      ...extra,
+    ]),
+    auth: null,
+    authMode: null,
+    authMtime: null,
+    dbMtime: null,
+    customKeys: null,
+    mapType: 'hash',
+    dbPath: '/etc/postfix/smarthost-auth.db',
+  });
+
+  it('compares as Postfix reads: commas or spaces, unset or its default', () => {
+    expect(
+      sameParam(
+        'smtpd_relay_restrictions',
+        'permit_mynetworks, permit_sasl_authenticated, defer_unauth_destination',
+        'permit_mynetworks permit_sasl_authenticated defer_unauth_destination',
+      ),
+    ).toBe(true);
+    expect(sameParam('smtpd_relay_restrictions', 'permit_mynetworks, permit_sasl_authenticated, defer_unauth_destination', null)).toBe(true);
+    expect(sameParam('smtpd_relay_restrictions', 'permit_sasl_authenticated, defer_unauth_destination', null)).toBe(false);
+    expect(sameParam('relayhost', null, '')).toBe(true);
+    expect(sameParam('smtp_tls_security_level', 'none', null)).toBe(true);
+    expect(sameParam('smtp_tls_security_level', 'may', null)).toBe(false);
+    expect(sameParam('myhostname', 'a.example', 'b.example')).toBe(false);
+  });
+
+  it("adopts Debian's main.cf as vars under which the plan changes nothing; only a new hostname is written", async () => {
+    const o = debian();
+    const adopted = await configurePostfix.adopt!(o, base, {} as PlanContext);
+    expect(adopted).toEqual({
+      postfix_smarthost: false,
+      postfix_add_sasl_auth_header: false,
+      postfix_relay_mynetworks: true,
+      postfix_smtp_tls_security_level: 'none',
+    });
+    const vars = { ...base, ...adopted };
+    expect(await configurePostfix.plan(vars, o, {} as PlanContext)).toEqual([]);
+    const named = (await configurePostfix.plan({ ...vars, system_hostname: 'mail.example.com' }, o, {} as PlanContext)).map(describeChange);
+    expect(named).toEqual(['main.cf myhostname: "debian.example" -> "mail.example.com"', 'reload postfix if running']);
+  });
+
+  it('adopts an empty TLS level when the automatic one is what main.cf has, and leaves a hand-made relay list out', async () => {
+    const o = debian([
+      ['smtp_tls_security_level', 'may'],
+      ['smtpd_relay_restrictions', 'permit_mynetworks, reject_unauth_destination, check_policy_service inet:127.0.0.1:10023'],
+    ]);
+    const adopted = await configurePostfix.adopt!(o, base, {} as PlanContext);
+    expect(adopted).toMatchObject({ postfix_smtp_tls_security_level: '' });
+    expect(adopted).not.toHaveProperty('postfix_relay_mynetworks');
   });
 });

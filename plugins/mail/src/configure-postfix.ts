@@ -28,6 +28,13 @@ export const PARAM_VARS: Record<string, string> = {
   smtpd_tls_auth_only: 'postfix_submission',
 };
 
+/** Parameters set beside the TLS level when it needs them (raw overrides of them are refused as outbound TLS anyway). */
+const COMPANION_VARS: Record<string, string> = {
+  smtp_dns_support_level: 'postfix_smtp_tls_security_level',
+  smtp_tls_fingerprint_cert_match: 'postfix_smtp_tls_fingerprints',
+  smtp_tls_fingerprint_digest: 'postfix_smtp_tls_fingerprints',
+};
+
 export interface PostfixObserved {
   /** Whether Postfix is configured under this root at all (main.cf exists). */
   present: boolean;
@@ -43,6 +50,86 @@ export interface PostfixObserved {
 
 const smartHost = (vars: VarValues) => vars.postfix_smarthost as false | SmartHost;
 const hasCredentials = (sh: false | SmartHost): sh is SmartHost => sh !== false && sh.username !== '';
+
+/**
+ * The TLS level an empty postfix_smtp_tls_security_level picks: encrypt when Postfix logs in to
+ * a smart host (the password must never cross in the clear), may otherwise, with or without a
+ * smart host (a relay without credentials does not need TLS forced on it).
+ */
+export const autoTlsLevel = (sh: false | SmartHost): string => (hasCredentials(sh) ? 'encrypt' : 'may');
+
+/** The TLS level main.cf gives Postfix: unset or empty is none. */
+export const tlsLevelOf = (params: ReadonlyMap<string, string>): string => (params.get('smtp_tls_security_level') ?? '').trim() || 'none';
+
+/**
+ * What each owned parameter means when main.cf does not set it (Postfix's built-in default),
+ * so an unset parameter and one set to that default are the same. smtpd_relay_restrictions:
+ * Postfix lets mynetworks relay by default at every compatibility level (at level 0 through
+ * smtpd_recipient_restrictions).
+ */
+const UNSET: Record<string, string> = {
+  relayhost: '',
+  smtp_sasl_auth_enable: 'no',
+  smtp_sasl_password_maps: '',
+  smtp_sasl_security_options: 'noplaintext, noanonymous',
+  smtp_tls_security_level: 'none',
+  smtpd_sasl_authenticated_header: 'no',
+  smtpd_relay_restrictions: RELAY_WITH_MYNETWORKS,
+};
+
+/** A value as Postfix reads it: commas and whitespace both separate list items; yes/no and TLS levels in any case. */
+const words = (v: string) =>
+  v
+    .trim()
+    .split(/[\s,]+/)
+    .filter(Boolean)
+    .join(' ');
+
+/**
+ * Whether main.cf's value already means what is wanted, so nothing is rewritten for a
+ * difference of form: Debian writes `permit_mynetworks permit_sasl_authenticated
+ * defer_unauth_destination` with spaces, `relayhost =` empty, and leaves the TLS level unset.
+ */
+export function sameParam(name: string, wanted: string | null, current: string | null): boolean {
+  if (wanted === current) return true;
+  if (!(name in UNSET)) return false;
+  const norm = (v: string | null) => {
+    const w = words(v ?? UNSET[name]!) || UNSET[name]!;
+    return name === 'smtp_tls_security_level' || name.endsWith('_enable') || name.endsWith('_header') ? w.toLowerCase() : w;
+  };
+  return norm(wanted) === norm(current);
+}
+
+/**
+ * The credentials map's entry for exactly this relayhost. Never another host's entry: a
+ * credential is only ever sent to the host it was given for, so a relayhost changed by hand
+ * has no credentials until they are given again.
+ */
+export function credentialsFor(authMap: string | null, host: string): { username: string; password: string } | undefined {
+  const m = (authMap ?? '')
+    .split('\n')
+    .filter((l) => l.trim() && !l.startsWith('#'))
+    .map((l) => /^(\S+)\s+([^:]*):(.*)$/.exec(l))
+    .find((e) => e !== null && e[1] === host);
+  return m ? { username: m[2]!, password: m[3]! } : undefined;
+}
+
+/** The smart host main.cf and the credentials map give Postfix now. */
+export function observedSmartHost(params: ReadonlyMap<string, string>, authMap: string | null): false | SmartHost {
+  const relayhost = (params.get('relayhost') ?? '').trim();
+  if (relayhost === '') return false;
+  const creds = credentialsFor(authMap, relayhost);
+  return { host: relayhost, username: creds?.username ?? '', password: creds?.password ?? '' };
+}
+
+/**
+ * The postfix_smtp_tls_security_level that keeps the system's TLS level with this smart host:
+ * empty when the automatic choice is that level already, else the level itself.
+ */
+export function keptTlsLevel(params: ReadonlyMap<string, string>, sh: false | SmartHost): string {
+  const level = tlsLevelOf(params);
+  return level === autoTlsLevel(sh) ? '' : level;
+}
 
 /**
  * TLS levels at which Postfix may log in without TLS: none never encrypts, may and dane fall
@@ -76,12 +163,21 @@ export function desiredParams(vars: VarValues, mapType: string): Map<string, str
     ['smtp_sasl_auth_enable', creds ? 'yes' : null],
     ['smtp_sasl_password_maps', creds ? `${mapType}:$config_directory/smarthost-auth` : null],
     ['smtp_sasl_security_options', creds ? 'noanonymous' : null],
-    ['smtp_tls_security_level', level || (sh === false ? 'may' : 'encrypt')],
+    ['smtp_tls_security_level', level || autoTlsLevel(sh)],
     ['smtpd_sasl_authenticated_header', vars.postfix_add_sasl_auth_header ? 'yes' : null],
     ['smtpd_relay_restrictions', vars.postfix_relay_mynetworks ? RELAY_WITH_MYNETWORKS : RELAY_AUTHENTICATED],
   ]);
   const hostname = vars.system_hostname as string;
   if (hostname) p.set('myhostname', hostname);
+  // What a level needs beside it; set only where a level needs it, else left as the admin has it.
+  const effective = level || autoTlsLevel(sh);
+  const policy = Object.values((vars.postfix_tls_policy as Record<string, { level: string }> | undefined) ?? {});
+  if (effective.startsWith('dane') || policy.some((e) => e.level.startsWith('dane'))) p.set('smtp_dns_support_level', 'dnssec');
+  const fingerprints = (vars.postfix_smtp_tls_fingerprints as string[] | undefined) ?? [];
+  if (fingerprints.length) {
+    p.set('smtp_tls_fingerprint_cert_match', fingerprints.join(', '));
+    p.set('smtp_tls_fingerprint_digest', 'sha256');
+  }
   return p;
 }
 
@@ -98,7 +194,8 @@ function postmapReason(o: PostfixObserved, text: string, given: boolean): string
 
 export const configurePostfix = defineUnit<PostfixObserved>({
   name: 'mail/configure-postfix',
-  description: 'main.cf: smart host, SASL client and credentials map, TLS level, relay restrictions, myhostname, custom parameters',
+  description:
+    'main.cf: smart host, SASL client and credentials map, TLS level (with DNSSEC for dane, fingerprints for fingerprint), relay restrictions, myhostname, custom parameters',
   reads: [
     'postfix_smarthost',
     'postfix_smtp_tls_security_level',
@@ -106,10 +203,17 @@ export const configurePostfix = defineUnit<PostfixObserved>({
     'postfix_relay_mynetworks',
     'postfix_custom_config',
     'system_hostname',
+    'postfix_smtp_tls_fingerprints',
+    'postfix_tls_policy',
   ],
 
   async validate(vars, { system }) {
     const sh = smartHost(vars);
+    if (vars.postfix_smtp_tls_security_level === 'fingerprint' && !((vars.postfix_smtp_tls_fingerprints as string[] | undefined) ?? []).length)
+      return (
+        'TLS level fingerprint needs the fingerprints to accept: set them first with cpcmd scope:set cp.bootstrapper ' +
+        'postfix_smtp_tls_fingerprints "\'AB:CD:…\'" (openssl x509 -noout -fingerprint -sha256 prints them)'
+      );
     const weak = credentialsTlsProblem(sh, vars.postfix_smtp_tls_security_level as string);
     if (weak) return weak;
     // Either order: a smart host named as this machine, or a hostname set to the smart host's name.
@@ -129,6 +233,27 @@ export const configurePostfix = defineUnit<PostfixObserved>({
     for (const name of Object.keys(custom)) if (!(await system.postfix.isKnownParameter(name))) unknown.push(name);
     if (unknown.length) return `postfix_custom_config names parameters Postfix does not know: ${unknown.join(', ')} (postconf -d lists the known ones)`;
     return undefined;
+  },
+
+  /**
+   * What main.cf and the credentials map say now, as the vars' values (see UnitDef.adopt). The
+   * relay restrictions only when they are one of the two forms the var writes (a hand-made list
+   * is neither), the TLS level only when it differs from what an empty var picks, and never a
+   * level the credentials would be refused with.
+   */
+  adopt(o) {
+    if (!o.present) return {};
+    const sh = observedSmartHost(o.params, o.auth);
+    const out: Record<string, unknown> = {
+      postfix_smarthost: sh,
+      postfix_add_sasl_auth_header: sameParam('smtpd_sasl_authenticated_header', 'yes', o.params.get('smtpd_sasl_authenticated_header') ?? null),
+    };
+    const relay = o.params.get('smtpd_relay_restrictions') ?? null;
+    if (sameParam('smtpd_relay_restrictions', RELAY_WITH_MYNETWORKS, relay)) out.postfix_relay_mynetworks = true;
+    else if (sameParam('smtpd_relay_restrictions', RELAY_AUTHENTICATED, relay)) out.postfix_relay_mynetworks = false;
+    const level = keptTlsLevel(o.params, sh);
+    if (!credentialsTlsProblem(sh, level || autoTlsLevel(sh))) out.postfix_smtp_tls_security_level = level;
+    return out;
   },
 
   async observe({ system }: PlanContext) {
@@ -169,13 +294,13 @@ export const configurePostfix = defineUnit<PostfixObserved>({
     let postfixChanged = false;
     for (const [param, value] of desired) {
       const current = o.params.get(param) ?? null;
-      if (current === value) continue;
+      if (param in custom ? current === value : sameParam(param, value, current)) continue;
       changes.push({
         kind: 'postconf',
         param,
         value,
         current,
-        var: param in custom ? 'postfix_custom_config' : (PARAM_VARS[param] ?? 'postfix_custom_config'),
+        var: param in custom ? 'postfix_custom_config' : (PARAM_VARS[param] ?? COMPANION_VARS[param] ?? 'postfix_custom_config'),
       });
       postfixChanged = true;
     }

@@ -7,6 +7,7 @@ import { mailSenderIps, senderIpScope, senderIpUnit } from './sender-ip.js';
 import { spamFilterUnit } from './spam-filter.js';
 import { postsrsdEnabled, srsScope, srsUnit } from './srs.js';
 import { postfixSubmission, submissionScope, submissionUnit } from './submission.js';
+import { postfixTlsFingerprints, postfixTlsPolicy, tlsPolicyScope, tlsPolicyUnit } from './tls-policy.js';
 import { mailTransports, transportScope, transportUnit } from './transport.js';
 import {
   postfixCustomConfig,
@@ -32,6 +33,7 @@ export { CONTENT_FILTER, milterAddress, spamFilterUnit, wanted } from './spam-fi
 export { LOCAL_CLEANUP, SRS_DEFAULTS, SRS_SECRET, masterEntry, srsBlockLines, srsDomain, srsScope, srsUnit } from './srs.js';
 export { SmartHost, TLS_LEVELS } from './vars.js';
 export { DOVECOT_AUTH_CONF, SUBMISSION_PARAMS, dovecotAuthConf, submissionLines, submissionScope, submissionUnit } from './submission.js';
+export { POLICY_MAP, policyText, tlsPolicyScope, tlsPolicyUnit } from './tls-policy.js';
 
 export default definePlugin({
   name: '@scoped/plugin-mail',
@@ -57,7 +59,20 @@ export default definePlugin({
     mailDefaultSpf,
     mailDefaultDmarc,
     postfixSubmission,
+    postfixTlsPolicy,
+    postfixTlsFingerprints,
   ],
-  units: [configurePostfix, spamFilterUnit, dkimUnit, transportUnit, senderIpUnit, srsUnit, submissionUnit],
-  scopes: [smartHostScope, spamFilterScope, piggybackScope, dkimScope, transportScope, senderIpScope, srsScope, submissionScope, deliverabilityScope],
+  units: [configurePostfix, spamFilterUnit, dkimUnit, transportUnit, senderIpUnit, srsUnit, submissionUnit, tlsPolicyUnit],
+  scopes: [
+    smartHostScope,
+    spamFilterScope,
+    piggybackScope,
+    dkimScope,
+    transportScope,
+    senderIpScope,
+    srsScope,
+    submissionScope,
+    tlsPolicyScope,
+    deliverabilityScope,
+  ],
 });

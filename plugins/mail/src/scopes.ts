@@ -1,5 +1,5 @@
 import { REDACTED, ScopeInputError, type ScopeContext, argText, defineScope, z } from '@scoped/sdk';
-import { AUTH_MAP, MAIN_CF, credentialsTlsProblem } from './configure-postfix.js';
+import { AUTH_MAP, MAIN_CF, autoTlsLevel, credentialsTlsProblem, keptTlsLevel, observedSmartHost, tlsLevelOf } from './configure-postfix.js';
 import { verifyDeadlineMs, verifyRelay } from './smtp-verify.js';
 import { RSPAMD_FILES, ownFile } from './rspamd-conf.js';
 import { CONTENT_FILTER, milterAddress } from './spam-filter.js';
@@ -21,26 +21,19 @@ function credential(args: readonly unknown[], i: number, ctx: ScopeContext, what
   return text;
 }
 
-/**
- * The credentials map's entry for exactly this relayhost. Never another host's entry: a
- * credential is only ever sent to the host it was given for, so a relayhost changed by hand
- * has no credentials until they are given again.
- */
-function credentialsFor(authMap: string | null, host: string): { username: string; password: string } | undefined {
-  const m = (authMap ?? '')
-    .split('\n')
-    .filter((l) => l.trim() && !l.startsWith('#'))
-    .map((l) => /^(\S+)\s+([^:]*):(.*)$/.exec(l))
-    .find((e) => e !== null && e[1] === host);
-  return m ? { username: m[2]!, password: m[3]! } : undefined;
+async function currentSmartHost(ctx: ScopeContext, withPassword: boolean): Promise<SmartHostValue> {
+  const sh = observedSmartHost(await ctx.system.postfix.mainCf(), await ctx.system.readFile(AUTH_MAP));
+  return sh === false || sh.username === '' || withPassword ? sh : { ...sh, password: REDACTED };
 }
 
-async function observedSmartHost(ctx: ScopeContext, withPassword: boolean): Promise<SmartHostValue> {
-  const relayhost = (await ctx.system.postfix.mainCf()).get('relayhost') ?? '';
-  if (relayhost === '') return false;
-  const creds = credentialsFor(await ctx.system.readFile(AUTH_MAP), relayhost);
-  if (!creds) return { host: relayhost, username: '', password: '' };
-  return { host: relayhost, username: creds.username, password: withPassword ? creds.password : REDACTED };
+/**
+ * The TLS level a smart host would be used with: the var's, unless it is empty or merely what
+ * scoped found on the system at its first start (no one's choice) and the credentials need more.
+ */
+function tlsLevelFor(value: SmartHostValue, ctx: ScopeContext): string {
+  const level = ctx.vars.postfix_smtp_tls_security_level as string;
+  if (!level || (ctx.adopted?.has('postfix_smtp_tls_security_level') && credentialsTlsProblem(value, level))) return autoTlsLevel(value);
+  return level;
 }
 
 export const smartHostScope = defineScope<SmartHostValue>({
@@ -50,8 +43,10 @@ export const smartHostScope = defineScope<SmartHostValue>({
     'HOST is name, name:port, [name], [name]:port, [192.0.2.1] or [ipv6:2001:db8::1] (brackets skip the MX lookup); ' +
     'quote brackets twice on the shell: "\'[relay.example.com]:587\'". With USER PASS, Postfix logs in with SASL ' +
     '(smtp_sasl_auth_enable, a 0600 credentials map) and TLS is required (smtp_tls_security_level=encrypt) unless ' +
-    'postfix_smtp_tls_security_level says otherwise; credentials with level none, may or dane are refused (Postfix could log in without TLS). false turns relaying off ' +
-    'and the TLS level back to may. --verify looks the relay up in DNS as Postfix does (never in /etc/hosts), logs in to it first and ' +
+    'postfix_smtp_tls_security_level says otherwise (a level scoped only found on the system gives way to encrypt); credentials with ' +
+    'level none, may or dane are refused (Postfix could log in without TLS). Without USER PASS the TLS level is left as it is ' +
+    '(may when scoped picks it). false turns relaying off and an empty postfix_smtp_tls_security_level back to may. ' +
+    'scope:check --adopt takes a hand-edited relayhost and keeps the TLS level main.cf has. --verify looks the relay up in DNS as Postfix does (never in /etc/hosts), logs in to it first and ' +
     'changes nothing if that fails. ' +
     'scope:get shows what Postfix uses now; the password always comes back redacted.',
   usage: 'HOST [USER PASS] | false',
@@ -87,24 +82,35 @@ export const smartHostScope = defineScope<SmartHostValue>({
   },
   async toVars(value, ctx) {
     await requirePostfix(ctx);
+    const level = ctx.vars.postfix_smtp_tls_security_level as string;
+    // A level scoped only found on the system (no one chose it) gives way to the encrypt credentials need, as the help says.
+    if (level && tlsLevelFor(value, ctx) !== level) return { postfix_smarthost: value, postfix_smtp_tls_security_level: '' };
     return { postfix_smarthost: value };
   },
-  get: (ctx) => observedSmartHost(ctx, false),
+  get: (ctx) => currentSmartHost(ctx, false),
   adopt: async (ctx) => {
-    const observed = await observedSmartHost(ctx, true);
+    const observed = await currentSmartHost(ctx, true);
     const stored = ctx.vars.postfix_smarthost as SmartHostValue;
-    if (observed === false || observed.username !== '' || stored === false || stored.username === '') return { vars: { postfix_smarthost: observed } };
+    let adopted = observed;
+    let note: string | undefined;
+    if (observed === false || observed.username !== '' || stored === false || stored.username === '') adopted = observed;
     // Only the map is gone: the stored credentials stay with their own host (converging writes the map again).
-    if (observed.host === stored.host) return { vars: { postfix_smarthost: stored } };
+    else if (observed.host === stored.host) adopted = stored;
     // A credential is never moved to another host: the hand-set host is adopted without one, and the user is told.
-    const note =
-      `credentials were not adopted: the credentials map has no entry for ${JSON.stringify(observed.host)}, and the stored ones ` +
-      `belong to ${JSON.stringify(stored.host)}; give them again with cpcmd scope:set mail.smart-host HOST USER PASS`;
-    return { vars: { postfix_smarthost: observed }, notes: [note] };
+    else
+      note =
+        `credentials were not adopted: the credentials map has no entry for ${JSON.stringify(observed.host)}, and the stored ones ` +
+        `belong to ${JSON.stringify(stored.host)}; give them again with cpcmd scope:set mail.smart-host HOST USER PASS`;
+    const vars: Record<string, unknown> = { postfix_smarthost: adopted };
+    // Adopting keeps the TLS level the system has: an empty level would otherwise pick another one for the adopted host.
+    const params = await ctx.system.postfix.mainCf();
+    const level = ctx.vars.postfix_smtp_tls_security_level as string;
+    if ((level || autoTlsLevel(adopted)) !== tlsLevelOf(params)) vars.postfix_smtp_tls_security_level = keptTlsLevel(params, adopted);
+    return note ? { vars, notes: [note] } : { vars };
   },
   async verify(value, ctx) {
     if (value === false) return;
-    const level = (ctx.vars.postfix_smtp_tls_security_level as string) || 'encrypt';
+    const level = tlsLevelFor(value, ctx);
     // Refused before anything connects: the set itself would be refused for the same reason.
     const weak = credentialsTlsProblem(value, level);
     if (weak) throw new ScopeInputError(`--verify failed, nothing was changed: ${weak}`);

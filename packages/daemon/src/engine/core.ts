@@ -42,6 +42,12 @@ export class EngineCore {
     return out;
   }
 
+  /** The vars that still hold the value adopted from the system at the first start (no one has set them since). */
+  adoptedVars(): Set<string> {
+    const adopted = this.state.adopted ?? {};
+    return new Set(Object.keys(adopted).filter((v) => this.state.varRevisions[v] === adopted[v] && this.registry.vars.has(v)));
+  }
+
   redactVar(name: string, value: unknown): Json {
     return asJson(redactValue(value, this.registry.vars.get(name)?.secret));
   }
@@ -56,6 +62,7 @@ export class EngineCore {
       vars,
       varDefs: this.registry.vars,
       redactVar: (n, v) => this.redactVar(n, v),
+      adopted: this.adoptedVars(),
       ...(words ? { words } : {}),
       ...(purge ? { purge } : {}),
     };

@@ -338,7 +338,9 @@ export class Mutations {
         next = { ...before, ...m.varChanges };
         // A supplied secret counts as a change even when it equals the stored one, or the answer would say whether it does.
         const rewrite = m.supplied ? this.secrets.secretsGiven(m.varChanges) : new Set<string>();
-        changedVars = Object.keys(m.varChanges).filter((k) => rewrite.has(k) || !same(before[k], next[k]));
+        // A var still holding what the system had at the first start becomes the caller's choice when named, even unchanged.
+        const claimed = m.supplied ? this.core.adoptedVars() : new Set<string>();
+        changedVars = Object.keys(m.varChanges).filter((k) => rewrite.has(k) || claimed.has(k) || !same(before[k], next[k]));
         requireAdmin(m.actor, this.adminOnly(m.varChanges));
         for (const unit of this.registry.unitsReading(changedVars)) {
           const problem = await this.code.unit(unit, 'validate', async () => unit.validate?.(next, this.core.planContext));
@@ -397,7 +399,7 @@ export class Mutations {
         for (const v of changedVars) varRevisions[v] = toRevision;
         const vars = { ...this.state.vars };
         for (const v of changedVars) vars[v] = next[v];
-        state = { revision: toRevision, vars, varRevisions };
+        state = { ...this.state, revision: toRevision, vars, varRevisions };
       }
       await this.announce(m, changedVars, planned, toRevision, async (tx) => {
         if (state) await this.store.saveState(state, tx);

@@ -1,4 +1,4 @@
-import { type Drift, REDACTED } from '@scoped/protocol';
+import { type Drift, type Pending, REDACTED } from '@scoped/protocol';
 import { changeDrift, changeTarget, redactValue, type Change, type PlanContext, type ScopeDef, type UnitDef } from '@scoped/sdk';
 import type { EngineCore } from './core.js';
 import { findScope } from './lookup.js';
@@ -6,6 +6,14 @@ import type { PluginCode } from './plugin-code.js';
 import type { Secrets } from './secrets.js';
 import type { GetResult, Planned } from './types.js';
 import { asJson } from './values.js';
+
+/** A value as one cpcmd word, quoted for the shell where it needs it: false, encrypt, "''", "'[a,b]'". */
+function cliWord(value: unknown): string {
+  if (typeof value === 'boolean' || typeof value === 'number') return String(value);
+  if (typeof value === 'string' && /^[A-Za-z][A-Za-z0-9._:@/-]*$/.test(value) && !/^(?:true|false|null)$/i.test(value)) return value;
+  const text = typeof value === 'string' ? value : JSON.stringify(value);
+  return `"'${text.replace(/[\\"'$`]/g, '')}'"`;
+}
 
 /**
  * Planning, and the answers of reads (scope.get, scope.check): plans and answers are reused
@@ -102,6 +110,27 @@ export class Reads {
   private driftFor(scope: ScopeDef, drift: Drift[]): Drift[] {
     if (!scope.vars.length) return drift;
     return drift.filter((d) => !d.var || scope.vars.includes(d.var));
+  }
+
+  /**
+   * The vars (of a scope, or all) that still hold what the system had at the first start while
+   * their default differs: the default is not yet applied, and each names the command that applies it.
+   */
+  pending(name?: string): Pending[] {
+    const core = this.core;
+    const scope = name ? findScope(core.registry, name) : undefined;
+    const vars = core.vars();
+    const out: Pending[] = [];
+    for (const v of [...core.adoptedVars()].sort()) {
+      if (scope?.vars.length && !scope.vars.includes(v)) continue;
+      const def = core.registry.vars.get(v)!;
+      if (JSON.stringify(vars[v]) === JSON.stringify(def.default)) continue;
+      const owner = core.scopeOfVar(v);
+      const own = owner ? core.registry.scopes.get(owner) : undefined;
+      const apply = own && own.vars.length === 1 ? `cpcmd scope:reset ${own.name}` : `cpcmd scope:set cp.bootstrapper ${v} ${cliWord(def.default)}`;
+      out.push({ var: v, ...(owner ? { scope: owner } : {}), value: core.redactVar(v, vars[v]), default: core.redactVar(v, def.default), apply });
+    }
+    return out;
   }
 
   async check(name?: string): Promise<{ ok: boolean; drift: Drift[] }> {

@@ -5,6 +5,7 @@ import type { State, Store } from '../store.js';
 import { type AuditRecord, type AuditTrail, clip } from './audit.js';
 import type { EngineCore } from './core.js';
 import type { JournalRecovery } from './journal.js';
+import type { PluginCode } from './plugin-code.js';
 import type { EngineOptions } from './types.js';
 import { valueProblem } from './values.js';
 
@@ -23,6 +24,7 @@ export class Startup {
     private readonly core: EngineCore,
     private readonly trail: AuditTrail,
     private readonly journal: JournalRecovery,
+    private readonly code: PluginCode,
   ) {
     this.store = core.store;
     this.registry = core.registry;
@@ -55,6 +57,72 @@ export class Startup {
     this.checkStoredVars();
     await this.store.pruneAudit(this.options.auditMaxAgeDays ?? 0);
     await this.recover(storedRevision);
+    await this.adoptSystem();
+  }
+
+  /**
+   * First start on a system: every var no one has set yet (never in the store's history) takes
+   * the value the system has now, as far as a unit can tell it (UnitDef.adopt), in one revision
+   * audited as one adopt by scoped. Nothing is written to the system: a later set changes only
+   * what it names, and a default that differs from the system shows in scope:check as not yet
+   * applied (Reads.pending). A var no unit can observe yet (Postfix not installed) is adopted
+   * at the first start that can.
+   */
+  private async adoptSystem(): Promise<void> {
+    const untouched = (v: string) => !(v in this.state.varRevisions) && !(v in this.state.vars);
+    const ctx = this.core.planContext;
+    const vars = this.core.vars();
+    const found: Record<string, unknown> = {};
+    for (const unit of this.registry.units.values()) {
+      if (!unit.adopt || this.registry.disabled('unit', unit.name) || !unit.reads.some(untouched)) continue;
+      let values: Record<string, unknown>;
+      try {
+        values = await this.code.unit(unit, 'adopt what the system has', async () => unit.adopt!(await unit.observe(ctx), vars, ctx));
+      } catch (err) {
+        this.log.warn('could not read what the system has; its vars keep their defaults until a start that can', {
+          unit: unit.name,
+          reason: clip(err instanceof Error ? err.message : String(err), 300),
+        });
+        continue;
+      }
+      for (const [name, value] of Object.entries(values)) {
+        const def = this.registry.vars.get(name);
+        if (!def || !unit.reads.includes(name) || !untouched(name) || name in found) continue;
+        const parsed = def.schema.safeParse(value);
+        if (parsed.success && !this.valueProblem(def, value)) found[name] = parsed.data;
+        else this.log.warn('the value the system has does not fit its var; the var keeps its default', { unit: unit.name, var: name });
+      }
+    }
+    const names = Object.keys(found).sort();
+    if (names.length === 0) return;
+    const revision = this.state.revision + 1;
+    const state: State = {
+      ...this.state,
+      revision,
+      vars: { ...this.state.vars, ...found },
+      varRevisions: { ...this.state.varRevisions, ...Object.fromEntries(names.map((n) => [n, revision])) },
+      adopted: { ...this.state.adopted, ...Object.fromEntries(names.map((n) => [n, revision])) },
+    };
+    const shown = Object.fromEntries(names.map((n) => [n, this.core.redactVar(n, found[n])]));
+    const old = Object.fromEntries(names.map((n) => [n, this.core.redactVar(n, vars[n])]));
+    await this.store.transaction(async (tx) => {
+      await this.store.saveState(state, tx);
+      await this.trail.record(
+        {
+          actor: { name: 'scoped', transport: 'startup' },
+          action: 'system.adopt',
+          target: '*',
+          old,
+          new: shown,
+          outcome: 'applied',
+          reason: 'first start: the vars no one had set take what the system has, so a set changes only what it names; nothing was written',
+          revision,
+        },
+        tx,
+      );
+    });
+    this.state = state;
+    this.log.info('adopted what the system has as the starting values of the vars no one had set', { vars: names, revision });
   }
 
   /**
@@ -105,7 +173,7 @@ export class Startup {
       if (this.registry.vars.has(n)) varRevisions[n] = revision;
       else delete varRevisions[n];
     }
-    const state: State = { revision, vars, varRevisions };
+    const state: State = { ...this.state, revision, vars, varRevisions };
     await this.store.saveState(state);
     this.state = state;
     const actor = { name: 'scoped (--reset-var)', transport: 'startup' };
