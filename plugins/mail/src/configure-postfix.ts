@@ -26,6 +26,13 @@ export const PARAM_VARS: Record<string, string> = {
   smtpd_sasl_type: 'postfix_submission',
   smtpd_sasl_path: 'postfix_submission',
   smtpd_tls_auth_only: 'postfix_submission',
+  // mail/srs's (srs.ts): the canonical maps through PostSRSd.
+  sender_canonical_maps: 'postsrsd_enabled',
+  sender_canonical_classes: 'postsrsd_enabled',
+  recipient_canonical_maps: 'postsrsd_enabled',
+  recipient_canonical_classes: 'postsrsd_enabled',
+  // mail/transport's (transport.ts): relaylim's one connection per destination.
+  relaylim_destination_concurrency_limit: 'mail_transports',
 };
 
 /** Parameters set beside the TLS level when it needs them (raw overrides of them are refused as outbound TLS anyway). */

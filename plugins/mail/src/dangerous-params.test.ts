@@ -102,7 +102,8 @@ describe('customParameterProblem', () => {
     ['luser_relay', 'thief@evil.example', /filters and milters/],
     ['empty_address_recipient', 'thief@evil.example', /filters and milters/],
     ['smtpd_command_filter', 'pcre:/etc/postfix/command_filter', /filters and milters/],
-    ['recipient_canonical_maps', 'static:thief@evil.example', /written into the value/],
+    ['canonical_maps', 'static:thief@evil.example', /written into the value/],
+    ['recipient_canonical_maps', 'static:thief@evil.example', /owned by the var postsrsd_enabled/],
     ['virtual_alias_maps', 'inline:{victim@example.com=victim@example.com,thief@evil.example}', /written into the value/],
     ['smtp_generic_maps', 'proxy:randmap:{thief@evil.example}', /written into the value/],
   ])('refuses %s = %s', (name, value, why) => {
