@@ -164,18 +164,49 @@ const ODD = [
 /** One of these in a string makes it an invalid hostname, relay host, user name, token name, glob or main.cf key. */
 const BREAKERS = ['\u0000', '\n', '\t', ' ', '\u007f', '\u0001', '\r', '\u001f'];
 const NUMBERS = [0, -0, 1, -1, 0.5, 1e308, -1e308, 5e-324, 2 ** 53, 2 ** 53 + 2, -(2 ** 63), 1e21, 123456789.123456789, Number.MAX_SAFE_INTEGER];
-const SCOPE_NAMES = ['net.hostname', 'mail.smart-host', 'mail.spam-filter', 'mail.rspamd-piggyback', 'cp.bootstrapper'];
+// mail.deliverability is left out: its answer asks the DNS, which a fuzz run must not wait for.
+const SCOPE_NAMES = [
+  'net.hostname',
+  'mail.smart-host',
+  'mail.spam-filter',
+  'mail.rspamd-piggyback',
+  'mail.dkim',
+  'mail.transport',
+  'mail.sender-ip',
+  'mail.srs',
+  'mail.submission',
+  'mail.tls-policy',
+  'cp.bootstrapper',
+  'cp.config',
+];
 const VAR_NAMES = [
   'postfix_add_sasl_auth_header',
   'postfix_custom_config',
   'postfix_relay_mynetworks',
   'postfix_smarthost',
   'postfix_smtp_tls_security_level',
+  'postfix_submission',
+  'postfix_tls_policy',
+  'postfix_smtp_tls_fingerprints',
+  'postsrsd_enabled',
+  'mail_transports',
+  'mail_sender_ips',
+  'mail_default_spf',
+  'mail_default_dmarc',
   'rspamd_enabled',
   'spamfilter',
   'system_hostname',
 ];
-const UNIT_NAMES = ['net/hostname', 'mail/configure-postfix', 'mail/spam-filter'];
+const UNIT_NAMES = [
+  'net/hostname',
+  'mail/configure-postfix',
+  'mail/spam-filter',
+  'mail/transport',
+  'mail/sender-ip',
+  'mail/srs',
+  'mail/submission',
+  'mail/tls-policy',
+];
 
 function junkString(r: Rng, max = 24): string {
   let s = '';

@@ -22,13 +22,16 @@ const DEBIAN_POSTINST = [
   'recipient_delimiter=+',
 ];
 
-/** A fresh scoped on a Postfix laid out as Debian leaves it (`tls`: with the smtp_tls_security_level=may a TLS-enabled install has). */
-function debianBox(tls = false): Promise<Scoped> {
+/**
+ * A fresh scoped on a Postfix laid out as Debian leaves it (`tls`: with the smtp_tls_security_level=may a
+ * TLS-enabled install has; `extra`: more main.cf settings an admin made before scoped came).
+ */
+function debianBox(tls = false, more: string[] = []): Promise<Scoped> {
   return scoped({
     postfix: { smtpd: true },
     listen: 'none',
     setup: async (root) => {
-      const extra = tls ? ['smtp_tls_security_level=may'] : [];
+      const extra = [...(tls ? ['smtp_tls_security_level=may'] : []), ...more];
       await mustRun('postconf', ['-c', path.join(root, 'etc/postfix'), '-e', ...DEBIAN_POSTINST, ...extra]);
     },
   });
@@ -50,6 +53,24 @@ interface Entry {
 const adoptions = async (d: Scoped) => (await d.ok<{ entries: Entry[] }>('audit.list', {})).entries.filter((e) => e.action === 'system.adopt');
 
 describe('the first start on an existing Postfix changes nothing nobody asked for', { timeout: 120_000 }, () => {
+  it("an admin's own relay restrictions stay as written through the first sets, and the var takes away only permit_mynetworks", async () => {
+    const own = 'permit_mynetworks, permit_sasl_authenticated, check_client_access cidr:/etc/postfix/clients, reject_unauth_destination';
+    await using d = await debianBox(true, [`smtpd_relay_restrictions=${own}`]);
+    const before = mainCfLines(d);
+    expectExit(await d.cpcmd(['scope:set', 'net.hostname', 'mail.example.test']), 'ok');
+    expectExit(await d.cpcmd(['scope:set', 'mail.smart-host', 'relay.example.test']), 'ok');
+    expect(lineDiff(before, mainCfLines(d))).toEqual({
+      removed: ['myhostname = sandbox.test', 'relayhost = '],
+      added: ['myhostname = mail.example.test', 'relayhost = relay.example.test'],
+    });
+    expect(await d.postfix.param('smtpd_relay_restrictions')).toBe(own);
+    // Asked for: only permit_mynetworks goes; the admin's check and reject stay.
+    expectExit(await d.cpcmd(['scope:set', 'cp.bootstrapper', 'postfix_relay_mynetworks', 'false']), 'ok');
+    expect(await d.postfix.param('smtpd_relay_restrictions')).toBe(
+      'permit_sasl_authenticated, check_client_access, cidr:/etc/postfix/clients, reject_unauth_destination',
+    );
+  });
+
   it('the first scope:set net.hostname changes only myhostname, and 127.0.0.1 clients still relay', async () => {
     await using d = await debianBox();
     const before = mainCfLines(d);

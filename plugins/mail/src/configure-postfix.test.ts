@@ -1,6 +1,6 @@
 import { type PlanContext, describeChange } from '@scoped/sdk';
 import { describe, expect, it } from 'vitest';
-import { type PostfixObserved, authMapText, configurePostfix, desiredParams, sameParam } from './configure-postfix.js';
+import { type PostfixObserved, authMapText, configurePostfix, desiredParams, relayRestrictions, sameParam } from './configure-postfix.js';
 
 const base = {
   postfix_smarthost: false,
@@ -43,6 +43,7 @@ describe('desiredParams', () => {
         system_hostname: 'mail.example.com',
       },
       'hash',
+      new Map([['smtpd_relay_restrictions', 'permit_sasl_authenticated, defer_unauth_destination']]),
     );
     expect(p.get('smtp_tls_security_level')).toBe('dane');
     expect(p.get('smtpd_relay_restrictions')).toMatch(/^permit_mynetworks, /);
@@ -50,6 +51,52 @@ describe('desiredParams', () => {
     expect(p.get('myhostname')).toBe('mail.example.com');
   });
 });
+
+describe('relayRestrictions: postfix_relay_mynetworks owns only permit_mynetworks', () => {
+  const mine = 'permit_mynetworks, permit_sasl_authenticated, check_client_access hash:/etc/postfix/clients, reject_unauth_destination';
+
+  it("keeps a list that agrees as it is, the admin's own too, and Postfix's unset default", () => {
+    expect(relayRestrictions(true, mine)).toBe(mine);
+    expect(relayRestrictions(true, null)).toBeNull();
+    expect(relayRestrictions(false, 'permit_sasl_authenticated reject_unauth_destination')).toBe('permit_sasl_authenticated reject_unauth_destination');
+  });
+
+  it("takes permit_mynetworks out of the admin's list, or puts it first, and leaves every other item", () => {
+    expect(relayRestrictions(false, mine)).toBe('permit_sasl_authenticated, check_client_access, hash:/etc/postfix/clients, reject_unauth_destination');
+    expect(relayRestrictions(false, null)).toBe('permit_sasl_authenticated, defer_unauth_destination');
+    expect(relayRestrictions(true, 'permit_sasl_authenticated reject_unauth_destination')).toBe(
+      'permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination',
+    );
+    expect(relayRestrictions(false, 'permit_mynetworks')).toBe('permit_sasl_authenticated, defer_unauth_destination');
+  });
+
+  it('adopting any list reads whether it lets mynetworks relay, so the first converge leaves it alone', async () => {
+    for (const [list, relay] of [
+      [mine, true],
+      ['permit_sasl_authenticated, reject_unauth_destination', false],
+    ] as const) {
+      const o = { ...emptyObserved(), params: new Map([['smtpd_relay_restrictions', list]]) };
+      const adopted = configurePostfix.adopt!(o, base, {} as PlanContext) as Record<string, unknown>;
+      expect(adopted.postfix_relay_mynetworks).toBe(relay);
+      const changes = await configurePostfix.plan({ ...base, ...adopted }, o, {} as PlanContext);
+      expect(changes.filter((c) => c.kind === 'postconf' && c.param === 'smtpd_relay_restrictions')).toEqual([]);
+    }
+  });
+});
+
+function emptyObserved(): PostfixObserved {
+  return {
+    present: true,
+    params: new Map(),
+    auth: null,
+    authMode: null,
+    authMtime: null,
+    dbMtime: null,
+    customKeys: null,
+    mapType: 'hash',
+    dbPath: '/etc/postfix/smarthost-auth.db',
+  };
+}
 
 describe('configurePostfix.plan with credentials the caller just gave (PlanContext.rewrite)', () => {
   const sh = { host: '[relay.example.com]:2525', username: 'alice', password: 'Right-pw' };
@@ -135,13 +182,13 @@ describe('what main.cf already means is not rewritten, and is what a first start
     expect(named).toEqual(['main.cf myhostname: "debian.example" -> "mail.example.com"', 'reload postfix if running']);
   });
 
-  it('adopts an empty TLS level when the automatic one is what main.cf has, and leaves a hand-made relay list out', async () => {
+  it('adopts an empty TLS level when the automatic one is what main.cf has, and a hand-made relay list as whether it lets mynetworks relay', async () => {
     const o = debian([
       ['smtp_tls_security_level', 'may'],
       ['smtpd_relay_restrictions', 'permit_mynetworks, reject_unauth_destination, check_policy_service inet:127.0.0.1:10023'],
     ]);
     const adopted = await configurePostfix.adopt!(o, base, {} as PlanContext);
     expect(adopted).toMatchObject({ postfix_smtp_tls_security_level: '' });
-    expect(adopted).not.toHaveProperty('postfix_relay_mynetworks');
+    expect(adopted).toMatchObject({ postfix_relay_mynetworks: true });
   });
 });

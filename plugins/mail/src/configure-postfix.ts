@@ -160,8 +160,27 @@ export function authMapText(sh: SmartHost): string {
   return `${sh.host} ${sh.username}:${sh.password}\n`;
 }
 
-/** The main.cf parameters this unit owns and the value each should have (null: not set). */
-export function desiredParams(vars: VarValues, mapType: string): Map<string, string | null> {
+/**
+ * smtpd_relay_restrictions with postfix_relay_mynetworks applied: the var owns only whether
+ * `permit_mynetworks` is in the list. A list that already agrees is kept as it is (unset too),
+ * and one that does not gains or loses that one item, so the rest of an admin's own list
+ * (reject_unauth_destination, a check_client_access) stays as written.
+ */
+export function relayRestrictions(mynetworks: boolean, current: string | null): string | null {
+  const items = words(current ?? UNSET.smtpd_relay_restrictions!)
+    .split(' ')
+    .filter(Boolean);
+  if (items.includes('permit_mynetworks') === mynetworks) return current;
+  if (mynetworks) return ['permit_mynetworks', ...items].join(', ');
+  const rest = items.filter((i) => i !== 'permit_mynetworks');
+  return rest.length ? rest.join(', ') : RELAY_AUTHENTICATED;
+}
+
+/**
+ * The main.cf parameters this unit owns and the value each should have (null: not set), given
+ * what main.cf has now (`current`, for the relay restrictions: see relayRestrictions).
+ */
+export function desiredParams(vars: VarValues, mapType: string, current: ReadonlyMap<string, string> = new Map()): Map<string, string | null> {
   const sh = smartHost(vars);
   const creds = hasCredentials(sh);
   const level = vars.postfix_smtp_tls_security_level as string;
@@ -172,7 +191,7 @@ export function desiredParams(vars: VarValues, mapType: string): Map<string, str
     ['smtp_sasl_security_options', creds ? 'noanonymous' : null],
     ['smtp_tls_security_level', level || autoTlsLevel(sh)],
     ['smtpd_sasl_authenticated_header', vars.postfix_add_sasl_auth_header ? 'yes' : null],
-    ['smtpd_relay_restrictions', vars.postfix_relay_mynetworks ? RELAY_WITH_MYNETWORKS : RELAY_AUTHENTICATED],
+    ['smtpd_relay_restrictions', relayRestrictions(vars.postfix_relay_mynetworks === true, current.get('smtpd_relay_restrictions') ?? null)],
   ]);
   const hostname = vars.system_hostname as string;
   if (hostname) p.set('myhostname', hostname);
@@ -243,10 +262,10 @@ export const configurePostfix = defineUnit<PostfixObserved>({
   },
 
   /**
-   * What main.cf and the credentials map say now, as the vars' values (see UnitDef.adopt). The
-   * relay restrictions only when they are one of the two forms the var writes (a hand-made list
-   * is neither), the TLS level only when it differs from what an empty var picks, and never a
-   * level the credentials would be refused with.
+   * What main.cf and the credentials map say now, as the vars' values (see UnitDef.adopt): the
+   * relay restrictions as whether they let mynetworks relay (any list, an admin's own too), the
+   * TLS level only when it differs from what an empty var picks, and never a level the
+   * credentials would be refused with.
    */
   adopt(o) {
     if (!o.present) return {};
@@ -256,8 +275,7 @@ export const configurePostfix = defineUnit<PostfixObserved>({
       postfix_add_sasl_auth_header: sameParam('smtpd_sasl_authenticated_header', 'yes', o.params.get('smtpd_sasl_authenticated_header') ?? null),
     };
     const relay = o.params.get('smtpd_relay_restrictions') ?? null;
-    if (sameParam('smtpd_relay_restrictions', RELAY_WITH_MYNETWORKS, relay)) out.postfix_relay_mynetworks = true;
-    else if (sameParam('smtpd_relay_restrictions', RELAY_AUTHENTICATED, relay)) out.postfix_relay_mynetworks = false;
+    out.postfix_relay_mynetworks = relayRestrictions(true, relay) === relay;
     const level = keptTlsLevel(o.params, sh);
     if (!credentialsTlsProblem(sh, level || autoTlsLevel(sh))) out.postfix_smtp_tls_security_level = level;
     return out;
@@ -292,7 +310,7 @@ export const configurePostfix = defineUnit<PostfixObserved>({
     if (!o.present) return [];
     const changes: Change[] = [];
     const sh = smartHost(vars);
-    const desired = desiredParams(vars, o.mapType);
+    const desired = desiredParams(vars, o.mapType, o.params);
     const custom = vars.postfix_custom_config as Record<string, string>;
     const previousCustom = (o.customKeys ?? '').split('\n').filter((l) => /^[a-z][a-z0-9_]*$/.test(l));
     for (const name of previousCustom) if (!desired.has(name) && !(name in custom)) desired.set(name, null);
