@@ -245,6 +245,8 @@ export function guiRoutes(opts: GuiOptions): (req: IncomingMessage, res: ServerR
       );
       return (req.resume(), true);
     }
+    // Browsers ask for an icon by themselves: answered here, so it is not a failed login of the peer at the token gate.
+    if (url === '/favicon.ico' && read) return (sendJson(res, 404, { error: 'no icon' }), req.resume(), true);
     const asset = url.startsWith('/assets/') ? url.slice('/assets/'.length) : undefined;
     if (url !== '/' && asset === undefined) return false;
     req.resume();
