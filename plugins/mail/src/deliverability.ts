@@ -22,7 +22,8 @@ const DnsServer = z.string().superRefine((s, c) => {
 export const mailDnsServers = defineVar({
   name: 'mail_dns_servers',
   description:
-    "The DNS servers mail.deliverability asks, each an IP address with an optional port (IPv6 in brackets before a port); empty asks the system's (/etc/resolv.conf)",
+    "The DNS servers mail.deliverability asks, each an IP address with an optional port (IPv6 in brackets before a port); empty asks the system's (/etc/resolv.conf). Admin only: any reader's report sends queries there",
+  adminOnly: true,
   schema: z.array(DnsServer, { error: 'a list of DNS servers, such as [192.0.2.53] or "[\'127.0.0.1:5353\']" (quote a server with a port)' }).max(8),
   default: [] as string[],
 });
