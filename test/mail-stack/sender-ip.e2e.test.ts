@@ -53,6 +53,14 @@ describe('mail.sender-ip with a real Postfix', () => {
     expect(JSON.parse((await d.cpcmd(['scope:get', 'mail.sender-ip', '-o', 'json'])).stdout)).toEqual({});
   });
 
+  it('refuses a sender a map line would take as a comment, and an address with a zone id', async () => {
+    const d = daemon!;
+    expectRefused(await d.cpcmd(['scope:set', 'mail.sender-ip', "'#news@one.test'", '127.0.0.2']), 'invalid', /a sender is a domain/);
+    expectRefused(await d.cpcmd(['scope:set', 'mail.sender-ip', 'one.test', '::1%lo']), 'invalid', /an IP address such as/);
+    expect(await readFile(path.join(d.postfix.dir, 'master.cf'), 'utf8')).toBe(masterOriginal);
+    expect(await d.postfix.params()).toEqual(paramsOriginal);
+  });
+
   it('sends mail of two sender domains from two addresses with two HELO names; other senders as before', async () => {
     const d = daemon!;
     const b = d.postfix;

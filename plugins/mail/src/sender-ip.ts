@@ -35,8 +35,12 @@ const LABEL = '[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?';
 const DOMAIN = new RegExp(`^(?=.{1,253}$)(?:${LABEL}\\.)+[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?$`);
 const ADDRESS = new RegExp(`^[a-z0-9!#$%&'*+/=?^_\`{|}~.-]{1,64}@${DOMAIN.source.slice(1, -1)}$`);
 
-const Sender = z.string().refine((s) => DOMAIN.test(s) || ADDRESS.test(s), 'a sender is a domain such as example.com or an address such as news@example.com');
-const Ip = z.string().refine((s) => isIP(s) !== 0, 'an IP address such as 192.0.2.10 or 2001:db8::10');
+// A map line that begins with # is a comment to Postfix: such a sender would silently do nothing.
+const Sender = z
+  .string()
+  .refine((s) => (DOMAIN.test(s) || ADDRESS.test(s)) && !s.startsWith('#'), 'a sender is a domain such as example.com or an address such as news@example.com');
+// No zone id (fe80::1%eth0): Postfix binds by address alone.
+const Ip = z.string().refine((s) => isIP(s) !== 0 && !s.includes('%'), 'an IP address such as 192.0.2.10 or 2001:db8::10');
 const Helo = z.string().regex(DOMAIN, 'a HELO name is a host name such as mail.example.com');
 
 /** Where a sender's mail leaves from: the address it binds to, and the HELO name it gives (myhostname when absent). */
