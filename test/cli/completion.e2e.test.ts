@@ -12,7 +12,8 @@ import { CPCMD_BIN, REPO, cleanEnv, run } from '../helpers/proc.js';
 import { Recorder } from './recorder.js';
 
 /** What the build wrote for completion without a daemon. */
-const builtNames = async (): Promise<string[]> => JSON.parse(await readFile(path.join(REPO, 'packages/cli/scopes.json'), 'utf8')) as string[];
+const builtNames = async (): Promise<string[]> =>
+  (JSON.parse(await readFile(path.join(REPO, 'packages/cli/scopes.json'), 'utf8')) as { name: string }[]).map((s) => s.name);
 
 describe('shell completion', () => {
   let cache: string;

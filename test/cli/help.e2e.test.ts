@@ -51,6 +51,28 @@ describe('help and version', () => {
     expect(get.stdout).toContain('$ cpcmd -o json scope:get net.hostname');
   });
 
+  it('scope:set NAME --help (and help scope:set NAME) add that scope: its summary, usage and every example', async () => {
+    const scopes = JSON.parse(await readFile(path.join(CLI, 'scopes.json'), 'utf8')) as { name: string; summary: string; usage: string; examples: string[] }[];
+    expect(scopes.map((s) => s.name)).toEqual(
+      expect.arrayContaining(['mail.transport', 'mail.sender-ip', 'mail.srs', 'mail.submission', 'mail.tls-policy', 'mail.deliverability', 'cp.config']),
+    );
+    for (const s of scopes) {
+      expect(s.examples.length, s.name).toBeGreaterThan(0);
+      const r = await cpcmd(['scope:set', s.name, '--help']);
+      expect(r.code, r.stderr).toBe(0);
+      const section = r.stdout.slice(r.stdout.indexOf(`\nSCOPE ${s.name}\n`));
+      expect(section, s.name).toContain(s.summary);
+      expect(section).toContain(`$ cpcmd scope:set ${s.name} ${s.usage}`);
+      for (const e of s.examples) expect(section).toContain(`$ ${e}`);
+    }
+    const viaHelp = await cpcmd(['help', 'scope:get', 'mail.deliverability']);
+    expect(viaHelp.stdout).toMatch(/^SCOPE mail\.deliverability\n/m);
+    expect(viaHelp.stdout).toContain('$ cpcmd scope:get mail.deliverability');
+    // Without a scope, or with a name no first-party plugin has, only the command's help.
+    expect((await cpcmd(['scope:set', '--help'])).stdout).not.toMatch(/^SCOPE /m);
+    expect((await cpcmd(['scope:set', 'no.such-scope', '--help'])).stdout).not.toMatch(/^SCOPE /m);
+  });
+
   it('cpcmd -v and --version print the version', async () => {
     const { version } = JSON.parse(await readFile(path.join(CLI, 'package.json'), 'utf8')) as { version: string };
     for (const flag of ['-v', '--version']) {

@@ -539,15 +539,38 @@ commands.push({
 
 const COMPLETION_WAIT_MS = 1000;
 
-/** The first-party scope names written at build next to oclif.manifest.json (scopes.json); none when it is missing. */
-export async function builtScopeNames(): Promise<string[]> {
+/** A first-party scope as the build wrote it next to oclif.manifest.json (scopes.json). */
+export interface BuiltScope {
+  name: string;
+  summary: string;
+  usage: string;
+  examples: string[];
+}
+
+/** The first-party scopes written at build (scopes.json); none when it is missing or unreadable. */
+export async function builtScopes(): Promise<BuiltScope[]> {
   const { readFile } = await import('node:fs/promises');
   try {
     const list = JSON.parse(await readFile(new URL('../scopes.json', import.meta.url), 'utf8')) as unknown;
-    return Array.isArray(list) ? list.filter((n): n is string => typeof n === 'string') : [];
+    if (!Array.isArray(list)) return [];
+    return list.filter(
+      (s): s is BuiltScope =>
+        typeof s === 'object' &&
+        s !== null &&
+        typeof s.name === 'string' &&
+        typeof s.summary === 'string' &&
+        typeof s.usage === 'string' &&
+        Array.isArray(s.examples) &&
+        s.examples.every((e: unknown) => typeof e === 'string'),
+    );
   } catch {
     return [];
   }
+}
+
+/** The first-party scope names written at build (scopes.json); none when it is missing. */
+export async function builtScopeNames(): Promise<string[]> {
+  return (await builtScopes()).map((s) => s.name);
 }
 
 export const commandsById = new Map(commands.map((c) => [c.id, c]));
