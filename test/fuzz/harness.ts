@@ -558,6 +558,8 @@ type Expect =
   | { kind: 'batch'; items: Due[] }
   | { kind: 'too-large' }
   | { kind: 'http-status'; status: number; codes: number[] }
+  /** The Scope GUI's page: HTML, never a JSON-RPC answer. */
+  | { kind: 'page' }
   | { kind: 'ws-close'; code: number };
 
 const wire = (id: unknown): unknown => JSON.parse(JSON.stringify(id) ?? 'null');
@@ -961,6 +963,9 @@ const BUILDERS: Record<string, (r: Rng, n: number, transport: 'http' | 'ws') => 
         http: { method, path: p },
         expect: { kind: 'http-status', status: 400, codes: [ErrorCodes.InvalidRequest, ErrorCodes.ParseError] },
       };
+    // `/` is the Scope GUI's page: read with GET (HEAD), refused in JSON-RPC's shape for anything else.
+    if (url === '/' && method === 'GET') return { cat: 'http-odd', body, http: { method, path: p }, expect: { kind: 'page' } };
+    if (url === '/') return { cat: 'http-odd', body, http: { method, path: p }, expect: { kind: 'http-status', status: 405, ...invalid } };
     if (url !== '/rpc') return { cat: 'http-odd', body, http: { method, path: p }, expect: { kind: 'http-status', status: 404, ...invalid } };
     if (method !== 'POST') return { cat: 'http-odd', body, http: { method, path: p }, expect: { kind: 'http-status', status: 405, ...invalid } };
     return normal('http-odd', body, { http: { method, path: p } });
@@ -1156,6 +1161,10 @@ function checkHttp(c: Case, r: HttpAnswer): void {
     return problem('HTTP', c, `HTTP ${r.status}, expected ${e.status} with a JSON-RPC error: ${show(r.text, 300)}`);
   if (e.kind === 'none') {
     if (r.status !== 204 || r.text !== '') problem('HTTP', c, `a notification was answered: HTTP ${r.status} ${show(r.text, 300)}`);
+    return;
+  }
+  if (e.kind === 'page') {
+    if (r.status !== 200 || !/^text\/html/.test(String(r.headers['content-type']))) problem('HTTP', c, `the page: HTTP ${r.status} ${show(r.text, 300)}`);
     return;
   }
   const j = parse(r.text);

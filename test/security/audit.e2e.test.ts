@@ -52,7 +52,8 @@ describe('audit trail', { timeout: 60_000 }, () => {
     expectExit(await d.cpcmd(['converge', 'net/hostname']), 'ok');
     expect(await readFile(hostname, 'utf8')).toBe('audit-a.example.test\n');
     // var.set over HTTP with an admin token
-    expect((await http(d, tok.admin, 'var.set', { name: 'postfix_relay_mynetworks', value: true })).json).toMatchObject({ result: { status: 'applied' } });
+    // The first start adopted the sandbox's Postfix default (mynetworks relay): the admin turns it off.
+    expect((await http(d, tok.admin, 'var.set', { name: 'postfix_relay_mynetworks', value: false })).json).toMatchObject({ result: { status: 'applied' } });
     // adopt a hand edit of relayhost
     await box.postconf(['-e', 'relayhost=[adopted.example.test]:2525']);
     box.backdateMainCf();
@@ -128,8 +129,8 @@ describe('audit trail', { timeout: 60_000 }, () => {
       transport: 'http 127.0.0.1',
       action: 'var.set',
       target: 'postfix_relay_mynetworks',
-      old: false,
-      new: true,
+      old: true,
+      new: false,
       outcome: 'applied',
     });
     find({

@@ -1,13 +1,14 @@
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { ErrorCodes } from '@scoped/protocol';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { brotliCompress, constants as zlib, gzip } from 'node:zlib';
 import type { Gate } from '../auth.js';
 import { type GuiSessions, SESSION_COOKIE, cookieValue } from '../gui.js';
-import type { ConnectionCap } from './edge.js';
+import { type ConnectionCap, errorText } from './edge.js';
 
 /** The Content Security Policy of every answer of the page's routes: no inline script or style, nothing from elsewhere. */
 export const CSP =
@@ -251,7 +252,17 @@ export function guiRoutes(opts: GuiOptions): (req: IncomingMessage, res: ServerR
     if (url !== '/' && asset === undefined) return false;
     req.resume();
     if (!read) {
-      sendJson(res, 405, { error: 'the page is read with GET' }, { allow: 'GET, HEAD' });
+      // Like every other refusal of the daemon's HTTP listener, in JSON-RPC's shape.
+      const text = errorText(ErrorCodes.InvalidRequest, 'Method not allowed: the Scope GUI is read with GET; JSON-RPC is served at POST /rpc');
+      res
+        .writeHead(405, {
+          ...PAGE_HEADERS,
+          'cache-control': 'no-store',
+          'content-type': 'application/json',
+          'content-length': Buffer.byteLength(text),
+          allow: 'GET, HEAD',
+        })
+        .end(text);
       return true;
     }
     if (!opts.dist) {
