@@ -1,8 +1,161 @@
-/** The page's shell: which page the address's hash names. Each page is its own module under pages/. */
+/**
+ * The page's shell: the login, then one WebSocket for everything, a live event feed kept for the
+ * Events page and for Apply's progress, and the page the address's hash names.
+ */
+import { createContext } from 'preact';
+import { useContext, useEffect, useRef, useState } from 'preact/hooks';
+import { AuditPage } from './pages/audit.js';
+import { EventsPage } from './pages/events.js';
+import { LoginPage } from './pages/login.js';
+import { ScopePage } from './pages/scope.js';
+import { ScopesPage } from './pages/scopes.js';
+import { TokensPage } from './pages/tokens.js';
+import { type EventMessage, Rpc } from './rpc.js';
+import { type Session, currentSession, logIn, logOut, takeLoginCode } from './session.js';
+
+/** What every page may use. */
+export interface AppState {
+  rpc: Rpc;
+  session: Session;
+  /** The events received since the page loaded, newest last (the last 500). */
+  events: EventMessage[];
+}
+
+const Ctx = createContext<AppState | null>(null);
+export const useApp = (): AppState => useContext(Ctx)!;
+
+/** The topics the feed follows. */
+const TOPICS = ['scope.changed', 'unit.converged', 'drift.detected', 'job.*'];
+const KEEP = 500;
+
+type Route = { page: 'scopes' } | { page: 'scope'; name: string } | { page: 'events' } | { page: 'audit' } | { page: 'tokens' };
+
+function route(hash: string): Route {
+  const m = /^#\/scope\/(.+)$/.exec(hash);
+  if (m) return { page: 'scope', name: decodeURIComponent(m[1]!) };
+  if (hash === '#/events') return { page: 'events' };
+  if (hash === '#/audit') return { page: 'audit' };
+  if (hash === '#/tokens') return { page: 'tokens' };
+  return { page: 'scopes' };
+}
+
+function useHash(): string {
+  const [hash, setHash] = useState(location.hash);
+  useEffect(() => {
+    const on = () => setHash(location.hash);
+    addEventListener('hashchange', on);
+    return () => removeEventListener('hashchange', on);
+  }, []);
+  return hash;
+}
+
 export function App() {
+  const [state, setState] = useState<AppState | null>(null);
+  const [status, setStatus] = useState<'starting' | 'login' | 'ready'>('starting');
+  const [error, setError] = useState<string | null>(null);
+  const events = useRef<EventMessage[]>([]);
+  const [, setTick] = useState(0);
+
+  async function connect(): Promise<void> {
+    const session = await currentSession();
+    if (session === null) {
+      setStatus('login');
+      return;
+    }
+    const rpc = await Rpc.open(() => {
+      setState(null);
+      setError('The connection to scoped closed (a logout, a revoked token or a restart). Log in again.');
+      setStatus('login');
+    });
+    rpc.onEvent((e) => {
+      events.current = [...events.current.slice(-(KEEP - 1)), e];
+      setState((s) => (s === null ? s : { ...s, events: events.current }));
+      setTick((t) => t + 1);
+    });
+    await rpc.call('events.subscribe', { topics: TOPICS });
+    setState({ rpc, session, events: events.current });
+    setError(null);
+    setStatus('ready');
+  }
+
+  useEffect(() => {
+    // The code leaves the address bar before anything else happens.
+    const code = takeLoginCode();
+    (async () => {
+      try {
+        if (code !== null) await logIn({ code });
+      } catch (e) {
+        setError((e as Error).message);
+      }
+      try {
+        await connect();
+      } catch (e) {
+        setError((e as Error).message);
+        setStatus('login');
+      }
+    })();
+  }, []);
+
+  if (status === 'starting') return <p class="loading">Connecting to scoped…</p>;
+  if (status === 'login' || state === null) {
+    return (
+      <LoginPage
+        error={error}
+        onToken={async (token) => {
+          await logIn({ token });
+          await connect();
+        }}
+      />
+    );
+  }
   return (
-    <main>
-      <h1>scoped</h1>
-    </main>
+    <Ctx.Provider value={state}>
+      <Shell
+        onLogout={async () => {
+          await logOut();
+          state.rpc.close();
+        }}
+      />
+    </Ctx.Provider>
+  );
+}
+
+function Shell({ onLogout }: { onLogout: () => void }) {
+  const { session } = useApp();
+  const r = route(useHash());
+  const link = (href: string, text: string, current: boolean) => (
+    <li>
+      <a href={href} aria-current={current ? 'page' : undefined}>
+        {text}
+      </a>
+    </li>
+  );
+  return (
+    <>
+      <header>
+        <p class="brand">scoped</p>
+        <nav aria-label="Pages">
+          <ul>
+            {link('#/', 'Scopes', r.page === 'scopes' || r.page === 'scope')}
+            {link('#/events', 'Events', r.page === 'events')}
+            {link('#/audit', 'Audit', r.page === 'audit')}
+            {session.role === 'admin' && link('#/tokens', 'Tokens', r.page === 'tokens')}
+          </ul>
+        </nav>
+        <p class="who">
+          {session.name} ({session.role})
+          <button type="button" class="secondary" onClick={onLogout}>
+            Log out
+          </button>
+        </p>
+      </header>
+      <main>
+        {r.page === 'scopes' && <ScopesPage />}
+        {r.page === 'scope' && <ScopePage key={r.name} name={r.name} />}
+        {r.page === 'events' && <EventsPage />}
+        {r.page === 'audit' && <AuditPage />}
+        {r.page === 'tokens' && (session.role === 'admin' ? <TokensPage /> : <p>Only an admin's session manages tokens.</p>)}
+      </main>
+    </>
   );
 }
