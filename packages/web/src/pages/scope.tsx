@@ -54,7 +54,7 @@ export function ScopePage({ name }: { name: string }) {
   const [draft, setDraft] = useState<Json | undefined>(undefined);
   const [errors, setErrors] = useState<Map<string, string[]>>(new Map());
   const [formError, setFormError] = useState<string | null>(null);
-  const [plan, setPlan] = useState<PlanChange[] | null>(null);
+  const [plan, setPlan] = useState<{ plan: PlanChange[]; value: Json } | null>(null);
   const [job, setJob] = useState<Job | null>(null);
   const [busy, setBusy] = useState(false);
   const [paths] = useState(() => new Set<string>());
@@ -118,10 +118,10 @@ export function ScopePage({ name }: { name: string }) {
     setPlan(null);
     setJob(null);
     try {
-      const r = await rpc.call<{ plan: PlanChange[] }>('scope.set', { name, value: draft ?? null, dryRun: true, ...ifRevision() });
+      const r = await rpc.call<{ plan: PlanChange[]; value: Json }>('scope.set', { name, value: draft ?? null, dryRun: true, ...ifRevision() });
       setErrors(new Map());
       setFormError(null);
-      setPlan(r.plan);
+      setPlan(r);
     } catch (e) {
       fail(e);
     } finally {
@@ -275,7 +275,9 @@ export function ScopePage({ name }: { name: string }) {
       {plan !== null && (
         <section aria-labelledby="plan-h">
           <h2 id="plan-h">Preview: what Apply would change</h2>
-          <PlanView plan={plan} />
+          <p>The value as scoped read it (secrets redacted):</p>
+          <pre class="value">{JSON.stringify(plan.value, null, 2)}</pre>
+          <PlanView plan={plan.plan} />
         </section>
       )}
 
