@@ -81,12 +81,12 @@ export class BrowserPage {
     return this.responses;
   }
 
-  /** The page's visible and hidden text, and every form control's value: all the DOM holds as text. */
+  /**
+   * All the text the DOM holds: the markup with every attribute, and the rendered text. What a
+   * user typed into an input is the input's own state, not DOM text, and is left out.
+   */
   domText(): Promise<string> {
-    return this.page.evaluate(() => {
-      const values = [...document.querySelectorAll('input, textarea, select')].map((e) => (e as HTMLInputElement).value);
-      return `${document.documentElement.outerHTML}\n${values.join('\n')}`;
-    });
+    return this.page.evaluate(() => `${document.documentElement.outerHTML}\n${document.body.innerText}`);
   }
 
   /**
