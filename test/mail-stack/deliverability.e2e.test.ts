@@ -72,6 +72,8 @@ const ZONE: Zone = {
     'big.test': [longSpf(530)],
     'mid.test': [longSpf(470)],
     'signed.test': ['v=spf1 ip4:127.0.0.1 -all'],
+    'routed.test': ['v=spf1 ip4:127.0.0.2 -all'],
+    'misrouted.test': ['v=spf1 ip4:127.0.0.1 -all'],
     's1._domainkey.signed.test': [`v=DKIM1; k=rsa; p=${signing.p}`],
     's1._domainkey.wrongkey.test': [`v=DKIM1; k=rsa; p=${other.p}`],
   },
@@ -238,6 +240,38 @@ describe('mail.deliverability reports the DNS a receiver sees', { timeout: 120_0
       status: 'warn',
       fix: expect.stringContaining('cpcmd scope:set mail.dkim good.test'),
     });
+  });
+
+  it("a sender mail.sender-ip routes is checked from the route's address, against the route's HELO name", async () => {
+    expectExit(await d.cpcmd(['scope:set', 'mail.sender-ip', 'routed.test', '127.0.0.2', 'other.example.test']), 'ok');
+    expectExit(await d.cpcmd(['scope:set', 'mail.sender-ip', 'misrouted.test', '127.0.0.2', 'mx.misrouted.test']), 'ok');
+    try {
+      const routed = await report('routed.test');
+      expect(find(routed, 'fcrdns', '127.0.0.2 (mail.sender-ip routed.test)')).toMatchObject({
+        status: 'pass',
+        detail: '127.0.0.2 -> other.example.test -> 127.0.0.2',
+      });
+      expect(find(routed, 'spf-server', 'routed.test from 127.0.0.2').status).toBe('pass');
+      // The server's own address is not where routed.test's mail leaves from: it is not what SPF must permit.
+      expect(routed.checks.some((c) => c.subject === 'routed.test from 127.0.0.1')).toBe(false);
+
+      const mis = await report('misrouted.test');
+      expect(find(mis, 'fcrdns', '127.0.0.2 (mail.sender-ip misrouted.test)')).toMatchObject({
+        status: 'warn',
+        detail: expect.stringContaining('but its HELO name is mx.misrouted.test'),
+        fix: expect.stringContaining('cpcmd scope:set mail.sender-ip misrouted.test 127.0.0.2 other.example.test'),
+      });
+      expect(find(mis, 'spf-server', 'misrouted.test from 127.0.0.2')).toMatchObject({ status: 'fail', fix: expect.stringContaining('add ip4:127.0.0.2') });
+
+      // Without DOMAIN, the routed domains are among those checked.
+      const all = await report();
+      expect(all.checks.filter((c) => c.check === 'spf-server').map((c) => c.subject)).toEqual(
+        expect.arrayContaining(['routed.test from 127.0.0.2', 'misrouted.test from 127.0.0.2']),
+      );
+    } finally {
+      expectExit(await d.cpcmd(['scope:set', 'mail.sender-ip', 'routed.test', 'false']), 'ok');
+      expectExit(await d.cpcmd(['scope:set', 'mail.sender-ip', 'misrouted.test', 'false']), 'ok');
+    }
   });
 
   it('cp.config mail default_spf / default_dmarc store the records the report expects', async () => {

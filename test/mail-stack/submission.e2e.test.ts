@@ -9,6 +9,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { expectExit, expectRefused } from '../helpers/expect.js';
+import { linkFilterPrograms } from '../helpers/filters.js';
 import { RelaySink } from '../helpers/relay.js';
 import { type Scoped, mustRun, scoped, treeDigest, waitFor } from '../helpers/scoped.js';
 import { SUBMIT_PASSWORD, SUBMIT_USER, SmtpClient, dovecotPid, linkDovecot, makeCertificate, stopDovecot, writePassdb } from '../helpers/submission.js';
@@ -25,7 +26,7 @@ interface Box extends AsyncDisposable {
  * A scoped whose Postfix relays to a sink; with `ready` (the default) Dovecot is linked in, the
  * test's passdb written, and main.cf names a certificate (and offers STARTTLS on 25, as Debian's does).
  */
-async function submissionBox(opts: { ready?: boolean } = {}): Promise<Box> {
+async function submissionBox(opts: { ready?: boolean; srs?: boolean } = {}): Promise<Box> {
   const relay = await RelaySink.start({ auth: false });
   let d: Scoped | undefined;
   try {
@@ -34,6 +35,7 @@ async function submissionBox(opts: { ready?: boolean } = {}): Promise<Box> {
       listen: 'none',
       setup: async (root) => {
         if (opts.ready === false) return;
+        if (opts.srs) await linkFilterPrograms(root, ['postsrsd']);
         await linkDovecot(root);
         await writePassdb(root);
         const { cert, key } = await makeCertificate(root);
@@ -62,7 +64,8 @@ async function submissionBox(opts: { ready?: boolean } = {}): Promise<Box> {
     root: box.root,
     async [Symbol.asyncDispose]() {
       try {
-        // scoped first (its supervisor would start Dovecot again), then the Dovecot it ran, then the root.
+        // SRS off while scoped runs (it stops the postsrsd it ran); then scoped (its supervisor would start Dovecot again), then Dovecot.
+        if (opts.srs) await box.cpcmd(['scope:set', 'mail.srs', 'false']);
         await box.stop();
         await stopDovecot(box.root);
         await box.close();
@@ -185,6 +188,28 @@ describe('mail.submission on real mail', { timeout: 180_000 }, () => {
     await arrives(b, id25);
     await arrives(b, id587);
     expect(b.relay.messages).toHaveLength(3);
+  });
+
+  it('with mail.srs on, mail a user sends on 587 originates here and keeps its sender (never rewritten to SRS0=)', async () => {
+    await using b = await submissionBox({ srs: true });
+    expectExit(await b.d.cpcmd(['scope:set', 'net.hostname', 'mx.forwarder.test']), 'ok');
+    expectExit(await b.d.cpcmd(['scope:set', 'mail.submission', 'true']), 'ok');
+    expectExit(await b.d.cpcmd(['scope:set', 'mail.srs', 'true']), 'ok');
+    expect(await b.d.postfix.param('sender_canonical_maps')).toMatch(/^tcp:/);
+
+    await using c = await SmtpClient.open(submissionPort(b.root));
+    await c.ehlo();
+    await c.starttls();
+    await c.ehlo();
+    expect((await c.authPlain(SUBMIT_USER, SUBMIT_PASSWORD)).code, c.transcript).toBe(235);
+    const id = newId('srs');
+    expect(last(await c.send({ id, from: 'app@elsewhere.test' })).text, c.transcript).toMatch(/^250 /);
+    expect((await arrives(b, id)).from).toBe('app@elsewhere.test');
+
+    // SRS off again: the submission service no longer names SRS's cleanup, which is gone with it.
+    expectExit(await b.d.cpcmd(['scope:set', 'mail.srs', 'false']), 'ok');
+    expect(readFileSync(path.join(b.root, 'etc/postfix/master.cf'), 'utf8')).not.toContain('scoped-srs-local');
+    expectExit(await b.d.cpcmd(['scope:check']), 'ok');
   });
 
   it('refused without Dovecot and without a certificate, naming what to install or set; nothing changes', async () => {

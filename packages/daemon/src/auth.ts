@@ -2,6 +2,7 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { ErrorCodes } from '@scoped/protocol';
 import { writeFileAtomic } from '@scoped/system';
+import type { GuiSessions } from './gui.js';
 import type { FailureLimiter } from './ratelimit.js';
 import { ADMIN_TOKEN, type Principal, type TokenRegistry } from './tokens.js';
 
@@ -31,11 +32,63 @@ export class Gate {
     private readonly adminToken: string,
     private readonly tokens: TokenRegistry,
     private readonly limiter: FailureLimiter,
+    private readonly sessions?: GuiSessions,
   ) {}
 
-  /** Whether a principal let in earlier may still act (its token not revoked or expired since). */
+  /** Whether a principal let in earlier may still act (its token not revoked or expired since, its GUI session not ended). */
   stillValid(p: Principal): boolean {
-    return p.tokenId === undefined || this.tokens.active(p.tokenId);
+    if (p.tokenId !== undefined && !this.tokens.active(p.tokenId)) return false;
+    return p.session === undefined || this.sessions?.alive(p.session) === true;
+  }
+
+  /** The principal of a live Scope GUI session, by its cookie (nothing is counted against anyone). */
+  sessionPrincipal(cookie: string | undefined): Principal | undefined {
+    const principal = this.sessions?.principalOf(cookie);
+    return principal && this.stillValid(principal) ? principal : undefined;
+  }
+
+  /** The Scope GUI's session cookie, for a WebSocket upgrade without an Authorization header; a failure counts against the peer. */
+  session(cookie: string | undefined, peer: string): GateResult {
+    const principal = this.sessionPrincipal(cookie);
+    if (principal) return { ok: true, principal };
+    return (
+      this.limited(peer) ?? {
+        ok: false,
+        status: 401,
+        code: ErrorCodes.Unauthorized,
+        message:
+          cookie === undefined
+            ? 'Unauthorized: send Authorization: Bearer TOKEN, or log in to the Scope GUI first (cpcmd gui)'
+            : 'Unauthorized: the Scope GUI session has ended; log in again (cpcmd gui)',
+      }
+    );
+  }
+
+  /**
+   * A Scope GUI login: a one-time code from gui.login, or a pasted token. Failures count
+   * against the peer like failed bearer tokens.
+   */
+  login(what: { code: string } | { token: string }, peer: string): GateResult {
+    if ('token' in what) return this.check(`Bearer ${what.token}`, peer);
+    const principal = this.sessions?.redeemCode(what.code);
+    if (principal && this.stillValid(principal)) return { ok: true, principal };
+    return (
+      this.limited(peer) ?? {
+        ok: false,
+        status: 401,
+        code: ErrorCodes.Unauthorized,
+        message: 'this login address was used or has expired; run cpcmd gui again',
+      }
+    );
+  }
+
+  /** 429 when the peer is being limited; else counts this failure and answers undefined. */
+  private limited(peer: string): Extract<GateResult, { ok: false }> | undefined {
+    const wait = this.limiter.blockedFor(peer);
+    if (wait > 0)
+      return { ok: false, status: 429, code: ErrorCodes.Busy, message: `Too many failed logins from ${peer}: try again in ${wait} s`, retryAfter: wait };
+    this.limiter.fail(peer);
+    return undefined;
   }
 
   /**
@@ -48,16 +101,14 @@ export class Gate {
     const presented = bearer(authorization);
     const principal = presented === undefined ? undefined : tokenMatches(presented, this.adminToken) ? ADMIN_TOKEN : this.tokens.verify(presented);
     if (principal) return { ok: true, principal };
-    const wait = this.limiter.blockedFor(peer);
-    if (wait > 0)
-      return { ok: false, status: 429, code: ErrorCodes.Busy, message: `Too many failed logins from ${peer}: try again in ${wait} s`, retryAfter: wait };
-    this.limiter.fail(peer);
-    return {
-      ok: false,
-      status: 401,
-      code: ErrorCodes.Unauthorized,
-      message: presented === undefined ? 'Unauthorized: send Authorization: Bearer TOKEN' : 'Unauthorized: the token is unknown, revoked or expired',
-    };
+    return (
+      this.limited(peer) ?? {
+        ok: false,
+        status: 401,
+        code: ErrorCodes.Unauthorized,
+        message: presented === undefined ? 'Unauthorized: send Authorization: Bearer TOKEN' : 'Unauthorized: the token is unknown, revoked or expired',
+      }
+    );
   }
 }
 

@@ -72,6 +72,9 @@ export const DaemonConfig = z
     pluginDir: z.string().optional(),
     // How often daemons the config wants running (the spam filters) are looked at, and started again when found dead; 0: never.
     superviseIntervalMs: z.number().int().min(0).max(MAX_TIMER_MS).default(30_000),
+    // The Scope GUI: how long a login address of cpcmd gui is good (once), and how long a session lasts.
+    guiLoginTtlMs: z.number().int().min(100).max(MAX_TIMER_MS).default(60_000),
+    guiSessionTtlMs: z.number().int().min(1_000).max(MAX_TIMER_MS).default(43_200_000),
   })
   .strict();
 
@@ -139,6 +142,10 @@ export interface ResolvedConfig {
   plugins: string[];
   /** A directory whose subdirectories are plugins; outside the install, so installing scoped never adds one. */
   pluginDir: string;
+  /** How long a Scope GUI login address (cpcmd gui) is good; it is good once. */
+  guiLoginTtlMs: number;
+  /** How long a Scope GUI session lasts at most (it ends sooner at logout or when its token is revoked). */
+  guiSessionTtlMs: number;
 }
 
 export const USAGE = `Usage: scoped [options]
@@ -189,6 +196,10 @@ Options:
                          how often scoped looks for a daemon it runs (a spam filter) that died and starts it
                          again, audited as "scoped (supervisor)" (default 30000; 0: never; config key
                          superviseIntervalMs)
+  --gui-login-ttl-ms N   how long a login address of cpcmd gui for the Scope GUI (http://HOST:PORT/ on the TCP
+                         listener) is good, once (default 60000; config key guiLoginTtlMs)
+  --gui-session-ttl-ms N how long a Scope GUI session lasts at most; it ends sooner at logout, when its token is
+                         revoked or expires, or when scoped stops (default 43200000, 12 h; config key guiSessionTtlMs)
   --reset-var NAME       put a var back to its default in the store before starting (repeatable), when the
                          start was refused because the store holds a value the var's schema refuses; nothing
                          is converged (cpcmd converge applies it) and the history records the reset
@@ -249,6 +260,8 @@ const LIMITS = [
   ['max-ws-requests-in-flight', 'maxWsRequestsInFlight'],
   ['max-answer-bytes-in-flight', 'maxAnswerBytesInFlight'],
   ['supervise-interval-ms', 'superviseIntervalMs'],
+  ['gui-login-ttl-ms', 'guiLoginTtlMs'],
+  ['gui-session-ttl-ms', 'guiSessionTtlMs'],
 ] as const;
 
 /** Parse argv (and the config file it names) into a resolved config. */
@@ -351,5 +364,7 @@ export function loadConfig(argv: readonly string[]): ResolvedConfig | 'help' {
     maxAnswerBytesInFlight: c.maxAnswerBytesInFlight,
     plugins: c.plugins,
     pluginDir: path.resolve(c.pluginDir ?? under('etc/scoped/plugins')),
+    guiLoginTtlMs: c.guiLoginTtlMs,
+    guiSessionTtlMs: c.guiSessionTtlMs,
   };
 }

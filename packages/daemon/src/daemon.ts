@@ -5,11 +5,12 @@ import { connect } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { HostSystem } from '@scoped/system';
-import { ErrorCodes } from '@scoped/protocol';
+import { ErrorCodes, RpcError } from '@scoped/protocol';
 import { Gate, loadOrCreateToken } from './auth.js';
 import { ConnectionCap, answerClientErrors } from './transports/edge.js';
 import type { ResolvedConfig } from './config.js';
 import { Engine } from './engine.js';
+import { GuiSessions } from './gui.js';
 import type { Actor } from './engine/types.js';
 import { EventBus } from './events.js';
 import { JobManager } from './jobs.js';
@@ -18,12 +19,13 @@ import { type NameKind, isName } from './names.js';
 import { authorize } from './permissions.js';
 import { loadPlugins } from './plugins.js';
 import { FailureLimiter } from './ratelimit.js';
-import { TokenRegistry } from './tokens.js';
+import { type Principal, TokenRegistry } from './tokens.js';
 import { type Logger, jsonLogger } from './log.js';
 import { Registry } from './registry.js';
 import { RpcDispatcher } from './rpc.js';
 import { Store } from './store.js';
 import { httpHandler } from './transports/http.js';
+import { findWebDist, guiRoutes, listenerOrigins } from './transports/gui.js';
 import { attachWebSocket } from './transports/ws.js';
 
 export const VERSION = '0.1.0';
@@ -150,16 +152,38 @@ export async function startDaemon(config: ResolvedConfig, opts: { log?: Logger }
     },
   );
   const listeners: string[] = [];
-  registerHandlers(rpc, engine, tokens, jobs, bus, () => ({
-    version: VERSION,
-    pid: process.pid,
-    uptimeSeconds: Math.round((Date.now() - started) / 1000),
-    root: config.root,
-    store: config.store.replace(/^(\w+:\/\/)[^@/]*@/, '$1'),
-    listeners,
-    plugins: registry.plugins.map((p) => ({ ...p })),
-    revision: engine.revision,
-  }));
+  // The Scope GUI's logins; its page is served on the TCP listener, whose address is known once it listens.
+  const sessions = new GuiSessions(config.guiLoginTtlMs, config.guiSessionTtlMs);
+  tokens.onRevoked((id) => sessions.endToken(id));
+  let pageUrl: string | undefined;
+  let origins: ReadonlySet<string> = new Set();
+  const guiLogin = (p: Principal) => {
+    if (!pageUrl)
+      throw new RpcError(
+        ErrorCodes.NotFound,
+        'this scoped serves no Scope GUI: it has no TCP listener (--listen none); start scoped with --listen 127.0.0.1:8740 and run cpcmd gui again',
+      );
+    const { code, expiresAt } = sessions.issueCode(p);
+    return { url: `${pageUrl}#login=${code}`, expiresAt: new Date(expiresAt).toISOString() };
+  };
+  registerHandlers(
+    rpc,
+    engine,
+    tokens,
+    jobs,
+    bus,
+    () => ({
+      version: VERSION,
+      pid: process.pid,
+      uptimeSeconds: Math.round((Date.now() - started) / 1000),
+      root: config.root,
+      store: config.store.replace(/^(\w+:\/\/)[^@/]*@/, '$1'),
+      listeners,
+      plugins: registry.plugins.map((p) => ({ ...p })),
+      revision: engine.revision,
+    }),
+    guiLogin,
+  );
 
   const servers: Server[] = [];
   const closers: (() => void)[] = [];
@@ -175,12 +199,19 @@ export async function startDaemon(config: ResolvedConfig, opts: { log?: Logger }
     listeners.push(`unix:${config.socket}`);
 
     if (config.listen) {
-      const gate = new Gate(await loadOrCreateToken(config.tokenFile), tokens, new FailureLimiter(config.authFailureLimit, config.authFailureWindowMs));
+      const gate = new Gate(
+        await loadOrCreateToken(config.tokenFile),
+        tokens,
+        new FailureLimiter(config.authFailureLimit, config.authFailureWindowMs),
+        sessions,
+      );
       const tcp = createServer();
       const cap = new ConnectionCap(tcp, config);
       tokens.onRevoked((id) => cap.endToken(id));
+      sessions.onEnded((id) => cap.endSession(id));
       answerClientErrors(tcp);
-      tcp.on('request', httpHandler(rpc, { maxBodyBytes: config.maxBodyBytes, gate, transport: 'http', cap }));
+      const page = guiRoutes({ dist: findWebDist(), gate, sessions, cap, origins: () => origins });
+      tcp.on('request', httpHandler(rpc, { maxBodyBytes: config.maxBodyBytes, gate, transport: 'http', cap, page, origins: () => origins }));
       const ws = attachWebSocket(tcp, rpc, {
         maxPayloadBytes: config.maxWsPayloadBytes,
         gate,
@@ -190,6 +221,7 @@ export async function startDaemon(config: ResolvedConfig, opts: { log?: Logger }
         maxSubscriptions: config.maxSubscriptionsPerConnection,
         stallTimeoutMs: config.wsStallTimeoutMs,
         maxInFlight: config.maxWsRequestsInFlight,
+        origins: () => origins,
       });
       closers.push(() => ws.close());
       await listen(tcp, config.listen);
@@ -197,6 +229,8 @@ export async function startDaemon(config: ResolvedConfig, opts: { log?: Logger }
       tcpPort = (tcp.address() as AddressInfo).port;
       const host = config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host;
       listeners.push(`http://${host}:${tcpPort}/rpc`, `ws://${host}:${tcpPort}/rpc`);
+      pageUrl = `http://${host}:${tcpPort}/`;
+      origins = listenerOrigins(config.listen.host, tcpPort);
     }
   } catch (err) {
     for (const s of servers) await closeServer(s);

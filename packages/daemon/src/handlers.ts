@@ -76,6 +76,7 @@ export function registerHandlers(
   jobs: JobManager,
   bus: EventBus,
   status: () => z.input<typeof m.daemonStatus.result>,
+  gui: (p: Principal) => z.input<typeof m.guiLogin.result>,
 ): void {
   /** A place for a job of this caller, taken before its plan is prepared (busy when it has too many). */
   const jobSlot = (p: Principal) => jobs.reserve(ownerKey(p), p.role === 'admin');
@@ -261,6 +262,8 @@ export function registerHandlers(
     });
     return { ...info, token: created.token };
   });
+  // A login address for the caller's own token (the Scope GUI trades it for a session of the same role and scopes).
+  rpc.register(m.guiLogin, (_p, ctx) => gui(ctx.principal));
   rpc.register(m.tokenList, () => ({ tokens: tokens.list().map(tokenInfo) }));
   rpc.register(m.tokenRevoke, async ({ id }, ctx) => {
     const revoked = await tokens.revoke(id);

@@ -17,6 +17,7 @@ const NEEDS: Record<string, Role> = {
   'job.get': 'reader',
   'events.subscribe': 'reader',
   'events.unsubscribe': 'reader',
+  'gui.login': 'reader',
   'job.cancel': 'operator',
   'scope.set': 'operator',
   'scope.reset': 'operator',

@@ -23,6 +23,8 @@ export interface Principal {
   /** Scope globs the principal is limited to; empty means every scope. */
   scopes: string[];
   tokenId?: string;
+  /** Set when the caller came in through a Scope GUI session (its id): the session must still be live too. */
+  session?: string;
 }
 
 export const ADMIN_SOCKET: Principal = { name: 'unix-socket', role: 'admin', scopes: [] };

@@ -23,6 +23,7 @@ export {
   tokenCreate,
   tokenList,
   tokenRevoke,
+  guiLogin,
   Pending,
   PlanChange,
   RecoveryStatus,

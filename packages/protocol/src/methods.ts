@@ -316,6 +316,13 @@ export const tokenRevoke = defineMethod('token.revoke', {
   mutates: true,
 });
 
+export const guiLogin = defineMethod('gui.login', {
+  summary:
+    "A one-time login address for the Scope GUI (http://HOST:PORT/#login=CODE on the daemon's TCP listener) for the caller's own token: same role and scopes; the code is good once, for guiLoginTtlMs (60 s)",
+  params: z.object({}).strict(),
+  result: z.object({ url: z.string(), expiresAt: z.string() }),
+});
+
 export const AuditEntry = z.object({
   seq: z.number().int(),
   time: z.string(),
@@ -482,6 +489,7 @@ export const methods = [
   tokenCreate,
   tokenList,
   tokenRevoke,
+  guiLogin,
   auditList,
   jobGet,
   jobCancel,

@@ -88,26 +88,33 @@ export async function fcrdns(dns: Dns, hostname: string): Promise<{ addresses: s
   return { addresses, findings };
 }
 
-async function confirm(dns: Dns, hostname: string, address: string): Promise<Finding> {
+/**
+ * One address's forward-confirmed reverse DNS against the name mail from it greets with: net.hostname,
+ * or, for a mail.sender-ip route (`route`), the HELO name the route gives (net.hostname when it gives none).
+ */
+export async function confirm(dns: Dns, hostname: string, address: string, route?: { sender: string; helo?: string }): Promise<Finding> {
   const ptr = await dns.ptr(address);
   const setPtr = `have whoever holds the reverse zone of ${address} (the hosting provider) set its PTR record to ${hostname}`;
-  if (!('records' in ptr)) return finding('fcrdns', address, 'fail', `${address} has no PTR record (${reverseName(address)})`, setPtr);
+  const subject = route ? `${address} (mail.sender-ip ${route.sender})` : address;
+  if (!('records' in ptr)) return finding('fcrdns', subject, 'fail', `${address} has no PTR record (${reverseName(address)})`, setPtr);
   const confirmed: string[] = [];
   for (const name of ptr.records) {
     const back = await dns.addresses(name);
     if ('records' in back && back.records.includes(address)) confirmed.push(name);
   }
   if (!confirmed.length) {
-    return finding('fcrdns', address, 'fail', `${address} -> ${ptr.records.join(', ')}, which does not resolve back to ${address}`, setPtr);
+    return finding('fcrdns', subject, 'fail', `${address} -> ${ptr.records.join(', ')}, which does not resolve back to ${address}`, setPtr);
   }
-  if (confirmed.includes(hostname)) return finding('fcrdns', address, 'pass', `${address} -> ${hostname} -> ${address}`);
+  if (confirmed.includes(hostname)) return finding('fcrdns', subject, 'pass', `${address} -> ${hostname} -> ${address}`);
   const other = confirmed[0]!;
+  const greeting = route?.helo !== undefined ? `its HELO name is ${hostname}` : `net.hostname is ${hostname}`;
+  const rename = route ? `cpcmd scope:set mail.sender-ip ${route.sender} ${address} ${other}` : `cpcmd scope:set net.hostname ${other}`;
   return finding(
     'fcrdns',
-    address,
+    subject,
     'warn',
-    `${address} -> ${other} -> ${address}, but net.hostname is ${hostname}: receivers compare the PTR name with the name Postfix greets them with`,
-    `${setPtr}, or cpcmd scope:set net.hostname ${other}`,
+    `${address} -> ${other} -> ${address}, but ${greeting}: receivers compare the PTR name with the name Postfix greets them with`,
+    `${setPtr}, or ${rename}`,
   );
 }
 

@@ -54,9 +54,19 @@ const MISSING = new Set(['ENODATA', 'ENOTFOUND']);
 export function openDns(servers: readonly string[], deadlineMs: number): Dns {
   const resolver = new dns.Resolver({ timeout: 3_000, tries: 2 });
   if (servers.length) resolver.setServers([...servers]);
-  const timer = setTimeout(() => resolver.cancel(), deadlineMs);
+  // Past the deadline (or once closed) no new lookup starts either: cancelling only what is pending would let the
+  // lookups that follow (each SPF evaluation's) run on, past the scope's own limit, which takes the mail plugin out of service.
+  let expired = false;
+  const expire = () => {
+    expired = true;
+    resolver.cancel();
+  };
+  const timer = setTimeout(expire, deadlineMs);
   timer.unref();
-  const raw = (name: string, type: string): Promise<unknown> => resolver.resolve(name, type as 'TXT');
+  const raw = (name: string, type: string): Promise<unknown> =>
+    expired
+      ? Promise.reject(Object.assign(new Error(`${type} ${name}: the report's DNS deadline has passed`), { code: 'ECANCELLED' }))
+      : resolver.resolve(name, type as 'TXT');
   async function ask<T>(name: string, type: string, shape: (r: unknown[]) => T[]): Promise<Answer<T>> {
     try {
       return { records: shape((await raw(name, type)) as unknown[]) };
@@ -81,7 +91,7 @@ export function openDns(servers: readonly string[], deadlineMs: number): Dns {
     },
     close() {
       clearTimeout(timer);
-      resolver.cancel();
+      expire();
     },
   };
 }

@@ -2,12 +2,15 @@
  * mail.deliverability: a read-only report of the delivery requirements of the reference docs
  * (FCrDNS, SPF, DKIM, DMARC), each a pass, warn or fail with its fix, as the DNS answers now.
  * The server's addresses are those net.hostname resolves to (A and AAAA): the names receivers
- * check the connecting address against.
+ * check the connecting address against. A sender mail.sender-ip routes sends from the route's
+ * address with its HELO name: that address is confirmed against that name, and its domain's SPF
+ * must permit it.
  */
 import { type ScopeContext, ScopeInputError, argText, defineScope, defineVar, z } from '@scoped/sdk';
-import { type Finding, dkimFinding, dmarcFindings, fcrdns, spfFindings } from './deliverability-checks.js';
+import { type Finding, confirm, dkimFinding, dmarcFindings, fcrdns, spfFindings } from './deliverability-checks.js';
 import { dnsServerProblem, openDns } from './deliverability-dns.js';
 import { type SigningDomain, keyPath } from './dkim.js';
+import type { SenderRoute } from './sender-ip.js';
 
 const PRINTABLE = /^[\x20-\x7e]*$/;
 
@@ -86,7 +89,10 @@ async function report(ctx: ScopeContext, args: readonly unknown[]): Promise<Repo
   }
   const hostname = await hostnameOf(ctx);
   const signing = (ctx.vars.dkim_domains as Record<string, SigningDomain> | undefined) ?? {};
-  const domains = only ? [only] : Object.keys(signing).length ? Object.keys(signing).sort() : [hostname];
+  const routes = Object.entries((ctx.vars.mail_sender_ips as Record<string, SenderRoute> | undefined) ?? {});
+  const routeDomain = (sender: string) => sender.slice(sender.indexOf('@') + 1);
+  const senders = [...new Set([...Object.keys(signing), ...routes.map(([s]) => routeDomain(s))])].sort();
+  const domains = only ? [only] : senders.length ? senders : [hostname];
   const servers = (ctx.vars.mail_dns_servers as string[] | undefined) ?? [];
   const expectedSpf = (ctx.vars.mail_default_spf as string | undefined) ?? '';
   const expectedDmarc = (ctx.vars.mail_default_dmarc as string | undefined) ?? '';
@@ -94,11 +100,21 @@ async function report(ctx: ScopeContext, args: readonly unknown[]): Promise<Repo
   try {
     const server = await fcrdns(dns, hostname);
     const checks = [...server.findings];
+    // Mail of a sender mail.sender-ip routes leaves from the route's address and greets with its HELO.
+    for (const [sender, route] of routes) {
+      if (!only || routeDomain(sender) === only)
+        checks.push(await confirm(dns, route.helo ?? hostname, route.ip, { sender, ...(route.helo ? { helo: route.helo } : {}) }));
+    }
+    /** The addresses a domain's mail leaves from: its routes' when mail.sender-ip routes it, else the server's. */
+    const from = (domain: string) => {
+      const ips = routes.filter(([s]) => routeDomain(s) === domain).map(([, r]) => r.ip);
+      return ips.length ? [...new Set(ips)] : server.addresses;
+    };
     for (const domain of domains) {
       const selector = signing[domain]?.selector;
       const keyText = selector === undefined ? null : await ctx.system.readFile(keyPath(domain, selector));
       const [spf, dkim, dmarc] = await Promise.all([
-        spfFindings(dns, domain, server.addresses, hostname, expectedSpf),
+        spfFindings(dns, domain, from(domain), hostname, expectedSpf),
         dkimFinding(dns, domain, selector, keyText),
         dmarcFindings(dns, domain, expectedDmarc),
       ]);
@@ -124,9 +140,11 @@ export const deliverabilityScope = defineScope<never>({
     'Checks, as receivers do, each requirement of good delivery and says pass, warn or fail with the fix. FCrDNS: each address ' +
     "net.hostname resolves to (A, AAAA: the server's addresses) has a PTR naming a host that resolves back to it, and that host " +
     'is net.hostname. SPF: the domain publishes exactly one record, of at most 512 octets, needing at most 10 DNS lookups as ' +
-    "RFC 7208 counts them, that permits the server's addresses. DKIM: the selector mail.dkim signs with publishes the key it " +
+    "RFC 7208 counts them, that permits the server's addresses. A sender mail.sender-ip routes is checked from its route's " +
+    "address: that address must confirm as the HELO name the route gives, and its domain's SPF must permit it. DKIM: the " +
+    'selector mail.dkim signs with publishes the key it ' +
     "signs with. DMARC: one parseable record (the domain's, or its organisational domain's), with a policy stronger than none. " +
-    'With DOMAIN only that domain is checked; without, the domains mail.dkim signs for (or net.hostname when none). Records ' +
+    'With DOMAIN only that domain is checked; without, the domains mail.dkim signs for and mail.sender-ip routes (or net.hostname when none). Records ' +
     'that differ from cp.config mail default_spf / default_dmarc are warned of. The DNS asked is mail_dns_servers ' +
     "(cpcmd scope:set cp.bootstrapper mail_dns_servers [192.0.2.53]), by default the system's; /etc/hosts is never read. " +
     'Nothing is changed: scope:set is refused.',

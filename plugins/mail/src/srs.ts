@@ -287,7 +287,7 @@ export const srsScope = defineScope<boolean>({
     "this machine that relay through port 25) to an SRS0= address in the domain of the server's hostname (net.hostname " +
     'mail.example.com gives example.com, which must be a domain this server receives mail for), so a message forwarded ' +
     "to another server passes that server's SPF check; a bounce to such an address is turned back into the original " +
-    'sender. Mail submitted on the server itself (sendmail, which Postfix picks up) keeps its sender: it goes through a ' +
+    "sender. Mail submitted on the server itself (sendmail, which Postfix picks up, and mail.submission's port 587) keeps its sender: it goes through a " +
     `cleanup service of scoped's own (${LOCAL_CLEANUP}) without sender rewriting. PostSRSd (apt-get install postsrsd) ` +
     `signs with the secret in ${SRS_SECRET} (0600, made once from random bytes when missing, never shown), takes its ` +
     `domain from SRS_DOMAIN in ${SRS_DEFAULTS} (the one line scoped writes there) and listens on 127.0.0.1:10001 and 10002. ` +

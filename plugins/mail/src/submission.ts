@@ -22,6 +22,7 @@ import {
   z,
 } from '@scoped/sdk';
 import { MAIN_CF } from './configure-postfix.js';
+import { LOCAL_CLEANUP } from './srs.js';
 
 /** The master.cf block of the submission service. */
 export const SUBMISSION_BLOCK = 'submission';
@@ -59,7 +60,7 @@ export function submissionRestrictions(relayMynetworks: boolean): string {
 }
 
 /** The master.cf lines of the submission service: on `/` Debian's `submission` (587, every interface), elsewhere its own loopback endpoint. */
-export function submissionLines(service: string, relayMynetworks: boolean): string[] {
+export function submissionLines(service: string, relayMynetworks: boolean, srs = false): string[] {
   const who = submissionRestrictions(relayMynetworks);
   return [
     `${service} inet n       -       y       -       -       smtpd`,
@@ -72,6 +73,8 @@ export function submissionLines(service: string, relayMynetworks: boolean): stri
     `  -o smtpd_client_restrictions=${who}`,
     `  -o smtpd_relay_restrictions=${who}`,
     '  -o milter_macro_daemon_name=ORIGINATING',
+    // Mail a user sends here originates on this server: with SRS on, it goes through mail.srs's cleanup, which does not rewrite senders.
+    ...(srs ? [`  -o cleanup_service_name=${LOCAL_CLEANUP}`] : []),
   ];
 }
 
@@ -163,7 +166,7 @@ function foreignSubmission(masterCf: string, service: string): string | undefine
 export const submissionUnit = defineUnit<Observed>({
   name: 'mail/submission',
   description: "The submission service on 587 and logins on 25 through Dovecot's auth service, and Dovecot's auth listener for Postfix",
-  reads: ['postfix_submission', 'postfix_relay_mynetworks'],
+  reads: ['postfix_submission', 'postfix_relay_mynetworks', 'postsrsd_enabled'],
   timeoutMs: 60_000,
 
   async validate(vars, ctx) {
@@ -221,7 +224,7 @@ export const submissionUnit = defineUnit<Observed>({
     let postfixChanged = false;
     if (o.masterCf !== null && masterCfProblem(o.masterCf, SUBMISSION_BLOCK) === null) {
       const current = managedBlock(o.masterCf, SUBMISSION_BLOCK);
-      const lines = want ? submissionLines(serviceName(o, await o.endpoint()), vars.postfix_relay_mynetworks === true) : null;
+      const lines = want ? submissionLines(serviceName(o, await o.endpoint()), vars.postfix_relay_mynetworks === true, vars.postsrsd_enabled === true) : null;
       if (JSON.stringify(current) !== JSON.stringify(lines)) {
         changes.push({ kind: 'master.block', name: SUBMISSION_BLOCK, lines, current, var: 'postfix_submission' });
         postfixChanged = true;

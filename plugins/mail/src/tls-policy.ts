@@ -5,7 +5,7 @@
  * global level's companions).
  */
 import { type Change, type ScopeContext, ScopeInputError, argText, defineScope, defineUnit, defineVar, z } from '@scoped/sdk';
-import { TLS_LEVELS } from './vars.js';
+import { type SmartHost, TLS_LEVELS } from './vars.js';
 
 /** scoped's policy map: whole-file scoped's, never the admin's. */
 export const POLICY_MAP = '/etc/postfix/scoped-tls-policy';
@@ -105,6 +105,37 @@ export function parsePolicy(text: string | null): Record<string, { level: string
 const isOurs = (entry: string) => entry.endsWith(`:$config_directory/${POLICY_NAME}`) || entry.endsWith(`:/etc/postfix/${POLICY_NAME}`);
 const listOf = (v: string | null | undefined) => (v ?? '').split(/[\s,]+/).filter(Boolean);
 
+/** Levels under which Postfix may log in without TLS (dane falls back to may without TLSA records). */
+const PLAINTEXT_LEVELS: readonly string[] = ['none', 'may', 'dane'];
+
+/** The host a next hop names: brackets and port taken off, lowercased. */
+function hopHost(hop: string): string {
+  const m = /^(?:\[([^\]]*)\]|([^[\]:]+))(?::\d+)?$/.exec(hop.toLowerCase());
+  return m ? (m[1] ?? m[2] ?? hop) : hop.toLowerCase();
+}
+
+/**
+ * Why this policy is refused beside the smart host's credentials, or undefined: an entry that
+ * applies to the relay (its next hop, its name, or a .domain above it) may not let Postfix log
+ * in without TLS, as the global level may not (configure-postfix's credentialsTlsProblem).
+ */
+export function credentialsPolicyProblem(sh: unknown, policy: Record<string, PolicyEntry>): string | undefined {
+  if (sh === false || sh === null || typeof sh !== 'object' || !(sh as SmartHost).username) return undefined;
+  const relay = hopHost((sh as SmartHost).host);
+  for (const [key, entry] of Object.entries(policy)) {
+    if (!PLAINTEXT_LEVELS.includes(entry.level)) continue;
+    const host = key.startsWith('.') ? key.slice(1).toLowerCase() : hopHost(key);
+    const applies = key.startsWith('.') ? relay.endsWith(`.${host}`) : relay === host;
+    if (applies)
+      return (
+        `the TLS policy ${key} ${entry.level} applies to the smart host ${(sh as SmartHost).host}, which Postfix logs in to: ` +
+        'the password would cross the network in the clear whenever the relay, or someone between, offers no STARTTLS. ' +
+        'Give that destination encrypt (or dane-only, fingerprint, verify, secure), or the smart host without USER PASS'
+      );
+  }
+  return undefined;
+}
+
 interface Observed {
   present: boolean;
   maps: string | null;
@@ -118,7 +149,11 @@ interface Observed {
 export const tlsPolicyUnit = defineUnit<Observed>({
   name: 'mail/tls-policy',
   description: "scoped's TLS policy map (postmapped) and its place first in smtp_tls_policy_maps",
-  reads: ['postfix_tls_policy'],
+  // The smart host too: its credentials decide which levels its next hop may have.
+  reads: ['postfix_tls_policy', 'postfix_smarthost'],
+  validate(vars) {
+    return credentialsPolicyProblem(vars.postfix_smarthost, policyOf(vars));
+  },
   async observe({ system }) {
     const mapType = await system.postfix.defaultMapType();
     const dbPath = await system.postfix.mapDatabase(POLICY_MAP);

@@ -19,6 +19,7 @@ export interface Refusal {
 const REASONS: Record<number, string> = {
   400: 'Bad Request',
   401: 'Unauthorized',
+  403: 'Forbidden',
   404: 'Not Found',
   405: 'Method Not Allowed',
   413: 'Payload Too Large',
@@ -106,6 +107,8 @@ export class ConnectionCap {
   private readonly perToken = new Map<string, number>();
   /** The authenticated connections of every created token (admins' too), by socket, with its id: revoking it ends them. */
   private readonly ofToken = new Map<Socket, string>();
+  /** The connections opened through a Scope GUI session, with its id: logging out ends them. */
+  private readonly ofSession = new Map<Socket, string>();
   /** How a transport ends a connection whose token is revoked (else it is destroyed). */
   private readonly enders = new Map<Socket, () => void>();
   private waiting = 0;
@@ -145,6 +148,7 @@ export class ConnectionCap {
       this.perToken.set(token, (this.perToken.get(token) ?? 0) + 1);
     }
     if (principal.tokenId !== undefined) this.ofToken.set(socket, principal.tokenId);
+    if (principal.session !== undefined) this.ofSession.set(socket, principal.session);
     this.settle(socket);
     return undefined;
   }
@@ -160,12 +164,18 @@ export class ConnectionCap {
    * share of the cap, until their next message or their idle timeout.
    */
   endToken(tokenId: string): void {
-    for (const [socket, id] of this.ofToken) {
-      if (id !== tokenId) continue;
-      const end = this.enders.get(socket);
-      if (end) end();
-      else socket.destroy();
-    }
+    for (const [socket, id] of this.ofToken) if (id === tokenId) this.end(socket);
+  }
+
+  /** A Scope GUI session ended (logout, expiry): end the connections it opened now. */
+  endSession(sessionId: string): void {
+    for (const [socket, id] of this.ofSession) if (id === sessionId) this.end(socket);
+  }
+
+  private end(socket: Socket): void {
+    const end = this.enders.get(socket);
+    if (end) end();
+    else socket.destroy();
   }
 
   /** Why a non-admin token may not hold one more connection, if it may not. */
@@ -225,6 +235,7 @@ export class ConnectionCap {
     this.settle(socket);
     this.held.delete(socket);
     this.ofToken.delete(socket);
+    this.ofSession.delete(socket);
     this.enders.delete(socket);
     const token = this.byToken.get(socket);
     if (token !== undefined) {

@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { ErrorCodes } from '@scoped/protocol';
 import type { Gate } from '../auth.js';
-import { type ConnectionCap, errorText, gateRefusal, writeRefusal } from './edge.js';
+import { type ConnectionCap, errorText, gateRefusal, refusal, writeRefusal } from './edge.js';
 import { toRpcError } from '../engine.js';
 import type { CallContext, RpcDispatcher } from '../rpc.js';
 import { ADMIN_SOCKET } from '../tokens.js';
@@ -14,6 +14,10 @@ export interface HttpOptions {
   transport: 'unix' | 'http';
   /** The TCP connection cap: refused connections are answered 503; an authenticated request admits its connection. */
   cap?: ConnectionCap;
+  /** The Scope GUI's routes (/, /assets/*, /session), answered before the token gate; true when one took the request. */
+  page?: (req: IncomingMessage, res: ServerResponse) => boolean;
+  /** The origins of the page served on this listener: a browser request from any other is refused (403). */
+  origins?: () => ReadonlySet<string>;
 }
 
 function send(res: ServerResponse, status: number, body?: string): void {
@@ -40,6 +44,12 @@ export function httpHandler(dispatcher: RpcDispatcher, opts: HttpOptions) {
     let principal = ADMIN_SOCKET;
     const over = opts.cap?.refusalFor(req.socket);
     if (over) return void (writeRefusal(res, over), req.resume());
+    if (opts.page?.(req, res)) return;
+    // A browser page elsewhere (another site, a rebound DNS name) may not call the daemon, even with a token.
+    const origin = req.headers.origin;
+    if (origin !== undefined && opts.origins && !opts.origins().has(origin))
+      return void (writeRefusal(res, refusal(403, ErrorCodes.Forbidden, 'Forbidden: a request from another site (its Origin header) is refused')),
+      req.resume());
     if (opts.gate) {
       const verdict = opts.gate.check(req.headers.authorization, req.socket.remoteAddress ?? 'unknown');
       if (!verdict.ok) return void (writeRefusal(res, gateRefusal(verdict)), req.resume());
@@ -49,7 +59,9 @@ export function httpHandler(dispatcher: RpcDispatcher, opts: HttpOptions) {
       opts.cap?.whenRevoked(req.socket, () => endAfter(req.socket, res));
     }
     const url = (req.url ?? '/').split('?')[0];
-    if (url !== '/rpc') return void (send(res, 404, errorText(ErrorCodes.InvalidRequest, 'Not found: JSON-RPC is served at POST /rpc')), req.resume());
+    if (url !== '/rpc')
+      return void (send(res, 404, errorText(ErrorCodes.InvalidRequest, `Not found: JSON-RPC is served at POST /rpc${opts.page ? ', the Scope GUI at /' : ''}`)),
+      req.resume());
     if (req.method !== 'POST') {
       res.setHeader('allow', 'POST');
       send(res, 405, errorText(ErrorCodes.InvalidRequest, 'Method not allowed: use POST /rpc, or a WebSocket on /rpc'));

@@ -4,6 +4,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { ErrorCodes } from '@scoped/protocol/errors';
 import type { Gate } from '../auth.js';
 import { type ConnectionCap, endWithRefusal, errorText, gateRefusal, refusal } from './edge.js';
+import { SESSION_COOKIE, cookieValue } from '../gui.js';
 import type { CallContext, Connection, RpcDispatcher } from '../rpc.js';
 
 /** How long a peer has to answer a closing handshake ws started over a protocol error. */
@@ -24,6 +25,8 @@ export interface WsOptions {
   stallTimeoutMs: number;
   /** Requests one connection may have in flight (maxWsRequestsInFlight); beyond, the socket is paused. */
   maxInFlight: number;
+  /** The origins of the page served on this listener: an upgrade with any other Origin is refused (403). */
+  origins: () => ReadonlySet<string>;
 }
 
 /** The close code for a peer that left more than maxBufferedBytes unread; it may resume with `since`. */
@@ -120,7 +123,15 @@ export function attachWebSocket(server: Server, dispatcher: RpcDispatcher, opts:
     if (url !== '/rpc') return endWithRefusal(socket, refusal(404, ErrorCodes.InvalidRequest, 'Not found: JSON-RPC is served at POST /rpc and WebSocket /rpc'));
     const over = opts.cap.refusalFor(req.socket);
     if (over) return endWithRefusal(socket, over);
-    const verdict = opts.gate.check(req.headers.authorization, req.socket.remoteAddress ?? 'unknown');
+    // A page on another site (or a DNS name rebound to loopback) may not open a socket, even with the session cookie.
+    const origin = req.headers.origin;
+    if (origin !== undefined && !opts.origins().has(origin))
+      return endWithRefusal(socket, refusal(403, ErrorCodes.Forbidden, 'Forbidden: a WebSocket from another site (its Origin header) is refused'));
+    // The Scope GUI's page authenticates by its session cookie; every other client by its bearer token.
+    const peer = req.socket.remoteAddress ?? 'unknown';
+    const cookie = cookieValue(req.headers.cookie, SESSION_COOKIE);
+    const verdict =
+      req.headers.authorization === undefined && cookie !== undefined ? opts.gate.session(cookie, peer) : opts.gate.check(req.headers.authorization, peer);
     if (!verdict.ok) return endWithRefusal(socket, gateRefusal(verdict));
     const refused = opts.cap.admit(req.socket, verdict.principal);
     if (refused) return endWithRefusal(socket, refused);

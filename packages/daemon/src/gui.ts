@@ -1,0 +1,126 @@
+import { createHash, randomBytes } from 'node:crypto';
+import type { Principal } from './tokens.js';
+
+/** The name of the Scope GUI's session cookie. */
+export const SESSION_COOKIE = 'scoped_session';
+
+/** Sessions kept at once; beyond, the oldest ends (each needs a login, so this bounds a token holder's logins). */
+const MAX_SESSIONS = 1_024;
+/** Login codes not yet used at once; beyond, the oldest is dropped. */
+const MAX_CODES = 1_024;
+
+const digest = (s: string): string => createHash('sha256').update(s).digest('hex');
+
+interface Session {
+  /** An id of its own, for the connections it opened (never the cookie, which is kept only as a hash). */
+  id: string;
+  principal: Principal;
+  expiresAt: number;
+}
+
+/**
+ * The Scope GUI's logins: one-time codes (gui.login, for `cpcmd gui`) and the sessions they,
+ * or a pasted token, are traded for. A session stands for the principal of the token that
+ * made it (same role and scopes) and ends at logout, when that token is revoked or expires,
+ * after guiSessionTtlMs, or when scoped stops (sessions live in memory only). Codes and
+ * cookies are 256 random bits and kept only as hashes.
+ */
+export class GuiSessions {
+  private readonly codes = new Map<string, { principal: Principal; expiresAt: number }>();
+  private readonly sessions = new Map<string, Session>();
+  /** Each session's cookie hash, by the session's id. */
+  private readonly keyOf = new Map<string, string>();
+  private readonly endedListeners: ((id: string) => void)[] = [];
+
+  constructor(
+    private readonly loginTtlMs: number,
+    private readonly sessionTtlMs: number,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** A one-time login code for this principal, good once for loginTtlMs. */
+  issueCode(principal: Principal): { code: string; expiresAt: number } {
+    this.sweep();
+    if (this.codes.size >= MAX_CODES) this.codes.delete(this.codes.keys().next().value!);
+    const code = randomBytes(32).toString('base64url');
+    const expiresAt = this.now() + this.loginTtlMs;
+    this.codes.set(digest(code), { principal: { ...principal }, expiresAt });
+    return { code, expiresAt };
+  }
+
+  /** The principal a code was issued for; the code is gone after this, used or not. Undefined when unknown, used or expired. */
+  redeemCode(code: string): Principal | undefined {
+    const key = digest(code);
+    const entry = this.codes.get(key);
+    this.codes.delete(key);
+    if (!entry || entry.expiresAt <= this.now()) return undefined;
+    return entry.principal;
+  }
+
+  /** A new session for a principal: the cookie's value (shown once, to the browser) and the session's id. */
+  open(principal: Principal): { cookie: string; id: string } {
+    this.sweep();
+    if (this.sessions.size >= MAX_SESSIONS) this.endKey(this.sessions.keys().next().value!);
+    const cookie = randomBytes(32).toString('base64url');
+    const id = randomBytes(8).toString('hex');
+    const { session: _previous, ...rest } = principal;
+    this.sessions.set(digest(cookie), { id, principal: { ...rest, session: id }, expiresAt: this.now() + this.sessionTtlMs });
+    this.keyOf.set(id, digest(cookie));
+    return { cookie, id };
+  }
+
+  /** The principal of a live session, by the cookie's value. */
+  principalOf(cookie: string | undefined): Principal | undefined {
+    if (!cookie) return undefined;
+    const s = this.sessions.get(digest(cookie));
+    if (!s) return undefined;
+    if (s.expiresAt <= this.now()) return void this.endKey(digest(cookie));
+    return s.principal;
+  }
+
+  /** Whether the session with this id is still live (checked on every message of its WebSockets). */
+  alive(id: string): boolean {
+    const s = this.sessions.get(this.keyOf.get(id) ?? '');
+    return s !== undefined && s.expiresAt > this.now();
+  }
+
+  /** Log out: end the session this cookie holds, if any. */
+  logout(cookie: string | undefined): void {
+    if (cookie) this.endKey(digest(cookie));
+  }
+
+  /** A token was revoked: its sessions end, and its codes can no longer be used. */
+  endToken(tokenId: string): void {
+    for (const [key, c] of this.codes) if (c.principal.tokenId === tokenId) this.codes.delete(key);
+    for (const [key, s] of this.sessions) if (s.principal.tokenId === tokenId) this.endKey(key);
+  }
+
+  /** Call `fn` with a session's id when it ends (its WebSockets are closed then). */
+  onEnded(fn: (id: string) => void): void {
+    this.endedListeners.push(fn);
+  }
+
+  private endKey(key: string): void {
+    const s = this.sessions.get(key);
+    if (!s) return;
+    this.sessions.delete(key);
+    this.keyOf.delete(s.id);
+    for (const fn of this.endedListeners) fn(s.id);
+  }
+
+  /** Forget expired codes and sessions. */
+  private sweep(): void {
+    const now = this.now();
+    for (const [key, c] of this.codes) if (c.expiresAt <= now) this.codes.delete(key);
+    for (const [key, s] of this.sessions) if (s.expiresAt <= now) this.endKey(key);
+  }
+}
+
+/** The value of one cookie in a Cookie header. */
+export function cookieValue(header: string | undefined, name: string): string | undefined {
+  for (const part of (header ?? '').split(';')) {
+    const eq = part.indexOf('=');
+    if (eq > 0 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
+  }
+  return undefined;
+}
