@@ -20,8 +20,8 @@ import path from 'node:path';
 import { type Browser, type Page, chromium } from 'playwright-core';
 import { REPO } from './proc.js';
 
-/** Where the browser is: SCOPED_CHROMIUM, else Debian's (npm test's set-up installs the chromium package). */
-export const CHROMIUM = process.env.SCOPED_CHROMIUM ?? '/usr/bin/chromium';
+/** Where the browser is: Debian's (npm test's set-up installs the chromium package). */
+export const CHROMIUM = '/usr/bin/chromium';
 
 /** Where the screenshots go (ignored by git): test-artifacts/gui/NAME-WIDTH.png. */
 export const ARTIFACTS = path.join(REPO, 'test-artifacts/gui');
@@ -82,11 +82,12 @@ export class BrowserPage {
   }
 
   /**
-   * All the text the DOM holds: the markup with every attribute, and the rendered text. What a
+   * All the text the DOM holds: the markup with every attribute, and every text node. What a
    * user typed into an input is the input's own state, not DOM text, and is left out.
    */
   domText(): Promise<string> {
-    return this.page.evaluate(() => `${document.documentElement.outerHTML}\n${document.body.innerText}`);
+    // Browser code as text: the tests are type-checked without the DOM's types.
+    return this.page.evaluate<string>('document.documentElement.outerHTML + "\\n" + document.body.textContent');
   }
 
   /**
@@ -96,17 +97,13 @@ export class BrowserPage {
    */
   async axe(): Promise<Violation[]> {
     await this.page.evaluate(axeSource);
-    const found = await this.page.evaluate(async () => {
-      // biome-ignore lint/suspicious/noExplicitAny: axe is the global the evaluated source defined.
-      const r = await (globalThis as any).axe.run(document, { resultTypes: ['violations'] });
-      return r.violations.map((v: { id: string; impact: string | null; help: string; nodes: { target: unknown[] }[] }) => ({
-        id: v.id,
-        impact: v.impact,
-        help: v.help,
-        nodes: v.nodes.map((n) => JSON.stringify(n.target)),
-      }));
-    });
-    return (found as Violation[]).filter((v) => v.impact === 'serious' || v.impact === 'critical');
+    // axe is the global the source just defined (browser code as text: no DOM types here).
+    const found = await this.page.evaluate<Violation[]>(
+      `axe.run(document, { resultTypes: ['violations'] }).then((r) => r.violations.map((v) => ({
+        id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map((n) => JSON.stringify(n.target)),
+      })))`,
+    );
+    return found.filter((v) => v.impact === 'serious' || v.impact === 'critical');
   }
 
   /** A full-page screenshot, test-artifacts/gui/NAME-WIDTH.png; its path. */
@@ -123,8 +120,7 @@ export class TestBrowser {
   private constructor(private readonly browser: Browser) {}
 
   static async launch(): Promise<TestBrowser> {
-    if (!existsSync(CHROMIUM))
-      throw new Error(`no Chromium at ${CHROMIUM}: run node scripts/prepare.mjs --test (it installs Debian's chromium), or set SCOPED_CHROMIUM`);
+    if (!existsSync(CHROMIUM)) throw new Error(`no Chromium at ${CHROMIUM}: run node scripts/prepare.mjs --test (it installs Debian's chromium)`);
     // --no-sandbox: the tests run as root, where Chromium's sandbox refuses to start.
     return new TestBrowser(
       await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'] }),

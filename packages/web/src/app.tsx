@@ -28,6 +28,19 @@ export const useApp = (): AppState => useContext(Ctx)!;
 const TOPICS = ['scope.changed', 'unit.converged', 'drift.detected', 'job.*'];
 const KEEP = 500;
 
+/**
+ * The code leaves the address bar as the script starts, and its trade for the cookie starts with
+ * it, before the first render. Settles to the login's error message, or null.
+ */
+const code = takeLoginCode();
+const codeLogin: Promise<string | null> =
+  code === null
+    ? Promise.resolve(null)
+    : logIn({ code }).then(
+        () => null,
+        (e: Error) => e.message,
+      );
+
 type Route = { page: 'scopes' } | { page: 'scope'; name: string } | { page: 'events' } | { page: 'audit' } | { page: 'tokens' };
 
 function route(hash: string): Route {
@@ -57,36 +70,37 @@ export function App() {
   const [, setTick] = useState(0);
 
   async function connect(): Promise<void> {
-    const session = await currentSession();
-    if (session === null) {
-      setStatus('login');
-      return;
-    }
-    const rpc = await Rpc.open(() => {
+    // Who the session is and its socket, at once: the page shows as soon as both are there.
+    let live = false;
+    const closed = () => {
+      if (!live) return;
       setState(null);
       setError('The connection to scoped closed (a logout, a revoked token or a restart). Log in again.');
       setStatus('login');
-    });
+    };
+    const [session, rpc] = await Promise.all([currentSession(), Rpc.open(closed).catch(() => null)]);
+    if (session === null || rpc === null) {
+      rpc?.close();
+      setStatus('login');
+      return;
+    }
     rpc.onEvent((e) => {
       events.current = [...events.current.slice(-(KEEP - 1)), e];
       setState((s) => (s === null ? s : { ...s, events: events.current }));
       setTick((t) => t + 1);
     });
-    await rpc.call('events.subscribe', { topics: TOPICS });
+    // The feed follows from now on; the pages need not wait for the subscription's answer.
+    rpc.call('events.subscribe', { topics: TOPICS }).catch((e) => setError(`The live feed is off: ${(e as Error).message}`));
+    live = true;
     setState({ rpc, session, events: events.current });
     setError(null);
     setStatus('ready');
   }
 
   useEffect(() => {
-    // The code leaves the address bar before anything else happens.
-    const code = takeLoginCode();
     (async () => {
-      try {
-        if (code !== null) await logIn({ code });
-      } catch (e) {
-        setError((e as Error).message);
-      }
+      const failed = await codeLogin;
+      if (failed !== null) setError(failed);
       try {
         await connect();
       } catch (e) {
