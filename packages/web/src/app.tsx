@@ -41,6 +41,35 @@ const codeLogin: Promise<string | null> =
         (e: Error) => e.message,
       );
 
+interface Opened {
+  session: Session;
+  rpc: Rpc;
+}
+
+/** The socket the page uses now, and what to do when it closes (set by the App). */
+let liveRpc: Rpc | null = null;
+let liveClosed: () => void = () => {};
+
+/** Who the session is and its socket, asked for at once; null when there is no session. */
+async function openSession(): Promise<Opened | null> {
+  let rpc: Rpc | null = null;
+  const [session, opened] = await Promise.all([
+    currentSession(),
+    Rpc.open(() => {
+      if (rpc !== null && rpc === liveRpc) liveClosed();
+    }).catch(() => null),
+  ]);
+  rpc = opened;
+  if (session === null || rpc === null) {
+    rpc?.close();
+    return null;
+  }
+  return { session, rpc };
+}
+
+/** The first look for a session starts with the script too, right after the code's login. */
+const firstOpen = codeLogin.then(async (failed) => ({ failed, opened: await openSession().catch((e: Error) => e) }));
+
 type Route = { page: 'scopes' } | { page: 'scope'; name: string } | { page: 'events' } | { page: 'audit' } | { page: 'tokens' };
 
 function route(hash: string): Route {
@@ -69,21 +98,14 @@ export function App() {
   const events = useRef<EventMessage[]>([]);
   const [, setTick] = useState(0);
 
-  async function connect(): Promise<void> {
-    // Who the session is and its socket, at once: the page shows as soon as both are there.
-    let live = false;
-    const closed = () => {
-      if (!live) return;
+  /** Make an opened session the page's: its events feed the list, and its socket's end shows the login. */
+  function goLive({ session, rpc }: Opened): void {
+    liveRpc = rpc;
+    liveClosed = () => {
       setState(null);
       setError('The connection to scoped closed (a logout, a revoked token or a restart). Log in again.');
       setStatus('login');
     };
-    const [session, rpc] = await Promise.all([currentSession(), Rpc.open(closed).catch(() => null)]);
-    if (session === null || rpc === null) {
-      rpc?.close();
-      setStatus('login');
-      return;
-    }
     rpc.onEvent((e) => {
       events.current = [...events.current.slice(-(KEEP - 1)), e];
       setState((s) => (s === null ? s : { ...s, events: events.current }));
@@ -91,23 +113,26 @@ export function App() {
     });
     // The feed follows from now on; the pages need not wait for the subscription's answer.
     rpc.call('events.subscribe', { topics: TOPICS }).catch((e) => setError(`The live feed is off: ${(e as Error).message}`));
-    live = true;
     setState({ rpc, session, events: events.current });
     setError(null);
     setStatus('ready');
   }
 
+  async function connect(): Promise<void> {
+    const opened = await openSession();
+    if (opened === null) setStatus('login');
+    else goLive(opened);
+  }
+
   useEffect(() => {
-    (async () => {
-      const failed = await codeLogin;
+    firstOpen.then(({ failed, opened }) => {
       if (failed !== null) setError(failed);
-      try {
-        await connect();
-      } catch (e) {
-        setError((e as Error).message);
+      if (opened instanceof Error) {
+        setError(opened.message);
         setStatus('login');
-      }
-    })();
+      } else if (opened === null) setStatus('login');
+      else goLive(opened);
+    });
   }, []);
 
   if (status === 'starting') return <p class="loading">Connecting to scoped…</p>;
