@@ -18,6 +18,9 @@
 //   4. Switching a spam filter on (bench/spam-filter.mjs): `cpcmd scope:set mail.spam-filter rspamd`
 //      on a private running Postfix against starting rspamd by hand with the same configuration
 //      and waiting for its milter port, budget <= 1.5x.
+//   5. The Scope GUI's first load in headless Chromium (bench/gui.mjs): bytes transferred,
+//      compressed, budget <= 150 KB; time to interactive against a static page of the same size
+//      from the same loopback, budget <= 2x.
 //
 // Everything runs on 127.0.0.1 and a temporary root; every child is stopped and the
 // temporary directory removed at the end, on error and on SIGINT/SIGTERM too.
@@ -25,7 +28,7 @@
 //
 // Knobs (environment): BENCH_WS_WARMUP (2000), BENCH_WS_COUNT (20000), BENCH_WS_WINDOW (100),
 // BENCH_WS_ROUNDS (3), BENCH_COLD_WARMUP (5), BENCH_COLD_RUNS (30), BENCH_SET_WARMUP (2),
-// BENCH_SET_RUNS (15).
+// BENCH_SET_RUNS (15), BENCH_GUI_RUNS (5).
 
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -384,6 +387,13 @@ async function main() {
   const filter = await benchSpamFilter();
   for (const line of describeSpamFilter(filter)) log(line);
 
+  /* 5. the Scope GUI's first load, against a static page of the same size */
+  log('');
+  log("5. The Scope GUI's first load in headless Chromium, against a static page of the same compressed size");
+  const { benchGui, describeGui, verdictsGui } = await import('./gui.mjs');
+  const gui = await benchGui({ socket });
+  for (const line of describeGui(gui)) log(line);
+
   /* verdicts */
   log('');
   log('Budgets (ratios against baselines measured in this run):');
@@ -405,6 +415,7 @@ async function main() {
     log(
       `   ${verdict(filter.ratio <= 1.5)}  spam filter on        cpcmd/by hand = ${filter.ratio.toFixed(2)}x  (budget <= 1.50x; medians ${filter.set.toFixed(1)} / ${filter.bare.toFixed(1)} ms)`,
     );
+  for (const line of verdictsGui(gui)) log(line);
   log(`   info  cpcmd via oclif       cpcmd/node = ${oclifRatio.toFixed(2)}x  (no budget; medians ${meds[2].toFixed(1)} / ${meds[0].toFixed(1)} ms)`);
 
   const errs = daemon.err.split('\n').filter((l) => l.includes('"level":"error"'));

@@ -27,14 +27,17 @@ if (major < 20) {
 // --test, also what the end-to-end tests run for real: the spam filters, Redis for rspamd's
 // learning, and Perl's Mail::DKIM and Python's dkimpy to verify signatures independently (dkimpy,
 // with PyNaCl, for ed25519, which Debian 12's Mail::DKIM cannot verify); PostSRSd for SRS, Dovecot's
-// auth service for SASL on submission, and dnsmasq as the test zones' DNS server.
+// auth service for SASL on submission, and dnsmasq as the test zones' DNS server. With --test or
+// --bench, Chromium too: the Scope GUI's browser tests and its first-load bench drive it headless.
 const forTests = process.argv.includes('--test');
+const forBench = process.argv.includes('--bench');
 const debianPackages = [
   'postfix',
   'libsasl2-modules',
   ...(forTests
     ? ['rspamd', 'spamassassin', 'spamd', 'spamc', 'redis-server', 'libmail-dkim-perl', 'python3-dkim', 'python3-nacl', 'postsrsd', 'dovecot-core', 'dnsmasq']
     : []),
+  ...(forTests || forBench ? ['chromium'] : []),
 ];
 const dpkgMissing = () =>
   debianPackages.filter((p) => spawnSync('dpkg-query', ['-W', '-f=${Status}', p], { encoding: 'utf8' }).stdout?.includes('install ok installed') !== true);

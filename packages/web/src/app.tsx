@@ -1,8 +1,200 @@
-/** The page's shell: which page the address's hash names. Each page is its own module under pages/. */
+/**
+ * The page's shell: the login, then one WebSocket for everything, a live event feed kept for the
+ * Events page and for Apply's progress, and the page the address's hash names.
+ */
+import { createContext } from 'preact';
+import { useContext, useEffect, useRef, useState } from 'preact/hooks';
+import { AuditPage } from './pages/audit.js';
+import { EventsPage } from './pages/events.js';
+import { LoginPage } from './pages/login.js';
+import { ScopePage } from './pages/scope.js';
+import { ScopesPage } from './pages/scopes.js';
+import { TokensPage } from './pages/tokens.js';
+import { type EventMessage, Rpc } from './rpc.js';
+import { type Session, currentSession, logIn, logOut, takeLoginCode } from './session.js';
+
+/** What every page may use. */
+export interface AppState {
+  rpc: Rpc;
+  session: Session;
+  /** The events received since the page loaded, newest last (the last 500). */
+  events: EventMessage[];
+}
+
+const Ctx = createContext<AppState | null>(null);
+export const useApp = (): AppState => useContext(Ctx)!;
+
+/** The topics the feed follows. */
+const TOPICS = ['scope.changed', 'unit.converged', 'drift.detected', 'job.*'];
+const KEEP = 500;
+
+/**
+ * The code leaves the address bar as the script starts, and its trade for the cookie starts with
+ * it, before the first render. Settles to the login's error message, or null.
+ */
+const code = takeLoginCode();
+const codeLogin: Promise<string | null> =
+  code === null
+    ? Promise.resolve(null)
+    : logIn({ code }).then(
+        () => null,
+        (e: Error) => e.message,
+      );
+
+interface Opened {
+  session: Session;
+  rpc: Rpc;
+}
+
+/** The socket the page uses now, and what to do when it closes (set by the App). */
+let liveRpc: Rpc | null = null;
+let liveClosed: () => void = () => {};
+
+/** Who the session is and its socket, asked for at once; null when there is no session. */
+async function openSession(): Promise<Opened | null> {
+  let rpc: Rpc | null = null;
+  const [session, opened] = await Promise.all([
+    currentSession(),
+    Rpc.open(() => {
+      if (rpc !== null && rpc === liveRpc) liveClosed();
+    }).catch(() => null),
+  ]);
+  rpc = opened;
+  if (session === null || rpc === null) {
+    rpc?.close();
+    return null;
+  }
+  return { session, rpc };
+}
+
+/** The first look for a session starts with the script too, right after the code's login. */
+const firstOpen = codeLogin.then(async (failed) => ({ failed, opened: await openSession().catch((e: Error) => e) }));
+
+type Route = { page: 'scopes' } | { page: 'scope'; name: string } | { page: 'events' } | { page: 'audit' } | { page: 'tokens' };
+
+function route(hash: string): Route {
+  const m = /^#\/scope\/(.+)$/.exec(hash);
+  if (m) return { page: 'scope', name: decodeURIComponent(m[1]!) };
+  if (hash === '#/events') return { page: 'events' };
+  if (hash === '#/audit') return { page: 'audit' };
+  if (hash === '#/tokens') return { page: 'tokens' };
+  return { page: 'scopes' };
+}
+
+function useHash(): string {
+  const [hash, setHash] = useState(location.hash);
+  useEffect(() => {
+    const on = () => setHash(location.hash);
+    addEventListener('hashchange', on);
+    return () => removeEventListener('hashchange', on);
+  }, []);
+  return hash;
+}
+
 export function App() {
+  const [state, setState] = useState<AppState | null>(null);
+  const [status, setStatus] = useState<'starting' | 'login' | 'ready'>('starting');
+  const [error, setError] = useState<string | null>(null);
+  const events = useRef<EventMessage[]>([]);
+  const [, setTick] = useState(0);
+
+  /** Make an opened session the page's: its events feed the list, and its socket's end shows the login. */
+  function goLive({ session, rpc }: Opened): void {
+    liveRpc = rpc;
+    liveClosed = () => {
+      setState(null);
+      setError('The connection to scoped closed (a logout, a revoked token or a restart). Log in again.');
+      setStatus('login');
+    };
+    rpc.onEvent((e) => {
+      events.current = [...events.current.slice(-(KEEP - 1)), e];
+      setState((s) => (s === null ? s : { ...s, events: events.current }));
+      setTick((t) => t + 1);
+    });
+    // The feed follows from now on; the pages need not wait for the subscription's answer.
+    rpc.call('events.subscribe', { topics: TOPICS }).catch((e) => setError(`The live feed is off: ${(e as Error).message}`));
+    setState({ rpc, session, events: events.current });
+    setError(null);
+    setStatus('ready');
+  }
+
+  async function connect(): Promise<void> {
+    const opened = await openSession();
+    if (opened === null) setStatus('login');
+    else goLive(opened);
+  }
+
+  useEffect(() => {
+    firstOpen.then(({ failed, opened }) => {
+      if (failed !== null) setError(failed);
+      if (opened instanceof Error) {
+        setError(opened.message);
+        setStatus('login');
+      } else if (opened === null) setStatus('login');
+      else goLive(opened);
+    });
+  }, []);
+
+  if (status === 'starting') return <p class="loading">Connecting to scoped…</p>;
+  if (status === 'login' || state === null) {
+    return (
+      <LoginPage
+        error={error}
+        onToken={async (token) => {
+          await logIn({ token });
+          await connect();
+        }}
+      />
+    );
+  }
   return (
-    <main>
-      <h1>scoped</h1>
-    </main>
+    <Ctx.Provider value={state}>
+      <Shell
+        onLogout={async () => {
+          await logOut();
+          state.rpc.close();
+        }}
+      />
+    </Ctx.Provider>
+  );
+}
+
+function Shell({ onLogout }: { onLogout: () => void }) {
+  const { session } = useApp();
+  const r = route(useHash());
+  const link = (href: string, text: string, current: boolean) => (
+    <li>
+      <a href={href} aria-current={current ? 'page' : undefined}>
+        {text}
+      </a>
+    </li>
+  );
+  return (
+    <>
+      <header>
+        <p class="brand">scoped</p>
+        <nav aria-label="Pages">
+          <ul>
+            {link('#/', 'Scopes', r.page === 'scopes' || r.page === 'scope')}
+            {link('#/events', 'Events', r.page === 'events')}
+            {link('#/audit', 'Audit', r.page === 'audit')}
+            {session.role === 'admin' && link('#/tokens', 'Tokens', r.page === 'tokens')}
+          </ul>
+        </nav>
+        <p class="who">
+          {session.name} ({session.role})
+          <button type="button" class="secondary" onClick={onLogout}>
+            Log out
+          </button>
+        </p>
+      </header>
+      <main>
+        {r.page === 'scopes' && <ScopesPage />}
+        {r.page === 'scope' && <ScopePage key={r.name} name={r.name} />}
+        {r.page === 'events' && <EventsPage />}
+        {r.page === 'audit' && <AuditPage />}
+        {r.page === 'tokens' && (session.role === 'admin' ? <TokensPage /> : <p>Only an admin's session manages tokens.</p>)}
+      </main>
+    </>
   );
 }

@@ -1,4 +1,9 @@
-import { render } from 'preact';
+import { options, render } from 'preact';
 import { App } from './app.js';
+import './style.css';
+
+// Effects (the pages' first calls) run right after each render rather than after the next frame:
+// a background or headless tab may not paint for a while, and the page's data need not wait for it.
+options.requestAnimationFrame = (run) => setTimeout(run, 0);
 
 render(<App />, document.getElementById('app')!);
