@@ -246,6 +246,30 @@ describe('the Scope GUI: page, login and session (plain HTTP and WebSocket clien
     rdWs.ws.close();
   });
 
+  it("POST /rpc takes the session cookie from the page's own origin only, as its token: scopes, role, and a revoked session refused", async () => {
+    const op = await d.ok('token.create', { role: 'operator', name: 'gui-http', scopes: ['mail.*'] });
+    const cookie = cookieOf(await login({ code: (await guiAddress(d, op.token)).code }));
+    const rpc = (method: string, params: Record<string, unknown>, headers: Record<string, string>) =>
+      http(d.port!, 'POST', '/rpc', {
+        headers: { 'content-type': 'application/json', ...headers },
+        body: JSON.stringify({ jsonrpc: '2.0', id: 1, method, params }),
+      });
+
+    const list = await rpc('scope.list', {}, { cookie, origin });
+    expect(list.status, list.text).toBe(200);
+    const names = (JSON.parse(list.text).result.scopes as { name: string }[]).map((s) => s.name);
+    expect(names.length).toBeGreaterThan(0);
+    for (const n of names) expect(n).toMatch(/^mail\./);
+    expect(JSON.parse((await rpc('scope.set', { name: 'net.hostname', value: 'gui.example.test' }, { cookie, origin })).text).error.code).toBe(
+      ErrorCodes.Forbidden,
+    );
+    // Without the page's Origin the cookie is no credential (and another site's Origin is refused outright).
+    expect((await rpc('scope.list', {}, { cookie })).status).toBe(401);
+    expect((await rpc('scope.list', {}, { cookie, origin: 'http://evil.example' })).status).toBe(403);
+    await d.ok('token.revoke', { id: 'gui-http' });
+    expect((await rpc('scope.list', {}, { cookie, origin })).status).toBe(401);
+  });
+
   it('revoking the token ends its session at once: its WebSocket is closed and the cookie no longer works', async () => {
     const op = await d.ok('token.create', { role: 'operator', name: 'gui-revoked' });
     const cookie = cookieOf(await login({ code: (await guiAddress(d, op.token)).code }));

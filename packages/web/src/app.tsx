@@ -11,7 +11,8 @@ import { ScopePage } from './pages/scope.js';
 import { ScopesPage } from './pages/scopes.js';
 import { TokensPage } from './pages/tokens.js';
 import { type EventMessage, Rpc } from './rpc.js';
-import { type Session, currentSession, logIn, logOut, takeLoginCode } from './session.js';
+import { codeLogin } from './boot.js';
+import { type Session, currentSession, logIn, logOut } from './session.js';
 
 /** What every page may use. */
 export interface AppState {
@@ -28,19 +29,6 @@ export const useApp = (): AppState => useContext(Ctx)!;
 const TOPICS = ['scope.changed', 'unit.converged', 'drift.detected', 'job.*'];
 const KEEP = 500;
 
-/**
- * The code leaves the address bar as the script starts, and its trade for the cookie starts with
- * it, before the first render. Settles to the login's error message, or null.
- */
-const code = takeLoginCode();
-const codeLogin: Promise<string | null> =
-  code === null
-    ? Promise.resolve(null)
-    : logIn({ code }).then(
-        () => null,
-        (e: Error) => e.message,
-      );
-
 interface Opened {
   session: Session;
   rpc: Rpc;
@@ -50,18 +38,17 @@ interface Opened {
 let liveRpc: Rpc | null = null;
 let liveClosed: () => void = () => {};
 
-/** Who the session is and its socket, asked for at once; null when there is no session. */
+/**
+ * Who the session is, and its socket, started at once (calls wait for it to open); null when
+ * there is no session. The page shows as soon as the session is known.
+ */
 async function openSession(): Promise<Opened | null> {
-  let rpc: Rpc | null = null;
-  const [session, opened] = await Promise.all([
-    currentSession(),
-    Rpc.open(() => {
-      if (rpc !== null && rpc === liveRpc) liveClosed();
-    }).catch(() => null),
-  ]);
-  rpc = opened;
-  if (session === null || rpc === null) {
-    rpc?.close();
+  const rpc: Rpc = Rpc.connect(() => {
+    if (rpc === liveRpc) liveClosed();
+  });
+  const session = await currentSession().catch(() => null);
+  if (session === null) {
+    rpc.close();
     return null;
   }
   return { session, rpc };
@@ -106,6 +93,8 @@ export function App() {
       setError('The connection to scoped closed (a logout, a revoked token or a restart). Log in again.');
       setStatus('login');
     };
+    // The socket may have failed while the session was read.
+    if (rpc.closed) return liveClosed();
     rpc.onEvent((e) => {
       events.current = [...events.current.slice(-(KEEP - 1)), e];
       setState((s) => (s === null ? s : { ...s, events: events.current }));

@@ -1,3 +1,5 @@
+// First: the login and the first page's data start before Preact and the pages are evaluated.
+import './boot.js';
 import { options, render } from 'preact';
 import { App } from './app.js';
 import './style.css';

@@ -29,34 +29,45 @@ type Pending = { resolve: (v: unknown) => void; reject: (e: Error) => void };
 export class Rpc {
   private readonly pending = new Map<number, Pending>();
   private readonly listeners = new Set<(e: EventMessage) => void>();
+  /** Calls made while the socket still opens, sent the moment it is open. */
+  private readonly queued: string[] = [];
   private nextId = 1;
+  /** Whether the socket has closed (or never opened). */
+  closed = false;
 
   private constructor(
     private readonly ws: WebSocket,
-    /** Called once when the socket closes (a revoked token, a daemon restart, a logout). */
+    /** Called once when the socket closes (a revoked token, a daemon restart, a logout), or fails to open. */
     onClose: () => void,
   ) {
+    ws.addEventListener('open', () => {
+      for (const text of this.queued.splice(0)) ws.send(text);
+    });
     ws.addEventListener('message', (m) => this.receive(String(m.data)));
     ws.addEventListener('close', () => {
+      this.closed = true;
+      this.queued.length = 0;
       for (const p of this.pending.values()) p.reject(new RpcError(-32000, 'the connection to scoped closed; reload the page'));
       this.pending.clear();
       onClose();
     });
   }
 
-  /** Open the socket to this page's own host; resolves once it is open. */
-  static open(onClose: () => void): Promise<Rpc> {
+  /**
+   * Start opening the socket to this page's own host. Usable at once: calls made before it is
+   * open wait for it, so the page need not wait for the socket before it shows what it has.
+   */
+  static connect(onClose: () => void): Rpc {
     const scheme = location.protocol === 'https:' ? 'wss://' : 'ws://';
-    const ws = new WebSocket(`${scheme}${location.host}/rpc`);
-    return new Promise((resolve, reject) => {
-      ws.addEventListener('open', () => resolve(new Rpc(ws, onClose)), { once: true });
-      ws.addEventListener('error', () => reject(new Error('could not reach scoped over WebSocket; is it still running?')), { once: true });
-    });
+    return new Rpc(new WebSocket(`${scheme}${location.host}/rpc`), onClose);
   }
 
   call<T = unknown>(method: string, params: Record<string, unknown> = {}): Promise<T> {
+    if (this.closed) return Promise.reject(new RpcError(-32000, 'the connection to scoped closed; reload the page'));
     const id = this.nextId++;
-    this.ws.send(JSON.stringify({ jsonrpc: '2.0', id, method, params }));
+    const text = JSON.stringify({ jsonrpc: '2.0', id, method, params });
+    if (this.ws.readyState === WebSocket.CONNECTING) this.queued.push(text);
+    else this.ws.send(text);
     return new Promise<T>((resolve, reject) => this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject }));
   }
 

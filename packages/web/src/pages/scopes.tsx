@@ -1,5 +1,6 @@
 import { useEffect, useState } from 'preact/hooks';
 import { useApp } from '../app.js';
+import { type ScopeList, takeFirstList } from '../boot.js';
 import { mayUse } from '../session.js';
 import { Heading, messageOf } from './heading.js';
 
@@ -19,8 +20,9 @@ export function ScopesPage() {
   const changes = events.filter((e) => e.topic === 'scope.changed' || e.topic === 'drift.detected').length;
 
   useEffect(() => {
-    rpc
-      .call<{ scopes: { name: string; summary: string }[] }>('scope.list')
+    const ask = () => rpc.call<ScopeList>('scope.list');
+    const first = takeFirstList();
+    (first ? first.then((l) => l ?? ask()) : ask())
       .then((r) => setScopes(r.scopes.filter((s) => mayUse(session, s.name))))
       .catch((e) => setError(messageOf(e)));
   }, []);
