@@ -4,7 +4,7 @@
 //   - bytes transferred (compressed, headers included) from the login address to a usable page:
 //     the document, its script and stylesheet, the login and session calls. Budget <= 150 KB.
 //   - time to interactive: from navigating to `cpcmd gui`'s address to the scope list in the page
-//     (logged in, WebSocket open, scope.list answered), by the page's own clock, against the same headless
+//     (logged in: the login's answer carries the scopes the session may see), by the page's own clock, against the same headless
 //     Chromium loading a static page of the same compressed size (a document, a stylesheet and an
 //     inert script, each as large gzipped as the GUI's own) from a bare node:http server on the same
 //     loopback, to its load event. Each run a fresh browser context (cold cache); the two

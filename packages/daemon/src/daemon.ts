@@ -19,7 +19,7 @@ import { type NameKind, isName } from './names.js';
 import { authorize } from './permissions.js';
 import { loadPlugins } from './plugins.js';
 import { FailureLimiter } from './ratelimit.js';
-import { type Principal, TokenRegistry } from './tokens.js';
+import { type Principal, TokenRegistry, scopeAllowed } from './tokens.js';
 import { type Logger, jsonLogger } from './log.js';
 import { Registry } from './registry.js';
 import { RpcDispatcher } from './rpc.js';
@@ -210,7 +210,12 @@ export async function startDaemon(config: ResolvedConfig, opts: { log?: Logger }
       tokens.onRevoked((id) => cap.endToken(id));
       sessions.onEnded((id) => cap.endSession(id));
       answerClientErrors(tcp);
-      const page = guiRoutes({ dist: findWebDist(), gate, sessions, cap, origins: () => origins });
+      const visibleScopes = (p: Principal) =>
+        [...engine.registry.scopes.values()]
+          .filter((s) => scopeAllowed(p, s.name))
+          .map((s) => ({ name: s.name, summary: s.summary }))
+          .sort((a, b) => a.name.localeCompare(b.name));
+      const page = guiRoutes({ dist: findWebDist(), gate, sessions, cap, origins: () => origins, visibleScopes });
       tcp.on('request', httpHandler(rpc, { maxBodyBytes: config.maxBodyBytes, gate, transport: 'http', cap, page, origins: () => origins }));
       const ws = attachWebSocket(tcp, rpc, {
         maxPayloadBytes: config.maxWsPayloadBytes,

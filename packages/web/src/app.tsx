@@ -39,14 +39,15 @@ let liveRpc: Rpc | null = null;
 let liveClosed: () => void = () => {};
 
 /**
- * Who the session is, and its socket, started at once (calls wait for it to open); null when
- * there is no session. The page shows as soon as the session is known.
+ * Who the session is (as the login answered it, or GET /session asked now), and its socket,
+ * started at once (calls wait for it to open); null when there is no session. The page shows as
+ * soon as the session is known.
  */
-async function openSession(): Promise<Opened | null> {
+async function openSession(known?: Session): Promise<Opened | null> {
   const rpc: Rpc = Rpc.connect(() => {
     if (rpc === liveRpc) liveClosed();
   });
-  const session = await currentSession().catch(() => null);
+  const session = known ?? (await currentSession().catch(() => null));
   if (session === null) {
     rpc.close();
     return null;
@@ -54,8 +55,12 @@ async function openSession(): Promise<Opened | null> {
   return { session, rpc };
 }
 
-/** The first look for a session starts with the script too, right after the code's login. */
-const firstOpen = codeLogin.then(async (failed) => ({ failed, opened: await openSession().catch((e: Error) => e) }));
+/** The first look for a session starts with the script too: the code's login, or the cookie a reload still has. */
+const firstOpen = codeLogin.then(async (login) => {
+  const failed = login !== null && 'error' in login ? login.error : null;
+  const known = login !== null && !('error' in login) ? login : undefined;
+  return { failed, opened: await openSession(known).catch((e: Error) => e) };
+});
 
 type Route = { page: 'scopes' } | { page: 'scope'; name: string } | { page: 'events' } | { page: 'audit' } | { page: 'tokens' };
 
@@ -107,8 +112,8 @@ export function App() {
     setStatus('ready');
   }
 
-  async function connect(): Promise<void> {
-    const opened = await openSession();
+  async function connect(known?: Session): Promise<void> {
+    const opened = await openSession(known);
     if (opened === null) setStatus('login');
     else goLive(opened);
   }
@@ -130,8 +135,7 @@ export function App() {
       <LoginPage
         error={error}
         onToken={async (token) => {
-          await logIn({ token });
-          await connect();
+          await connect(await logIn({ token }));
         }}
       />
     );

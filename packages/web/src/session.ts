@@ -4,11 +4,12 @@
  * anything else runs, and the token lives only in the login form until it is posted.
  */
 
-/** Who the session speaks for, as GET /session answers. */
+/** Who the session speaks for, as the login and GET /session answer, with the scopes it may see (scope.list's answer). */
 export interface Session {
   name: string;
   role: 'admin' | 'operator' | 'reader';
   scopes: string[];
+  scopeList: { name: string; summary: string }[];
 }
 
 /** The code in `#login=CODE`, removed from the address bar and the history entry at once; null when there is none. */
@@ -19,15 +20,15 @@ export function takeLoginCode(): string | null {
   return decodeURIComponent(m[1]!);
 }
 
-/** Trade a code or a token for the session cookie; throws the server's reason when it refuses. */
-export async function logIn(credential: { code: string } | { token: string }): Promise<void> {
+/** Trade a code or a token for the session cookie, answering who it is; throws the server's reason when it refuses. */
+export async function logIn(credential: { code: string } | { token: string }): Promise<Session> {
   const r = await fetch('/session', {
     method: 'POST',
     headers: { 'Content-Type': 'application/json' },
     body: JSON.stringify(credential),
     credentials: 'same-origin',
   });
-  if (r.ok) return;
+  if (r.ok) return (await r.json()) as Session;
   let reason = `scoped refused the login (HTTP ${r.status})`;
   try {
     const body = (await r.json()) as { error?: unknown };

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { brotliCompress, constants as zlib, gzip } from 'node:zlib';
 import type { Gate } from '../auth.js';
+import type { Principal } from '../tokens.js';
 import { type GuiSessions, SESSION_COOKIE, cookieValue } from '../gui.js';
 import { type ConnectionCap, errorText } from './edge.js';
 
@@ -71,6 +72,13 @@ export interface GuiOptions {
   cap: ConnectionCap;
   /** The origins the page is served from (the listener's own), known once it listens. */
   origins: () => ReadonlySet<string>;
+  /** The scopes a principal may see (what scope.list answers it): the login and GET /session send them, so the first page needs no call. */
+  visibleScopes: (p: Principal) => { name: string; summary: string }[];
+}
+
+/** What POST and GET /session answer: who the session speaks for, and the scopes it may see. */
+function sessionAnswer(p: Principal, opts: GuiOptions) {
+  return { name: p.name, role: p.role, scopes: p.scopes, scopeList: opts.visibleScopes(p) };
 }
 
 /** The encoding to send, from Accept-Encoding: brotli, else gzip, else none. */
@@ -211,7 +219,7 @@ export function guiRoutes(opts: GuiOptions): (req: IncomingMessage, res: ServerR
       const { cookie, id } = opts.sessions.open(verdict.principal);
       const headers: Record<string, string> = { 'set-cookie': `${SESSION_COOKIE}=${cookie}; HttpOnly; SameSite=Strict; Path=/` };
       if (opts.cap.admit(req.socket, { ...verdict.principal, session: id })) headers.connection = 'close';
-      sendEmpty(res, 204, headers);
+      sendJson(res, 200, sessionAnswer(verdict.principal, opts), headers);
     });
   };
 
@@ -226,7 +234,7 @@ export function guiRoutes(opts: GuiOptions): (req: IncomingMessage, res: ServerR
         if (!p) sendJson(res, 401, { error: 'not logged in: open the address cpcmd gui prints, or paste a token' });
         else {
           if (opts.cap.admit(req.socket, p)) res.setHeader('connection', 'close');
-          sendJson(res, 200, { name: p.name, role: p.role, scopes: p.scopes });
+          sendJson(res, 200, sessionAnswer(p, opts));
         }
         return (req.resume(), true);
       }

@@ -1,7 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { ErrorCodes } from '@scoped/protocol';
-import { SESSION_COOKIE, cookieValue } from '../gui.js';
 import type { Gate } from '../auth.js';
 import { type ConnectionCap, errorText, gateRefusal, refusal, writeRefusal } from './edge.js';
 import { toRpcError } from '../engine.js';
@@ -52,11 +51,7 @@ export function httpHandler(dispatcher: RpcDispatcher, opts: HttpOptions) {
       return void (writeRefusal(res, refusal(403, ErrorCodes.Forbidden, 'Forbidden: a request from another site (its Origin header) is refused')),
       req.resume());
     if (opts.gate) {
-      // The Scope GUI's page calls with its session cookie: only from its own origin (a browser always sends one on a POST).
-      const cookie = cookieValue(req.headers.cookie, SESSION_COOKIE);
-      const fromPage = req.headers.authorization === undefined && cookie !== undefined && origin !== undefined && opts.origins?.().has(origin) === true;
-      const peer = req.socket.remoteAddress ?? 'unknown';
-      const verdict = fromPage ? opts.gate.session(cookie, peer) : opts.gate.check(req.headers.authorization, peer);
+      const verdict = opts.gate.check(req.headers.authorization, req.socket.remoteAddress ?? 'unknown');
       if (!verdict.ok) return void (writeRefusal(res, gateRefusal(verdict)), req.resume());
       principal = verdict.principal;
       const refused = opts.cap?.admit(req.socket, principal);

@@ -1,6 +1,5 @@
 import { useEffect, useState } from 'preact/hooks';
 import { useApp } from '../app.js';
-import { type ScopeList, takeFirstList } from '../boot.js';
 import { mayUse } from '../session.js';
 import { Heading, messageOf } from './heading.js';
 
@@ -13,16 +12,16 @@ interface Drift {
 /** Every scope the session may use, with a search box and a badge where the system drifted from the vars. */
 export function ScopesPage() {
   const { rpc, session, events } = useApp();
-  const [scopes, setScopes] = useState<{ name: string; summary: string }[] | null>(null);
+  // Shown at once from what the login answered; asked again over the socket in case plugins changed since.
+  const [scopes, setScopes] = useState<{ name: string; summary: string }[]>(() => session.scopeList.filter((s) => mayUse(session, s.name)));
   const [drift, setDrift] = useState<Map<string, number>>(new Map());
   const [error, setError] = useState<string | null>(null);
   const [query, setQuery] = useState('');
   const changes = events.filter((e) => e.topic === 'scope.changed' || e.topic === 'drift.detected').length;
 
   useEffect(() => {
-    const ask = () => rpc.call<ScopeList>('scope.list');
-    const first = takeFirstList();
-    (first ? first.then((l) => l ?? ask()) : ask())
+    rpc
+      .call<{ scopes: { name: string; summary: string }[] }>('scope.list')
       .then((r) => setScopes(r.scopes.filter((s) => mayUse(session, s.name))))
       .catch((e) => setError(messageOf(e)));
   }, []);
@@ -38,7 +37,7 @@ export function ScopesPage() {
   }, [changes]);
 
   const q = query.trim().toLowerCase();
-  const shown = (scopes ?? []).filter((s) => q === '' || s.name.toLowerCase().includes(q) || s.summary.toLowerCase().includes(q));
+  const shown = scopes.filter((s) => q === '' || s.name.toLowerCase().includes(q) || s.summary.toLowerCase().includes(q));
   return (
     <>
       <Heading>Scopes</Heading>
@@ -51,9 +50,8 @@ export function ScopesPage() {
           {error}
         </p>
       )}
-      {scopes === null && error === null && <p>Loading…</p>}
       <p class="count" aria-live="polite">
-        {scopes !== null && `${shown.length} of ${scopes.length} scopes`}
+        {`${shown.length} of ${scopes.length} scopes`}
       </p>
       <ul class="scopes">
         {shown.map((s) => {
