@@ -4,10 +4,30 @@ import type { Principal } from './tokens.js';
 /** The name of the Scope GUI's session cookie. */
 export const SESSION_COOKIE = 'scoped_session';
 
-/** Sessions kept at once; beyond, the oldest ends (each needs a login, so this bounds a token holder's logins). */
+/** Sessions kept at once; beyond, the oldest of the token holding the most ends (each needs a login, so this bounds a token holder's logins). */
 const MAX_SESSIONS = 1_024;
-/** Login codes not yet used at once; beyond, the oldest is dropped. */
+/** Login codes not yet used at once; beyond, the oldest of the token holding the most is dropped. */
 const MAX_CODES = 1_024;
+/** Sessions, and unused codes, of one token at once; beyond, its own oldest goes, so no token's logins push out another's. */
+const MAX_PER_TOKEN = 32;
+
+/** Whose a code or session is, for the bounds per token: the token's id (the admin token file's and the unix socket's have none). */
+const ownerOf = (p: Principal): string => p.tokenId ?? `name:${p.name}`;
+
+/**
+ * The key to drop so that `map` may take one more entry of `owner`: that owner's oldest when it
+ * holds its share, else (the map full) the oldest entry of the owner holding the most.
+ */
+function evictionFor<V extends { principal: Principal }>(map: Map<string, V>, owner: string, max: number): string | undefined {
+  const counts = new Map<string, number>();
+  for (const v of map.values()) counts.set(ownerOf(v.principal), (counts.get(ownerOf(v.principal)) ?? 0) + 1);
+  let victim: string | undefined;
+  if ((counts.get(owner) ?? 0) >= MAX_PER_TOKEN) victim = owner;
+  else if (map.size >= max) victim = [...counts].reduce((a, b) => (b[1] > a[1] ? b : a))[0];
+  if (victim === undefined) return undefined;
+  for (const [key, v] of map) if (ownerOf(v.principal) === victim) return key;
+  return undefined;
+}
 
 const digest = (s: string): string => createHash('sha256').update(s).digest('hex');
 
@@ -16,6 +36,8 @@ interface Session {
   id: string;
   principal: Principal;
   expiresAt: number;
+  /** The session whose gui.login made this one: this one ends with it, and no later. */
+  parent?: string;
 }
 
 /**
@@ -41,7 +63,8 @@ export class GuiSessions {
   /** A one-time login code for this principal, good once for loginTtlMs. */
   issueCode(principal: Principal): { code: string; expiresAt: number } {
     this.sweep();
-    if (this.codes.size >= MAX_CODES) this.codes.delete(this.codes.keys().next().value!);
+    const drop = evictionFor(this.codes, ownerOf(principal), MAX_CODES);
+    if (drop !== undefined) this.codes.delete(drop);
     const code = randomBytes(32).toString('base64url');
     const expiresAt = this.now() + this.loginTtlMs;
     this.codes.set(digest(code), { principal: { ...principal }, expiresAt });
@@ -57,14 +80,25 @@ export class GuiSessions {
     return entry.principal;
   }
 
-  /** A new session for a principal: the cookie's value (shown once, to the browser) and the session's id. */
+  /**
+   * A new session for a principal: the cookie's value (shown once, to the browser) and the
+   * session's id. A principal that is itself a session (a code its gui.login asked for) makes a
+   * session that ends with that one and expires no later: a session cannot outlive its logout
+   * or guiSessionTtlMs by minting another.
+   */
   open(principal: Principal): { cookie: string; id: string } {
     this.sweep();
-    if (this.sessions.size >= MAX_SESSIONS) this.endKey(this.sessions.keys().next().value!);
+    const drop = evictionFor(this.sessions, ownerOf(principal), MAX_SESSIONS);
+    if (drop !== undefined) this.endKey(drop);
     const cookie = randomBytes(32).toString('base64url');
     const id = randomBytes(8).toString('hex');
-    const { session: _previous, ...rest } = principal;
-    this.sessions.set(digest(cookie), { id, principal: { ...rest, session: id }, expiresAt: this.now() + this.sessionTtlMs });
+    const { session: parentId, ...rest } = principal;
+    const parent = parentId === undefined ? undefined : this.sessions.get(this.keyOf.get(parentId) ?? '');
+    // A parent already gone (it cannot be: the login checked it just before) makes a session already expired.
+    const limit = parentId === undefined ? Number.POSITIVE_INFINITY : (parent?.expiresAt ?? this.now());
+    const session: Session = { id, principal: { ...rest, session: id }, expiresAt: Math.min(this.now() + this.sessionTtlMs, limit) };
+    if (parent !== undefined) session.parent = parent.id;
+    this.sessions.set(digest(cookie), session);
     this.keyOf.set(id, digest(cookie));
     return { cookie, id };
   }
@@ -106,6 +140,8 @@ export class GuiSessions {
     this.sessions.delete(key);
     this.keyOf.delete(s.id);
     for (const fn of this.endedListeners) fn(s.id);
+    // The sessions it minted end with it.
+    for (const [k, child] of this.sessions) if (child.parent === s.id) this.endKey(k);
   }
 
   /** Forget expired codes and sessions. */
