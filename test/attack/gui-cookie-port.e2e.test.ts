@@ -4,7 +4,9 @@
  * port. Any local user can listen on a high loopback port; once the admin's browser makes one
  * same-site request there (a link that lands on http://127.0.0.1:PORT/, which then loads an
  * image of its own), that server reads the admin's session cookie from the Cookie header and
- * replays it from a plain client with the page's Origin: an admin WebSocket.
+ * replays it from a plain client with the page's Origin. Before the fix that was an admin
+ * WebSocket; now a session is its cookie and the key the page keeps in its own origin
+ * (sessionStorage, kept apart by port), so the cookie alone opens nothing.
  */
 import { type Server, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -38,9 +40,7 @@ describe('attack: the session cookie reaches another port on 127.0.0.1', () => {
     await d?.close();
   });
 
-  // OPEN FINDING, not fixed on this branch: it.fails keeps the suite green while the attack
-  // works; once the session needs more than the cookie, vitest reports this, and it becomes it().
-  it.fails('a page on another loopback port reads the admin session cookie and drives the daemon with it', async () => {
+  it('a page on another loopback port sees the admin session cookie, and the cookie alone drives nothing', async () => {
     const b = await chromium.launch({
       executablePath: CHROMIUM,
       headless: true,
@@ -60,14 +60,15 @@ describe('attack: the session cookie reaches another port on 127.0.0.1', () => {
       await b.close();
     }
     const stolen = seen.map((c) => /scoped_session=([\w-]+)/.exec(c)?.[1]).find((c) => c !== undefined);
-    // What the attacker gets with it: replayed from a plain client with the page's Origin, an admin's calls.
-    let replayed: unknown;
-    if (stolen !== undefined) {
-      const ws = await WsClient.open(d.port!, undefined, { headers: { cookie: `scoped_session=${stolen}`, origin: `http://127.0.0.1:${d.port}` } });
-      replayed = await ws.request(JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'token.create', params: { role: 'admin', name: 'backdoor' } }));
-      ws.ws.close();
-    }
-    // What should happen: the daemon's session credential never reaches another port's server, or is worthless there.
-    expect({ stolen, replayed }).toEqual({ stolen: undefined, replayed: undefined });
+    // Browsers do send it there (cookies know no ports): the test shows the attack ran as described.
+    expect(stolen).toBeDefined();
+    // Replayed from a plain client with the page's Origin: refused, as is reading the session.
+    const replayed = await WsClient.open(d.port!, undefined, { headers: { cookie: `scoped_session=${stolen}`, origin: `http://127.0.0.1:${d.port}` } }).catch(
+      (e: { status?: number }) => e,
+    );
+    expect(replayed).toMatchObject({ status: 401 });
+    const who = await fetch(`http://127.0.0.1:${d.port}/session`, { headers: { cookie: `scoped_session=${stolen}` } });
+    expect(who.status).toBe(401);
+    expect(((await d.ok<{ tokens: { name: string }[] }>('token.list')).tokens ?? []).map((t) => t.name)).not.toContain('backdoor');
   });
 });

@@ -32,13 +32,17 @@ function http(
 describe('attack: the Scope GUI session table', () => {
   let d: Scoped;
   let origin: string;
-  const login = async (credential: { code: string } | { token: string }): Promise<string> => {
+  /** A session as the page holds it: the cookie, and the key it sends with it. */
+  type Cred = { cookie: string; key: string };
+  const login = async (credential: { code: string } | { token: string }): Promise<Cred> => {
     const r = await http(d.port!, 'POST', '/session', { origin, 'content-type': 'application/json' }, JSON.stringify(credential));
     expect(r.status, r.text).toBe(200);
-    return (r.headers['set-cookie'] as string[])[0]!.split(';')[0]!;
+    return { cookie: (r.headers['set-cookie'] as string[])[0]!.split(';')[0]!, key: (JSON.parse(r.text) as { key: string }).key };
   };
+  const sess = (c: Cred) => ({ cookie: c.cookie, 'x-scoped-key': c.key });
+  const pageWs = (c: Cred) => WsClient.open(d.port!, undefined, { headers: { cookie: c.cookie, origin }, protocols: [`scoped-key.${c.key}`] });
   const codeOf = (url: string) => url.slice(url.indexOf('#login=') + '#login='.length);
-  const whoIs = async (cookie: string) => (await http(d.port!, 'GET', '/session', { cookie })).status;
+  const whoIs = async (c: Cred) => (await http(d.port!, 'GET', '/session', sess(c))).status;
 
   beforeAll(async () => {
     d = await scoped({ config: { guiSessionTtlMs: 4_000 } });
@@ -48,7 +52,7 @@ describe('attack: the Scope GUI session table', () => {
 
   it("a reader's logins do not end the admin's session", async () => {
     const admin = await login({ code: codeOf((await d.ok<{ url: string }>('gui.login')).url) });
-    const ws = await WsClient.open(d.port!, undefined, { headers: { cookie: admin, origin } });
+    const ws = await pageWs(admin);
     const reader = await d.ok('token.create', { role: 'reader', name: 'flooder' });
     for (let i = 0; i < 1_030; i++) await login({ token: reader.token });
     const adminStatus = await whoIs(admin);
@@ -69,13 +73,13 @@ describe('attack: the Scope GUI session table', () => {
 
   it('a session cannot outlive its logout or its TTL by minting another one with gui.login', async () => {
     const first = await login({ code: codeOf((await d.ok<{ url: string }>('gui.login')).url) });
-    const ws = await WsClient.open(d.port!, undefined, { headers: { cookie: first, origin } });
+    const ws = await pageWs(first);
     const minted = (await ws.request(JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'gui.login', params: {} }))) as { result?: { url: string } };
     ws.ws.close();
-    let second: string | undefined;
+    let second: Cred | undefined;
     if (minted.result) second = await login({ code: codeOf(minted.result.url) });
     // The user logs out of the first session.
-    await http(d.port!, 'DELETE', '/session', { cookie: first, origin });
+    await http(d.port!, 'DELETE', '/session', { ...sess(first), origin });
     expect(await whoIs(first)).toBe(401);
     // The minted one should have ended with it (or never been made).
     const afterLogout = second === undefined ? 401 : await whoIs(second);
@@ -88,7 +92,7 @@ describe('attack: the Scope GUI session table', () => {
     // Each 2 s (half the TTL), the current session mints the next one; bounded to 4 rounds (8 s, twice the TTL).
     for (let round = 0; round < 4; round++) {
       await sleep(2_000);
-      const ws = await WsClient.open(d.port!, undefined, { headers: { cookie, origin } }).catch(() => null);
+      const ws = await pageWs(cookie).catch(() => null);
       if (ws === null) break;
       const minted = (await ws.request(JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'gui.login', params: {} }))) as { result?: { url: string } };
       ws.ws.close();

@@ -114,6 +114,12 @@ describe('the Scope GUI in a real Chromium', () => {
     expect(kept.href).not.toContain(code);
     expect(kept.cookie).toBe(''); // the session cookie is HttpOnly
     expect(kept.local + kept.session).not.toContain(code);
+    // Nothing in localStorage; this tab's sessionStorage holds only the session's key (the cookie alone is no session).
+    expect(kept.local).toBe('{}');
+    expect(Object.keys(JSON.parse(kept.session))).toEqual(['scoped-session-key']);
+    // A reload keeps the session: the key stays with this tab and origin.
+    await p.page.reload();
+    await p.page.getByRole('link', { name: 'net.hostname' }).waitFor();
     expect(p.errors.filter((e) => /Content Security Policy|Refused/.test(e))).toEqual([]);
     // The code's history entry was replaced, not pushed over: Back leaves the page, Forward comes back without it.
     await p.page.goBack();

@@ -49,20 +49,29 @@ async function guiAddress(d: Scoped, token?: string): Promise<{ url: string; cod
   return { url, code: url.slice(url.indexOf('#login=') + '#login='.length) };
 }
 
+/** A GUI session as the page holds it. */
+interface Cred {
+  cookie: string;
+  key: string;
+}
+
 describe('the Scope GUI: page, login and session (plain HTTP and WebSocket clients)', () => {
   let d: Scoped;
   let origin: string;
   /** POST /session as the page does it. */
   const login = (body: unknown, headers: Record<string, string> = {}) =>
     http(d.port!, 'POST', '/session', { headers: { origin, 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
-  /** The session cookie a login set, as the browser sends it back. */
-  const cookieOf = (a: Answer): string => {
+  /** The session a login made: its cookie as the browser sends it back, and the key the page keeps. */
+  const cookieOf = (a: Answer): Cred => {
     expect(a.status, a.text).toBe(200);
     const set = a.headers['set-cookie']![0]!;
-    return set.split(';')[0]!;
+    return { cookie: set.split(';')[0]!, key: (JSON.parse(a.text) as { key: string }).key };
   };
-  /** A WebSocket to /rpc as the page opens it: the cookie and the page's Origin, no Authorization. */
-  const pageWs = (cookie: string, from = origin) => WsClient.open(d.port!, undefined, { headers: { cookie, origin: from } });
+  /** The headers the page sends with its session: the cookie and the key. */
+  const sess = (c: Cred) => ({ cookie: c.cookie, 'x-scoped-key': c.key });
+  /** A WebSocket to /rpc as the page opens it: the cookie, the key as its subprotocol, the page's Origin, no Authorization. */
+  const pageWs = (c: Cred, from = origin) =>
+    WsClient.open(d.port!, undefined, { headers: { cookie: c.cookie, origin: from }, protocols: [`scoped-key.${c.key}`] });
   const call = async (ws: WsClient, method: string, params: Record<string, unknown> = {}) =>
     (await ws.request(JSON.stringify({ jsonrpc: '2.0', id: 1, method, params }))) as { result?: any; error?: { code: number; message: string } };
 
@@ -136,7 +145,7 @@ describe('the Scope GUI: page, login and session (plain HTTP and WebSocket clien
     expect(first.headers['content-security-policy']).toBe(CSP);
     const cookie = cookieOf(first);
 
-    const who = await http(d.port!, 'GET', '/session', { headers: { cookie } });
+    const who = await http(d.port!, 'GET', '/session', { headers: sess(cookie) });
     expect(who.status).toBe(200);
     expect(JSON.parse(who.text)).toMatchObject({ name: 'unix-socket', role: 'admin', scopes: [] });
     expect(JSON.parse(who.text).scopeList).toEqual(answered.scopeList);
@@ -155,13 +164,14 @@ describe('the Scope GUI: page, login and session (plain HTTP and WebSocket clien
 
     // The code and the cookie are in no log line.
     expect(d.stderr()).not.toContain(code);
-    expect(d.stderr()).not.toContain(cookie.split('=')[1]);
+    expect(d.stderr()).not.toContain(cookie.cookie.split('=')[1]);
+    expect(d.stderr()).not.toContain(cookie.key);
   });
 
   it('takes a pasted token instead of a code; a wrong one is refused without a cookie; bad bodies are refused', async () => {
     const reader = await d.ok('token.create', { role: 'reader', name: 'gui-paste' });
     const ok = await login({ token: reader.token });
-    const who = await http(d.port!, 'GET', '/session', { headers: { cookie: cookieOf(ok) } });
+    const who = await http(d.port!, 'GET', '/session', { headers: sess(cookieOf(ok)) });
     expect(JSON.parse(who.text)).toMatchObject({ name: 'gui-paste', role: 'reader', scopes: [] });
 
     const wrong = await login({ token: `${reader.token.slice(0, -4)}AAAA` });
@@ -215,9 +225,34 @@ describe('the Scope GUI: page, login and session (plain HTTP and WebSocket clien
     // Without a cookie or a token the upgrade is refused as before.
     const none = await WsClient.open(d.port!, undefined, { headers: { origin } }).catch((e: { status?: number }) => e);
     expect(none).toMatchObject({ status: 401 });
-    const stale = await pageWs('scoped_session=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA').catch((e: { status?: number; body?: string }) => e);
+    const stale = await pageWs({ cookie: 'scoped_session=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA', key: cookie.key }).catch(
+      (e: { status?: number; body?: string }) => e,
+    );
     expect(stale).toMatchObject({ status: 401 });
     expect(JSON.parse((stale as { body: string }).body).error.message).toMatch(/session has ended; log in again \(cpcmd gui\)/);
+  });
+
+  it('the cookie alone is no session (browsers send 127.0.0.1 cookies to every port of it): the key the page keeps must go with it', async () => {
+    const mine = cookieOf(await login({ code: (await guiAddress(d)).code }));
+    const other = cookieOf(await login({ code: (await guiAddress(d)).code }));
+    // The cookie, as another program on a loopback port would see it, without the key: nothing opens.
+    expect((await http(d.port!, 'GET', '/session', { headers: { cookie: mine.cookie } })).status).toBe(401);
+    const bare = await WsClient.open(d.port!, undefined, { headers: { cookie: mine.cookie, origin } }).catch((e: { status?: number }) => e);
+    expect(bare).toMatchObject({ status: 401 });
+    // Another session's key does not fit this cookie.
+    expect((await http(d.port!, 'GET', '/session', { headers: sess({ cookie: mine.cookie, key: other.key }) })).status).toBe(401);
+    expect(await pageWs({ cookie: mine.cookie, key: other.key }).catch((e: { status?: number }) => e)).toMatchObject({ status: 401 });
+    // A cookie another port set beside the page's own does not shadow it: the one the key fits is taken.
+    const both = { cookie: `${other.cookie}; ${mine.cookie}`, key: mine.key };
+    expect((await http(d.port!, 'GET', '/session', { headers: sess(both) })).status).toBe(200);
+    const ws = await pageWs(both);
+    expect(
+      (await (async () => (await ws.request(JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'scope.list', params: {} }))) as { result?: unknown })()).result,
+    ).toBeDefined();
+    ws.ws.close();
+    // Logging out takes the key too: the cookie alone ends nothing.
+    expect((await http(d.port!, 'DELETE', '/session', { headers: { cookie: mine.cookie, origin } })).status).toBe(204);
+    expect((await http(d.port!, 'GET', '/session', { headers: sess(mine) })).status).toBe(200);
   });
 
   it('a cookie-authenticated WebSocket is its token: a scope-limited operator sees and sets only its scopes, a reader sets nothing', async () => {
@@ -226,7 +261,7 @@ describe('the Scope GUI: page, login and session (plain HTTP and WebSocket clien
     const before = await treeDigest(`${d.root}/etc`);
 
     const opCookie = cookieOf(await login({ code: (await guiAddress(d, op.token)).code }));
-    const who = await http(d.port!, 'GET', '/session', { headers: { cookie: opCookie } });
+    const who = await http(d.port!, 'GET', '/session', { headers: sess(opCookie) });
     const opSession = JSON.parse(who.text) as { scopeList: { name: string }[] };
     expect(opSession).toMatchObject({ name: 'gui-op', role: 'operator', scopes: ['mail.*'] });
     expect(opSession.scopeList.length).toBeGreaterThan(0);
@@ -241,7 +276,7 @@ describe('the Scope GUI: page, login and session (plain HTTP and WebSocket clien
     // gui.login over that socket gives a code for the same token, not more.
     const minted = (await call(opWs, 'gui.login')).result as { url: string };
     const again = cookieOf(await login({ code: minted.url.split('#login=')[1] }));
-    expect(JSON.parse((await http(d.port!, 'GET', '/session', { headers: { cookie: again } })).text).role).toBe('operator');
+    expect(JSON.parse((await http(d.port!, 'GET', '/session', { headers: sess(again) })).text).role).toBe('operator');
 
     const rdCookie = cookieOf(await login({ code: (await guiAddress(d, rd.token)).code }));
     const rdWs = await pageWs(rdCookie);
@@ -264,7 +299,7 @@ describe('the Scope GUI: page, login and session (plain HTTP and WebSocket clien
     await d.ok('token.revoke', { id: 'gui-revoked' });
     const closed = await Promise.race([ws.closed, sleep(10_000).then(() => 'still open')]);
     expect(closed).toEqual({ code: 4401, reason: 'token revoked or expired' });
-    expect((await http(d.port!, 'GET', '/session', { headers: { cookie } })).status).toBe(401);
+    expect((await http(d.port!, 'GET', '/session', { headers: sess(cookie) })).status).toBe(401);
     expect(await pageWs(cookie).catch((e: { status?: number }) => e)).toMatchObject({ status: 401 });
     // A code issued before the revocation is dead too.
     expect((await login({ code: unused.code })).status).toBe(401);
@@ -273,16 +308,16 @@ describe('the Scope GUI: page, login and session (plain HTTP and WebSocket clien
   it('logging out (DELETE /session) clears the cookie, ends the session and closes its WebSockets', async () => {
     const cookie = cookieOf(await login({ code: (await guiAddress(d)).code }));
     const ws = await pageWs(cookie);
-    const out = await http(d.port!, 'DELETE', '/session', { headers: { cookie, origin } });
+    const out = await http(d.port!, 'DELETE', '/session', { headers: { ...sess(cookie), origin } });
     expect(out.status).toBe(204);
     expect(out.headers['set-cookie']).toEqual(['scoped_session=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0']);
     const closed = await Promise.race([ws.closed, sleep(10_000).then(() => 'still open')]);
     expect(closed).toMatchObject({ code: 4401 });
-    expect((await http(d.port!, 'GET', '/session', { headers: { cookie } })).status).toBe(401);
+    expect((await http(d.port!, 'GET', '/session', { headers: sess(cookie) })).status).toBe(401);
     // A page elsewhere cannot log the user out.
     const other = cookieOf(await login({ code: (await guiAddress(d)).code }));
-    expect((await http(d.port!, 'DELETE', '/session', { headers: { cookie: other, origin: 'http://evil.example' } })).status).toBe(403);
-    expect((await http(d.port!, 'GET', '/session', { headers: { cookie: other } })).status).toBe(200);
+    expect((await http(d.port!, 'DELETE', '/session', { headers: { ...sess(other), origin: 'http://evil.example' } })).status).toBe(403);
+    expect((await http(d.port!, 'GET', '/session', { headers: sess(other) })).status).toBe(200);
   });
 
   it('no GET changes anything: a code in a GET is not redeemed, and the files, the audit trail and the session stay as they were', async () => {

@@ -318,7 +318,11 @@ export function httpPost(target: { port: number } | { socket: string }, body: st
 }
 
 /** ws client options, plus the path (default /rpc) and a whole Authorization header (wins over the token). */
-export type WsOpenOptions = WebSocket.ClientOptions & { path?: string; authorization?: string };
+export type WsOpenOptions = WebSocket.ClientOptions & {
+  path?: string;
+  authorization?: string /** Subprotocols offered (the Scope GUI's session key). */;
+  protocols?: string[];
+};
 
 /** A JSON-RPC answer as it comes off the wire. */
 export type RpcAnswer = { jsonrpc: '2.0'; id: unknown; result: any } | { jsonrpc: '2.0'; id: unknown; error: { code: number; message: string; data?: any } };
@@ -350,11 +354,11 @@ export class WsClient {
    * of a refused upgrade (`{ status, body, opened: false }`).
    */
   static open(port: number, token: string | undefined, opts: WsOpenOptions = {}): Promise<WsClient> {
-    const { path: at = '/rpc', authorization, ...options } = opts;
+    const { path: at = '/rpc', authorization, protocols = [], ...options } = opts;
     const headers: Record<string, string> = {};
     if (authorization !== undefined) headers.authorization = authorization;
     else if (token !== undefined) headers.authorization = `Bearer ${token}`;
-    const ws = new WebSocket(`ws://127.0.0.1:${port}${at}`, { headers, ...options });
+    const ws = new WebSocket(`ws://127.0.0.1:${port}${at}`, protocols, { headers, ...options });
     return new Promise((resolve, reject) => {
       ws.once('open', () => resolve(new WsClient(ws)));
       ws.once('unexpected-response', (_req, res) => {

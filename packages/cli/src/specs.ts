@@ -492,10 +492,11 @@ commands.push({
   summary: 'Print a one-time login address for the Scope GUI, the web page scoped serves',
   description:
     'Asks the daemon for a login address on its TCP listener, http://HOST:PORT/#login=CODE, for your own token: the page gets the same role and scopes ' +
-    '(over the unix socket, admin). Open it in a browser on this machine: the page trades the code for a session cookie and takes it out of the address bar. ' +
+    '(over the unix socket, admin). Paste it into a browser on this machine: the page trades the code for a session cookie and takes it out of the address bar. ' +
+    "Do not hand it to a program's command line (xdg-open, a browser started with it): every local user can read command lines while the code is still good. " +
     "The code is good once, for 60 s (the daemon's guiLoginTtlMs); run cpcmd gui again for a new one. The page can also take a pasted token. " +
     'A daemon started with --listen none serves no page.',
-  examples: ['cpcmd gui', 'xdg-open "$(cpcmd gui)"', 'SCOPED_URL=http://127.0.0.1:8740/rpc SCOPED_TOKEN=$(cat reader.token) cpcmd gui', 'cpcmd gui -o json'],
+  examples: ['cpcmd gui', 'SCOPED_URL=http://127.0.0.1:8740/rpc SCOPED_TOKEN=$(cat reader.token) cpcmd gui', 'cpcmd gui -o json'],
   args: [],
   flags: {},
   async run(_input, client) {

@@ -41,15 +41,15 @@ export class Gate {
     return p.session === undefined || this.sessions?.alive(p.session) === true;
   }
 
-  /** The principal of a live Scope GUI session, by its cookie (nothing is counted against anyone). */
-  sessionPrincipal(cookie: string | undefined): Principal | undefined {
-    const principal = this.sessions?.principalOf(cookie);
+  /** The principal of a live Scope GUI session, by its cookie and its key (nothing is counted against anyone). */
+  sessionPrincipal(cookies: readonly string[], key: string | undefined): Principal | undefined {
+    const principal = this.sessions?.principalOf(cookies, key);
     return principal && this.stillValid(principal) ? principal : undefined;
   }
 
-  /** The Scope GUI's session cookie, for a WebSocket upgrade without an Authorization header; a failure counts against the peer. */
-  session(cookie: string | undefined, peer: string): GateResult {
-    const principal = this.sessionPrincipal(cookie);
+  /** The Scope GUI's session cookie and key, for a WebSocket upgrade without an Authorization header; a failure counts against the peer. */
+  session(cookies: readonly string[], key: string | undefined, peer: string): GateResult {
+    const principal = this.sessionPrincipal(cookies, key);
     if (principal) return { ok: true, principal };
     return (
       this.limited(peer) ?? {
@@ -57,7 +57,7 @@ export class Gate {
         status: 401,
         code: ErrorCodes.Unauthorized,
         message:
-          cookie === undefined
+          cookies.length === 0
             ? 'Unauthorized: send Authorization: Bearer TOKEN, or log in to the Scope GUI first (cpcmd gui)'
             : 'Unauthorized: the Scope GUI session has ended; log in again (cpcmd gui)',
       }

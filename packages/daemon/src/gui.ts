@@ -3,6 +3,14 @@ import type { Principal } from './tokens.js';
 
 /** The name of the Scope GUI's session cookie. */
 export const SESSION_COOKIE = 'scoped_session';
+/**
+ * The session's key goes with the cookie: in this header (GET and DELETE /session) and as a
+ * WebSocket subprotocol `scoped-key.KEY`. Browsers send 127.0.0.1's cookies to every port of
+ * it, so another program listening on loopback may see the cookie; the key stays in the page's
+ * own origin (sessionStorage is kept apart by port), and the cookie alone is no credential.
+ */
+export const KEY_HEADER = 'x-scoped-key';
+export const KEY_PROTOCOL = 'scoped-key.';
 
 /** Sessions kept at once; beyond, the oldest of the token holding the most ends (each needs a login, so this bounds a token holder's logins). */
 const MAX_SESSIONS = 1_024;
@@ -34,6 +42,8 @@ const digest = (s: string): string => createHash('sha256').update(s).digest('hex
 interface Session {
   /** An id of its own, for the connections it opened (never the cookie, which is kept only as a hash). */
   id: string;
+  /** The hash of the session's key, which every use sends with the cookie. */
+  keyHash: string;
   principal: Principal;
   expiresAt: number;
   /** The session whose gui.login made this one: this one ends with it, and no later. */
@@ -81,35 +91,50 @@ export class GuiSessions {
   }
 
   /**
-   * A new session for a principal: the cookie's value (shown once, to the browser) and the
-   * session's id. A principal that is itself a session (a code its gui.login asked for) makes a
+   * A new session for a principal: the cookie's value and the key (each shown once, to the
+   * browser), and the session's id. A principal that is itself a session (a code its gui.login asked for) makes a
    * session that ends with that one and expires no later: a session cannot outlive its logout
    * or guiSessionTtlMs by minting another.
    */
-  open(principal: Principal): { cookie: string; id: string } {
+  open(principal: Principal): { cookie: string; key: string; id: string } {
     this.sweep();
     const drop = evictionFor(this.sessions, ownerOf(principal), MAX_SESSIONS);
     if (drop !== undefined) this.endKey(drop);
     const cookie = randomBytes(32).toString('base64url');
+    const key = randomBytes(32).toString('base64url');
     const id = randomBytes(8).toString('hex');
     const { session: parentId, ...rest } = principal;
     const parent = parentId === undefined ? undefined : this.sessions.get(this.keyOf.get(parentId) ?? '');
     // A parent already gone (it cannot be: the login checked it just before) makes a session already expired.
     const limit = parentId === undefined ? Number.POSITIVE_INFINITY : (parent?.expiresAt ?? this.now());
-    const session: Session = { id, principal: { ...rest, session: id }, expiresAt: Math.min(this.now() + this.sessionTtlMs, limit) };
+    const session: Session = { id, keyHash: digest(key), principal: { ...rest, session: id }, expiresAt: Math.min(this.now() + this.sessionTtlMs, limit) };
     if (parent !== undefined) session.parent = parent.id;
     this.sessions.set(digest(cookie), session);
     this.keyOf.set(id, digest(cookie));
-    return { cookie, id };
+    return { cookie, key, id };
   }
 
-  /** The principal of a live session, by the cookie's value. */
-  principalOf(cookie: string | undefined): Principal | undefined {
-    if (!cookie) return undefined;
-    const s = this.sessions.get(digest(cookie));
-    if (!s) return undefined;
-    if (s.expiresAt <= this.now()) return void this.endKey(digest(cookie));
-    return s.principal;
+  /**
+   * The live session that one of these cookie values holds and whose key this is (a browser may
+   * send several cookies of that name: one another port set cannot shadow the page's own).
+   */
+  private find(cookies: readonly string[], key: string | undefined): [string, Session] | undefined {
+    if (!key) return undefined;
+    const keyHash = digest(key);
+    for (const cookie of cookies) {
+      const k = digest(cookie);
+      const s = this.sessions.get(k);
+      if (s && s.keyHash === keyHash) return [k, s];
+    }
+    return undefined;
+  }
+
+  /** The principal of a live session, by its cookie and its key: neither alone is enough. */
+  principalOf(cookies: readonly string[], key: string | undefined): Principal | undefined {
+    const found = this.find(cookies, key);
+    if (!found) return undefined;
+    if (found[1].expiresAt <= this.now()) return void this.endKey(found[0]);
+    return found[1].principal;
   }
 
   /** Whether the session with this id is still live (checked on every message of its WebSockets). */
@@ -118,9 +143,10 @@ export class GuiSessions {
     return s !== undefined && s.expiresAt > this.now();
   }
 
-  /** Log out: end the session this cookie holds, if any. */
-  logout(cookie: string | undefined): void {
-    if (cookie) this.endKey(digest(cookie));
+  /** Log out: end the session this cookie and key hold, if any. */
+  logout(cookies: readonly string[], key: string | undefined): void {
+    const found = this.find(cookies, key);
+    if (found) this.endKey(found[0]);
   }
 
   /** A token was revoked: its sessions end, and its codes can no longer be used. */
@@ -152,11 +178,21 @@ export class GuiSessions {
   }
 }
 
-/** The value of one cookie in a Cookie header. */
-export function cookieValue(header: string | undefined, name: string): string | undefined {
+/** Every value of one cookie in a Cookie header (a browser sends one per path and domain that set it). */
+export function cookieValues(header: string | undefined, name: string): string[] {
+  const out: string[] = [];
   for (const part of (header ?? '').split(';')) {
     const eq = part.indexOf('=');
-    if (eq > 0 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
+    if (eq > 0 && part.slice(0, eq).trim() === name) out.push(part.slice(eq + 1).trim());
+  }
+  return out.slice(0, 8);
+}
+
+/** The session key a WebSocket upgrade offers as its subprotocol `scoped-key.KEY`, if any. */
+export function keyFromProtocols(header: string | undefined): string | undefined {
+  for (const p of (header ?? '').split(',')) {
+    const v = p.trim();
+    if (v.startsWith(KEY_PROTOCOL) && v.length > KEY_PROTOCOL.length) return v.slice(KEY_PROTOCOL.length);
   }
   return undefined;
 }

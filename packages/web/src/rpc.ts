@@ -4,6 +4,8 @@
  * notifications go to the listeners registered with onEvent.
  */
 
+import { KEY_PROTOCOL, sessionKey } from './session.js';
+
 /** An error the daemon answered, as it crossed the wire. */
 export class RpcError extends Error {
   constructor(
@@ -59,7 +61,9 @@ export class Rpc {
    */
   static connect(onClose: () => void): Rpc {
     const scheme = location.protocol === 'https:' ? 'wss://' : 'ws://';
-    return new Rpc(new WebSocket(`${scheme}${location.host}/rpc`), onClose);
+    // The session's key rides as the subprotocol: a browser's WebSocket can send no other header.
+    const key = sessionKey();
+    return new Rpc(new WebSocket(`${scheme}${location.host}/rpc`, key === null ? [] : [`${KEY_PROTOCOL}${key}`]), onClose);
   }
 
   call<T = unknown>(method: string, params: Record<string, unknown> = {}): Promise<T> {

@@ -20,7 +20,16 @@ export function takeLoginCode(): string | null {
   return decodeURIComponent(m[1]!);
 }
 
-/** Trade a code or a token for the session cookie, answering who it is; throws the server's reason when it refuses. */
+/**
+ * The session's key, which goes with the cookie on every use. Browsers send 127.0.0.1's cookies
+ * to any port of it; sessionStorage stays with this page's own origin (port included) and tab,
+ * so a program on another loopback port that sees the cookie still has no session.
+ */
+const KEY = 'scoped-session-key';
+export const sessionKey = (): string | null => sessionStorage.getItem(KEY);
+export const KEY_PROTOCOL = 'scoped-key.';
+
+/** Trade a code or a token for the session cookie and key, answering who it is; throws the server's reason when it refuses. */
 export async function logIn(credential: { code: string } | { token: string }): Promise<Session> {
   const r = await fetch('/session', {
     method: 'POST',
@@ -28,7 +37,11 @@ export async function logIn(credential: { code: string } | { token: string }): P
     body: JSON.stringify(credential),
     credentials: 'same-origin',
   });
-  if (r.ok) return (await r.json()) as Session;
+  if (r.ok) {
+    const { key, ...session } = (await r.json()) as Session & { key: string };
+    sessionStorage.setItem(KEY, key);
+    return session;
+  }
   let reason = `scoped refused the login (HTTP ${r.status})`;
   try {
     const body = (await r.json()) as { error?: unknown };
@@ -41,13 +54,17 @@ export async function logIn(credential: { code: string } | { token: string }): P
 
 /** The current session, or null when there is none (no cookie, an expired or revoked one). */
 export async function currentSession(): Promise<Session | null> {
-  const r = await fetch('/session', { credentials: 'same-origin' });
+  const key = sessionKey();
+  if (key === null) return null;
+  const r = await fetch('/session', { credentials: 'same-origin', headers: { 'X-Scoped-Key': key } });
   if (!r.ok) return null;
   return (await r.json()) as Session;
 }
 
 export async function logOut(): Promise<void> {
-  await fetch('/session', { method: 'DELETE', credentials: 'same-origin' });
+  const key = sessionKey();
+  sessionStorage.removeItem(KEY);
+  await fetch('/session', { method: 'DELETE', credentials: 'same-origin', headers: key === null ? {} : { 'X-Scoped-Key': key } });
 }
 
 /** Whether a scope glob (`*`, `?`) of a token covers `name`. */

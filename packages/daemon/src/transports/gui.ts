@@ -8,7 +8,7 @@ import { promisify } from 'node:util';
 import { brotliCompress, constants as zlib, gzip } from 'node:zlib';
 import type { Gate } from '../auth.js';
 import type { Principal } from '../tokens.js';
-import { type GuiSessions, SESSION_COOKIE, cookieValue } from '../gui.js';
+import { type GuiSessions, KEY_HEADER, SESSION_COOKIE, cookieValues } from '../gui.js';
 import { type ConnectionCap, errorText } from './edge.js';
 
 /** The Content Security Policy of every answer of the page's routes: no inline script or style, nothing from elsewhere. */
@@ -171,7 +171,12 @@ export function guiRoutes(opts: GuiOptions): (req: IncomingMessage, res: ServerR
     return origin === undefined ? !required : opts.origins().has(origin);
   };
 
-  const sessionPrincipal = (req: IncomingMessage) => opts.gate.sessionPrincipal(cookieValue(req.headers.cookie, SESSION_COOKIE));
+  const cookiesOf = (req: IncomingMessage) => cookieValues(req.headers.cookie, SESSION_COOKIE);
+  const keyOf = (req: IncomingMessage) => {
+    const k = req.headers[KEY_HEADER];
+    return typeof k === 'string' ? k : undefined;
+  };
+  const sessionPrincipal = (req: IncomingMessage) => opts.gate.sessionPrincipal(cookiesOf(req), keyOf(req));
 
   const login = (req: IncomingMessage, res: ServerResponse): void => {
     if (!fromPage(req, true))
@@ -216,10 +221,11 @@ export function guiRoutes(opts: GuiOptions): (req: IncomingMessage, res: ServerR
         const message = verdict.status === 429 ? verdict.message : 'code' in what ? verdict.message : 'the token is unknown, revoked or expired';
         return sendJson(res, verdict.status, { error: message }, verdict.retryAfter ? { 'retry-after': String(verdict.retryAfter) } : {});
       }
-      const { cookie, id } = opts.sessions.open(verdict.principal);
+      const { cookie, key, id } = opts.sessions.open(verdict.principal);
       const headers: Record<string, string> = { 'set-cookie': `${SESSION_COOKIE}=${cookie}; HttpOnly; SameSite=Strict; Path=/` };
       if (opts.cap.admit(req.socket, { ...verdict.principal, session: id })) headers.connection = 'close';
-      sendJson(res, 200, sessionAnswer(verdict.principal, opts), headers);
+      // The key goes to the page only: it keeps it in its own origin and sends it with the cookie.
+      sendJson(res, 200, { ...sessionAnswer(verdict.principal, opts), key }, headers);
     });
   };
 
@@ -241,7 +247,7 @@ export function guiRoutes(opts: GuiOptions): (req: IncomingMessage, res: ServerR
       if (method === 'DELETE') {
         if (!fromPage(req, false)) sendJson(res, 403, { error: 'forbidden: log out from the Scope GUI itself (the Origin header is not this server)' });
         else {
-          opts.sessions.logout(cookieValue(req.headers.cookie, SESSION_COOKIE));
+          opts.sessions.logout(cookiesOf(req), keyOf(req));
           sendEmpty(res, 204, { 'set-cookie': `${SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0` });
         }
         return (req.resume(), true);

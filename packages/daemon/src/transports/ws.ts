@@ -4,7 +4,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { ErrorCodes } from '@scoped/protocol/errors';
 import type { Gate } from '../auth.js';
 import { type ConnectionCap, endWithRefusal, errorText, gateRefusal, refusal } from './edge.js';
-import { SESSION_COOKIE, cookieValue } from '../gui.js';
+import { KEY_PROTOCOL, SESSION_COOKIE, cookieValues, keyFromProtocols } from '../gui.js';
 import type { CallContext, Connection, RpcDispatcher } from '../rpc.js';
 
 /** How long a peer has to answer a closing handshake ws started over a protocol error. */
@@ -113,7 +113,12 @@ function boundedSender(ws: WebSocket, max: number, stallMs: number) {
 
 /** WebSocket `/rpc` on an HTTP server: one JSON-RPC message (or batch) per WebSocket message. */
 export function attachWebSocket(server: Server, dispatcher: RpcDispatcher, opts: WsOptions): { close(): void } {
-  const wss = new WebSocketServer({ noServer: true, maxPayload: opts.maxPayloadBytes });
+  const wss = new WebSocketServer({
+    noServer: true,
+    maxPayload: opts.maxPayloadBytes,
+    // The page offers its session key as a subprotocol; a browser drops a socket whose answer does not name the one it offered.
+    handleProtocols: (protocols) => [...protocols].find((p) => p.startsWith(KEY_PROTOCOL)) ?? false,
+  });
   const alive = new WeakMap<WebSocket, boolean>();
   /** Each connection's token check (closes it when its token is no longer good), run on every ping tick too. */
   const tokenGone = new WeakMap<WebSocket, () => boolean>();
@@ -127,11 +132,12 @@ export function attachWebSocket(server: Server, dispatcher: RpcDispatcher, opts:
     const origin = req.headers.origin;
     if (origin !== undefined && !opts.origins().has(origin))
       return endWithRefusal(socket, refusal(403, ErrorCodes.Forbidden, 'Forbidden: a WebSocket from another site (its Origin header) is refused'));
-    // The Scope GUI's page authenticates by its session cookie; every other client by its bearer token.
+    // The Scope GUI's page authenticates by its session cookie and key; every other client by its bearer token.
     const peer = req.socket.remoteAddress ?? 'unknown';
-    const cookie = cookieValue(req.headers.cookie, SESSION_COOKIE);
+    const cookies = cookieValues(req.headers.cookie, SESSION_COOKIE);
+    const key = keyFromProtocols(req.headers['sec-websocket-protocol']);
     const verdict =
-      req.headers.authorization === undefined && cookie !== undefined ? opts.gate.session(cookie, peer) : opts.gate.check(req.headers.authorization, peer);
+      req.headers.authorization === undefined && cookies.length > 0 ? opts.gate.session(cookies, key, peer) : opts.gate.check(req.headers.authorization, peer);
     if (!verdict.ok) return endWithRefusal(socket, gateRefusal(verdict));
     const refused = opts.cap.admit(req.socket, verdict.principal);
     if (refused) return endWithRefusal(socket, refused);
