@@ -1,8 +1,23 @@
-import { type Change, type PlanContext, type VarValues, defineUnit } from '@scoped/sdk';
+import { type Change, type PlanContext, type ScopeContext, ScopeInputError, type VarValues, defineUnit } from '@scoped/sdk';
 import type { SmartHost } from './vars.js';
 import { isOwnName, relayName } from './relay.js';
 
 export const MAIN_CF = '/etc/postfix/main.cf';
+
+/** Why a mail scope is refused where Postfix is not configured (rather than store a value nothing uses). */
+export const noPostfix = (root: string): string =>
+  `Postfix is not configured under ${root} (no etc/postfix/main.cf): install it first (apt-get install postfix)`;
+
+/** The mail scopes change Postfix: refuse them where Postfix is not configured. */
+export async function requirePostfix(ctx: Pick<ScopeContext, 'system'>): Promise<void> {
+  if ((await ctx.system.stat(MAIN_CF)) === null) throw new ScopeInputError(noPostfix(ctx.system.root));
+}
+
+/** The one argument of a `true | false` scope. */
+export function onOff(args: readonly unknown[], scope: string): boolean {
+  if (args.length !== 1 || typeof args[0] !== 'boolean') throw new ScopeInputError(`${scope} takes true or false`);
+  return args[0];
+}
 /** The SASL credentials map, under Postfix's config dir. */
 export const AUTH_MAP = '/etc/postfix/smarthost-auth';
 /** The names postfix_custom_config set last time, so a name taken out of it is unset again. */

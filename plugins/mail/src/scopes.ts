@@ -1,18 +1,11 @@
 import { REDACTED, ScopeInputError, type ScopeContext, argText, defineScope, z } from '@scoped/sdk';
-import { AUTH_MAP, MAIN_CF, autoTlsLevel, credentialsTlsProblem, keptTlsLevel, observedSmartHost, tlsLevelOf } from './configure-postfix.js';
+import { AUTH_MAP, autoTlsLevel, credentialsTlsProblem, keptTlsLevel, observedSmartHost, tlsLevelOf, onOff, requirePostfix } from './configure-postfix.js';
 import { verifyDeadlineMs, verifyRelay } from './smtp-verify.js';
 import { RSPAMD_FILES, ownFile } from './rspamd-conf.js';
 import { CONTENT_FILTER, milterAddress } from './spam-filter.js';
 import { SmartHost } from './vars.js';
 
 type SmartHostValue = false | SmartHost;
-
-/** The mail scopes change Postfix: refuse them where Postfix is not configured, rather than store a value nothing uses. */
-async function requirePostfix(ctx: ScopeContext): Promise<void> {
-  if ((await ctx.system.stat(MAIN_CF)) === null) {
-    throw new ScopeInputError(`Postfix is not configured under ${ctx.system.root} (no etc/postfix/main.cf): install it first (apt-get install postfix)`);
-  }
-}
 
 /** A CLI word for a credential, as it was typed: `1.50` stays 1.50, `TRUE` stays TRUE. */
 function credential(args: readonly unknown[], i: number, ctx: ScopeContext, what: string): string {
@@ -192,8 +185,7 @@ export const piggybackScope = defineScope<boolean>({
   schema: z.boolean(),
   vars: ['spamfilter', 'rspamd_enabled'],
   parseArgs(args) {
-    if (args.length !== 1 || typeof args[0] !== 'boolean') throw new ScopeInputError('mail.rspamd-piggyback takes true or false');
-    return args[0];
+    return onOff(args, 'mail.rspamd-piggyback');
   },
   async toVars(on, ctx) {
     await requirePostfix(ctx);

@@ -22,7 +22,7 @@ import {
   masterCfProblem,
   z,
 } from '@scoped/sdk';
-import { MAIN_CF } from './configure-postfix.js';
+import { MAIN_CF, requirePostfix } from './configure-postfix.js';
 import { type OwnMap, mapChanges, mapsParam, observeMap } from './own-map.js';
 
 /** scoped's sender transport map. */
@@ -201,8 +201,7 @@ export const senderIpScope = defineScope<SenderIpValue>({
     return helo === undefined ? { sender, ip } : { sender, ip, helo };
   },
   async toVars(value, { system, vars }) {
-    if ((await system.stat(MAIN_CF)) === null)
-      throw new ScopeInputError('Postfix is not configured under this root (no etc/postfix/main.cf): install Postfix first');
+    await requirePostfix({ system });
     const routes = { ...routesOf(vars) };
     if (value.ip === false) {
       if (!routes[value.sender]) {

@@ -13,7 +13,6 @@ import {
   type Endpoint,
   MASTER_CF,
   type PlanContext,
-  ScopeInputError,
   type VarValues,
   defineScope,
   defineUnit,
@@ -24,7 +23,7 @@ import {
   withShellSetting,
   z,
 } from '@scoped/sdk';
-import { MAIN_CF } from './configure-postfix.js';
+import { MAIN_CF, noPostfix, onOff, requirePostfix } from './configure-postfix.js';
 
 /** PostSRSd's settings, read by Debian's launcher (and by scoped where it runs postsrsd itself). */
 export const SRS_DEFAULTS = '/etc/default/postsrsd';
@@ -201,7 +200,7 @@ export const srsUnit = defineUnit<Observed>({
     if (!srsDomain(hostname))
       return "SRS addresses are in the domain of the server's hostname, and net.hostname is not set: set it first (cpcmd scope:set net.hostname mail.example.com), or turn SRS off (cpcmd scope:set mail.srs false)";
     const o = await observe(ctx);
-    if (!o.present) return `Postfix is not configured under ${ctx.system.root} (no etc/postfix/main.cf): install it first (apt-get install postfix)`;
+    if (!o.present) return noPostfix(ctx.system.root);
     if (!(await o.installed())) return 'postsrsd is not installed: install it first (apt-get install postsrsd), then set mail.srs true again';
     const problem = o.masterCf !== null && masterCfProblem(o.masterCf, BLOCK);
     if (problem) return problem;
@@ -298,12 +297,10 @@ export const srsScope = defineScope<boolean>({
   schema: z.boolean(),
   vars: ['postsrsd_enabled'],
   parseArgs(args) {
-    if (args.length !== 1 || typeof args[0] !== 'boolean') throw new ScopeInputError('mail.srs takes true or false');
-    return args[0];
+    return onOff(args, 'mail.srs');
   },
   async toVars(on, ctx) {
-    if ((await ctx.system.stat(MAIN_CF)) === null)
-      throw new ScopeInputError(`Postfix is not configured under ${ctx.system.root} (no etc/postfix/main.cf): install it first (apt-get install postfix)`);
+    await requirePostfix(ctx);
     return { postsrsd_enabled: on };
   },
   get: (ctx) => ctx.vars.postsrsd_enabled === true,

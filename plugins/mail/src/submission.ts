@@ -11,7 +11,6 @@ import {
   type Endpoint,
   MASTER_CF,
   type PlanContext,
-  ScopeInputError,
   type ScopeContext,
   type VarValues,
   defineScope,
@@ -21,7 +20,7 @@ import {
   masterCfProblem,
   z,
 } from '@scoped/sdk';
-import { MAIN_CF } from './configure-postfix.js';
+import { MAIN_CF, onOff, requirePostfix } from './configure-postfix.js';
 import { LOCAL_CLEANUP } from './srs.js';
 
 /** The master.cf block of the submission service. */
@@ -279,12 +278,10 @@ export const submissionScope = defineScope<boolean>({
   schema: z.boolean(),
   vars: ['postfix_submission'],
   parseArgs(args) {
-    if (args.length !== 1 || typeof args[0] !== 'boolean') throw new ScopeInputError('mail.submission takes true or false');
-    return args[0];
+    return onOff(args, 'mail.submission');
   },
   async toVars(on, ctx: ScopeContext) {
-    if ((await ctx.system.stat(MAIN_CF)) === null)
-      throw new ScopeInputError(`Postfix is not configured under ${ctx.system.root} (no etc/postfix/main.cf): install it first (apt-get install postfix)`);
+    await requirePostfix(ctx);
     return { postfix_submission: on };
   },
   async get(ctx) {

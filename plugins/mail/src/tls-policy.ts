@@ -6,6 +6,7 @@
  */
 import { type Change, type ScopeContext, ScopeInputError, argText, defineScope, defineUnit, defineVar, z } from '@scoped/sdk';
 import { type SmartHost, TLS_LEVELS } from './vars.js';
+import { requirePostfix } from './configure-postfix.js';
 
 /** scoped's policy map: whole-file scoped's, never the admin's. */
 export const POLICY_MAP = '/etc/postfix/scoped-tls-policy';
@@ -241,8 +242,7 @@ export const tlsPolicyScope = defineScope<PolicyValue>({
     return { destination, level: level as Level, match: args.slice(2).map((_, i) => word(args, i + 2, ctx, 'match')) };
   },
   async toVars(value, ctx) {
-    if ((await ctx.system.stat('/etc/postfix/main.cf')) === null)
-      throw new ScopeInputError(`Postfix is not configured under ${ctx.system.root} (no etc/postfix/main.cf): install it first (apt-get install postfix)`);
+    await requirePostfix(ctx);
     const destination = value.destination.toLowerCase();
     if (!DESTINATION.test(destination))
       throw new ScopeInputError(`${destination.slice(0, 80)} is no destination: give a domain, a .domain, or a next hop such as "'[relay.example.com]:587'"`);

@@ -18,7 +18,7 @@ import {
   masterCfProblem,
   z,
 } from '@scoped/sdk';
-import { MAIN_CF } from './configure-postfix.js';
+import { MAIN_CF, requirePostfix } from './configure-postfix.js';
 import { type OwnMap, mapChanges, mapsParam, observeMap } from './own-map.js';
 import { destinationProblem, servicesUsed, transportMapText, transportProblem } from './transports.js';
 
@@ -161,8 +161,7 @@ export const transportScope = defineScope<TransportEntry>({
     return { destination: destination.toLowerCase(), transport };
   },
   async toVars(value, { system, vars }) {
-    if ((await system.stat(MAIN_CF)) === null)
-      throw new ScopeInputError('Postfix is not configured under this root (no etc/postfix/main.cf): install Postfix first');
+    await requirePostfix({ system });
     const entries = { ...entriesOf(vars) };
     if (value.transport === false) delete entries[value.destination];
     else entries[value.destination] = value.transport;
