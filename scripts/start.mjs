@@ -29,7 +29,7 @@ In another terminal:
   cat ${path.join(root, 'etc', 'hostname')}
 
 The Scope GUI, in a browser on this machine: http://127.0.0.1:8740/
-  ${cpcmd} gui        (prints a one-time login address for it; open that)
+  ${cpcmd} gui        (prints a one-time login address for it: paste it into the browser)
 
 Over HTTP: curl -H "Authorization: Bearer $(cat ${path.join(root, 'etc/scoped/admin.token')})" -d '{"jsonrpc":"2.0","id":1,"method":"scope.list"}' http://127.0.0.1:8740/rpc
 Stop with Ctrl-C.
