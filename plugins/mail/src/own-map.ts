@@ -1,5 +1,5 @@
 /**
- * A Postfix lookup table of scoped's own (transport, sender transport): its source file under
+ * A Postfix lookup table of scoped's own (transport, sender transport, TLS policy): its source file under
  * /etc/postfix, the database postmap builds from it, and its place in a maps parameter such as
  * transport_maps. scoped's map is listed first and the operator's maps after it, as written, so
  * entries the operator wrote by hand stay in their own files, untouched, and still work for

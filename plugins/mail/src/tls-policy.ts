@@ -6,7 +6,8 @@
  */
 import { type Change, type ScopeContext, ScopeInputError, argText, defineScope, defineUnit, defineVar, z } from '@scoped/sdk';
 import { type SmartHost, TLS_LEVELS } from './vars.js';
-import { requirePostfix } from './configure-postfix.js';
+import { MAIN_CF, requirePostfix } from './configure-postfix.js';
+import { type OwnMap, mapChanges, mapsParam, observeMap } from './own-map.js';
 
 /** scoped's policy map: whole-file scoped's, never the admin's. */
 export const POLICY_MAP = '/etc/postfix/scoped-tls-policy';
@@ -103,9 +104,6 @@ export function parsePolicy(text: string | null): Record<string, { level: string
   return out;
 }
 
-const isOurs = (entry: string) => entry.endsWith(`:$config_directory/${POLICY_NAME}`) || entry.endsWith(`:/etc/postfix/${POLICY_NAME}`);
-const listOf = (v: string | null | undefined) => (v ?? '').split(/[\s,]+/).filter(Boolean);
-
 /** Levels under which Postfix may log in without TLS (dane falls back to may without TLSA records). */
 const PLAINTEXT_LEVELS: readonly string[] = ['none', 'may', 'dane'];
 
@@ -140,11 +138,7 @@ export function credentialsPolicyProblem(sh: unknown, policy: Record<string, Pol
 interface Observed {
   present: boolean;
   maps: string | null;
-  text: string | null;
-  mtime: number | null;
-  dbMtime: number | null;
-  mapType: string;
-  dbPath: string;
+  map: OwnMap;
 }
 
 export const tlsPolicyUnit = defineUnit<Observed>({
@@ -156,35 +150,17 @@ export const tlsPolicyUnit = defineUnit<Observed>({
     return credentialsPolicyProblem(vars.postfix_smarthost, policyOf(vars));
   },
   async observe({ system }) {
-    const mapType = await system.postfix.defaultMapType();
-    const dbPath = await system.postfix.mapDatabase(POLICY_MAP);
-    const [present, params, text, st, db] = await Promise.all([
-      system.stat('/etc/postfix/main.cf').then((s) => s !== null),
-      system.postfix.mainCf(),
-      system.readFile(POLICY_MAP),
-      system.stat(POLICY_MAP),
-      system.stat(dbPath),
-    ]);
-    return { present, maps: params.get('smtp_tls_policy_maps') ?? null, text, mtime: st?.mtimeMs ?? null, dbMtime: db?.mtimeMs ?? null, mapType, dbPath };
+    const [present, params, map] = await Promise.all([system.stat(MAIN_CF).then((s) => s !== null), system.postfix.mainCf(), observeMap(system, POLICY_MAP)]);
+    return { present, maps: params.get('smtp_tls_policy_maps') ?? null, map };
   },
   plan(vars, o) {
     if (!o.present) return [];
     const changes: Change[] = [];
     const text = policyText(policyOf(vars));
-    const others = listOf(o.maps).filter((m) => !isOurs(m));
-    const wanted = text === null ? others : [`${o.mapType}:$config_directory/${POLICY_NAME}`, ...others];
-    const value = wanted.length ? wanted.join(', ') : null;
-    if (listOf(value).join(' ') !== listOf(o.maps).join(' '))
-      changes.push({ kind: 'postconf', param: 'smtp_tls_policy_maps', value, current: o.maps, var: 'postfix_tls_policy' });
-    if (text !== null) {
-      if (text !== o.text) changes.push({ kind: 'file', path: POLICY_MAP, content: text, mode: 0o644, current: o.text, var: 'postfix_tls_policy' });
-      const stale = o.dbMtime === null || (o.mtime !== null && o.dbMtime < o.mtime);
-      if (text !== o.text || stale)
-        changes.push({ kind: 'postmap', path: POLICY_MAP, reason: o.dbMtime === null ? 'database missing' : 'policy changed', var: 'postfix_tls_policy' });
-    } else {
-      if (o.text !== null) changes.push({ kind: 'file.remove', path: POLICY_MAP, current: o.text, var: 'postfix_tls_policy' });
-      if (o.dbMtime !== null) changes.push({ kind: 'file.remove', path: o.dbPath, current: '(database)', var: 'postfix_tls_policy' });
-    }
+    // scoped's map first, the admin's after it as written (own-map.ts, as mail.transport's).
+    const value = mapsParam(o.maps, text === null ? null : o.map.ref, POLICY_NAME);
+    if (value !== o.maps) changes.push({ kind: 'postconf', param: 'smtp_tls_policy_maps', value, current: o.maps, var: 'postfix_tls_policy' });
+    changes.push(...mapChanges(o.map, text, 'postfix_tls_policy'));
     if (changes.length) changes.push({ kind: 'service', service: 'postfix', action: 'reload' });
     return changes;
   },
