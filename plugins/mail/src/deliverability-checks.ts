@@ -220,19 +220,20 @@ export function spfFindings(dns: Dns, domain: string, addresses: readonly string
         );
     }
 
-    if (expected && !same(record, expected)) {
-      out.push(
-        finding(
-          'spf-default',
-          domain,
-          'warn',
-          `the record differs from the one cp.config mail default_spf expects (${expected})`,
-          `${publish}, or cpcmd scope:set cp.config mail default_spf "${record}"`,
-        ),
-      );
-    }
+    if (expected && !same(record, expected)) out.push(differsFromDefault('spf', domain, expected, record, publish));
     return out;
   });
+}
+
+/** A published record that differs from the one cp.config mail default_spf / default_dmarc expects: a warning, with both ways out. */
+function differsFromDefault(kind: 'spf' | 'dmarc', domain: string, expected: string, record: string, publish: string): Finding {
+  return finding(
+    `${kind}-default`,
+    domain,
+    'warn',
+    `the record differs from the one cp.config mail default_${kind} expects (${expected})`,
+    `${publish}, or cpcmd scope:set cp.config mail default_${kind} "${record}"`,
+  );
 }
 
 /** The p= value of a DKIM record (zone-file form or joined text), whitespace removed. */
@@ -329,17 +330,7 @@ export function dmarcFindings(dns: Dns, domain: string, expected: string): Promi
         ),
       );
     } else out.push(finding('dmarc', domain, 'pass', `${where}: policy ${String(found.p).toLowerCase()}`));
-    if (expected && !found.isOrgRecord && !same(found.rr, expected)) {
-      out.push(
-        finding(
-          'dmarc-default',
-          domain,
-          'warn',
-          `the record differs from the one cp.config mail default_dmarc expects (${expected})`,
-          `${publish}, or cpcmd scope:set cp.config mail default_dmarc "${found.rr}"`,
-        ),
-      );
-    }
+    if (expected && !found.isOrgRecord && !same(found.rr, expected)) out.push(differsFromDefault('dmarc', domain, expected, found.rr, publish));
     return out;
   });
 }
