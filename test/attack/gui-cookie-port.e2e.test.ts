@@ -69,6 +69,13 @@ describe('attack: the session cookie reaches another port on 127.0.0.1', () => {
     expect(replayed).toMatchObject({ status: 401 });
     const who = await fetch(`http://127.0.0.1:${d.port}/session`, { headers: { cookie: `scoped_session=${stolen}` } });
     expect(who.status).toBe(401);
-    expect(((await d.ok<{ tokens: { name: string }[] }>('token.list')).tokens ?? []).map((t) => t.name)).not.toContain('backdoor');
+    // And over HTTP, the attack's other way in: the token it would make is not made.
+    const made = await fetch(`http://127.0.0.1:${d.port}/rpc`, {
+      method: 'POST',
+      headers: { cookie: `scoped_session=${stolen}`, origin: `http://127.0.0.1:${d.port}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'token.create', params: { role: 'admin', name: 'backdoor' } }),
+    });
+    expect(made.status).toBe(401);
+    expect((await d.ok<{ tokens: { name: string }[] }>('token.list')).tokens.map((t) => t.name)).not.toContain('backdoor');
   });
 });

@@ -10,49 +10,12 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { expectExit, expectRefused } from '../helpers/expect.js';
 import { linkFilterPrograms } from '../helpers/filters.js';
-import { killPids, pidsMentioning } from '../helpers/proc.js';
+import { postsrsdPid, stopPostsrsd } from '../helpers/postsrsd.js';
 import { RelaySink } from '../helpers/relay.js';
 import { type RunResult, type Scoped, mustRun, scoped, waitFor } from '../helpers/scoped.js';
 
 const mainCf = (root: string) => readFileSync(path.join(root, 'etc/postfix/main.cf'), 'utf8');
 const masterCf = (root: string) => readFileSync(path.join(root, 'etc/postfix/master.cf'), 'utf8');
-const pidFile = (root: string) => path.join(root, 'run/postsrsd/postsrsd.pid');
-
-/** A process that exists and has not exited (a zombie waits only for its parent to collect its status). */
-function live(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return false;
-  }
-}
-
-/** postsrsd's pid under the root, when it runs. */
-function postsrsdPid(root: string): number | undefined {
-  try {
-    const pid = Number(readFileSync(pidFile(root), 'utf8').trim());
-    return pid > 0 && live(pid) ? pid : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/** Whatever postsrsd of this root still runs (found by its pid file and by its chroot on the command line). */
-async function stopPostsrsd(root: string): Promise<void> {
-  const pids = new Set(pidsMentioning(path.join(root, 'var/lib/postsrsd')));
-  const main = postsrsdPid(root);
-  if (main) pids.add(main);
-  for (const pid of pids) {
-    try {
-      process.kill(pid, 'SIGTERM');
-    } catch {
-      // gone
-    }
-  }
-  await waitFor('postsrsd to exit', () => ([...pids].some(live) ? undefined : true), 10_000).catch(() => killPids(pids));
-}
-
 interface SrsBox extends AsyncDisposable {
   d: Scoped;
   relay: RelaySink;
@@ -183,7 +146,9 @@ describe('mail.srs on real mail', { timeout: 240_000 }, () => {
     expect(statSync(secretFile).mode & 0o777).toBe(0o600);
     expect(readFileSync(secretFile, 'utf8').trim()).toBe(secret);
     // postsrsd was restarted with its domain back.
-    expect(postsrsdPid(root)).not.toBe(before);
+    const restarted = postsrsdPid(root);
+    expect(restarted).toBeDefined();
+    expect(restarted).not.toBe(before);
     const again = relay.messages.length;
     accepted(await d.postfix.smtpSubmit({ from: 'quu@qux.test', to: 'fwd@forwarder.test' }));
     expect((await arrived(relay, 'final@remote.test', again)).from).toMatch(/^SRS0=.*@forwarder\.test$/);

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { expectExit, expectRefused } from '../helpers/expect.js';
 import { linkFilterPrograms } from '../helpers/filters.js';
+import { stopPostsrsd } from '../helpers/postsrsd.js';
 import { RelaySink } from '../helpers/relay.js';
 import { type Scoped, mustRun, scoped, treeDigest, waitFor } from '../helpers/scoped.js';
 import { SUBMIT_PASSWORD, SUBMIT_USER, SmtpClient, dovecotPid, linkDovecot, makeCertificate, stopDovecot, writePassdb } from '../helpers/submission.js';
@@ -68,6 +69,8 @@ async function submissionBox(opts: { ready?: boolean; srs?: boolean } = {}): Pro
         if (opts.srs) await box.cpcmd(['scope:set', 'mail.srs', 'false']);
         await box.stop();
         await stopDovecot(box.root);
+        // Whatever postsrsd the set above did not stop (scoped refused, or was gone).
+        if (opts.srs) await stopPostsrsd(box.root);
         await box.close();
       } finally {
         await relay.close();

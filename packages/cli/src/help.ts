@@ -23,11 +23,10 @@ export default class CpcmdHelp extends Help {
     const words = this.argv.filter((a) => !a.startsWith('-') && a !== command.id);
     const scope = (await builtScopes()).find((s) => words.includes(s.name));
     if (!scope) return;
-    const verb = command.id === 'scope:set' ? 'scope:set' : command.id;
     const lines = [
       scope.summary,
       '',
-      verb === 'scope:set' ? `$ cpcmd scope:set ${scope.name} ${scope.usage}` : `$ cpcmd ${verb} ${scope.name}`,
+      command.id === 'scope:set' ? `$ cpcmd scope:set ${scope.name} ${scope.usage}` : `$ cpcmd ${command.id} ${scope.name}`,
       '',
       ...scope.examples.map((e) => `$ ${e}`),
       '',

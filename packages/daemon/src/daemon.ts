@@ -14,12 +14,12 @@ import { GuiSessions } from './gui.js';
 import type { Actor } from './engine/types.js';
 import { EventBus } from './events.js';
 import { JobManager } from './jobs.js';
-import { actorOf, registerHandlers } from './handlers.js';
+import { actorOf, registerHandlers, visibleScopes } from './handlers.js';
 import { type NameKind, isName } from './names.js';
 import { authorize } from './permissions.js';
 import { loadPlugins } from './plugins.js';
 import { FailureLimiter } from './ratelimit.js';
-import { type Principal, TokenRegistry, scopeAllowed } from './tokens.js';
+import { type Principal, TokenRegistry } from './tokens.js';
 import { type Logger, jsonLogger } from './log.js';
 import { Registry } from './registry.js';
 import { RpcDispatcher } from './rpc.js';
@@ -210,12 +210,7 @@ export async function startDaemon(config: ResolvedConfig, opts: { log?: Logger }
       tokens.onRevoked((id) => cap.endToken(id));
       sessions.onEnded((id) => cap.endSession(id));
       answerClientErrors(tcp);
-      const visibleScopes = (p: Principal) =>
-        [...engine.registry.scopes.values()]
-          .filter((s) => scopeAllowed(p, s.name))
-          .map((s) => ({ name: s.name, summary: s.summary }))
-          .sort((a, b) => a.name.localeCompare(b.name));
-      const page = guiRoutes({ dist: findWebDist(), gate, sessions, cap, origins: () => origins, visibleScopes });
+      const page = guiRoutes({ dist: findWebDist(), gate, sessions, cap, origins: () => origins, visibleScopes: (p: Principal) => visibleScopes(engine, p) });
       tcp.on('request', httpHandler(rpc, { maxBodyBytes: config.maxBodyBytes, gate, transport: 'http', cap, page, origins: () => origins }));
       const ws = attachWebSocket(tcp, rpc, {
         maxPayloadBytes: config.maxWsPayloadBytes,

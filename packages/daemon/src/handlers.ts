@@ -10,6 +10,15 @@ import type { Actor } from './engine.js';
 import { z } from 'zod';
 
 /** The audit trail's name for a caller: the token's name and id, or the unix socket. */
+
+/** The scopes a principal may see (of those a glob matches), by name: scope.list's answer, and the Scope GUI's at login. */
+export function visibleScopes(engine: Pick<Engine, 'registry'>, principal: Principal, glob?: string): { name: string; summary: string }[] {
+  const test = glob ? globTest(glob) : () => true;
+  return [...engine.registry.scopes.values()]
+    .filter((s) => test(s.name) && scopeAllowed(principal, s.name))
+    .map((s) => ({ name: s.name, summary: s.summary }))
+    .sort((a, b) => a.name.localeCompare(b.name));
+}
 export const actorOf = (ctx: CallContext): Actor => ({
   name: ctx.principal.tokenId ? `${ctx.principal.name} (${ctx.principal.tokenId})` : ctx.principal.name,
   transport: ctx.peer && ctx.transport !== 'unix' ? `${ctx.transport} ${ctx.peer}` : ctx.transport,
@@ -92,13 +101,7 @@ export function registerHandlers(
       .finally(() => slot.release());
   };
 
-  rpc.register(m.scopeList, ({ glob }, ctx) => {
-    const test = glob ? globTest(glob) : () => true;
-    const scopes = [...engine.registry.scopes.values()]
-      .filter((s) => test(s.name) && scopeAllowed(ctx.principal, s.name))
-      .map((s) => ({ name: s.name, summary: s.summary }));
-    return { scopes: scopes.sort((a, b) => a.name.localeCompare(b.name)) };
-  });
+  rpc.register(m.scopeList, ({ glob }, ctx) => ({ scopes: visibleScopes(engine, ctx.principal, glob) }));
 
   rpc.register(m.scopeInfo, ({ name }) => {
     const s = engine.scope(name);

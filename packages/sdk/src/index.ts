@@ -1,6 +1,17 @@
 export { changeDrift, changeTarget, describeChange } from './changes.js';
 export type { Change, FileChange, FileRemoval, KernelHostnameChange, MasterBlockChange, PostconfChange, PostmapChange, ServiceChange } from './changes.js';
-export { BLOCK_BEGIN, BLOCK_END, MASTER_CF, blockBegin, blockEnd, blockLineProblem, managedBlock, masterCfProblem, withManagedBlock } from './master-cf.js';
+export {
+  BLOCK_BEGIN,
+  BLOCK_END,
+  MASTER_CF,
+  blockBegin,
+  blockEnd,
+  blockLineProblem,
+  managedBlock,
+  masterBlockChange,
+  masterCfProblem,
+  withManagedBlock,
+} from './master-cf.js';
 export { closest, distance } from './closest.js';
 export { API_VERSION, ScopeInputError, definePlugin, defineScope, defineUnit, defineVar } from './define.js';
 export type { Adoption, PlanContext, PluginDef, ScopeContext, ScopeDef, UnitDef, VarDef, VarValues } from './define.js';

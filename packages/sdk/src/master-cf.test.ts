@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { BLOCK_BEGIN, BLOCK_END, blockBegin, managedBlock, masterCfProblem, withManagedBlock } from './master-cf.js';
+import { BLOCK_BEGIN, BLOCK_END, blockBegin, managedBlock, masterBlockChange, masterCfProblem, withManagedBlock } from './master-cf.js';
 
 /** The head of Debian's master.cf, comments and continuation lines included. */
 const DEBIAN = [
@@ -67,5 +67,21 @@ describe('master.cf block', () => {
     // A line of another block's marker would confuse that block: refused too.
     expect(() => withManagedBlock(DEBIAN, [blockBegin('transport')])).toThrow(/not a master.cf line/);
     expect(() => withManagedBlock(DEBIAN, ['x'], 'Bad\nName')).toThrow(/not a master.cf block name/);
+  });
+
+  it('masterBlockChange: the change to a block, none when it already is so, none on a missing file or a damaged block', () => {
+    const on = withManagedBlock(DEBIAN, LINES);
+    expect(masterBlockChange(DEBIAN, 'spam filter', LINES, 'spamfilter')).toEqual({
+      kind: 'master.block',
+      name: 'spam filter',
+      lines: LINES,
+      current: null,
+      var: 'spamfilter',
+    });
+    expect(masterBlockChange(on, 'spam filter', LINES)).toBeUndefined();
+    expect(masterBlockChange(on, 'spam filter', null)).toEqual({ kind: 'master.block', name: 'spam filter', lines: null, current: LINES });
+    expect(masterBlockChange(DEBIAN, 'spam filter', null)).toBeUndefined();
+    expect(masterBlockChange(null, 'spam filter', LINES)).toBeUndefined();
+    expect(masterBlockChange(`${DEBIAN}${BLOCK_BEGIN}\nx\n`, 'spam filter', LINES)).toBeUndefined();
   });
 });

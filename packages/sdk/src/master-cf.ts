@@ -6,6 +6,8 @@
  * engine applies to master.cf as it is when it writes, so two units' blocks never overwrite each other.
  */
 
+import type { Change } from './changes.js';
+
 export const MASTER_CF = '/etc/postfix/master.cf';
 
 /** A block's name: lowercase words, digits and dashes, as it appears in its marker lines. */
@@ -78,4 +80,16 @@ export function withManagedBlock(text: string, lines: readonly string[] | null, 
     return `${text}${text === '' || text.endsWith('\n') ? '' : '\n'}${block}`;
   }
   return text.slice(0, span.start) + block + text.slice(span.end);
+}
+
+/**
+ * The change that sets the named block of this master.cf to `lines` (null takes it away), or
+ * undefined when the block already is so, or when master.cf is missing or the block damaged
+ * (the unit's validate says why; masterCfProblem).
+ */
+export function masterBlockChange(masterCf: string | null, name: string, lines: readonly string[] | null, variable?: string): Change | undefined {
+  if (masterCf === null || masterCfProblem(masterCf, name) !== null) return undefined;
+  const current = managedBlock(masterCf, name);
+  if (JSON.stringify(current) === JSON.stringify(lines)) return undefined;
+  return { kind: 'master.block', name, lines, current, ...(variable ? { var: variable } : {}) };
 }

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { type PostfixView, withManagedBlock } from '@scoped/sdk';
 import { crashpoint } from './crash.js';
 import { exec } from './exec.js';
-import { hostPath, modeIfExists, readIfExists, writeFileAtomic } from './files.js';
+import { hostPath, modeIfExists, ownerIfExists, readIfExists, writeFileAtomic } from './files.js';
 import { editMainCf, parseMainCf } from './maincf.js';
 import type { WatchCache } from './watch-cache.js';
 
@@ -123,7 +123,8 @@ export class PostfixAdapter implements PostfixView {
     let after = before;
     for (const b of blocks) after = withManagedBlock(after, b.lines, b.name);
     if (after === before) return;
-    await writeFileAtomic(file, after, (await modeIfExists(file)) ?? 0o644);
+    // Its mode and owner stay as they were: only the blocks' lines are scoped's.
+    await writeFileAtomic(file, after, (await modeIfExists(file)) ?? 0o644, undefined, (await ownerIfExists(file)) ?? undefined);
   }
 
   /**

@@ -196,7 +196,8 @@ export class DirectServiceDriver implements ServiceDriver {
     const { program, args, env, bind, inputs } = daemon.check;
     // A check that passed on these very files passes again (preparing seeds only missing files, which would change the fingerprint).
     const key = `${program}\0${args.join('\0')}`;
-    if (inputs && passedChecks.get(key) === (await checkFingerprint([program, ...inputs]))) return null;
+    const passed = passedChecks.get(key);
+    if (inputs && passed !== undefined && passed === (await checkFingerprint([program, ...inputs]))) return null;
     await daemon.prepare?.();
     const fingerprint = inputs ? await checkFingerprint([program, ...inputs]) : null;
     const problem = await runConfigCheck(program, args, env, bind);

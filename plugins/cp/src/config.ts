@@ -23,7 +23,7 @@ const known = (): string =>
 
 /** A word that names a section or key, as typed. */
 function name(args: readonly unknown[], i: number, ctx: ScopeContext): string {
-  const text = argText(args, i, ctx) ?? (typeof args[i] === 'string' ? (args[i] as string) : undefined);
+  const text = argText(args, i, ctx);
   if (text === undefined || !/^[a-z][a-z0-9_]{0,63}$/.test(text))
     throw new ScopeInputError(`name a section and a key, such as mail default_spf (the keys: ${known()})`);
   return text;
@@ -74,7 +74,7 @@ export const configScope = defineScope<ConfigAssignment>({
       throw new ScopeInputError(
         `cp.config takes SECTION KEY VALUE, such as mail default_spf "v=spf1 a mx ~all"; got ${args.length} argument${args.length === 1 ? '' : 's'}`,
       );
-    const text = argText(args, 2, ctx) ?? (typeof args[2] === 'string' ? args[2] : undefined);
+    const text = argText(args, 2, ctx);
     if (text === undefined) throw new ScopeInputError('the VALUE is text: quote it, such as "v=spf1 a mx ~all"');
     return { section: name(args, 0, ctx), key: name(args, 1, ctx), value: text };
   },

@@ -158,7 +158,7 @@ export function keptTlsLevel(params: ReadonlyMap<string, string>, sh: false | Sm
  * back to plain text when the relay (or someone between) offers no STARTTLS, and the SASL
  * password would then cross the network in the clear.
  */
-const PLAINTEXT_LEVELS = ['none', 'may', 'dane'];
+export const PLAINTEXT_LEVELS: readonly string[] = ['none', 'may', 'dane'];
 
 /** Why credentials are refused at this TLS level (empty picks encrypt), or undefined. */
 export function credentialsTlsProblem(sh: false | SmartHost, level: string): string | undefined {

@@ -85,7 +85,7 @@ async function report(ctx: ScopeContext, args: readonly unknown[]): Promise<Repo
   if (args.length > 1) throw new ScopeInputError(`scope:get mail.deliverability takes at most one DOMAIN; got ${args.length} arguments`);
   let only: string | undefined;
   if (args.length === 1) {
-    only = (argText(args, 0, ctx) ?? (typeof args[0] === 'string' ? args[0] : '')).toLowerCase().replace(/\.$/, '');
+    only = (argText(args, 0, ctx) ?? '').toLowerCase().replace(/\.$/, '');
     if (!DOMAIN.test(only)) throw new ScopeInputError('give a domain that sends mail, such as example.com');
   }
   const hostname = await hostnameOf(ctx);

@@ -91,7 +91,7 @@ type DkimValue = z.output<typeof DkimValue>;
 
 /** A word as typed (a selector such as 2024 stays text), lowercased: DNS names are case-insensitive. */
 function word(args: readonly unknown[], i: number, ctx: ScopeContext, what: string): string {
-  const text = argText(args, i, ctx) ?? (typeof args[i] === 'string' ? (args[i] as string) : undefined);
+  const text = argText(args, i, ctx);
   if (text === undefined) throw new ScopeInputError(`the ${what} must be one word, such as ${what === 'domain' ? 'example.com' : 'dkim'}`);
   return text.toLowerCase();
 }

@@ -18,7 +18,7 @@ import {
   defineScope,
   defineUnit,
   defineVar,
-  managedBlock,
+  masterBlockChange,
   masterCfProblem,
   z,
 } from '@scoped/sdk';
@@ -148,11 +148,8 @@ export const senderIpUnit = defineUnit<Observed>({
     const current = o.main.get(PARAM) ?? null;
     const value = mapsParam(current, any ? o.map.ref : null, MAP_NAME);
     if (value !== current) changes.push({ kind: 'postconf', param: PARAM, value, current, var: v });
-    if (o.master !== null && masterCfProblem(o.master, BLOCK) === null) {
-      const block = managedBlock(o.master, BLOCK);
-      const lines = any ? serviceLines(routes) : null;
-      if (JSON.stringify(block) !== JSON.stringify(lines)) changes.push({ kind: 'master.block', name: BLOCK, lines, current: block, var: v });
-    }
+    const master = masterBlockChange(o.master, BLOCK, any ? serviceLines(routes) : null, v);
+    if (master) changes.push(master);
     changes.push(...mapChanges(o.map, senderMapText(routes), v));
     if (changes.length) changes.push({ kind: 'service', service: 'postfix', action: 'reload' });
     return changes;

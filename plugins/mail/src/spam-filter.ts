@@ -15,7 +15,7 @@ import {
   type PlanContext,
   type VarValues,
   defineUnit,
-  managedBlock,
+  masterBlockChange,
   masterCfProblem,
 } from '@scoped/sdk';
 import { MAIN_CF } from './configure-postfix.js';
@@ -224,15 +224,9 @@ export const spamFilterUnit = defineUnit<Observed>({
       }
     }
 
-    let masterChanged = false;
-    if (o.masterCf !== null && masterCfProblem(o.masterCf) === null) {
-      const current = managedBlock(o.masterCf);
-      const lines = w.spamassassin && e ? filterServiceLines(o.root, e, w.learn) : null;
-      if (JSON.stringify(current) !== JSON.stringify(lines)) {
-        changes.push({ kind: 'master.block', name: 'spam filter', lines, current, var: 'spamfilter' });
-        masterChanged = true;
-      }
-    }
+    const master = masterBlockChange(o.masterCf, 'spam filter', w.spamassassin && e ? filterServiceLines(o.root, e, w.learn) : null, 'spamfilter');
+    if (master) changes.push(master);
+    const masterChanged = master !== undefined;
 
     const milter = w.rspamd && e ? milterAddress(vars, e['rspamd.milter']) : null;
     const currentFilter = o.params.get('content_filter') ?? null;

@@ -18,6 +18,7 @@ import {
   defineUnit,
   defineVar,
   managedBlock,
+  masterBlockChange,
   masterCfProblem,
   shellSettings,
   withShellSetting,
@@ -262,13 +263,10 @@ export const srsUnit = defineUnit<Observed>({
       }
     }
 
-    if (o.masterCf !== null && masterCfProblem(o.masterCf, BLOCK) === null) {
-      const current = managedBlock(o.masterCf, BLOCK);
-      const lines = domain !== null ? srsBlockLines(o.masterCf) : null;
-      if (JSON.stringify(current) !== JSON.stringify(lines)) {
-        changes.push({ kind: 'master.block', name: BLOCK, lines, current, var: 'postsrsd_enabled' });
-        masterChanged = true;
-      }
+    const master = masterBlockChange(o.masterCf, BLOCK, domain !== null && o.masterCf !== null ? srsBlockLines(o.masterCf) : null, 'postsrsd_enabled');
+    if (master) {
+      changes.push(master);
+      masterChanged = true;
     }
 
     if (mainChanged || masterChanged) changes.push({ kind: 'service', service: 'postfix', action: 'reload' });

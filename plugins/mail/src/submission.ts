@@ -17,6 +17,7 @@ import {
   defineUnit,
   defineVar,
   managedBlock,
+  masterBlockChange,
   masterCfProblem,
   z,
 } from '@scoped/sdk';
@@ -221,13 +222,11 @@ export const submissionUnit = defineUnit<Observed>({
     }
 
     let postfixChanged = false;
-    if (o.masterCf !== null && masterCfProblem(o.masterCf, SUBMISSION_BLOCK) === null) {
-      const current = managedBlock(o.masterCf, SUBMISSION_BLOCK);
-      const lines = want ? submissionLines(serviceName(o, await o.endpoint()), vars.postfix_relay_mynetworks === true, vars.postsrsd_enabled === true) : null;
-      if (JSON.stringify(current) !== JSON.stringify(lines)) {
-        changes.push({ kind: 'master.block', name: SUBMISSION_BLOCK, lines, current, var: 'postfix_submission' });
-        postfixChanged = true;
-      }
+    const lines = want ? submissionLines(serviceName(o, await o.endpoint()), vars.postfix_relay_mynetworks === true, vars.postsrsd_enabled === true) : null;
+    const master = masterBlockChange(o.masterCf, SUBMISSION_BLOCK, lines, 'postfix_submission');
+    if (master) {
+      changes.push(master);
+      postfixChanged = true;
     }
 
     // Taken away only as scoped set them: an operator's own SASL settings stay when the service goes.

@@ -6,7 +6,7 @@
  */
 import { type Change, type ScopeContext, ScopeInputError, argText, defineScope, defineUnit, defineVar, z } from '@scoped/sdk';
 import { type SmartHost, TLS_LEVELS } from './vars.js';
-import { MAIN_CF, requirePostfix } from './configure-postfix.js';
+import { MAIN_CF, PLAINTEXT_LEVELS, requirePostfix } from './configure-postfix.js';
 import { type OwnMap, mapChanges, mapsParam, observeMap } from './own-map.js';
 
 /** scoped's policy map: whole-file scoped's, never the admin's. */
@@ -104,9 +104,6 @@ export function parsePolicy(text: string | null): Record<string, { level: string
   return out;
 }
 
-/** Levels under which Postfix may log in without TLS (dane falls back to may without TLSA records). */
-const PLAINTEXT_LEVELS: readonly string[] = ['none', 'may', 'dane'];
-
 /** The host a next hop names: brackets and port taken off, lowercased. */
 function hopHost(hop: string): string {
   const m = /^(?:\[([^\]]*)\]|([^[\]:]+))(?::\d+)?$/.exec(hop.toLowerCase());
@@ -172,7 +169,7 @@ function word(args: readonly unknown[], i: number, ctx: ScopeContext, what: stri
   const v = args[i];
   if (Array.isArray(v) || (v !== null && typeof v === 'object'))
     throw new ScopeInputError(`brackets were read as a list: quote the ${what} twice, as "'[relay.example.com]:587'"`);
-  const text = argText(args, i, ctx) ?? (typeof v === 'string' ? v : undefined);
+  const text = argText(args, i, ctx);
   if (text === undefined) throw new ScopeInputError(`the ${what} must be one word`);
   return text;
 }

@@ -15,6 +15,7 @@ import {
   defineUnit,
   defineVar,
   managedBlock,
+  masterBlockChange,
   masterCfProblem,
   z,
 } from '@scoped/sdk';
@@ -101,15 +102,12 @@ export const transportUnit = defineUnit<Observed>({
     param('transport_maps', mapsParam(o.main.get('transport_maps') ?? null, any ? o.map.ref : null, MAP_NAME));
     // The limit goes with scoped's relaylim service; an operator's own relaylim (and its limit) is not scoped's to remove.
     const limit = o.main.get(RELAYLIM_LIMIT) ?? null;
-    const ourRelaylim =
-      o.master !== null && masterCfProblem(o.master, BLOCK) === null && (managedBlock(o.master, BLOCK) ?? []).some((l) => l.startsWith('relaylim '));
+    const block = o.master !== null && masterCfProblem(o.master, BLOCK) === null ? managedBlock(o.master, BLOCK) : null;
+    const ourRelaylim = (block ?? []).some((l) => l.startsWith('relaylim '));
     param(RELAYLIM_LIMIT, used.includes('relaylim') ? '1' : ourRelaylim && limit === '1' ? null : limit);
 
-    if (o.master !== null && masterCfProblem(o.master, BLOCK) === null) {
-      const current = managedBlock(o.master, BLOCK);
-      const lines = used.length ? used.flatMap((s) => SERVICE_LINES[s]) : null;
-      if (JSON.stringify(current) !== JSON.stringify(lines)) changes.push({ kind: 'master.block', name: BLOCK, lines, current, var: v });
-    }
+    const master = masterBlockChange(o.master, BLOCK, used.length ? used.flatMap((s) => SERVICE_LINES[s]) : null, v);
+    if (master) changes.push(master);
 
     const wantFilter = used.includes('oneshot');
     if (wantFilter && o.filter !== ONESHOT_FILTER_TEXT)

@@ -7,12 +7,15 @@ import type { Secrets } from './secrets.js';
 import type { GetResult, Planned } from './types.js';
 import { asJson } from './values.js';
 
-/** A value as one cpcmd word, quoted for the shell where it needs it: false, encrypt, "''", "'[a,b]'". */
-function cliWord(value: unknown): string {
+/**
+ * A value as one cpcmd word, quoted for the shell where it needs it: false, encrypt, "''",
+ * "'[a,b]'"; undefined for a value no such quoting carries whole (a quote, $, a backslash).
+ */
+function cliWord(value: unknown): string | undefined {
   if (typeof value === 'boolean' || typeof value === 'number') return String(value);
   if (typeof value === 'string' && /^[A-Za-z][A-Za-z0-9._:@/-]*$/.test(value) && !/^(?:true|false|null)$/i.test(value)) return value;
   const text = typeof value === 'string' ? value : JSON.stringify(value);
-  return `"'${text.replace(/[\\"'$`]/g, '')}'"`;
+  return /[\\"'$`]/.test(text) ? undefined : `"'${text}'"`;
 }
 
 /**
@@ -127,7 +130,13 @@ export class Reads {
       if (JSON.stringify(vars[v]) === JSON.stringify(def.default)) continue;
       const owner = core.scopeOfVar(v);
       const own = owner ? core.registry.scopes.get(owner) : undefined;
-      const apply = own && own.vars.length === 1 ? `cpcmd scope:reset ${own.name}` : `cpcmd scope:set cp.bootstrapper ${v} ${cliWord(def.default)}`;
+      const word = cliWord(def.default);
+      const apply =
+        own && own.vars.length === 1
+          ? `cpcmd scope:reset ${own.name}`
+          : word !== undefined
+            ? `cpcmd scope:set cp.bootstrapper ${v} ${word}`
+            : `cpcmd scope:set cp.bootstrapper ${v} DEFAULT (cpcmd var:list shows it)`;
       out.push({ var: v, ...(owner ? { scope: owner } : {}), value: core.redactVar(v, vars[v]), default: core.redactVar(v, def.default), apply });
     }
     return out;
