@@ -65,6 +65,8 @@ let b: TestBrowser;
 /** `cpcmd gui`'s address: over the unix socket (the admin), or over TCP for another token. */
 async function loginAddress(token?: string): Promise<string> {
   const r = await d.cpcmd(['gui'], token === undefined ? {} : { url: d.url, token });
+  // When the daemon is gone, its own last words say why.
+  if (r.code !== 0) r.stderr += `\n(scoped ${d.running ? 'runs' : 'has exited'}; its log ends:\n${d.stderr().slice(-3_000)})`;
   expectExit(r, 'ok');
   return r.stdout.trim();
 }
